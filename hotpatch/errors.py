@@ -1,0 +1,39 @@
+"""Errors raised by hotpatch. Every message says what was found, what was expected and what to do."""
+
+from __future__ import annotations
+
+
+class HotpatchError(Exception):
+    """Base class of every error hotpatch raises on purpose."""
+
+
+class ConfigError(HotpatchError, ValueError):
+    """A bad argument: n, f, k, pipeline, prune or recover out of range or unknown."""
+
+
+class TraceFailure(HotpatchError):
+    """The model could not be traced by torch.fx."""
+
+
+class InputShapeError(HotpatchError):
+    """The input shape was not given and could not be inferred, or the model rejected it."""
+
+
+class NoTemporalBlocksError(HotpatchError):
+    """No transformer block that attends across frames was found."""
+
+
+class AmbiguousFrameAxisError(HotpatchError):
+    """The frame axis cannot be told apart from another axis of the same size."""
+
+
+class RewriteError(HotpatchError):
+    """The graph could not be rewritten, or the rewritten graph failed on a probe input."""
+
+
+class CheckpointError(HotpatchError):
+    """A checkpoint could not be read or does not match the model."""
+
+
+class DataError(HotpatchError):
+    """A data file is missing, lacks a key, or holds arrays of the wrong shape."""

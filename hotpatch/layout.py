@@ -1,0 +1,88 @@
+"""Axis layouts of frame-carrying tensors and their canonical (B, F, ..., C) view.
+
+An axis is a tuple of *atoms* in memory order: ``"B"`` (batch), ``"F"`` (frames),
+``"J"`` (joints) or an int (a fixed size). ``(B·J, F, C)`` is ``(("B", "J"), ("F",), (512,))``.
+The canonical view puts the batch first and the frames second, the other atoms after them
+in their original order, so pruning and recovery modules only ever see (B, F, *rest).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+Atom = str | int
+Axis = tuple[Atom, ...]
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How a tensor's axes factor into batch, frame, joint and fixed-size atoms."""
+
+    axes: tuple[Axis, ...]
+    joints: int | None = None
+
+    @property
+    def atoms(self) -> list[Atom]:
+        return [a for axis in self.axes for a in axis]
+
+    @property
+    def frame_axis(self) -> int:
+        """Index of the axis that holds the frame atom."""
+        for i, axis in enumerate(self.axes):
+            if "F" in axis:
+                return i
+        raise ValueError(f"layout {self} has no frame axis")
+
+    def _atom_size(self, atom: Atom, frames: int) -> int:
+        if atom == "B":
+            return -1
+        if atom == "F":
+            return frames
+        if atom == "J":
+            assert self.joints is not None
+            return self.joints
+        return int(atom)
+
+    def _canonical_order(self) -> list[int]:
+        atoms = self.atoms
+        order = [atoms.index("F")]
+        if "B" in atoms:
+            order.insert(0, atoms.index("B"))
+        order += [i for i in range(len(atoms)) if i not in order]
+        return order
+
+    def to_canonical(self, x: torch.Tensor, frames: int) -> torch.Tensor:
+        """View ``x`` (this layout, ``frames`` frames) as (B, F, *rest); B is 1 if absent."""
+        sizes = [self._atom_size(a, frames) for a in self.atoms]
+        x = x.reshape(sizes).permute(self._canonical_order())
+        return x if "B" in self.atoms else x.unsqueeze(0)
+
+    def from_canonical(self, x: torch.Tensor, frames: int) -> torch.Tensor:
+        """Inverse of :meth:`to_canonical` for a canonical tensor with ``frames`` frames."""
+        if "B" not in self.atoms:
+            x = x.squeeze(0)
+        inverse = torch.empty(len(self.atoms), dtype=torch.long)
+        inverse[torch.tensor(self._canonical_order())] = torch.arange(len(self.atoms))
+        x = x.permute(inverse.tolist())
+        shape = []
+        atom_iter = iter(range(len(self.atoms)))
+        for axis in self.axes:
+            size = 1
+            for _ in axis:
+                size *= x.shape[next(atom_iter)]
+            shape.append(size)
+        return x.reshape(shape)
+
+    def describe(self) -> str:
+        def axis_name(axis: Axis) -> str:
+            return "·".join(str(a) for a in axis)
+
+        return "(" + ", ".join(axis_name(a) for a in self.axes) + ")"
+
+
+def gather_frames(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """Pick frames ``index`` (B, k) from a canonical (B, F, ...) tensor, per sample."""
+    batch = torch.arange(x.shape[0], device=x.device).unsqueeze(1)
+    return x[batch, index]

@@ -1,0 +1,258 @@
+"""``hotpatch.apply``: trace → analyse → rewrite → check."""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Sequence
+
+import torch
+import torch.fx as fx
+import torch.nn as nn
+
+from hotpatch.analyse import Plan, analyse
+from hotpatch.errors import ConfigError, HotpatchError, InputShapeError, NoTemporalBlocksError, RewriteError
+from hotpatch.prune import PRUNERS
+from hotpatch.recover import RECOVERERS
+from hotpatch.rewrite import PatchConfig, rewrite
+from hotpatch.trace import trace
+
+log = logging.getLogger(__name__)
+
+PIPELINES = ("auto", "seq2seq", "seq2frame")
+
+
+def apply(
+    model: nn.Module,
+    n: int,
+    f: int,
+    *,
+    frames: int | None = None,
+    example_input: torch.Tensor | None = None,
+    pipeline: str = "auto",
+    prune: str = "tpc",
+    recover: str | None = "tra",
+    k: int = 2,
+    leaf_modules: Sequence[type] = (),
+    inplace: bool = False,
+    prune_pos_embed: bool = False,
+    recover_frames: int | None = None,
+) -> fx.GraphModule:
+    """Insert HoT token pruning and recovery into a video pose transformer.
+
+    Args:
+        model: any VPT whose ``forward`` takes one pose tensor (B, F, J, C).
+        n: prune after the n-th temporal block (blocks 1..n see all F frames), 1 <= n < L.
+        f: frames kept in the blocks after the cut, 1 <= f <= F (f = F keeps every frame).
+        frames: the clip length F; inferred from ``example_input`` or the model if omitted.
+        example_input: one clip the model accepts, e.g. ``torch.randn(1, 243, 17, 2)``.
+        pipeline: ``"seq2seq"`` (recover all F frames before the head, output shape kept),
+            ``"seq2frame"`` (no recovery; the centre frame is always kept and its prediction
+            (B, 1, ...) is returned) or ``"auto"`` (seq2seq).
+        prune: ``"tpc"`` (the paper's clustering), ``"uniform"``, ``"attention"`` or ``"motion"``.
+        recover: ``"tra"`` (learnable, zero-initialised), ``"nearest"`` or ``"linear"``
+            (parameter-free, for zero-retraining seq2seq); ignored for seq2frame.
+        k: neighbours of the DPC-kNN density (the token itself included).
+        leaf_modules: module classes to keep as opaque calls and treat as blocks.
+        inplace: share the model's modules instead of deep-copying them.
+        prune_pos_embed: add a learnable (1, f, C) positional embedding after pruning (the
+            official HoT MixSTE has one).
+        recover_frames: with ``recover="tra"``, recover this many frames instead of F (the
+            paper's Table 11); the output then has that many frames.
+
+    Returns:
+        a ``torch.fx.GraphModule`` with the original submodules under their original names
+        plus ``hotpatch_prune`` / ``hotpatch_recover`` (new parameters live there). Its
+        ``hotpatch_config`` and ``hotpatch_plan`` attributes describe the patch.
+    """
+    _check_args(n, f, k, pipeline, prune, recover, recover_frames)
+    was_training = model.training
+    source = model if inplace else copy.deepcopy(model)
+    source.eval()
+    try:
+        gm, blocks = trace(source, leaf_modules)
+        example = resolve_input(gm, frames, example_input)
+        plan = analyse(gm, blocks, example)
+        cfg = _config(plan, n, f, pipeline, prune, recover, k, prune_pos_embed, recover_frames)
+        reference = _output_shape(gm, example)
+        patched, sites = rewrite(gm, plan, cfg)
+        _check_patched(patched, example, reference, cfg)
+    finally:
+        if inplace:
+            model.train(was_training)
+    patched.train(was_training)
+    patched.hotpatch_config = cfg.to_dict()
+    patched.hotpatch_config["input_shape"] = list(example.shape[1:])
+    patched.hotpatch_plan = plan
+    patched.hotpatch_sites = sites
+    log.info("patched %s: cut before %s, recovery after %s", type(model).__name__, sites.cut_block, sites.recover_after)
+    return patched
+
+
+def _check_args(n, f, k, pipeline, prune, recover, recover_frames) -> None:
+    for name, value in (("n", n), ("f", f), ("k", k)):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{name} must be an int, got {value!r}")
+    if n < 1:
+        raise ConfigError(f"n={n}: n counts temporal blocks from 1 (n=3 prunes after the 3rd); pass n >= 1")
+    if f < 1:
+        raise ConfigError(f"f={f}: at least one frame must be kept; pass 1 <= f <= F")
+    if k < 1:
+        raise ConfigError(f"k={k}: DPC-kNN needs at least one neighbour (the token itself); pass k >= 1")
+    if pipeline not in PIPELINES:
+        raise ConfigError(f"pipeline={pipeline!r} is unknown; use one of {PIPELINES}")
+    if prune not in PRUNERS:
+        raise ConfigError(f"prune={prune!r} is unknown; use one of {tuple(PRUNERS)}")
+    if pipeline != "seq2frame" and recover not in RECOVERERS:
+        raise ConfigError(f"recover={recover!r} is unknown; use one of {RECOVERERS} (or pipeline='seq2frame')")
+    if recover_frames is not None and (recover != "tra" or recover_frames < 1):
+        raise ConfigError("recover_frames needs recover='tra' and a positive frame count")
+
+
+def _config(plan: Plan, n, f, pipeline, prune, recover, k, pos_embed, recover_frames) -> PatchConfig:
+    if plan.levels == 0:
+        names = ", ".join(f"{b.name} ({b.kind})" for b in plan.blocks) or "none"
+        raise NoTemporalBlocksError(
+            "found no transformer block that attends across frames (blocks found: "
+            f"{names}). A block is an element of a ModuleList/Sequential that owns an attention "
+            "and an MLP; if yours are built differently, pass leaf_modules=[YourBlockClass]."
+        )
+    if n >= plan.levels:
+        raise ConfigError(
+            f"n={n}, but the model has {plan.levels} levels of temporal blocks; the cut must leave "
+            f"at least one after it: pass 1 <= n <= {plan.levels - 1}."
+        )
+    if f > plan.frames:
+        raise ConfigError(f"f={f} exceeds the clip length F={plan.frames}; pass 1 <= f <= {plan.frames}")
+    resolved = "seq2frame" if pipeline == "seq2frame" else "seq2seq"
+    return PatchConfig(
+        n=n, f=f, frames=plan.frames, pipeline=resolved, prune=prune,
+        recover=recover if resolved == "seq2seq" else None, k=k,
+        prune_pos_embed=pos_embed, recover_frames=recover_frames,
+    )
+
+
+def _output_shape(gm: fx.GraphModule, example: torch.Tensor) -> list[tuple[int, ...]]:
+    with torch.no_grad():
+        out = gm(example)
+    return [tuple(t.shape) for t in _tensors(out)]
+
+
+def _tensors(value) -> list[torch.Tensor]:
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, (list, tuple)):
+        return [t for v in value for t in _tensors(v)]
+    if isinstance(value, dict):
+        return [t for v in value.values() for t in _tensors(v)]
+    return []
+
+
+def _check_patched(patched: fx.GraphModule, example: torch.Tensor, reference, cfg: PatchConfig) -> None:
+    """Run the patched graph once; name the failing node if it breaks."""
+    try:
+        with torch.no_grad():
+            out = _Tracking(patched).run(example)
+    except _NodeFailure as exc:
+        raise RewriteError(
+            f"the patched model fails at `{exc.node.format_node()}`: {exc.cause}. A frame count "
+            "is probably hidden where hotpatch cannot see it (inside a leaf module or computed "
+            "from a constant); pass that module in leaf_modules=[...], or choose another n."
+        ) from exc.cause
+    shapes = [tuple(t.shape) for t in _tensors(out)]
+    if cfg.pipeline == "seq2seq" and cfg.recover_frames is None and shapes != reference:
+        raise RewriteError(f"the patched model returns shapes {shapes}, the original {reference}")
+
+
+class _NodeFailure(Exception):
+    def __init__(self, node: fx.Node, cause: Exception) -> None:
+        super().__init__(str(cause))
+        self.node, self.cause = node, cause
+
+
+class _Tracking(fx.Interpreter):
+    def run_node(self, n: fx.Node):
+        try:
+            return super().run_node(n)
+        except HotpatchError:
+            raise
+        except Exception as exc:
+            raise _NodeFailure(n, exc) from exc
+
+
+# --------------------------------------------------------------------------- input shape
+
+
+def resolve_input(
+    gm: fx.GraphModule, frames: int | None, example_input: torch.Tensor | None
+) -> torch.Tensor:
+    """One clip (B=1) the model accepts: from ``example_input``, or inferred."""
+    if example_input is not None:
+        if not isinstance(example_input, torch.Tensor) or example_input.dim() < 3:
+            raise InputShapeError(
+                f"example_input must be a tensor (B, F, J, C) or (B, F, C), got {_describe(example_input)}"
+            )
+        if frames is not None and example_input.shape[1] != frames:
+            raise InputShapeError(
+                f"frames={frames} but example_input has {example_input.shape[1]} frames on axis 1; "
+                "pass one or make them agree"
+            )
+        example = example_input[:1].detach().clone()
+        _try(gm, example, raise_error=True)
+        return example
+    tried = []
+    for shape in _candidate_shapes(gm, frames):
+        example = torch.randn(shape)
+        tried.append(shape)
+        if _try(gm, example):
+            log.info("inferred input shape %s", shape)
+            return example
+    guesses = f"tried {', '.join(str(t) for t in tried)}" if tried else (
+        "found no (1, F, C) / (1, F, 1, C) temporal embedding to read F from"
+    )
+    raise InputShapeError(
+        f"could not infer the input shape of {type(gm).__name__.removesuffix('Patched')} ({guesses}); "
+        "pass example_input=torch.randn(1, F, J, C), or frames=F if the input is (B, F, 17, 2|3)"
+    )
+
+
+def _describe(x) -> str:
+    return f"a tensor of shape {tuple(x.shape)}" if isinstance(x, torch.Tensor) else type(x).__name__
+
+
+def _try(gm: fx.GraphModule, example: torch.Tensor, raise_error: bool = False) -> bool:
+    try:
+        with torch.no_grad():
+            gm(example)
+        return True
+    except Exception as exc:
+        if raise_error:
+            raise InputShapeError(
+                f"the model rejects example_input of shape {tuple(example.shape)}: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+        return False
+
+
+def _candidate_shapes(gm: fx.GraphModule, frames: int | None) -> list[tuple[int, ...]]:
+    """Guesses from the weights: input channels from a Linear/Conv with 2 or 3 inputs,
+    frames and joints from (1, N, C) / (1, N, 1, C) embeddings (frames the larger)."""
+    channels: list[int] = []
+    for m in gm.modules():
+        size = getattr(m, "in_features", None) or getattr(m, "in_channels", None)
+        if size in (2, 3) and size not in channels:
+            channels.append(size)
+    channels += [c for c in (2, 3) if c not in channels]
+    lengths = sorted(
+        {p.shape[1] for p in gm.parameters() if p.dim() in (3, 4) and p.shape[0] == 1 and p.shape[1] > 1
+         and all(s == 1 for s in p.shape[2:-1])},
+        reverse=True,
+    )
+    frame_options = [frames] if frames else lengths[:2]
+    shapes: list[tuple[int, ...]] = []
+    for fr in frame_options:
+        joint_options = [j for j in lengths if j < fr] + [17]
+        for j in dict.fromkeys(joint_options):
+            for c in channels[:2]:
+                shapes.append((1, fr, j, c))
+    return shapes[:8]

@@ -1,0 +1,181 @@
+"""Token pruning: pick ``f`` of ``F`` frames from pooled per-frame features.
+
+Every pruner is a plain ``nn.Module`` with ``select(features) -> index``: ``features`` is a
+canonical (B, F, C) tensor, ``index`` a (B, f) long tensor of frame indices sorted in time.
+Selection is batched, deterministic and per sample (the other samples of a batch never
+change a sample's choice). ``forward`` works on (B, F, C) or (B, F, J, C) tokens directly and
+returns the kept tokens and their indices.
+
+* :class:`TPC` — the paper's token pruning cluster (DPC-kNN cluster centres).
+* :class:`UniformPrune` — evenly spaced frames.
+* :class:`AttentionPrune` — frames that receive the most parameter-free self-attention.
+* :class:`MotionPrune` — frames whose features change most from the previous frame.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+
+from hotpatch.layout import gather_frames
+
+
+def pairwise_distance(x: torch.Tensor) -> torch.Tensor:
+    """Euclidean distances (B, N, N) between the rows of ``x`` (B, N, C), computed exactly.
+
+    The direct (non-matmul) kernel gives exact zeros on the diagonal, symmetric values and
+    results that do not depend on the other samples of the batch.
+    """
+    return torch.cdist(x, x, compute_mode="donot_use_mm_for_euclid_dist")
+
+
+def dpc_knn_scores(x: torch.Tensor, k: int = 2) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Density-peaks clustering scores of the tokens ``x`` (B, N, C).
+
+    Returns ``(score, density, delta)``, each (B, N): distances are divided by sqrt(C);
+    density = exp(-mean squared distance to the k nearest tokens, the token itself included);
+    delta = distance to the nearest denser token (the densest token gets its largest distance);
+    score = density * delta. Equal densities are ordered by index (lower index counts as
+    denser), so exactly one token has no denser one and no random noise is needed.
+    """
+    b, n, c = x.shape
+    dist = pairwise_distance(x.double()) / math.sqrt(c)  # float64: near-ties stay stable
+    k = min(k, n)
+    nearest = dist.topk(k, dim=-1, largest=False).values
+    density = torch.exp(-(nearest**2).mean(dim=-1))
+    rho_i = density.unsqueeze(2)
+    rho_j = density.unsqueeze(1)
+    pos = torch.arange(n, device=x.device)
+    earlier = (pos.unsqueeze(0) < pos.unsqueeze(1)).unsqueeze(0)  # [i, j]: j < i
+    denser = (rho_j > rho_i) | ((rho_j == rho_i) & earlier)
+    inf = torch.full_like(dist, float("inf"))
+    delta = torch.where(denser, dist, inf).min(dim=-1).values
+    densest = ~denser.any(dim=-1)
+    delta = torch.where(densest, dist.max(dim=-1).values, delta)
+    return density * delta, density, delta
+
+
+def top_frames(score: torch.Tensor, keep: int, center: int | None = None) -> torch.Tensor:
+    """Indices (B, keep) of the highest scores, ties to the earlier frame, sorted in time.
+
+    With ``center`` set, that frame is always kept (it takes one of the ``keep`` places).
+    """
+    score = score.float()
+    if center is not None:
+        score = score.clone()
+        score[:, center] = float("inf")
+    order = torch.sort(score, dim=-1, descending=True, stable=True).indices
+    return torch.sort(order[:, :keep], dim=-1).values
+
+
+def pool_tokens(x: torch.Tensor) -> torch.Tensor:
+    """Average (B, F, ..., C) tokens over every axis between frames and channels."""
+    return x.flatten(2, -2).mean(dim=2) if x.dim() > 3 else x
+
+
+class FramePruner(nn.Module):
+    """Base class: keeps ``keep`` frames; ``center`` (an index) is always kept when set."""
+
+    def __init__(self, keep: int, center: int | None = None) -> None:
+        super().__init__()
+        if keep < 1:
+            raise ValueError(f"keep must be >= 1, got {keep}")
+        self.keep = keep
+        self.center = center
+
+    def select(self, features: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Prune tokens (B, F, C) or (B, F, J, C); returns ``(kept tokens, index)``."""
+        index = self.select(pool_tokens(x))
+        return gather_frames(x, index), index
+
+    def extra_repr(self) -> str:
+        return f"keep={self.keep}, center={self.center}"
+
+
+class TPC(FramePruner):
+    """Token pruning cluster (HoT, Sec. 3.1): keep the ``keep`` DPC-kNN cluster centres.
+
+    Parameter-free unless ``pos_embed_dim`` is given: then a zero-initialised learnable
+    (1, keep, C) positional embedding is added to the kept tokens, as the official HoT
+    MixSTE does after pruning (so its checkpoints load).
+    """
+
+    def __init__(
+        self, keep: int, k: int = 2, center: int | None = None, pos_embed_dim: int | None = None
+    ) -> None:
+        super().__init__(keep, center)
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        self.k = k
+        self.pos_embed = (
+            nn.Parameter(torch.zeros(1, keep, pos_embed_dim)) if pos_embed_dim else None
+        )
+
+    @torch.no_grad()
+    def select(self, features: torch.Tensor) -> torch.Tensor:
+        score, _, _ = dpc_knn_scores(features, self.k)
+        return top_frames(score, self.keep, self.center)
+
+    def add_pos_embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Add the optional positional embedding to canonical kept tokens (B, f, ..., C)."""
+        if self.pos_embed is None or x.shape[-1] != self.pos_embed.shape[-1]:
+            return x
+        pe = self.pos_embed.view(1, self.keep, *([1] * (x.dim() - 3)), -1)
+        return x + pe
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        kept, index = super().forward(x)
+        return self.add_pos_embed(kept), index
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, k={self.k}"
+
+
+class UniformPrune(FramePruner):
+    """Evenly spaced frames (uniform sampling), the same for every clip."""
+
+    @torch.no_grad()
+    def select(self, features: torch.Tensor) -> torch.Tensor:
+        b, n = features.shape[:2]
+        index = torch.linspace(0, n - 1, self.keep, device=features.device).round().long()
+        if self.center is not None and not bool((index == self.center).any()):
+            index[(index - self.center).abs().argmin()] = self.center
+        return index.unsqueeze(0).expand(b, -1).contiguous()
+
+
+class AttentionPrune(FramePruner):
+    """Frames that receive the most attention under parameter-free self-attention.
+
+    The host's attention maps live inside its blocks, so this uses the pooled tokens as
+    queries and keys directly: score_j = mean_i softmax_j(x_i · x_j / sqrt(C)).
+    """
+
+    @torch.no_grad()
+    def select(self, features: torch.Tensor) -> torch.Tensor:
+        x = features.float()
+        attn = torch.softmax(x @ x.transpose(1, 2) / math.sqrt(x.shape[-1]), dim=-1)
+        return top_frames(attn.mean(dim=1), self.keep, self.center)
+
+
+class MotionPrune(FramePruner):
+    """Frames with the largest feature motion ||x_t - x_(t-1)|| (frame 0 uses frame 1's)."""
+
+    @torch.no_grad()
+    def select(self, features: torch.Tensor) -> torch.Tensor:
+        x = features.float()
+        motion = (x[:, 1:] - x[:, :-1]).norm(dim=-1)
+        motion = torch.cat([motion[:, :1], motion], dim=1)
+        return top_frames(motion, self.keep, self.center)
+
+
+PRUNERS: dict[str, type[FramePruner]] = {
+    "tpc": TPC,
+    "uniform": UniformPrune,
+    "attention": AttentionPrune,
+    "motion": MotionPrune,
+}

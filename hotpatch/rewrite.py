@@ -1,0 +1,594 @@
+"""Stage 3: graph surgery from the :class:`~hotpatch.analyse.Plan`.
+
+The graph is split into three regions, each with its own frame count:
+
+* *pre* — everything before the cut (F frames);
+* *pruned* — every node after the cut that depends on the pruned tokens (f frames);
+* *post* — for seq2seq, everything after the recovery point (F frames again).
+
+A value that crosses from one region into another is adapted on the edge: frame-carrying
+tensors are pruned (at the cut, all together, by one pruner) or recovered; int nodes that
+hold the frame count (F or B·F) are rescaled; frame-indexed constants (positional
+embeddings) are gathered with the kept indices; int literals equal to F in shape arguments
+are replaced. The wrapper modules added here adapt each tensor's layout to the canonical
+(B, F, ..., C) view that pruners and recoverers work on.
+"""
+
+from __future__ import annotations
+
+import logging
+import operator
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import einops
+import torch
+import torch.fx as fx
+import torch.nn as nn
+from torch.fx.node import map_arg
+
+from hotpatch.analyse import _NORMS, NodeFacts, Plan
+from hotpatch.errors import AmbiguousFrameAxisError, HotpatchError, RewriteError
+from hotpatch.layout import Layout, gather_frames
+from hotpatch.prune import PRUNERS, TPC, FramePruner, pool_tokens
+from hotpatch.recover import TRA, LinearRecover, NearestRecover
+from hotpatch.trace import build_graph_module
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PatchConfig:
+    """The user's choices, validated by :func:`hotpatch.apply`."""
+
+    n: int
+    f: int
+    frames: int
+    pipeline: str  # "seq2seq" or "seq2frame"
+    prune: str = "tpc"
+    recover: str | None = "tra"
+    k: int = 2
+    prune_pos_embed: bool = False
+    recover_frames: int | None = None
+
+    @property
+    def center(self) -> int | None:
+        return self.frames // 2 if self.pipeline == "seq2frame" else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+# --------------------------------------------------------------------------- runtime modules
+
+
+def rescale_count(value: int, old: int, new: int) -> int:
+    """Turn a frame count (F or B·F) measured with ``old`` frames into one with ``new``."""
+    return value // old * new
+
+
+def check_frames(x: torch.Tensor, frames: int) -> torch.Tensor:
+    """Guard at the model input: the patch was built for ``frames`` frames (axis 1)."""
+    if x.dim() < 2 or x.shape[1] != frames:
+        raise HotpatchError(
+            f"this model was patched for clips of F={frames} frames (axis 1 of the input), "
+            f"got an input of shape {tuple(x.shape)}; pad or window the clip to {frames} frames "
+            "or patch again with frames= set to the clip length."
+        )
+    return x
+
+
+torch.fx.wrap("rescale_count")
+torch.fx.wrap("check_frames")
+
+
+class PruneAtCut(nn.Module):
+    """Prunes every frame-carrying tensor alive at the cut with one set of indices.
+
+    The pruner sees the tensors' pooled features concatenated along channels; each tensor
+    is gathered in its own layout. Returns ``(*pruned, index)``.
+    """
+
+    def __init__(self, pruner: FramePruner, layouts: list[Layout], frames: int) -> None:
+        super().__init__()
+        self.pruner = pruner
+        self.layouts = layouts
+        self.frames = frames
+
+    def forward(self, *xs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        canon = [lay.to_canonical(x, self.frames) for lay, x in zip(self.layouts, xs)]
+        features = torch.cat([pool_tokens(c).float() for c in canon], dim=-1)
+        index = self.pruner.select(features)
+        keep = index.shape[1]
+        outs = []
+        for lay, c in zip(self.layouts, canon):
+            kept = gather_frames(c, index)
+            if isinstance(self.pruner, TPC):
+                kept = self.pruner.add_pos_embed(kept)
+            outs.append(lay.from_canonical(kept, keep))
+        return (*outs, index)
+
+    def extra_repr(self) -> str:
+        return f"frames={self.frames}, layouts=[{', '.join(l.describe() for l in self.layouts)}]"
+
+
+class GatherAt(nn.Module):
+    """Prunes one more tensor (in its layout) with indices chosen at the cut."""
+
+    def __init__(self, layout: Layout, frames: int) -> None:
+        super().__init__()
+        self.layout, self.frames = layout, frames
+
+    def forward(self, x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        kept = gather_frames(self.layout.to_canonical(x, self.frames), index)
+        return self.layout.from_canonical(kept, index.shape[1])
+
+
+class GatherConstant(nn.Module):
+    """Gathers a frame-indexed constant (e.g. a (1, F, C) positional embedding) used next
+    to a pruned tensor, so that it broadcasts against that tensor's layout."""
+
+    def __init__(self, const_shape: tuple[int, ...], partner: Layout, frames: int) -> None:
+        super().__init__()
+        self.partner, self.frames = partner, frames
+        ndim = len(partner.axes)
+        if len(const_shape) > ndim:
+            raise RewriteError(f"constant of shape {const_shape} has more axes than {partner.describe()}")
+        padded = (1,) * (ndim - len(const_shape)) + tuple(const_shape)
+        sizes: list[int] = []
+        self.expand_atoms: list[int] = []  # atom positions to expand to full size
+        for axis, size in zip(partner.axes, padded):
+            full = [partner._atom_size(a, frames) for a in axis]
+            if size == 1:
+                sizes += [1] * len(axis)
+                if "B" in axis:
+                    self.expand_atoms += [len(sizes) - len(axis) + i for i, a in enumerate(axis) if a != "B"]
+            elif "B" not in axis and size == _prod(full):
+                sizes += full
+            else:
+                raise RewriteError(
+                    f"a frame-indexed constant of shape {tuple(const_shape)} is combined with a "
+                    f"tensor of layout {partner.describe()} after the cut; hotpatch cannot gather it "
+                    "per sample. Choose n so that the cut comes after this use."
+                )
+        self.atom_sizes = sizes
+
+    def forward(self, const: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        lay = self.partner
+        c = const.reshape(self.atom_sizes)
+        order = lay._canonical_order()
+        c = c.permute(order)
+        c = c.expand(index.shape[0], *c.shape[1:])
+        kept = gather_frames(c, index)
+        full = [lay._atom_size(a, index.shape[1]) for a in lay.atoms]
+        canon_pos = {atom_i: j for j, atom_i in enumerate(order)}
+        shape = list(kept.shape)
+        for atom_i in self.expand_atoms:
+            shape[canon_pos[atom_i]] = full[atom_i]
+        return lay.from_canonical(kept.expand(shape), index.shape[1])
+
+
+class RecoverAt(nn.Module):
+    """Recovers one tensor (in its layout) from ``f`` kept frames to ``frames`` frames."""
+
+    def __init__(self, recoverer: nn.Module, layout: Layout, frames: int) -> None:
+        super().__init__()
+        self.recoverer, self.layout, self.frames = recoverer, layout, frames
+
+    def forward(self, x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        canon = self.layout.to_canonical(x, index.shape[1])
+        return self.layout.from_canonical(self.recoverer(canon, index), self.frames)
+
+
+class CenterSelect(nn.Module):
+    """seq2frame output: the prediction of the centre frame, kept by the pruner."""
+
+    def __init__(self, layout: Layout, center: int) -> None:
+        super().__init__()
+        self.layout, self.center = layout, center
+
+    def forward(self, x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        canon = self.layout.to_canonical(x, index.shape[1])
+        position = (index < self.center).sum(dim=1, keepdim=True)
+        return self.layout.from_canonical(gather_frames(canon, position), 1)
+
+
+def _prod(xs: list[int]) -> int:
+    out = 1
+    for x in xs:
+        out *= x
+    return out
+
+
+# --------------------------------------------------------------------------- locating the cut
+
+_ELEMENTWISE_FUNCS = {
+    operator.add, operator.iadd, operator.sub, operator.isub, operator.mul, operator.imul,
+    operator.truediv, operator.itruediv, torch.add, torch.sub, torch.mul, torch.div,
+}
+_ELEMENTWISE_METHODS = {"add", "add_", "sub", "sub_", "mul", "mul_", "div", "div_"}
+_SIZE_METHODS = {"view", "reshape", "expand", "repeat", "new_zeros", "new_ones", "new_empty", "new_full"}
+_EINOPS = {einops.rearrange, einops.repeat, einops.reduce}
+
+
+@dataclass
+class Sites:
+    """Where the cut and the recovery go, as positions in the node list."""
+
+    cut: int
+    recover: int | None  # None for seq2frame: nothing is recovered
+    cut_block: str
+    recover_after: str | None
+
+
+def locate(gm: fx.GraphModule, plan: Plan, cfg: PatchConfig) -> Sites:
+    nodes = list(gm.graph.nodes)
+    pos = {n.name: i for i, n in enumerate(nodes)}
+    blocks = {b.node: b for b in plan.blocks}
+    level_n = [pos[b.node] for b in plan.temporal_blocks if b.level == cfg.n]
+    after = [pos[b.node] for b in plan.blocks if pos[b.node] > max(level_n)]
+    cut = min(after)
+    for b in plan.blocks:
+        if pos[b.node] >= cut and b.kind == "temporal" and b.level <= cfg.n:
+            raise RewriteError(
+                f"temporal block {b.name} (level {b.level}) runs after the cut before "
+                f"{nodes[cut].target}; its stream is computed out of order. Choose another n."
+            )
+        if pos[b.node] >= cut and b.kind == "frame-channel":
+            raise RewriteError(
+                f"block {b.name} uses frames as its feature axis and runs after the cut; its "
+                "weights are sized for F frames, so it cannot see pruned tokens. Choose a larger n."
+            )
+    if cfg.pipeline == "seq2frame":
+        return Sites(cut, None, nodes[cut].target, None)
+    last = max(pos[b] for b in blocks)
+    anchor = max([last] + [pos[u.name] for u in nodes[last].users if u.target is operator.getitem])
+    norm = _norm_after(gm, plan, nodes, anchor, pos)
+    if norm is not None:
+        anchor = norm
+    return Sites(cut, anchor, nodes[cut].target, nodes[anchor].name)
+
+
+def _norm_after(gm: fx.GraphModule, plan: Plan, nodes: list[fx.Node], anchor: int, pos: dict) -> int | None:
+    """The normalisation applied to the last block's output: the first norm after it that
+    every path to the output passes through, normalising at least the block's width."""
+    last = nodes[anchor]
+    width = _width(plan.facts.get(last.name)) or max(
+        (_width(plan.facts.get(u.name)) or 0 for u in last.users), default=0
+    )
+    downstream = _downstream(last)
+    output = nodes[-1]
+    for n in nodes[anchor + 1 :]:
+        if n not in downstream:
+            continue
+        norm_width = _norm_width(gm, n)
+        if norm_width is None or norm_width < width:
+            continue
+        if _dominates(n, last, output, plan):
+            return pos[n.name]
+    return None
+
+
+def _width(f: NodeFacts | None) -> int | None:
+    return f.shape[-1] if f is not None and f.kind == "tensor" and f.shape else None
+
+
+def _norm_width(gm: fx.GraphModule, n: fx.Node) -> int | None:
+    if n.op == "call_module":
+        m = gm.get_submodule(n.target)
+        if isinstance(m, nn.LayerNorm):
+            return int(m.normalized_shape[-1])
+        if isinstance(m, nn.GroupNorm):
+            return m.num_channels
+        if isinstance(m, _NORMS):
+            return getattr(m, "num_features", None)
+    if n.op == "call_function" and n.target is torch.nn.functional.layer_norm:
+        shape = n.args[1] if len(n.args) > 1 else n.kwargs.get("normalized_shape")
+        return int(shape[-1]) if isinstance(shape, (list, tuple)) and isinstance(shape[-1], int) else None
+    return None
+
+
+def _downstream(start: fx.Node) -> set[fx.Node]:
+    seen, stack = set(), [start]
+    while stack:
+        for u in stack.pop().users:
+            if u not in seen:
+                seen.add(u)
+                stack.append(u)
+    return seen
+
+
+def _dominates(cand: fx.Node, start: fx.Node, output: fx.Node, plan: Plan) -> bool:
+    """True if every data path from ``start`` to ``output`` passes through ``cand`` (paths
+    through shape reads such as ``b, f = x.shape[:2]`` carry no data and are ignored)."""
+    seen, stack = {cand}, [start]
+    while stack:
+        for u in stack.pop().users:
+            if u is output:
+                return False
+            facts = plan.facts.get(u.name)
+            shape_only = facts is not None and (facts.kind == "int" or not plan.data_dependent.get(u.name, True))
+            if u not in seen and not shape_only:
+                seen.add(u)
+                stack.append(u)
+    return True
+
+
+# --------------------------------------------------------------------------- surgery
+
+
+def find_heads(gm: fx.GraphModule, plan: Plan, dim: int) -> int:
+    """Number of attention heads of the host's last temporal block (for TRA)."""
+    for b in reversed(plan.temporal_blocks):
+        for m in gm.get_submodule(b.name).modules():
+            for attr in ("num_heads", "heads", "n_head", "nhead", "n_heads", "h"):
+                h = getattr(m, attr, None)
+                if isinstance(h, int) and not isinstance(h, bool) and h > 0 and dim % h == 0:
+                    return h
+    heads = next((h for h in (8, 4, 2) if dim % h == 0), 1)
+    log.warning("could not read the host's number of heads; TRA uses %d", heads)
+    return heads
+
+
+def make_recoverer(cfg: PatchConfig, dim: int, heads: int) -> nn.Module:
+    out_frames = cfg.recover_frames or cfg.frames
+    if cfg.recover == "tra":
+        return TRA(dim, out_frames, heads)
+    if cfg.recover == "nearest":
+        return NearestRecover(cfg.frames)
+    if cfg.recover == "linear":
+        return LinearRecover(cfg.frames)
+    raise RewriteError(f"unknown recover={cfg.recover!r}")
+
+
+def make_pruner(cfg: PatchConfig, pos_embed_dim: int | None) -> FramePruner:
+    if cfg.prune == "tpc":
+        return TPC(cfg.f, k=cfg.k, center=cfg.center, pos_embed_dim=pos_embed_dim)
+    return PRUNERS[cfg.prune](cfg.f, center=cfg.center)
+
+
+class _Surgery:
+    """One rewrite of one graph; see the module docstring."""
+
+    def __init__(self, gm: fx.GraphModule, plan: Plan, cfg: PatchConfig, sites: Sites) -> None:
+        self.gm, self.plan, self.cfg, self.sites = gm, plan, cfg, sites
+        self.graph = gm.graph
+        self.nodes = list(self.graph.nodes)
+        self.pos = {n: i for i, n in enumerate(self.nodes)}
+        self.facts = plan.facts
+        self.new_modules: dict[str, nn.Module] = {}
+        self.pruned: set[fx.Node] = set()
+        self.index: fx.Node | None = None
+        self.post_frames = cfg.recover_frames or cfg.frames
+
+    # -- helpers
+    def fact(self, n: Any) -> NodeFacts | None:
+        return self.facts.get(n.name) if isinstance(n, fx.Node) else None
+
+    def in_range(self, n: fx.Node) -> bool:
+        end = self.sites.recover if self.sites.recover is not None else len(self.nodes) - 2
+        return n in self.pos and self.sites.cut <= self.pos[n] <= end
+
+    def is_post(self, n: fx.Node) -> bool:
+        return self.sites.recover is not None and n in self.pos and self.pos[n] > self.sites.recover
+
+    def frames_of(self, n: fx.Node) -> int:
+        if n in self.pruned:
+            return self.cfg.f
+        f = self.fact(n)
+        if f is not None and f.kind == "tensor" and not f.data_dependent:
+            return self.cfg.frames  # constants always have every frame
+        return self.post_frames if self.is_post(n) else self.cfg.frames
+
+    def layout(self, n: fx.Node, what: str) -> Layout:
+        f = self.fact(n)
+        assert f is not None
+        if len(f.frame_axes) != 1:
+            raise AmbiguousFrameAxisError(
+                f"{what} `{n.name}` of shape {f.shape} has {len(f.frame_axes)} axes that look like "
+                f"the frame axis (size F={self.cfg.frames}): frames equal to joints or channels "
+                "cannot be told apart. If the model accepts another clip length, patch it at that "
+                "length (frames= / example_input=); otherwise build it with a different F."
+            )
+        if None in f.axes or (f.data_dependent and not any("B" in a for a in f.axes)):
+            raise RewriteError(
+                f"{what} `{n.name}` of shape {f.shape} has axes hotpatch cannot read "
+                f"({f.axes}); it needs a batch axis and a frame axis it can separate."
+            )
+        if sum(a.count("F") for a in f.axes) != 1:
+            raise AmbiguousFrameAxisError(f"{what} `{n.name}` has more than one frame factor: {f.axes}")
+        return f.layout(self.plan.joints)
+
+    def add_module(self, base: str, module: nn.Module) -> str:
+        name, i = base, 1
+        while name in self.new_modules or hasattr(self.gm, name):
+            name, i = f"{base}_{i}", i + 1
+        self.new_modules[name] = module
+        self.gm.add_module(name, module)  # fx checks call_module targets exist
+        return name
+
+    # -- steps
+    def run(self) -> fx.GraphModule:
+        self.guard_input()
+        self.insert_pruner()
+        self.mark_pruned()
+        self.fix_pruned_inputs()
+        if self.sites.recover is not None:
+            self.insert_recovery()
+            self.fix_post_literals()
+        else:
+            self.select_center()
+        self.graph.lint()
+        gm = build_graph_module(self.gm, self.graph, self.new_modules)
+        gm.recompile()
+        return gm
+
+    def guard_input(self) -> None:
+        x = next(n for n in self.nodes if n.op == "placeholder")
+        with self.graph.inserting_after(x):
+            guard = self.graph.call_function(check_frames, (x, self.cfg.frames))
+        x.replace_all_uses_with(guard, delete_user_cb=lambda u: u is not guard)
+
+    def insert_pruner(self) -> None:
+        cut = self.nodes[self.sites.cut]
+        live = [
+            n for n in self.nodes[: self.sites.cut]
+            if (f := self.fact(n)) is not None and f.carries_frames and f.data_dependent
+            and any(self.in_range(u) for u in n.users)
+        ]
+        if not live:
+            raise RewriteError(f"no frame-carrying tensor is alive before {cut.target}; nothing to prune")
+        layouts = [self.layout(n, "tensor alive at the cut") for n in live]
+        pos_dim = self.fact(live[0]).shape[-1] if self.cfg.prune_pos_embed else None
+        module = PruneAtCut(make_pruner(self.cfg, pos_dim), layouts, self.cfg.frames)
+        name = self.add_module("hotpatch_prune", module)
+        with self.graph.inserting_before(cut):
+            call = self.graph.call_module(name, tuple(live))
+            outs = [self.graph.call_function(operator.getitem, (call, i)) for i in range(len(live))]
+            self.index = self.graph.call_function(operator.getitem, (call, len(live)))
+        for n, out in zip(live, outs):
+            for u in list(n.users):
+                if self.in_range(u):
+                    u.replace_input_with(n, out)
+        self.pruned.update(outs)
+        self.cut_live = live
+
+    def mark_pruned(self) -> None:
+        for n in self.nodes[self.sites.cut :]:
+            if self.in_range(n) and any(a in self.pruned for a in n.all_input_nodes):
+                self.pruned.add(n)
+
+    def fix_pruned_inputs(self) -> None:
+        gathered: dict[fx.Node, fx.Node] = {}
+        for u in [n for n in self.nodes if n in self.pruned]:
+            for a in list(u.all_input_nodes):
+                if a in self.pruned or a is self.index:
+                    continue
+                fa = self.fact(a)
+                if fa is None:
+                    continue
+                if fa.kind == "int" and fa.count:
+                    self.replace_count(u, a, self.cfg.frames, self.cfg.f)
+                elif fa.carries_frames and fa.data_dependent:
+                    if a not in gathered:
+                        lay = self.layout(a, "tensor used after the cut")
+                        name = self.add_module("hotpatch_gather", GatherAt(lay, self.cfg.frames))
+                        with self.graph.inserting_before(u):
+                            gathered[a] = self.graph.call_module(name, (a, self.index))
+                        self.pruned.add(gathered[a])
+                    u.replace_input_with(a, gathered[a])
+                elif fa.carries_frames:
+                    self.gather_constant(u, a)
+            self.replace_literals(u, self.cfg.f)
+
+    def replace_count(self, user: fx.Node, count: fx.Node, old: int, new: int) -> None:
+        if old == new:
+            return
+        with self.graph.inserting_before(user):
+            scaled = self.graph.call_function(rescale_count, (count, old, new))
+        user.replace_input_with(count, scaled)
+
+    def gather_constant(self, u: fx.Node, const: fx.Node) -> None:
+        elementwise = (u.op == "call_function" and u.target in _ELEMENTWISE_FUNCS) or (
+            u.op == "call_method" and u.target in _ELEMENTWISE_METHODS
+        )
+        partner = next((a for a in u.all_input_nodes if a in self.pruned and self.fact(a)), None)
+        if not elementwise or partner is None:
+            raise RewriteError(
+                f"`{const.name}` (shape {self.fact(const).shape}) is indexed by frame and used by "
+                f"`{u.format_node()}` after the cut; hotpatch can only gather frame-indexed "
+                "parameters used in element-wise ops (x + pos_embed). Choose n so the cut comes later."
+            )
+        lay = self.layout(partner, "tensor next to a frame-indexed constant")
+        module = GatherConstant(self.fact(const).shape, lay, self.cfg.frames)
+        name = self.add_module("hotpatch_gather", module)
+        with self.graph.inserting_before(u):
+            kept = self.graph.call_module(name, (const, self.index))
+        u.replace_input_with(const, kept)
+
+    def replace_literals(self, u: fx.Node, new: int) -> None:
+        """Int literals equal to F in the size arguments of shape ops that make a frame axis."""
+        old = self.cfg.frames
+        if new == old:
+            return
+        f = self.fact(u)
+        out_axes = f.axes if f is not None and f.kind == "tensor" else None
+        if not out_axes:
+            return
+        if (u.op == "call_method" and u.target in _SIZE_METHODS) or (
+            u.op == "call_function" and u.target is torch.reshape
+        ):
+            sizes = list(u.args[1:])
+            packed = len(sizes) == 1 and isinstance(sizes[0], (tuple, list))
+            if packed:
+                sizes = list(sizes[0])
+            changed = False
+            for i, s in enumerate(sizes):
+                if type(s) is int and s == old and i < len(out_axes) and out_axes[i] == ("F",):
+                    sizes[i], changed = new, True
+            if changed:
+                u.args = (u.args[0], tuple(sizes)) if packed else (u.args[0], *sizes)
+        elif u.op == "call_function" and u.target in _EINOPS and any(a is not None and "F" in a for a in out_axes):
+            u.kwargs = {k: new if type(v) is int and v == old else v for k, v in u.kwargs.items()}
+
+    def insert_recovery(self) -> None:
+        anchor = self.nodes[self.sites.recover]
+        exits = [
+            n for n in self.nodes if n in self.pruned and any(self.is_post(u) for u in n.users)
+        ]
+        exits += [n for n in self.pruned if n not in self.pos and any(self.is_post(u) for u in n.users)]
+        insert_at = anchor
+        for e in exits:
+            fe = self.fact(e)
+            if fe is not None and fe.kind == "int":
+                if fe.count:
+                    for u in [u for u in e.users if self.is_post(u)]:
+                        self.replace_count(u, e, self.cfg.f, self.post_frames)
+                continue
+            if fe is None or not fe.carries_frames:
+                log.warning("`%s` is computed from pruned tokens and used after the recovery point", e.name)
+                continue
+            lay = self.layout(e, "tensor leaving the pruned region")
+            dim = lay.to_canonical(torch.empty(fe.shape), self.cfg.frames).shape[-1]
+            recoverer = make_recoverer(self.cfg, dim, find_heads(self.gm, self.plan, dim))
+            name = self.add_module("hotpatch_recover", RecoverAt(recoverer, lay, self.post_frames))
+            with self.graph.inserting_after(insert_at):
+                rec = self.graph.call_module(name, (e, self.index))
+            insert_at = rec
+            for u in [u for u in e.users if self.is_post(u)]:
+                u.replace_input_with(e, rec)
+        if not any(n.op == "call_module" and n.target.startswith("hotpatch_recover") for n in self.graph.nodes):
+            raise RewriteError("no frame-carrying tensor leaves the pruned region; nothing to recover")
+
+    def fix_post_literals(self) -> None:
+        if self.post_frames == self.cfg.frames:
+            return
+        for u in [n for n in self.nodes if self.is_post(n)]:
+            for a in list(u.all_input_nodes):
+                fa = self.fact(a)
+                if fa is not None and fa.kind == "int" and fa.count and not self.is_post(a) and a not in self.pruned:
+                    self.replace_count(u, a, self.cfg.frames, self.post_frames)
+            self.replace_literals(u, self.post_frames)
+
+    def select_center(self) -> None:
+        output = self.nodes[-1]
+        outs = [a for a in output.all_input_nodes if a in self.pruned and self.fact(a) and self.fact(a).carries_frames]
+        if not outs:
+            raise RewriteError(
+                "pipeline='seq2frame' needs a model whose output keeps the frame axis (it then "
+                "returns the centre frame); this model's output has no frame axis. Use "
+                "pipeline='seq2seq' (the default), which recovers all frames before the head."
+            )
+        replaced: dict[fx.Node, fx.Node] = {}
+        for o in outs:
+            lay = self.layout(o, "model output")
+            name = self.add_module("hotpatch_center", CenterSelect(lay, self.cfg.center))
+            with self.graph.inserting_before(output):
+                replaced[o] = self.graph.call_module(name, (o, self.index))
+        output.args = map_arg(output.args, lambda a: replaced.get(a, a))
+
+
+def rewrite(gm: fx.GraphModule, plan: Plan, cfg: PatchConfig) -> tuple[fx.GraphModule, Sites]:
+    """Patch the traced ``gm`` in place of its graph and return the new GraphModule."""
+    sites = locate(gm, plan, cfg)
+    return _Surgery(gm, plan, cfg, sites).run(), sites

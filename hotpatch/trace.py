@@ -1,0 +1,357 @@
+"""Stage 1: symbolic tracing that keeps every transformer block as one leaf call.
+
+A *block* is found by structure, never by name: an element of an ``nn.ModuleList`` or
+``nn.Sequential`` whose sub-tree owns an attention (an ``nn.MultiheadAttention``, or at least
+two projection layers) and an MLP (two more), and that contains no smaller such element.
+"""
+
+from __future__ import annotations
+
+import builtins
+import dis
+import inspect
+import linecache
+import logging
+import math
+import operator
+import sys
+import types
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import einops
+import torch
+import torch.fx as fx
+import torch.nn as nn
+import torch.nn.functional as F
+
+from hotpatch.errors import TraceFailure
+
+log = logging.getLogger(__name__)
+
+_PROJECTIONS = (nn.Linear, nn.Conv1d, nn.Conv2d)
+_EINOPS_FUNCS = (einops.rearrange, einops.repeat, einops.reduce)
+_DROPOUT_FUNCS = {
+    F.dropout: nn.Dropout,
+    F.dropout1d: nn.Dropout1d,
+    F.dropout2d: nn.Dropout2d,
+    F.dropout3d: nn.Dropout3d,
+    F.alpha_dropout: nn.AlphaDropout,
+    F.feature_alpha_dropout: nn.FeatureAlphaDropout,
+}
+
+
+def _owns_block_parts(module: nn.Module) -> bool:
+    """True if ``module``'s sub-tree has attention and an MLP (counted by layer types)."""
+    projections = 0
+    has_mha = False
+    for m in module.modules():
+        if isinstance(m, nn.MultiheadAttention):
+            has_mha = True
+        elif isinstance(m, _PROJECTIONS):
+            projections += 1
+    return (has_mha and projections >= 2) or projections >= 4
+
+
+def find_blocks(model: nn.Module, leaf_modules: Sequence[type] = ()) -> list[str]:
+    """Qualified names of the transformer blocks of ``model``, in registration order.
+
+    ``leaf_modules`` are classes the user declares to be blocks; their instances are
+    always blocks and are never searched inside.
+    """
+    leaf_types = tuple(leaf_modules)
+    found: list[str] = []
+
+    def visit(prefix: str, module: nn.Module) -> None:
+        for name, child in module.named_children():
+            qual = f"{prefix}{name}"
+            if leaf_types and isinstance(child, leaf_types):
+                found.append(qual)
+                continue
+            in_container = isinstance(module, (nn.ModuleList, nn.Sequential))
+            if in_container and _owns_block_parts(child) and not _has_inner_block(child):
+                found.append(qual)
+                continue
+            visit(qual + ".", child)
+
+    if leaf_types and isinstance(model, leaf_types):
+        return [""]
+    visit("", model)
+    return found
+
+
+def _has_inner_block(module: nn.Module) -> bool:
+    for parent in module.modules():
+        if isinstance(parent, (nn.ModuleList, nn.Sequential)):
+            if any(_owns_block_parts(c) for c in parent.children()):
+                return True
+    return False
+
+
+def _is_training_switch(module: nn.Module) -> bool:
+    """A childless, non-torch.nn module whose forward reads ``self.training`` (DropPath)."""
+    if next(module.children(), None) is not None or type(module).__module__.startswith("torch."):
+        return False
+    try:
+        source = inspect.getsource(type(module).forward)
+    except (OSError, TypeError):
+        return False
+    return "self.training" in source
+
+
+def _traced_len(obj: Any) -> Any:
+    if isinstance(obj, fx.Proxy):
+        return obj.tracer.create_proxy("call_function", builtins.len, (obj,), {})
+    return builtins.len(obj)
+
+
+_LIBRARY_DIRS = tuple(
+    p.rsplit("/", 1)[0] + "/" for p in (torch.__file__, einops.__file__, __file__)
+)
+
+
+def _user_frame(frame: types.FrameType | None) -> types.FrameType | None:
+    while frame is not None and frame.f_code.co_filename.startswith(_LIBRARY_DIRS):
+        frame = frame.f_back
+    return frame
+
+
+def _is_assert_jump(frame: types.FrameType) -> bool:
+    """True if the frame is at the conditional jump of an ``assert`` statement."""
+    instructions = list(dis.get_instructions(frame.f_code))
+    for i, ins in enumerate(instructions):
+        if ins.offset == frame.f_lasti:
+            following = instructions[i + 1] if i + 1 < len(instructions) else None
+            targets = [following] + [j for j in instructions if j.offset == ins.argval]
+            return any(t is not None and t.opname == "LOAD_ASSERTION_ERROR" for t in targets)
+    return False
+
+
+def _frame_site(frame: types.FrameType) -> str:
+    file, line = frame.f_code.co_filename, frame.f_lineno
+    text = linecache.getline(file, line).strip()
+    owner = frame.f_locals.get("self")
+    where = f" in {type(owner).__name__}.{frame.f_code.co_name}" if owner is not None else ""
+    return f"{file}:{line}{where}: `{text}`"
+
+
+class HotpatchTracer(fx.Tracer):
+    """fx tracer for VPTs: blocks are leaves, einops and ``len`` are recorded as calls,
+    shape asserts are assumed to hold, functional dropout becomes an ``nn.Dropout`` module
+    (so the patched model still follows ``.train()``/``.eval()``), and DropPath-like
+    modules that read ``self.training`` stay opaque calls.
+    """
+
+    def __init__(self, blocks: Iterable[str], leaf_types: Sequence[type] = ()) -> None:
+        super().__init__(autowrap_modules=(math,), autowrap_functions=_EINOPS_FUNCS)
+        self.blocks = set(blocks)
+        self.leaf_types = tuple(leaf_types)
+        self.dropouts: dict[str, nn.Module] = {}
+        self.dropout_training: list[bool] = []
+
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        if module_qualified_name in self.blocks:
+            return True
+        if self.leaf_types and isinstance(m, self.leaf_types):
+            return True
+        prefix = module_qualified_name + "."
+        if any(b.startswith(prefix) for b in self.blocks):
+            return False  # a container of blocks (even from torch.nn) must be traced through
+        return _is_training_switch(m) or super().is_leaf_module(m, module_qualified_name)
+
+    def to_bool(self, obj: fx.Proxy) -> bool:
+        frame = _user_frame(sys._getframe(1))
+        if frame is not None and _is_assert_jump(frame):
+            return True  # a shape assert: the probes check the real shapes later
+        return super().to_bool(obj)
+
+    def create_proxy(self, kind, target, args, kwargs, name=None, type_expr=None, proxy_factory_fn=None):  # type: ignore[override]
+        if kind == "call_function" and target in _DROPOUT_FUNCS:
+            bound = inspect.signature(target).bind(*args, **kwargs)
+            bound.apply_defaults()
+            self.dropout_training.append(bool(bound.arguments["training"]))
+            qualname = f"hotpatch_dropout{len(self.dropouts)}"
+            self.dropouts[qualname] = _DROPOUT_FUNCS[target](p=float(bound.arguments["p"]))
+            return super().create_proxy("call_module", qualname, (bound.arguments["input"],), {})
+        return super().create_proxy(kind, target, args, kwargs, name, type_expr, proxy_factory_fn)
+
+    def trace(self, root, concrete_args=None):  # type: ignore[override]
+        patched = []
+        for g in _forward_globals(root):
+            if "len" not in g:
+                g["len"] = _traced_len
+                patched.append(g)
+        try:
+            return super().trace(root, concrete_args)
+        finally:
+            for g in patched:
+                g.pop("len", None)
+
+
+def _forward_globals(root: nn.Module) -> list[dict]:
+    seen: dict[int, dict] = {}
+    for m in root.modules():
+        for cls in type(m).__mro__:
+            fn = cls.__dict__.get("forward")
+            g = getattr(fn, "__globals__", None)
+            if g is not None and not g.get("__name__", "").startswith("torch."):
+                seen[id(g)] = g
+    return list(seen.values())
+
+
+def concrete_flags(model: nn.Module) -> tuple[list[str], dict[str, Any]]:
+    """Split ``forward``'s parameters into inputs (no default) and flags fixed to their
+    defaults through ``concrete_args`` (``return_rep=False``, ``index=None`` ...)."""
+    inputs, flags = [], {}
+    for name, p in inspect.signature(model.forward).parameters.items():
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            continue
+        if p.default is inspect.Parameter.empty:
+            inputs.append(name)
+        else:
+            flags[name] = p.default
+    return inputs, flags
+
+
+def trace(
+    model: nn.Module, leaf_modules: Sequence[type] = ()
+) -> tuple[fx.GraphModule, list[str]]:
+    """Trace ``model`` (already in eval mode) with blocks as leaves.
+
+    Returns ``(graph_module, block_names)``. Raises :class:`TraceFailure`
+    naming the offending source line when tracing is impossible.
+    """
+    blocks = find_blocks(model, leaf_modules)
+    inputs, flags = concrete_flags(model)
+    if len(inputs) != 1:
+        raise TraceFailure(
+            f"{type(model).__name__}.forward takes {len(inputs)} required inputs {inputs}; "
+            "hotpatch patches models whose forward takes one pose tensor (B, F, J, C). "
+            "Give the others default values or wrap the model in a module with one input."
+        )
+    tracer = HotpatchTracer(blocks, leaf_modules)
+    graph = _run_tracer(tracer, model, flags)
+    train_tracer = HotpatchTracer(blocks, leaf_modules)
+    model.train()
+    try:
+        _run_tracer(train_tracer, model, flags)
+    except TraceFailure:
+        train_tracer = None
+    finally:
+        model.eval()
+    _decide_dropouts(graph, tracer, train_tracer)
+    gm = build_graph_module(model, graph, tracer.dropouts)
+    return gm, blocks
+
+
+def _run_tracer(tracer: HotpatchTracer, model: nn.Module, flags: dict[str, Any]) -> fx.Graph:
+    try:
+        return tracer.trace(model, concrete_args=flags or None)
+    except Exception as exc:  # fx raises many types; all become one clear error
+        raise TraceFailure(_trace_failure_message(model, exc)) from exc
+
+
+def _trace_failure_message(model: nn.Module, exc: Exception) -> str:
+    tb = exc.__traceback__
+    site = None
+    owner = None
+    while tb is not None:
+        frame = tb.tb_frame
+        if not frame.f_code.co_filename.startswith(_LIBRARY_DIRS):
+            site = frame
+        tb = tb.tb_next
+    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    msg = f"could not trace {type(model).__name__} with torch.fx: {reason}"
+    if site is not None:
+        msg += f"\n  at {_frame_site(site)}"
+        owner = site.f_locals.get("self")
+    if isinstance(owner, nn.Module) and owner is not model:
+        msg += (
+            f"\nFix: pass leaf_modules=[{type(owner).__name__}] so hotpatch keeps that module "
+            "as one opaque call, or make that line independent of tensor values."
+        )
+    else:
+        msg += (
+            "\nFix: make that line independent of tensor values (shape asserts are fine), or "
+            "move it into a submodule and pass that submodule's class in leaf_modules=[...]."
+        )
+    return msg
+
+
+def _decide_dropouts(
+    graph: fx.Graph, tracer: HotpatchTracer, train_tracer: HotpatchTracer | None
+) -> None:
+    """Keep a functional dropout as a module only if it follows ``self.training``.
+
+    A call whose ``training`` argument is the same in the eval and the train trace is a
+    constant: ``training=False`` is dropped (identity); ``training=True`` stays a dropout that
+    is always active, as in the original.
+    """
+    names = list(tracer.dropouts)
+    in_train = train_tracer.dropout_training if train_tracer is not None else None
+    for i, name in enumerate(names):
+        eval_flag = tracer.dropout_training[i]
+        train_flag = in_train[i] if in_train is not None and len(in_train) == len(names) else True
+        if eval_flag == train_flag:
+            node = next(n for n in graph.nodes if n.op == "call_module" and n.target == name)
+            if eval_flag:  # always on: keep as a module that stays in train mode
+                tracer.dropouts[name] = _AlwaysTrain(tracer.dropouts[name])
+            else:
+                node.replace_all_uses_with(node.args[0])
+                graph.erase_node(node)
+                del tracer.dropouts[name]
+
+
+class _AlwaysTrain(nn.Module):
+    """Wraps a dropout module that the original called with ``training=True``."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.inner.train()
+        return self.inner(x)
+
+
+def build_graph_module(
+    root: nn.Module, graph: fx.Graph, new_modules: dict[str, nn.Module]
+) -> fx.GraphModule:
+    """A GraphModule whose module tree, parameters and buffers are exactly ``root``'s (same
+    qualified names, same container types, same state_dict keys) plus ``new_modules``."""
+    targets: dict[str, Any] = {}
+    for node in graph.nodes:
+        if node.op in ("call_module", "get_attr"):
+            if node.target in new_modules:
+                targets[node.target] = new_modules[node.target]
+            else:
+                targets[node.target] = _resolve(root, node.target)
+    gm = fx.GraphModule(targets, graph, class_name=type(root).__name__ + "Patched")
+    gm._modules.clear()
+    gm._modules.update(root._modules)
+    gm._modules.update(new_modules)
+    gm._parameters.clear()
+    gm._parameters.update(root._parameters)
+    gm._buffers.clear()
+    gm._buffers.update(root._buffers)
+    gm._non_persistent_buffers_set = set(root._non_persistent_buffers_set)
+    for node in graph.nodes:  # tensor constants fx created on the root during tracing
+        if node.op == "get_attr" and "." not in node.target and not _has_attr(gm, node.target):
+            value = targets[node.target]
+            if isinstance(value, torch.Tensor):
+                gm.register_buffer(node.target, value, persistent=False)
+            else:
+                setattr(gm, node.target, value)
+    gm.training = root.training
+    return gm
+
+
+def _resolve(root: nn.Module, target: str) -> Any:
+    obj: Any = root
+    for part in target.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _has_attr(gm: nn.Module, name: str) -> bool:
+    return name in gm._modules or name in gm._parameters or name in gm._buffers
