@@ -1,0 +1,212 @@
+"""MixSTE (Zhang et al., CVPR 2022): the seq2seq mixed spatio-temporal encoder, ``MixSTE2``.
+
+A re-implementation with the module tree and state_dict keys of the authors' ``MixSTE2``
+(JinluZhang1126/MixSTE, ``common/model_cross.py``), so their checkpoints (``{'model_pos': ...}``
+saved from ``nn.DataParallel``) load with strict key matching. Spatial blocks attend over the
+J joints of one frame, temporal blocks over the F frames of one joint; the two alternate and
+share one spatial and one temporal LayerNorm.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import partial
+from typing import Any
+
+import torch
+import torch.nn as nn
+from einops import rearrange
+
+from hotpatch.checkpoint import LoadReport, load_checkpoint_file
+from ._common import apply_overrides
+from ._drop import DropPath
+
+#: Input geometry and the paper's HoT settings for this model (Tables 1 and 10).
+DEFAULTS: dict[str, Any] = {
+    "frames": 243,
+    "joints": 17,
+    "channels": 2,
+    "n": 3,
+    "f": 81,
+    "pipeline": "seq2seq",
+    "prune": "tpc",
+    "recover": "tra",
+}
+
+#: Parameters indexed by frame, with the frame axis: a checkpoint for another F is refused.
+FRAME_KEYS = {"Temporal_pos_embed": 1}
+
+
+class Mlp(nn.Module):
+    def __init__(self, in_features, hidden_features=None, out_features=None, act_layer=nn.GELU, drop=0.):
+        super().__init__()
+        hidden_features = hidden_features or in_features
+        out_features = out_features or in_features
+        self.fc1 = nn.Linear(in_features, hidden_features)
+        self.act = act_layer()
+        self.fc2 = nn.Linear(hidden_features, out_features)
+        self.drop = nn.Dropout(drop)
+
+    def forward(self, x):
+        x = self.drop(self.act(self.fc1(x)))
+        x = self.drop(self.fc2(x))
+        return x
+
+
+class Attention(nn.Module):
+    def __init__(self, dim, num_heads=8, qkv_bias=False, qk_scale=None, attn_drop=0., proj_drop=0.):
+        super().__init__()
+        self.num_heads = num_heads
+        self.scale = qk_scale or (dim // num_heads) ** -0.5
+
+        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
+        self.attn_drop = nn.Dropout(attn_drop)
+        self.proj = nn.Linear(dim, dim)
+        self.proj_drop = nn.Dropout(proj_drop)
+
+    def forward(self, x):
+        B, N, C = x.shape
+        qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, C // self.num_heads).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv[0], qkv[1], qkv[2]
+
+        attn = (q @ k.transpose(-2, -1)) * self.scale
+        attn = self.attn_drop(attn.softmax(dim=-1))
+
+        x = (attn @ v).transpose(1, 2).reshape(B, N, C)
+        x = self.proj_drop(self.proj(x))
+        return x
+
+
+class Block(nn.Module):
+    def __init__(self, dim, num_heads, mlp_ratio=4., qkv_bias=False, qk_scale=None, drop=0., attn_drop=0.,
+                 drop_path=0., act_layer=nn.GELU, norm_layer=nn.LayerNorm):
+        super().__init__()
+        self.norm1 = norm_layer(dim)
+        self.attn = Attention(dim, num_heads=num_heads, qkv_bias=qkv_bias, qk_scale=qk_scale,
+                              attn_drop=attn_drop, proj_drop=drop)
+        self.drop_path = DropPath(drop_path) if drop_path > 0. else nn.Identity()
+        self.norm2 = norm_layer(dim)
+        self.mlp = Mlp(in_features=dim, hidden_features=int(dim * mlp_ratio), act_layer=act_layer, drop=drop)
+
+    def forward(self, x):
+        x = x + self.drop_path(self.attn(self.norm1(x)))
+        x = x + self.drop_path(self.mlp(self.norm2(x)))
+        return x
+
+
+class MixSTE2(nn.Module):
+    def __init__(self, num_frame=9, num_joints=17, in_chans=2, embed_dim_ratio=32, depth=4,
+                 num_heads=8, mlp_ratio=2., qkv_bias=True, qk_scale=None,
+                 drop_rate=0., attn_drop_rate=0., drop_path_rate=0.2, norm_layer=None):
+        """
+        Args:
+            num_frame: input frames F (the temporal positional embedding has this length)
+            num_joints: joints J
+            in_chans: channels per input joint (2 for 2D keypoints)
+            embed_dim_ratio: feature width C of both spatial and temporal blocks
+            depth: number of spatial-temporal block pairs
+            mlp_ratio: MLP hidden width over C
+        """
+        super().__init__()
+        norm_layer = norm_layer or partial(nn.LayerNorm, eps=1e-6)
+        embed_dim = embed_dim_ratio
+        out_dim = 3
+
+        self.Spatial_patch_to_embedding = nn.Linear(in_chans, embed_dim_ratio)
+        self.Spatial_pos_embed = nn.Parameter(torch.zeros(1, num_joints, embed_dim_ratio))
+        self.Temporal_pos_embed = nn.Parameter(torch.zeros(1, num_frame, embed_dim))
+        self.pos_drop = nn.Dropout(p=drop_rate)
+
+        dpr = [x.item() for x in torch.linspace(0, drop_path_rate, depth)]  # stochastic depth decay
+        self.block_depth = depth
+
+        self.STEblocks = nn.ModuleList([
+            Block(dim=embed_dim_ratio, num_heads=num_heads, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias,
+                  qk_scale=qk_scale, drop=drop_rate, attn_drop=attn_drop_rate, drop_path=dpr[i],
+                  norm_layer=norm_layer)
+            for i in range(depth)])
+        self.TTEblocks = nn.ModuleList([
+            Block(dim=embed_dim, num_heads=num_heads, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias,
+                  qk_scale=qk_scale, drop=drop_rate, attn_drop=attn_drop_rate, drop_path=dpr[i],
+                  norm_layer=norm_layer)
+            for i in range(depth)])
+
+        self.Spatial_norm = norm_layer(embed_dim_ratio)
+        self.Temporal_norm = norm_layer(embed_dim)
+
+        self.head = nn.Sequential(
+            nn.LayerNorm(embed_dim),
+            nn.Linear(embed_dim, out_dim),
+        )
+
+    def STE_forward(self, x):
+        b, f, n, c = x.shape
+        x = rearrange(x, 'b f n c -> (b f) n c')
+        x = self.Spatial_patch_to_embedding(x)
+        x += self.Spatial_pos_embed
+        x = self.pos_drop(x)
+
+        blk = self.STEblocks[0]
+        x = blk(x)
+        x = self.Spatial_norm(x)
+        x = rearrange(x, '(b f) n cw -> (b n) f cw', f=f)
+        return x
+
+    def TTE_forward(self, x):
+        assert len(x.shape) == 3, "TTE_forward expects a (b n) f cw tensor"
+        b, f, _ = x.shape
+        x += self.Temporal_pos_embed
+        x = self.pos_drop(x)
+
+        blk = self.TTEblocks[0]
+        x = blk(x)
+        x = self.Temporal_norm(x)
+        return x
+
+    def ST_forward(self, x):
+        assert len(x.shape) == 4, "ST_forward expects a b f n cw tensor"
+        b, f, n, cw = x.shape
+        for i in range(1, self.block_depth):
+            x = rearrange(x, 'b f n cw -> (b f) n cw')
+            steblock = self.STEblocks[i]
+            tteblock = self.TTEblocks[i]
+
+            x = steblock(x)
+            x = self.Spatial_norm(x)
+            x = rearrange(x, '(b f) n cw -> (b n) f cw', f=f)
+
+            x = tteblock(x)
+            x = self.Temporal_norm(x)
+            x = rearrange(x, '(b n) f cw -> b f n cw', n=n)
+        return x
+
+    def forward(self, x):
+        b, f, n, c = x.shape
+        x = self.STE_forward(x)           # (b n) f cw
+        x = self.TTE_forward(x)           # (b n) f cw
+        x = rearrange(x, '(b n) f cw -> b f n cw', n=n)
+        x = self.ST_forward(x)            # b f n cw
+        x = self.head(x)                  # b f n 3
+        x = x.view(b, f, n, -1)
+        return x
+
+
+_NAMES = {"frames": "num_frame", "joints": "num_joints", "channels": "in_chans", "dim": "embed_dim_ratio"}
+
+
+def build(frames: int | None = None, **overrides: Any) -> MixSTE2:
+    """MixSTE as the paper ran it (F=243, C=512, 8 block pairs, 8 heads, MLP ratio 2).
+
+    ``overrides`` take the constructor's names or the short ones ``joints``, ``channels``
+    and ``dim`` (e.g. ``build(27, dim=32, depth=2)`` for a tiny test model).
+    """
+    config = dict(num_frame=DEFAULTS["frames"], num_joints=DEFAULTS["joints"], in_chans=DEFAULTS["channels"],
+                  embed_dim_ratio=512, depth=8, num_heads=8, mlp_ratio=2., qkv_bias=True, qk_scale=None,
+                  drop_path_rate=0.1)
+    config = apply_overrides("mixste", config, _NAMES, frames, overrides)
+    return MixSTE2(**config)
+
+
+def load_checkpoint(model: nn.Module, path: str | os.PathLike, strict: bool = True) -> LoadReport:
+    """Load an official MixSTE / HoT-MixSTE checkpoint (any of the layouts ``read_state_dict`` reads)."""
+    return load_checkpoint_file(model, path, strict=strict, frame_keys=FRAME_KEYS)
