@@ -1,0 +1,1 @@
+"""Benchmark helpers for hotpatch (baseline models, table reproduction)."""
