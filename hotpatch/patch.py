@@ -84,6 +84,7 @@ def apply(
     patched.hotpatch_config = cfg.to_dict()
     patched.hotpatch_config["input_shape"] = list(example.shape[1:])
     patched.hotpatch_plan = plan
+    patched.hotpatch_source = getattr(model, "hotpatch_source", None)
     patched.hotpatch_sites = sites
     log.info("patched %s: cut before %s, recovery after %s", type(model).__name__, sites.cut_block, sites.recover_after)
     return patched
@@ -223,7 +224,7 @@ def _describe(x) -> str:
 def _try(gm: fx.GraphModule, example: torch.Tensor, raise_error: bool = False) -> bool:
     try:
         with torch.no_grad():
-            gm(example)
+            fx.Interpreter(gm).run(example)  # not gm(): fx prints failures to stderr
         return True
     except Exception as exc:
         if raise_error:
