@@ -4,6 +4,7 @@ from hotpatch.errors import (
     AmbiguousFrameAxisError,
     CheckpointError,
     ConfigError,
+    DataError,
     HotpatchError,
     InputShapeError,
     NoTemporalBlocksError,
@@ -17,6 +18,7 @@ __all__ = [
     "AmbiguousFrameAxisError",
     "CheckpointError",
     "ConfigError",
+    "DataError",
     "HotpatchError",
     "InputShapeError",
     "NoTemporalBlocksError",
@@ -25,12 +27,14 @@ __all__ = [
     "__version__",
 ]
 
-from hotpatch.patch import apply  # noqa: E402
+from hotpatch.patch import Prepared, apply, prepare  # noqa: E402
 from hotpatch.prune import TPC, AttentionPrune, MotionPrune, UniformPrune  # noqa: E402
 from hotpatch.recover import TRA, LinearRecover, NearestRecover  # noqa: E402
 
 __all__ += [
     "apply",
+    "prepare",
+    "Prepared",
     "TPC",
     "TRA",
     "AttentionPrune",

@@ -66,28 +66,63 @@ def apply(
         ``hotpatch_config`` and ``hotpatch_plan`` attributes describe the patch.
     """
     _check_args(n, f, k, pipeline, prune, recover, recover_frames)
+    prepared = prepare(model, frames=frames, example_input=example_input, leaf_modules=leaf_modules, inplace=inplace)
+    return prepared.patch(
+        n, f, pipeline=pipeline, prune=prune, recover=recover, k=k,
+        prune_pos_embed=prune_pos_embed, recover_frames=recover_frames, copy_modules=False,
+    )
+
+
+class Prepared:
+    """A traced and analysed model, ready to be patched at any (n, f) without tracing again.
+
+    Use it to sweep settings: ``p = hotpatch.prepare(model); [p.patch(n, 81) for n in (1, 2, 3)]``.
+    Each patch owns a copy of the model's modules.
+    """
+
+    def __init__(self, gm: fx.GraphModule, plan: Plan, example: torch.Tensor, training: bool, source) -> None:
+        self.gm, self.plan, self.example = gm, plan, example
+        self._training, self._source = training, source
+
+    def patch(
+        self, n: int, f: int, *, pipeline: str = "auto", prune: str = "tpc", recover: str | None = "tra",
+        k: int = 2, prune_pos_embed: bool = False, recover_frames: int | None = None, copy_modules: bool = True,
+    ) -> fx.GraphModule:
+        """Patch with these settings (see :func:`apply` for their meaning)."""
+        _check_args(n, f, k, pipeline, prune, recover, recover_frames)
+        cfg = _config(self.plan, n, f, pipeline, prune, recover, k, prune_pos_embed, recover_frames)
+        gm = copy.deepcopy(self.gm) if copy_modules else self.gm
+        patched, sites = rewrite(gm, self.plan, cfg)
+        _check_patched(patched, self.example, self.plan.output_shapes, cfg)
+        patched.train(self._training)
+        patched.hotpatch_config = cfg.to_dict()
+        patched.hotpatch_config["input_shape"] = list(self.example.shape[1:])
+        patched.hotpatch_plan = self.plan
+        patched.hotpatch_source = self._source
+        patched.hotpatch_sites = sites
+        log.info("patched: cut before %s, recovery after %s", sites.cut_block, sites.recover_after)
+        return patched
+
+
+def prepare(
+    model: nn.Module,
+    *,
+    frames: int | None = None,
+    example_input: torch.Tensor | None = None,
+    leaf_modules: Sequence[type] = (),
+    inplace: bool = False,
+) -> Prepared:
+    """Trace and analyse ``model`` once (the expensive part of :func:`apply`)."""
     was_training = model.training
     source = model if inplace else copy.deepcopy(model)
     source.eval()
     try:
         gm, blocks = trace(source, leaf_modules)
-        example = resolve_input(gm, frames, example_input)
-        plan = analyse(gm, blocks, example)
-        cfg = _config(plan, n, f, pipeline, prune, recover, k, prune_pos_embed, recover_frames)
-        reference = _output_shape(gm, example)
-        patched, sites = rewrite(gm, plan, cfg)
-        _check_patched(patched, example, reference, cfg)
+        plan, example = _analyse_input(gm, blocks, frames, example_input)
     finally:
         if inplace:
             model.train(was_training)
-    patched.train(was_training)
-    patched.hotpatch_config = cfg.to_dict()
-    patched.hotpatch_config["input_shape"] = list(example.shape[1:])
-    patched.hotpatch_plan = plan
-    patched.hotpatch_source = getattr(model, "hotpatch_source", None)
-    patched.hotpatch_sites = sites
-    log.info("patched %s: cut before %s, recovery after %s", type(model).__name__, sites.cut_block, sites.recover_after)
-    return patched
+    return Prepared(gm, plan, example, was_training, getattr(model, "hotpatch_source", None))
 
 
 def _check_args(n, f, k, pipeline, prune, recover, recover_frames) -> None:
@@ -131,12 +166,6 @@ def _config(plan: Plan, n, f, pipeline, prune, recover, k, pos_embed, recover_fr
         recover=recover if resolved == "seq2seq" else None, k=k,
         prune_pos_embed=pos_embed, recover_frames=recover_frames,
     )
-
-
-def _output_shape(gm: fx.GraphModule, example: torch.Tensor) -> list[tuple[int, ...]]:
-    with torch.no_grad():
-        out = gm(example)
-    return [tuple(t.shape) for t in _tensors(out)]
 
 
 def _tensors(value) -> list[torch.Tensor]:
@@ -184,10 +213,11 @@ class _Tracking(fx.Interpreter):
 # --------------------------------------------------------------------------- input shape
 
 
-def resolve_input(
-    gm: fx.GraphModule, frames: int | None, example_input: torch.Tensor | None
-) -> torch.Tensor:
-    """One clip (B=1) the model accepts: from ``example_input``, or inferred."""
+def _analyse_input(
+    gm: fx.GraphModule, blocks: list[str], frames: int | None, example_input: torch.Tensor | None
+) -> tuple[Plan, torch.Tensor]:
+    """Analyse with ``example_input`` (one clip), or with the first inferred shape that the
+    model accepts."""
     if example_input is not None:
         if not isinstance(example_input, torch.Tensor) or example_input.dim() < 3:
             raise InputShapeError(
@@ -199,15 +229,17 @@ def resolve_input(
                 "pass one or make them agree"
             )
         example = example_input[:1].detach().clone()
-        _try(gm, example, raise_error=True)
-        return example
+        return analyse(gm, blocks, example), example
     tried = []
     for shape in _candidate_shapes(gm, frames):
-        example = torch.randn(shape)
         tried.append(shape)
-        if _try(gm, example):
-            log.info("inferred input shape %s", shape)
-            return example
+        example = torch.randn(shape)
+        try:
+            plan = analyse(gm, blocks, example)
+        except InputShapeError:
+            continue
+        log.info("inferred input shape %s", shape)
+        return plan, example
     guesses = f"tried {', '.join(str(t) for t in tried)}" if tried else (
         "found no (1, F, C) / (1, F, 1, C) temporal embedding to read F from"
     )
@@ -219,20 +251,6 @@ def resolve_input(
 
 def _describe(x) -> str:
     return f"a tensor of shape {tuple(x.shape)}" if isinstance(x, torch.Tensor) else type(x).__name__
-
-
-def _try(gm: fx.GraphModule, example: torch.Tensor, raise_error: bool = False) -> bool:
-    try:
-        with torch.no_grad():
-            fx.Interpreter(gm).run(example)  # not gm(): fx prints failures to stderr
-        return True
-    except Exception as exc:
-        if raise_error:
-            raise InputShapeError(
-                f"the model rejects example_input of shape {tuple(example.shape)}: "
-                f"{type(exc).__name__}: {exc}"
-            ) from exc
-        return False
 
 
 def _candidate_shapes(gm: fx.GraphModule, frames: int | None) -> list[tuple[int, ...]]:
