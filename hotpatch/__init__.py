@@ -9,6 +9,7 @@ from hotpatch.errors import (
     InputShapeError,
     NoTemporalBlocksError,
     RewriteError,
+    TargetError,
     TraceFailure,
 )
 
@@ -23,6 +24,7 @@ __all__ = [
     "InputShapeError",
     "NoTemporalBlocksError",
     "RewriteError",
+    "TargetError",
     "TraceFailure",
     "__version__",
 ]
@@ -30,9 +32,15 @@ __all__ = [
 from hotpatch.patch import Prepared, apply, prepare  # noqa: E402
 from hotpatch.prune import TPC, AttentionPrune, MotionPrune, UniformPrune  # noqa: E402
 from hotpatch.recover import TRA, LinearRecover, NearestRecover  # noqa: E402
+from hotpatch.profile import compare, profile  # noqa: E402  (the function shadows the submodule name)
+from hotpatch.saving import load, save  # noqa: E402
 
 __all__ += [
     "apply",
+    "compare",
+    "load",
+    "profile",
+    "save",
     "prepare",
     "Prepared",
     "TPC",

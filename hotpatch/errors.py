@@ -37,3 +37,7 @@ class CheckpointError(HotpatchError):
 
 class DataError(HotpatchError):
     """A data file is missing, lacks a key, or holds arrays of the wrong shape."""
+
+
+class TargetError(HotpatchError):
+    """A command-line TARGET (recipe name, file or ``module:Class``) could not be turned into a model."""

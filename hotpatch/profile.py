@@ -214,7 +214,7 @@ class Comparison:
 
 def profile(
     model: nn.Module,
-    example_input: Any,
+    example_input: Any = None,
     *,
     counters: Sequence[str] | str = ("fvcore", "paper"),
     fps: bool = True,
@@ -231,6 +231,9 @@ def profile(
     progress: ProgressFn | None = None,
 ) -> Profile:
     """Measure ``model`` on ``example_input`` (a tensor, or a tuple of positional arguments).
+
+    ``example_input=None`` works for a model patched by ``hotpatch.apply``: a zero clip of
+    batch 1 and the patch's ``hotpatch_config["input_shape"]``.
 
     ``counters`` picks FLOP counters from ``"paper"``, ``"fvcore"``, ``"torch"``, ``"thop"``.
     ``fps`` times ``repeats`` forwards after ``warmup`` with ``threads`` CPU threads (default:
@@ -249,7 +252,7 @@ def profile(
 def compare(
     original: nn.Module,
     patched: nn.Module,
-    example_input: Any,
+    example_input: Any = None,
     *,
     counters: Sequence[str] | str = ("fvcore", "paper"),
     fps: bool = True,
@@ -267,6 +270,8 @@ def compare(
 ) -> Comparison:
     """Profile ``original`` and ``patched`` with the same settings (see ``profile``).
 
+    ``example_input=None``: a zero clip of batch 1 shaped by ``patched.hotpatch_config["input_shape"]``.
+
     Latency is timed interleaved (ABBA order) so drift hits both alike; ``progress`` counts
     the forwards of both. Block names found on ``original`` are used for both models, plus
     any the patched model adds.
@@ -279,6 +284,12 @@ def compare(
     if before.latency and after.latency and after.latency.median_ms > 0:
         speedup = before.latency.median_ms / after.latency.median_ms
     return Comparison(before=before, after=after, speedup=speedup)
+
+
+def profile_many(models: Sequence[nn.Module], example_input: Any = None, **kwargs: Any) -> list[Profile]:
+    """Profile several models with the same settings (see ``profile``), timing them
+    interleaved (ABBA order) in one run; returns one ``Profile`` per model."""
+    return _run(list(models), example_input, **kwargs)
 
 
 # ----------------------------------------------------------------------------- driver
@@ -313,6 +324,8 @@ def _run(
         if not isinstance(m, nn.Module):
             raise ConfigError(f"expected an nn.Module to profile, got {type(m).__name__}")
     dev = _check_device(device)
+    if example_input is None:
+        example_input = _default_input(models)
     args = _as_args(example_input, dev)
     first = next(t for t in tree_flatten(args)[0] if isinstance(t, torch.Tensor))
     batch = int(first.shape[0]) if first.dim() else 1
@@ -390,6 +403,17 @@ def _check_device(device: str | torch.device) -> torch.device:
     if dev.type == "cuda" and dev.index is None:
         dev = torch.device("cuda", torch.cuda.current_device())
     return dev
+
+
+def _default_input(models: list[nn.Module]) -> torch.Tensor:
+    """A zero clip (1, F, J, C) from the ``hotpatch_config`` of a patched model among ``models``."""
+    for m in reversed(models):
+        shape = (getattr(m, "hotpatch_config", None) or {}).get("input_shape")
+        if shape:
+            return torch.zeros(1, *shape)
+    raise InputShapeError(
+        f"example_input=None, but {type(models[-1]).__name__} was not patched by hotpatch.apply, so "
+        "its input shape is unknown; pass example_input=torch.randn(1, F, J, C)")
 
 
 def _as_args(example_input: Any, dev: torch.device) -> tuple[Any, ...]:
@@ -545,8 +569,17 @@ def _torch_flops(work: nn.Module, args: tuple[Any, ...]) -> int:
     from torch.utils.flop_counter import FlopCounterMode
 
     counter = FlopCounterMode(display=False, custom_mapping=_torch_custom_mapping())
-    with counter, torch.no_grad():
-        work(*args)
+    # FlopCounterMode's module tracker asserts on views of grad-requiring parameters made under
+    # no_grad (e.g. ``queries.expand(...)``); the copy's parameters need no grad for counting.
+    flags = [(p, p.requires_grad) for p in work.parameters()]
+    try:
+        for p, _ in flags:
+            p.requires_grad_(False)
+        with counter, torch.no_grad():
+            work(*args)
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
     return int(counter.get_total_flops())
 
 

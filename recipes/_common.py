@@ -32,3 +32,10 @@ def apply_overrides(recipe: str, config: dict[str, Any], aliases: Mapping[str, s
             f"{recipe}.build() got frames={config[frames_key]!r}; expected a positive int such as 243"
         )
     return config
+
+
+def mark_source(model: Any, recipe: str, frames: int | None, overrides: Mapping[str, Any]) -> Any:
+    """Record on ``model`` how it was built (``hotpatch_source``), so ``hotpatch.load`` can rebuild it."""
+    given = {"frames": frames} if frames is not None else {}
+    model.hotpatch_source = {"recipe": recipe, "overrides": {**given, **overrides}}
+    return model

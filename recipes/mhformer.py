@@ -29,7 +29,7 @@ from einops import rearrange
 
 from hotpatch.checkpoint import LoadReport, load_checkpoint_file
 from hotpatch.errors import ConfigError
-from ._common import apply_overrides
+from ._common import apply_overrides, mark_source
 from ._drop import DropPath
 
 #: Input geometry and the paper's HoT settings for this model (Table 6): TPC only, the
@@ -43,6 +43,7 @@ DEFAULTS: dict[str, Any] = {
     "pipeline": "seq2frame",
     "prune": "tpc",
     "recover": None,
+    "prune_pos_embed": False,
 }
 
 #: Parameters indexed by frame, with the frame axis: a checkpoint for another F is refused.
@@ -375,7 +376,7 @@ def build(frames: int | None = None, **overrides: Any) -> Model:
     ``n_joints``, ``out_joints``) or ``dim``, ``depth``, ``joints``. F must be a multiple of 9
     (the MHG encoders have 9 heads over a width of F).
     """
-    overrides = dict(overrides)
+    given, overrides = dict(overrides), dict(overrides)
     if "channels" in overrides:
         if overrides.pop("channels") != 2:
             raise ConfigError("mhformer.build() got channels != 2; MHFormer lifts 2D keypoints only (channels=2)")
@@ -389,7 +390,7 @@ def build(frames: int | None = None, **overrides: Any) -> Model:
             f"mhformer.build() got frames={config['frames']}; MHFormer's MHG encoders have {MHG_HEADS} heads "
             f"over a width of F, so F must be a multiple of {MHG_HEADS} (e.g. 27, 81, 243, 351)"
         )
-    return Model(SimpleNamespace(**config))
+    return mark_source(Model(SimpleNamespace(**config)), "mhformer", frames, given)
 
 
 def load_checkpoint(model: nn.Module, path: str | os.PathLike, strict: bool = True) -> LoadReport:

@@ -18,7 +18,7 @@ import torch.nn as nn
 from einops import rearrange
 
 from hotpatch.checkpoint import LoadReport, load_checkpoint_file
-from ._common import apply_overrides
+from ._common import apply_overrides, mark_source
 from ._drop import DropPath
 
 #: Input geometry and the paper's HoT settings for this model (Tables 1 and 10).
@@ -31,6 +31,7 @@ DEFAULTS: dict[str, Any] = {
     "pipeline": "seq2seq",
     "prune": "tpc",
     "recover": "tra",
+    "prune_pos_embed": True,  # official HoT-MixSTE: a learnable (1, f, C) embedding after pruning
 }
 
 #: Parameters indexed by frame, with the frame axis: a checkpoint for another F is refused.
@@ -204,7 +205,7 @@ def build(frames: int | None = None, **overrides: Any) -> MixSTE2:
                   embed_dim_ratio=512, depth=8, num_heads=8, mlp_ratio=2., qkv_bias=True, qk_scale=None,
                   drop_path_rate=0.1)
     config = apply_overrides("mixste", config, _NAMES, frames, overrides)
-    return MixSTE2(**config)
+    return mark_source(MixSTE2(**config), "mixste", frames, overrides)
 
 
 def load_checkpoint(model: nn.Module, path: str | os.PathLike, strict: bool = True) -> LoadReport:

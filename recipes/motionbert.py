@@ -23,7 +23,7 @@ import torch.nn as nn
 
 from hotpatch.checkpoint import LoadReport, load_state_dict, map_hot_keys, read_state_dict
 from hotpatch.errors import CheckpointError, ConfigError
-from ._common import apply_overrides
+from ._common import apply_overrides, mark_source
 from ._drop import DropPath
 
 #: Input geometry and the paper's HoT settings for this model (Table 1).
@@ -36,6 +36,7 @@ DEFAULTS: dict[str, Any] = {
     "pipeline": "seq2seq",
     "prune": "tpc",
     "recover": "tra",
+    "prune_pos_embed": True,  # official HoT-MotionBERT: a learnable (1, f, C) embedding after pruning
     "variant": "lite",
 }
 
@@ -254,7 +255,7 @@ def build(frames: int | None = None, variant: str = "lite", **overrides: Any) ->
                   drop_rate=0., attn_drop_rate=0., drop_path_rate=0.,
                   norm_layer=partial(nn.LayerNorm, eps=1e-6), att_fuse=True, **VARIANTS[variant])
     config = apply_overrides("motionbert", config, _NAMES, frames, overrides)
-    return DSTformer(**config)
+    return mark_source(DSTformer(**config), "motionbert", frames, {"variant": variant, **overrides})
 
 
 def load_checkpoint(model: nn.Module, path: str | os.PathLike, strict: bool = True) -> LoadReport:

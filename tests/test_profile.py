@@ -351,3 +351,18 @@ def test_bad_arguments_raise_config_errors() -> None:
 def test_rejected_input_raises_input_shape_error() -> None:
     with pytest.raises(InputShapeError, match=r"\(2, 5, 3\)"):
         profile(LinConvMatmul(), torch.randn(2, 5, 3), fps=False)
+
+
+def test_input_defaults_to_the_patch_config_and_torch_counts_patched_models():
+    import hotpatch
+    from hotpatch.recipes import mixste
+
+    model = mixste.build(9, dim=16, depth=2)
+    patched = hotpatch.apply(model, n=1, f=3)
+    c = compare(model, patched, counters=("paper", "torch"), fps=False, memory=False)
+    assert (c.before.batch, c.before.frames) == (1, 9)
+    assert c.after.flops["torch"].error is None and 0 < c.after.flops["torch"].value < c.before.flops["torch"].value
+    assert profile(patched, counters="paper", fps=False, memory=False).flops["paper"].value == \
+        c.after.flops["paper"].value
+    with pytest.raises(InputShapeError, match="example_input"):
+        profile(model, counters="paper", fps=False, memory=False)

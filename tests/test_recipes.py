@@ -57,7 +57,8 @@ def test_unknown_recipe_names_the_known_ones():
 
 def test_defaults_are_the_papers():
     assert mixste.DEFAULTS == {"frames": 243, "joints": 17, "channels": 2, "n": 3, "f": 81,
-                               "pipeline": "seq2seq", "prune": "tpc", "recover": "tra"}
+                               "pipeline": "seq2seq", "prune": "tpc", "recover": "tra",
+                               "prune_pos_embed": True}
     mb = motionbert.DEFAULTS
     assert (mb["frames"], mb["channels"], mb["n"], mb["f"], mb["pipeline"]) == (243, 3, 1, 81, "seq2seq")
     mh = mhformer.DEFAULTS

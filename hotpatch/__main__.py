@@ -1,0 +1,5 @@
+import sys
+
+from hotpatch.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""Subcommands of the ``hotpatch`` CLI, one module each (see :mod:`hotpatch.cli`)."""

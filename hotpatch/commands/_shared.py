@@ -1,0 +1,54 @@
+"""Options and output helpers shared by the subcommands (not a command itself)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from hotpatch.prune import PRUNERS
+from hotpatch.recover import RECOVERERS
+
+
+def add_hot_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--n --f --pipeline --prune --recover --k --prune-pos-embed``; unset ones are None
+    (``Target.patch`` then takes the target's defaults, e.g. a recipe's paper settings)."""
+    group = parser.add_argument_group("HoT settings")
+    group.add_argument("--n", type=int, metavar="n", help="prune after the n-th temporal block")
+    group.add_argument("--f", type=int, metavar="f", help="representative frames kept after pruning (f <= F)")
+    group.add_argument("--pipeline", choices=("auto", "seq2seq", "seq2frame"),
+                       help="seq2seq recovers all frames; seq2frame keeps the centre one (default: the recipe's, else auto)")
+    group.add_argument("--prune", choices=tuple(PRUNERS), help="token pruning (default: tpc)")
+    group.add_argument("--recover", choices=tuple(RECOVERERS), help="token recovery for seq2seq (default: tra)")
+    group.add_argument("--k", type=int, metavar="K", help="DPC-kNN neighbours (default: 2)")
+    group.add_argument("--prune-pos-embed", action=argparse.BooleanOptionalAction, default=None,
+                       help="learnable (1, f, C) positional embedding after pruning "
+                            "(default: the recipe's; on for MixSTE and MotionBERT as in the paper)")
+
+
+def hot_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The keyword arguments of ``Target.patch`` from ``add_hot_arguments`` options."""
+    return dict(n=args.n, f=args.f, pipeline=args.pipeline, prune=args.prune, recover=args.recover,
+                k=args.k, prune_pos_embed=args.prune_pos_embed)
+
+
+def consoles(quiet: bool) -> tuple[Any, Any]:
+    """(stdout console for results, stderr console for progress; None when ``quiet``)."""
+    from rich.console import Console
+
+    out = Console(file=sys.stdout)
+    if not out.is_terminal:
+        out.width = 120
+    err = None if quiet else Console(file=sys.stderr)
+    return out, err
+
+
+def describe_config(cfg: dict[str, Any]) -> str:
+    """``n=3 f=81 F=243 seq2seq tpc+tra pos-embed`` from a ``hotpatch_config``."""
+    parts = [f"n={cfg['n']}", f"f={cfg['f']}", f"F={cfg['frames']}", cfg["pipeline"],
+             cfg["prune"] + (f"+{cfg['recover']}" if cfg.get("recover") else "")]
+    if cfg.get("prune_pos_embed"):
+        parts.append("pos-embed")
+    if cfg.get("recover_frames"):
+        parts.append(f"recover_frames={cfg['recover_frames']}")
+    return " ".join(parts)

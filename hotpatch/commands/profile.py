@@ -1,0 +1,161 @@
+"""``hotpatch profile TARGET [--n N --f F]``: params, FLOPs, latency/FPS and memory, before/after."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import platform
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from hotpatch.commands._shared import add_hot_arguments, consoles, describe_config, hot_settings
+from hotpatch.errors import ConfigError
+from hotpatch.targets import Target, add_target_arguments, describe, load_target
+
+log = logging.getLogger(__name__)
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "profile", help="params, FLOPs, latency/FPS and memory; before/after with --n/--f",
+        description="Profile TARGET. With --n and --f, patch it with HoT and print before, after and "
+                    "the % change of every number, timed interleaved in one run.")
+    add_target_arguments(p)
+    add_hot_arguments(p)
+    g = p.add_argument_group("measurement")
+    g.add_argument("--batch", type=int, default=1, metavar="B", help="clips per forward (default: 1)")
+    g.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    g.add_argument("--counters", default="fvcore,paper",
+                   help="FLOP counters, comma-separated: fvcore, paper, torch, thop (default: fvcore,paper)")
+    g.add_argument("--by-block", action="store_true", help="paper FLOPs of every transformer block")
+    g.add_argument("--repeats", type=int, default=20, metavar="R", help="timed forwards per model (default: 20)")
+    g.add_argument("--warmup", type=int, default=3, metavar="W", help="untimed forwards first (default: 3)")
+    g.add_argument("--threads", type=int, metavar="T", help="CPU threads while timing (default: torch's)")
+    g.add_argument("--train", action="store_true", help="also measure the memory of one training step")
+    g.add_argument("--no-fps", dest="fps", action="store_false", help="skip timing")
+    g.add_argument("--json", metavar="PATH", help="write the numbers as JSON to PATH ('-' for stdout only)")
+    p.set_defaults(run=run)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    out, err = consoles(args.quiet)
+    if (args.n is None) != (args.f is None):
+        raise ConfigError("pass both --n and --f to compare before/after a patch, or neither to profile as is")
+    target = load_target(args)
+    measure = dict(counters=args.counters, fps=args.fps, device=args.device, repeats=args.repeats,
+                   warmup=args.warmup, threads=args.threads, by_block=args.by_block, train=args.train)
+    with _progress(err) as progress:
+        result, config = _measure(target, args, measure, progress)
+    to_stdout = args.json == "-"
+    if args.json:
+        _write_json(result, config, target, args)
+    if not to_stdout:
+        geometry = "F={} J={} C={}".format(*target.input_shape())
+        head = f"{describe(target)} ({geometry}, batch {args.batch})"
+        out.print(head + (f"; HoT {describe_config(config)}" if config else ""), highlight=False, markup=False)
+        out.print(result)
+        if args.json:
+            out.print(f"wrote {args.json}", highlight=False, markup=False)
+    return 0
+
+
+def _measure(target: Target, args: argparse.Namespace, measure: dict[str, Any], progress: Any):
+    from hotpatch.profile import compare, profile
+
+    settings = hot_settings(args)
+    if target.patched:
+        config = dict(target.model.hotpatch_config)
+        example = target.example_input(args.batch)
+        pipeline = config["pipeline"]
+        if args.n is None:
+            return profile(target.model, example, pipeline=pipeline, progress=progress, **measure), config
+        given = {k: v for k, v in settings.items() if v is not None and k in config}
+        differ = {k: (v, config[k]) for k, v in given.items() if config[k] != v}
+        if differ:
+            text = ", ".join(f"--{k.replace('_', '-')} {v} (saved: {s})" for k, (v, s) in differ.items())
+            raise ConfigError(
+                f"{target.name} is already patched with {describe_config(config)}; got {text}. Drop --n/--f "
+                "to profile it, keep them equal to compare it with its original, or patch the original again"
+            )
+        return compare(target.original(), target.model, example, pipeline=pipeline, progress=progress,
+                       **measure), config
+    example = target.example_input(args.batch)
+    if args.n is None:
+        pipeline = target.defaults.get("pipeline") or "seq2seq"
+        pipeline = "seq2seq" if pipeline == "auto" else pipeline
+        return profile(target.model, example, pipeline=pipeline, progress=progress, **measure), None
+    patched = target.patch(**settings)
+    config = dict(patched.hotpatch_config)
+    return compare(target.model, patched, example, pipeline=config["pipeline"], progress=progress,
+                   **measure), config
+
+
+class _progress:
+    """A rich progress bar on stderr fed by the profile API's ``progress(done, total)``; a no-op when quiet."""
+
+    def __init__(self, console: Any) -> None:
+        self.console, self.bar, self.task = console, None, None
+
+    def __enter__(self):
+        if self.console is None:
+            return None
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.bar = Progress(TextColumn("timing forwards"), BarColumn(), MofNCompleteColumn(),
+                            TimeElapsedColumn(), console=self.console, transient=True)
+        self.bar.start()
+        return self.update
+
+    def update(self, done: int, total: int) -> None:
+        if self.task is None:
+            self.task = self.bar.add_task("timing", total=total)
+        self.bar.update(self.task, completed=done, total=total)
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def _write_json(result: Any, config: dict[str, Any] | None, target: Target, args: argparse.Namespace) -> None:
+    from hotpatch import __version__
+
+    data: dict[str, Any] = {
+        "target": describe(target),
+        "source": target.source,
+        "input_shape": [args.batch, *target.input_shape()],
+        "config": config,
+        **result.to_dict(),
+        "environment": {"hotpatch": __version__, "torch": torch.__version__, "python": platform.python_version(),
+                        "machine": platform.machine(), "processor": _cpu_name(),
+                        "cpu_count": _cpu_count()},
+    }
+    text = json.dumps(data, indent=2, default=str)
+    if args.json == "-":
+        sys.stdout.write(text + "\n")
+    else:
+        Path(args.json).write_text(text + "\n")
+
+
+def _cpu_count() -> int | None:
+    import os
+
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count()
+
+
+def _cpu_name() -> str | None:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or None

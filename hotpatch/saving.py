@@ -1,0 +1,197 @@
+"""``hotpatch.save`` / ``hotpatch.load``: a patched model as weights + patch config + source.
+
+The file is ``torch.save`` of a plain dict, readable with ``torch.load(weights_only=True)``
+(no pickled code)::
+
+    {"format": "hotpatch/1",
+     "hotpatch_version": "0.1.0", "torch_version": "2.13.0",
+     "config": patched.hotpatch_config,      # n, f, frames, pipeline, prune, recover, k, ...
+     "source": {"recipe": ..., "overrides": {...}} or {"class": "pkg.mod:Class", "kwargs": {...}},
+     "state_dict": {name: tensor}}           # the patched model's, strict
+
+``load`` builds the original from ``source``, re-applies ``hotpatch.apply`` with ``config`` and
+loads ``state_dict`` strictly, so outputs match the saved model exactly.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.fx as fx
+import torch.nn as nn
+
+from hotpatch import sources
+from hotpatch.errors import CheckpointError, ConfigError
+
+log = logging.getLogger(__name__)
+
+__all__ = ["FORMAT", "load", "read", "save"]
+
+FORMAT = "hotpatch/1"
+_CONFIG_KEYS = ("n", "f", "frames", "pipeline", "prune", "recover", "k", "input_shape")
+
+
+def save(patched: nn.Module, path: str | os.PathLike, *, source: Mapping[str, Any] | None = None) -> Path:
+    """Write ``patched`` (from ``hotpatch.apply``) to ``path``; returns the path.
+
+    ``source`` says how to build the unpatched model again; by default the model's
+    ``hotpatch_source`` (set by the recipes' ``build``). For a model of your own pass
+    ``source={"class": "package.module:Class", "kwargs": {...}}``.
+    """
+    from hotpatch import __version__
+
+    config = getattr(patched, "hotpatch_config", None)
+    if not isinstance(config, Mapping):
+        raise ConfigError(
+            f"{type(patched).__name__} has no hotpatch_config: it was not patched by hotpatch.apply; "
+            "expected the GraphModule apply returns. Patch it first, or save its state_dict with torch.save."
+        )
+    source = source if source is not None else getattr(patched, "hotpatch_source", None)
+    if source is None:
+        raise ConfigError(
+            "the patched model does not say how to build the original (no hotpatch_source), so the file could "
+            "not be loaded again; pass source={'class': 'package.module:Class', 'kwargs': {...}} (the class "
+            "and constructor arguments of the model you patched), or build it with a hotpatch recipe."
+        )
+    source = _plain(sources.check(source), "source")
+    if "class" in source:
+        sources.import_class(source["class"])  # fail now, not when loading
+    payload = {
+        "format": FORMAT,
+        "hotpatch_version": __version__,
+        "torch_version": str(torch.__version__),  # a TorchVersion, which weights_only refuses
+        "config": _plain(dict(config), "hotpatch_config"),
+        "source": source,
+        "state_dict": {k: v.detach().cpu().clone() for k, v in patched.state_dict().items()},
+    }
+    path = Path(path)
+    check_writable(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as err:
+        raise CheckpointError(f"cannot write {str(path)!r}: {err}; check the path and free disk space") from err
+    finally:
+        tmp.unlink(missing_ok=True)
+    log.info("saved patched model (n=%s, f=%s) to %s", config.get("n"), config.get("f"), path)
+    return path
+
+
+def check_writable(path: str | os.PathLike) -> None:
+    """Raise ``CheckpointError`` unless ``path`` can be created (its folder exists, it is not a folder)."""
+    path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{str(path)!r} is a directory; expected a file name such as {str(path / 'hot.pt')!r}")
+    if not path.parent.is_dir():
+        raise CheckpointError(
+            f"cannot write {str(path)!r}: the directory {str(path.parent)!r} does not exist; create it first"
+        )
+
+
+def _plain(value: Any, where: str) -> Any:
+    """``value`` as builtin types only (str subclasses become str), so weights_only can read it."""
+    if value is None or type(value) in (bool, int, float, str):
+        return value
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, (list, tuple)):
+        return [_plain(v, where) for v in value]
+    if isinstance(value, Mapping) and all(isinstance(k, str) for k in value):
+        return {str(k): _plain(v, where) for k, v in value.items()}
+    raise ConfigError(f"{where} holds {value!r} ({type(value).__name__}); expected plain data "
+                      "(numbers, strings, lists, dicts) so the file loads without unpickling code")
+
+
+def read(path: str | os.PathLike) -> dict[str, Any]:
+    """The checked contents of a file written by ``save`` (no model is built)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(
+            f"{str(path)!r} does not exist or is not a file; expected a file written by hotpatch.save. "
+            "Check the path."
+        )
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise CheckpointError(
+            f"{str(path)!r} holds pickled Python objects, not a hotpatch file; expected a file written by "
+            "hotpatch.save (plain data only). A torch.save'd model is loaded with torch.load (it runs code "
+            "from the file: only for files you trust)."
+        ) from err
+    except Exception as err:  # torch raises RuntimeError, EOFError, KeyError ... on bad files
+        detail = (str(err).strip().splitlines() or ["no detail"])[0][:200]
+        raise CheckpointError(
+            f"cannot read {str(path)!r}: {type(err).__name__}: {detail}; expected a file written by "
+            "hotpatch.save. The file is damaged, truncated or of another kind."
+        ) from err
+    return check_payload(payload, str(path))
+
+
+def is_payload(obj: Any) -> bool:
+    """True if ``obj`` looks like the dict ``save`` writes (any version)."""
+    return isinstance(obj, Mapping) and str(obj.get("format", "")).startswith("hotpatch/")
+
+
+def check_payload(payload: Any, where: str) -> dict[str, Any]:
+    """``payload`` if it is a complete ``hotpatch/1`` dict, else ``CheckpointError``."""
+    if not is_payload(payload):
+        found = sorted(map(str, payload))[:8] if isinstance(payload, Mapping) else type(payload).__name__
+        raise CheckpointError(
+            f"{where} is not a hotpatch file (found {found}); expected a dict with format {FORMAT!r} "
+            "written by hotpatch.save. For a plain state_dict build the model and use load_checkpoint."
+        )
+    if payload["format"] != FORMAT:
+        raise CheckpointError(
+            f"{where} has format {payload['format']!r}; this hotpatch reads {FORMAT!r}. "
+            "Upgrade hotpatch to load it."
+        )
+    config, state = payload.get("config"), payload.get("state_dict")
+    missing = [k for k in _CONFIG_KEYS if not isinstance(config, Mapping) or k not in config]
+    if missing or not isinstance(state, Mapping) or "source" not in payload:
+        raise CheckpointError(
+            f"{where} is an incomplete hotpatch file (config lacks {missing}, state_dict "
+            f"{'present' if isinstance(state, Mapping) else 'missing'}); expected config, source and "
+            "state_dict. Save the model again with hotpatch.save."
+        )
+    return dict(payload)
+
+
+def load(path: str | os.PathLike, *, leaf_modules: Sequence[type] = ()) -> fx.GraphModule:
+    """Rebuild the patched model saved at ``path``; it is returned in eval mode.
+
+    The original is built from the saved source (a recipe, or ``Class(**kwargs)`` after
+    importing ``package.module``: only modules you have installed run), patched again with
+    the saved config, and the saved weights are loaded with strict key and shape matching.
+    ``leaf_modules`` is passed to ``hotpatch.apply`` if the model needed it when patched.
+    """
+    return from_payload(read(path), str(path), leaf_modules=leaf_modules)
+
+
+def from_payload(payload: Mapping[str, Any], where: str, *, leaf_modules: Sequence[type] = ()) -> fx.GraphModule:
+    """``load`` for contents already read (see ``read``)."""
+    from hotpatch.checkpoint import load_state_dict
+    from hotpatch.patch import apply
+
+    payload = check_payload(payload, where)
+    try:
+        source = sources.check(payload["source"])
+    except ConfigError as err:
+        raise CheckpointError(f"{where}: {err}") from err
+    cfg = payload["config"]
+    model = sources.build(source)
+    example = torch.zeros(1, *cfg["input_shape"])
+    patched = apply(
+        model, n=cfg["n"], f=cfg["f"], example_input=example, pipeline=cfg["pipeline"],
+        prune=cfg["prune"], recover=cfg["recover"], k=cfg["k"], leaf_modules=leaf_modules,
+        prune_pos_embed=bool(cfg.get("prune_pos_embed", False)), recover_frames=cfg.get("recover_frames"),
+    )
+    load_state_dict(patched, payload["state_dict"], strict=True, source=where)
+    patched.hotpatch_source = source
+    return patched.eval()
