@@ -23,6 +23,14 @@ class Layout:
     axes: tuple[Axis, ...]
     joints: int | None = None
 
+    def __post_init__(self) -> None:  # permutations computed once, not on every forward
+        order = self._canonical_order()
+        inverse = [0] * len(order)
+        for position, atom in enumerate(order):
+            inverse[atom] = position
+        object.__setattr__(self, "_order", tuple(order))
+        object.__setattr__(self, "_inverse", tuple(inverse))
+
     @property
     def atoms(self) -> list[Atom]:
         return [a for axis in self.axes for a in axis]
@@ -56,16 +64,14 @@ class Layout:
     def to_canonical(self, x: torch.Tensor, frames: int) -> torch.Tensor:
         """View ``x`` (this layout, ``frames`` frames) as (B, F, *rest); B is 1 if absent."""
         sizes = [self._atom_size(a, frames) for a in self.atoms]
-        x = x.reshape(sizes).permute(self._canonical_order())
+        x = x.reshape(sizes).permute(self._order)
         return x if "B" in self.atoms else x.unsqueeze(0)
 
     def from_canonical(self, x: torch.Tensor, frames: int) -> torch.Tensor:
         """Inverse of :meth:`to_canonical` for a canonical tensor with ``frames`` frames."""
         if "B" not in self.atoms:
             x = x.squeeze(0)
-        inverse = torch.empty(len(self.atoms), dtype=torch.long)
-        inverse[torch.tensor(self._canonical_order())] = torch.arange(len(self.atoms))
-        x = x.permute(inverse.tolist())
+        x = x.permute(self._inverse)
         shape = []
         atom_iter = iter(range(len(self.atoms)))
         for axis in self.axes:

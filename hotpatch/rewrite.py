@@ -156,7 +156,7 @@ class GatherConstant(nn.Module):
     def forward(self, const: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
         lay = self.partner
         c = const.reshape(self.atom_sizes)
-        order = lay._canonical_order()
+        order = lay._order
         c = c.permute(order)
         c = c.expand(index.shape[0], *c.shape[1:])
         kept = gather_frames(c, index)

@@ -105,13 +105,17 @@ def _traced_len(obj: Any) -> Any:
     return builtins.len(obj)
 
 
-_LIBRARY_DIRS = tuple(
-    p.rsplit("/", 1)[0] + "/" for p in (torch.__file__, einops.__file__, __file__)
-)
+_LIBRARY_DIRS = tuple(p.rsplit("/", 1)[0] + "/" for p in (torch.__file__, einops.__file__))
+
+
+def _is_library(filename: str) -> bool:
+    """Frames of torch, einops and this tracer; recipes and user code are not library code
+    (recipes are installed inside the hotpatch package, so the package dir cannot be used)."""
+    return filename.startswith(_LIBRARY_DIRS) or filename == __file__
 
 
 def _user_frame(frame: types.FrameType | None) -> types.FrameType | None:
-    while frame is not None and frame.f_code.co_filename.startswith(_LIBRARY_DIRS):
+    while frame is not None and _is_library(frame.f_code.co_filename):
         frame = frame.f_back
     return frame
 
@@ -257,7 +261,7 @@ def _trace_failure_message(model: nn.Module, exc: Exception) -> str:
     owner = None
     while tb is not None:
         frame = tb.tb_frame
-        if not frame.f_code.co_filename.startswith(_LIBRARY_DIRS):
+        if not _is_library(frame.f_code.co_filename):
             site = frame
         tb = tb.tb_next
     reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
