@@ -244,7 +244,7 @@ def _analyse_input(
         "found no (1, F, C) / (1, F, 1, C) temporal embedding to read F from"
     )
     raise InputShapeError(
-        f"could not infer the input shape of {type(gm).__name__.removesuffix('Patched')} ({guesses}); "
+        f"could not infer the input shape of {type(gm).__name__.removesuffix('Traced')} ({guesses}); "
         "pass example_input=torch.randn(1, F, J, C), or frames=F if the input is (B, F, 17, 2|3)"
     )
 

@@ -419,7 +419,8 @@ class _Surgery:
         else:
             self.select_center()
         self.graph.lint()
-        gm = build_graph_module(self.gm, self.graph, self.new_modules)
+        name = type(self.gm).__name__.removesuffix("Traced") + "Patched"
+        gm = build_graph_module(self.gm, self.graph, self.new_modules, name)
         gm.recompile()
         return gm
 

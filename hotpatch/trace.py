@@ -244,7 +244,7 @@ def trace(
     finally:
         model.eval()
     _decide_dropouts(graph, tracer, train_tracer)
-    gm = build_graph_module(model, graph, tracer.dropouts)
+    gm = build_graph_module(model, graph, tracer.dropouts, type(model).__name__ + "Traced")
     return gm, blocks
 
 
@@ -319,7 +319,7 @@ class _AlwaysTrain(nn.Module):
 
 
 def build_graph_module(
-    root: nn.Module, graph: fx.Graph, new_modules: dict[str, nn.Module]
+    root: nn.Module, graph: fx.Graph, new_modules: dict[str, nn.Module], class_name: str
 ) -> fx.GraphModule:
     """A GraphModule whose module tree, parameters and buffers are exactly ``root``'s (same
     qualified names, same container types, same state_dict keys) plus ``new_modules``."""
@@ -330,7 +330,7 @@ def build_graph_module(
                 targets[node.target] = new_modules[node.target]
             else:
                 targets[node.target] = _resolve(root, node.target)
-    gm = fx.GraphModule(targets, graph, class_name=type(root).__name__ + "Patched")
+    gm = fx.GraphModule(targets, graph, class_name=class_name)
     gm._modules.clear()
     gm._modules.update(root._modules)
     gm._modules.update(new_modules)

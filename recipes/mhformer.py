@@ -30,7 +30,7 @@ from einops import rearrange
 from hotpatch.checkpoint import LoadReport, load_checkpoint_file
 from hotpatch.errors import ConfigError
 from ._common import apply_overrides, mark_source
-from ._drop import DropPath
+from ._layers import Attention, DropPath, Mlp
 
 #: Input geometry and the paper's HoT settings for this model (Table 6): TPC only, the
 #: centre frame kept, no recovery.
@@ -53,46 +53,6 @@ MHG_HEADS = 9  # heads of the MHG encoders, whose width is F
 
 
 # ----------------------------------------------------------------- module/trans.py
-
-class Mlp(nn.Module):
-    def __init__(self, in_features, hidden_features=None, out_features=None, act_layer=nn.GELU, drop=0.):
-        super().__init__()
-        hidden_features = hidden_features or in_features
-        out_features = out_features or in_features
-        self.fc1 = nn.Linear(in_features, hidden_features)
-        self.act = act_layer()
-        self.fc2 = nn.Linear(hidden_features, out_features)
-        self.drop = nn.Dropout(drop)
-
-    def forward(self, x):
-        x = self.drop(self.act(self.fc1(x)))
-        x = self.drop(self.fc2(x))
-        return x
-
-
-class Attention(nn.Module):
-    def __init__(self, dim, num_heads=8, qkv_bias=False, qk_scale=None, attn_drop=0., proj_drop=0.):
-        super().__init__()
-        self.num_heads = num_heads
-        self.scale = qk_scale or (dim // num_heads) ** -0.5
-
-        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
-        self.attn_drop = nn.Dropout(attn_drop)
-        self.proj = nn.Linear(dim, dim)
-        self.proj_drop = nn.Dropout(proj_drop)
-
-    def forward(self, x):
-        B, N, C = x.shape
-        qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, C // self.num_heads).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv[0], qkv[1], qkv[2]
-
-        attn = (q @ k.transpose(-2, -1)) * self.scale
-        attn = self.attn_drop(attn.softmax(dim=-1))
-
-        x = (attn @ v).transpose(1, 2).reshape(B, N, C)
-        x = self.proj_drop(self.proj(x))
-        return x
-
 
 class Block(nn.Module):
     def __init__(self, dim, num_heads, mlp_hidden_dim, qkv_bias=False, qk_scale=None, drop=0., attn_drop=0.,

@@ -24,7 +24,7 @@ import torch.nn as nn
 from hotpatch.checkpoint import LoadReport, load_state_dict, map_hot_keys, read_state_dict
 from hotpatch.errors import CheckpointError, ConfigError
 from ._common import apply_overrides, mark_source
-from ._drop import DropPath
+from ._layers import DropPath, Mlp as MLP
 
 #: Input geometry and the paper's HoT settings for this model (Table 1).
 DEFAULTS: dict[str, Any] = {
@@ -48,22 +48,6 @@ VARIANTS: dict[str, dict[str, Any]] = {
 
 #: Parameters indexed by frame, with the frame axis: a checkpoint for another F is refused.
 FRAME_KEYS = {"temp_embed": 1}
-
-
-class MLP(nn.Module):
-    def __init__(self, in_features, hidden_features=None, out_features=None, act_layer=nn.GELU, drop=0.):
-        super().__init__()
-        hidden_features = hidden_features or in_features
-        out_features = out_features or in_features
-        self.fc1 = nn.Linear(in_features, hidden_features)
-        self.act = act_layer()
-        self.fc2 = nn.Linear(hidden_features, out_features)
-        self.drop = nn.Dropout(drop)
-
-    def forward(self, x):
-        x = self.drop(self.act(self.fc1(x)))
-        x = self.drop(self.fc2(x))
-        return x
 
 
 class Attention(nn.Module):

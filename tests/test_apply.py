@@ -137,6 +137,7 @@ def test_tra_parameters_live_under_one_new_submodule():
     assert isinstance(tra, hotpatch.TRA)
     assert tra.queries.shape == (1, F, 32) and torch.count_nonzero(tra.queries) == 0
     assert tra.heads == 4  # read from the host's attention
+    assert type(patched).__name__ == "MixSTELikePatched"
 
 
 def test_parameter_free_recovery_adds_no_parameters():
