@@ -1,0 +1,364 @@
+"""Accuracy benchmark: HoT on a small MixSTE trained on real motion capture, on a 2-core CPU.
+
+Trains a small MixSTE-style model (the ``mixste`` recipe, F=81, dim 64, 4 block pairs by
+default) from scratch on the shared Bandai-Namco mocap clips (2D inputs projected through
+virtual cameras), then reports MPJPE, P-MPJPE, MPJVE and paper-convention FLOPs for:
+
+* the original, seq2seq and seq2frame;
+* zero-retraining TPC seq2frame;
+* zero-retraining seq2seq: TPC + nearest / linear recovery, and uniform sampling with the same;
+* after the same short fine-tune: HoT (TPC + TRA), TPC + linear (the interpolation control of
+  the paper's Table 5) and the original itself (the fair control: the same extra training);
+
+with selected vs pruned frame errors for the seq2seq rows (the paper's Tables 4 and 5), and
+writes a Markdown table (``--out``, default ``benchmarks/results/accuracy.md``) with the
+command and the machine. Trained weights go to ``--work`` (outside the repository: they are
+derived from CC BY-NC data and must not be committed).
+
+    python benchmarks/accuracy.py                      # the full run (under 30 min on 2 cores)
+    python benchmarks/accuracy.py --quick --out /tmp/a.md   # a smoke test (a minute)
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import logging
+import math
+import os
+import platform
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import hotpatch
+from hotpatch.data import WindowDataset, load_clips
+from hotpatch.evaluate import evaluate_model
+from hotpatch.finetune import FinetuneConfig, finetune
+from hotpatch.recipes import get as get_recipe
+
+log = logging.getLogger("benchmarks.accuracy")
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = ROOT.parent / "shared" / "data" / "bandai_h36m17.npz"
+DEFAULT_OUT = ROOT / "benchmarks" / "results" / "accuracy.md"
+
+#: The paper's numbers this compares against (HoT, CVPR 2024, MixSTE on Human3.6M).
+PAPER = {
+    "table2": "zero-retraining TPC w. MixSTE (seq2frame, n=3, f=61 of 243): 40.7 → 41.2 mm (+0.5) at −46.8% FLOPs",
+    "table4": "seq2seq selected frames: TPC 40.2 mm vs uniform sampling 41.4 mm (full 41.0 vs 41.4)",
+    "table5": "after training, full / pruned / selected: TRA 41.0 / 41.3 / 40.2, linear 41.3 / 41.9 / 40.0, "
+              "nearest 41.5 / 42.2 / 40.2",
+}
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", default=str(DEFAULT_DATA), help="clips .npz (default: ../shared/data/bandai_h36m17.npz)")
+    p.add_argument("--frames", type=int, default=81)
+    p.add_argument("--dim", type=int, default=64)
+    p.add_argument("--depth", type=int, default=4)
+    p.add_argument("--heads", type=int, default=4)
+    p.add_argument("--n", type=int, default=2, help="prune after the n-th temporal block (default: 2 of 4)")
+    p.add_argument("--f", type=int, default=27, help="frames kept (default: 27 of 81, the paper's f/F = 1/3)")
+    p.add_argument("--cameras", type=int, default=2, help="virtual cameras per training clip")
+    p.add_argument("--noise-px", type=float, default=2.0, help="2D detector-like noise, pixels")
+    p.add_argument("--train-steps", type=int, default=600, help="optimiser steps training the original")
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--ft-steps", type=int, default=200, help="fine-tune steps (each of the three fine-tunes)")
+    p.add_argument("--ft-lr", type=float, default=2e-4)
+    p.add_argument("--new-lr-scale", type=float, default=10.0,
+                   help="fine-tune LR multiplier of the new (hotpatch_*) parameters: TRA, the pos-embed")
+    p.add_argument("--extra-n", type=int, default=1,
+                   help="also zero-retraining TPC rows at this n (0: none); n=1 cuts FLOPs by about half")
+    p.add_argument("--test-clips", type=int, default=48, help="test clips (style 'normal'), one camera each")
+    p.add_argument("--s2f-stride", type=int, default=6, help="seq2frame: score every k-th frame")
+    p.add_argument("--eval-batch", type=int, default=64)
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads (default 1: on a shared 2-core machine 2 threads stall each other)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--work", default="/tmp/hotpatch-accuracy", help="trained weights (outside the repo)")
+    p.add_argument("--reuse", action="store_true", help="reuse the trained original in --work if present")
+    p.add_argument("--out", default=None, help=f"Markdown table (default: {DEFAULT_OUT.relative_to(ROOT)})")
+    p.add_argument("--json", default=None, help="also write all numbers as JSON here")
+    p.add_argument("--quick", action="store_true", help="tiny settings, a smoke test of the script")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.frames, args.dim, args.depth, args.heads, args.n, args.f = 27, 32, 4, 4, 2, 9
+        args.train_steps, args.ft_steps, args.test_clips, args.cameras, args.s2f_stride = 20, 5, 4, 1, 3
+        args.batch = 8
+        if args.out is None:
+            raise SystemExit("--quick needs --out (the committed table is only written by a full run)")
+    args.out = args.out or str(DEFAULT_OUT)
+    return args
+
+
+class Clock:
+    """Seconds spent per phase."""
+
+    def __init__(self) -> None:
+        self.t0 = time.perf_counter()
+        self.phases: dict[str, float] = {}
+
+    def phase(self, name: str, seconds: float) -> None:
+        self.phases[name] = self.phases.get(name, 0.0) + seconds
+        log.info("%s: %.0f s (total %.1f min)", name, seconds, self.total() / 60)
+
+    def total(self) -> float:
+        return time.perf_counter() - self.t0
+
+
+def step_logger(name: str, every: int = 25):
+    def progress(event: Any) -> None:
+        if event.kind == "step" and (event.step % every == 0 or event.step == event.steps):
+            log.info("%s: step %d/%d loss %.4f lr %.2e", name, event.step, event.steps, event.loss, event.lr)
+
+    return progress
+
+
+def train(model: torch.nn.Module, data: WindowDataset, steps: int, lr: float, batch: int, seed: int,
+          name: str, warmup: int = 0, new_lr_scale: float = 1.0) -> list[dict[str, Any]]:
+    cfg = FinetuneConfig(epochs=1, steps_per_epoch=steps, batch_size=batch, lr=lr, weight_decay=0.1,
+                         schedule="cosine", warmup_steps=warmup, seed=seed, grad_clip=1.0,
+                         new_lr_scale=new_lr_scale)
+    return finetune(model, data, cfg, progress=step_logger(name)).history
+
+
+def row(name: str, pipeline: str, prune: str, recover: str, training: str, res: dict[str, Any],
+        base_flops: int | None) -> dict[str, Any]:
+    out = {"row": name, "pipeline": pipeline, "prune": prune, "recover": recover, "training": training, **res}
+    if base_flops and res.get("flops") is not None:
+        out["flops_pct"] = 100.0 * (res["flops"] - base_flops) / base_flops
+    return out
+
+
+def _f(x: Any, digits: int = 1) -> str:
+    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
+
+
+def markdown_table(rows: list[dict[str, Any]]) -> str:
+    head = ("| # | model | pipeline | training | MPJPE | P-MPJPE | MPJVE | paper MFLOPs / clip | ΔFLOPs "
+            "| MPJPE selected / pruned | Δ pruned − selected |")
+    lines = [head, "|" + "---|" * 11]
+    for i, r in enumerate(rows, 1):
+        sel, pru = r.get("mpjpe_selected"), r.get("mpjpe_pruned")
+        split = f"{_f(sel)} / {_f(pru)}" if sel is not None else "–"
+        gap = _f(pru - sel) if sel is not None and pru is not None else "–"
+        model = r["row"]
+        pct = f"{r['flops_pct']:+.1f}%" if r.get("flops_pct") is not None else "–"
+        lines.append(f"| {i} | {model} | {r['pipeline']} | {r['training']} | {_f(r['mpjpe'])} | {_f(r['p_mpjpe'])} "
+                     f"| {_f(r.get('mpjve'), 2)} | {_f(r['flops'] / 1e6, 1)} | {pct} | {split} | {gap} |")
+    return "\n".join(lines)
+
+
+def claims(rows: dict[str, dict[str, Any]]) -> list[str]:
+    """Our numbers next to the paper's claims (plain differences, no verdict words)."""
+    out = []
+    o2f, t2f = rows.get("orig_s2f"), rows.get("tpc_s2f")
+    if o2f and t2f:
+        out.append(f"- Table 2 (zero-retraining TPC, seq2frame): {_f(o2f['mpjpe'])} → {_f(t2f['mpjpe'])} mm "
+                   f"({t2f['mpjpe'] - o2f['mpjpe']:+.1f} mm) at {t2f['flops_pct']:+.1f}% FLOPs. "
+                   f"Paper: {PAPER['table2']}.")
+    for rec in ("nearest", "linear"):
+        t, u = rows.get(f"tpc_{rec}"), rows.get(f"uniform_{rec}")
+        if t and u:
+            out.append(f"- Table 4 (TPC vs uniform, zero-retraining, {rec} recovery): full {_f(t['mpjpe'])} vs "
+                       f"{_f(u['mpjpe'])} mm, selected frames {_f(t['mpjpe_selected'])} vs "
+                       f"{_f(u['mpjpe_selected'])} mm, pruned {_f(t['mpjpe_pruned'])} vs {_f(u['mpjpe_pruned'])} mm. "
+                       f"Paper: {PAPER['table4']}.")
+    hot, lin = rows.get("hot_ft"), rows.get("linear_ft")
+    if hot and lin:
+        out.append(f"- Table 5 (recovery after the same fine-tune): TRA full / pruned / selected "
+                   f"{_f(hot['mpjpe'])} / {_f(hot['mpjpe_pruned'])} / {_f(hot['mpjpe_selected'])} mm vs linear "
+                   f"{_f(lin['mpjpe'])} / {_f(lin['mpjpe_pruned'])} / {_f(lin['mpjpe_selected'])} mm. "
+                   f"Paper: {PAPER['table5']}.")
+    ctl = rows.get("orig_ft")
+    if hot and ctl:
+        out.append(f"- Fair control: the same fine-tune spent on the original gives {_f(ctl['mpjpe'])} mm; HoT "
+                   f"{_f(hot['mpjpe'])} mm ({hot['mpjpe'] - ctl['mpjpe']:+.1f} mm) at {hot['flops_pct']:+.1f}% FLOPs.")
+    return out
+
+
+def machine(threads: int) -> str:
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count()
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (f"{cpu}, {cores} CPU cores (shared with other jobs), torch {torch.__version__} with {threads} "
+            f"thread(s), Python {platform.python_version()}, {platform.system()}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    quiet, level, threads = logging.getLogger("hotpatch"), logging.getLogger("hotpatch").level, torch.get_num_threads()
+    quiet.setLevel(logging.WARNING)
+    torch.set_num_threads(args.threads)
+    try:
+        return _run(args, argv)
+    finally:
+        quiet.setLevel(level)
+        torch.set_num_threads(threads)
+
+
+def _run(args: argparse.Namespace, argv: list[str] | None) -> int:
+    clock = Clock()
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    F, n, f = args.frames, args.n, args.f
+
+    t = time.perf_counter()
+    train_seqs = load_clips(args.data, cameras_per_clip=args.cameras, noise_px=args.noise_px, seed=args.seed,
+                            max_clips=200 if args.quick else None)["train"]
+    test_seqs = load_clips(args.data, cameras_per_clip=1, noise_px=args.noise_px, seed=args.seed + 1,
+                           max_clips=args.test_clips)["test"]
+    train_data = WindowDataset(train_seqs, F, stride=F // 3, flip_prob=0.5, seed=args.seed)
+    s2s = WindowDataset(test_seqs, F)
+    s2f = WindowDataset(test_seqs, F, mode="seq2frame", stride=args.s2f_stride)
+    test_frames = sum(map(len, test_seqs))
+    clock.phase("data", time.perf_counter() - t)
+    log.info("train: %d sequences, %d windows; test: %d sequences, %d frames (%d seq2seq windows, %d seq2frame)",
+             len(train_seqs), len(train_data), len(test_seqs), test_frames, len(s2s), len(s2f))
+
+    torch.manual_seed(args.seed)
+    original = get_recipe("mixste").build(F, dim=args.dim, depth=args.depth, num_heads=args.heads,
+                                          drop_path_rate=0.0)
+    weights = work / f"original_F{F}_d{args.dim}_L{args.depth}_s{args.train_steps}.pt"
+    t = time.perf_counter()
+    if args.reuse and weights.is_file():
+        original.load_state_dict(torch.load(weights, weights_only=True))
+        pretrain_history = None
+        log.info("reusing %s", weights)
+    else:
+        pretrain_history = train(original, train_data, args.train_steps, args.lr, args.batch, args.seed,
+                                 "train original", warmup=min(30, args.train_steps // 10))
+        torch.save(original.state_dict(), weights)
+    clock.phase("train original", time.perf_counter() - t)
+    original.eval()
+
+    results: dict[str, dict[str, Any]] = {}
+
+    def ev(key: str, model: torch.nn.Module, data: WindowDataset, *labels: str) -> None:
+        t0 = time.perf_counter()
+        res = evaluate_model(model, data, batch_size=args.eval_batch)
+        base = results.get("orig_s2s", res)["flops"]
+        results[key] = row(*labels, res, base)
+        clock.phase(f"eval {key}", time.perf_counter() - t0)
+        log.info("%s: MPJPE %.1f mm, P-MPJPE %.1f mm", key, res["mpjpe"], res["p_mpjpe"])
+
+    ev("orig_s2s", original, s2s, "MixSTE (original)", "seq2seq", "–", "–", "trained")
+    ev("orig_s2f", original, s2f, "MixSTE (original)", "seq2frame", "–", "–", "trained")
+    ev("tpc_s2f", hotpatch.apply(original, n, f, pipeline="seq2frame"), s2f,
+       f"TPC (n={n}, f={f})", "seq2frame", "tpc", "–", "none (zero-retraining)")
+    for prune, label in (("tpc", "TPC"), ("uniform", "uniform sampling")):
+        for rec in ("nearest", "linear"):
+            ev(f"{'tpc' if prune == 'tpc' else 'uniform'}_{rec}", hotpatch.apply(original, n, f, prune=prune,
+               recover=rec), s2s, f"{label} + {rec}", "seq2seq", prune, rec, "none (zero-retraining)")
+
+    extra = []
+    if args.extra_n and args.extra_n != n:
+        m = args.extra_n
+        ev("tpc_s2f_extra", hotpatch.apply(original, m, f, pipeline="seq2frame"), s2f,
+           f"TPC (n={m}, f={f})", "seq2frame", "tpc", "–", "none (zero-retraining)")
+        ev("tpc_linear_extra", hotpatch.apply(original, m, f, recover="linear"), s2s,
+           f"TPC + linear (n={m})", "seq2seq", "tpc", "linear", "none (zero-retraining)")
+        extra = ["tpc_s2f_extra", "tpc_linear_extra"]
+
+    budget = f"+{args.ft_steps} steps"
+    finetuned = {
+        "hot_ft": ("HoT (TPC + TRA)", "tpc", "tra"),
+        "linear_ft": ("TPC + linear", "tpc", "linear"),
+        "orig_ft": ("MixSTE (original)", "–", "–"),
+    }
+    ft_history = {}
+    for key, (label, prune, rec) in finetuned.items():
+        torch.manual_seed(args.seed + 1)
+        if key == "orig_ft":
+            model = copy.deepcopy(original)
+        else:
+            model = hotpatch.apply(original, n, f, recover=rec, prune_pos_embed=True)
+        t = time.perf_counter()
+        ft_history[key] = train(model, train_data, args.ft_steps, args.ft_lr, args.batch, args.seed + 1,
+                                f"fine-tune {key}", new_lr_scale=args.new_lr_scale)
+        clock.phase(f"fine-tune {key}", time.perf_counter() - t)
+        ev(key, model, s2s, label, "seq2seq", prune, rec, f"fine-tuned {budget}")
+
+    order = ["orig_s2s", "orig_s2f", "tpc_s2f", "tpc_nearest", "tpc_linear", "uniform_nearest", "uniform_linear",
+             *extra, "hot_ft", "linear_ft", "orig_ft"]
+    rows = [results[k] for k in order]
+    table = markdown_table(rows)
+    total_min = clock.total() / 60
+    command = "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(sys.argv[0], ROOT)] + (argv or sys.argv[1:]))
+    s2f_frames = results["orig_s2f"]["frames"]
+    text = f"""# Accuracy: HoT on a small MixSTE trained on real motion capture
+
+Command (from the repository root): `{command}`
+
+Machine: {machine(args.threads)}. Total wall time {total_min:.1f} min.
+
+{table}
+
+Errors in mm on the test clips, paper FLOPs = 2 × MACs of Linear layers for one {F}-frame clip
+(one forward: all {F} frames for seq2seq, the centre frame only for seq2frame). ΔFLOPs against the
+original. "selected / pruned": MPJPE of the frames the pruner kept / dropped (the paper's Tables 4 and 5).
+
+Paper claims, next to ours:
+
+{chr(10).join(claims(results))}
+
+Caveats: this is a small model trained briefly on 2 CPU cores (MPJPE around 80 mm, against about
+41 mm for the paper's MixSTE on Human3.6M); its seq2frame and seq2seq errors are close, which suggests it
+leans little on long-range temporal detail and zero-retraining pruning costs it little. The
+fine-tunes are a few hundred steps: TRA starts from zero queries and random projections and must
+learn to place every recovered frame in time, while the paper trains HoT from scratch for 160
+epochs.
+
+## Setup
+
+- Data: Bandai-Namco-Research-Motiondataset 1 and 2 (CC BY-NC 4.0, Kobayashi et al., arXiv:2306.08861),
+  17 Human3.6M joints, 30 fps; 2D inputs projected through virtual Human3.6M-like cameras with
+  {args.noise_px:g} px Gaussian noise. Train: the {len(train_seqs) // max(1, args.cameras)} non-`normal` clips × {args.cameras} cameras
+  ({len(train_data)} windows of {F} frames, stride {F // 3}, random flips). Test: a subset of {len(test_seqs)} of the 485
+  `normal`-style clips (evenly spread through the file), one camera each, {test_frames} frames. seq2seq rows score every
+  test frame ({len(s2s)} non-overlapping windows, padding ignored); seq2frame rows score
+  one frame in {args.s2f_stride} ({s2f_frames} frames, one {F}-frame window each) to fit the time budget, so their
+  numbers are on a subsample of the same clips. No test-time flip augmentation.
+- Model: the `mixste` recipe with F={F}, dim={args.dim}, depth={args.depth} (block pairs), {args.heads} heads,
+  MLP ratio 2, no stochastic depth; trained from scratch for {args.train_steps} AdamW steps, batch {args.batch},
+  lr {args.lr:g} with cosine decay, weight decay 0.1, gradient clip 1, MixSTE's losses (weighted MPJPE +
+  0.5 TCLoss + 2.0 velocity).
+- HoT settings: n={n}, f={f}{f" (and zero-retraining rows at n={args.extra_n})" if extra else ""}. With {args.depth} block pairs, n={n} keeps the first {n} pairs at full
+  resolution (the paper's MixSTE default n=3 of 8 keeps 3/8) and f/F = {f}/{F} matches the paper's 81/243.
+- Fine-tunes (the last three rows): the same {args.ft_steps} steps, batch {args.batch}, lr {args.ft_lr:g} cosine
+  ({args.new_lr_scale:g}× that for the new TRA / positional-embedding parameters), the same
+  batches in the same order, starting from the trained original; TRA's queries start at zero, and the patched
+  models get the learnable (1, f, C) positional embedding after pruning (as the official HoT MixSTE).
+- Time per phase (s): {", ".join(f"{k} {v:.0f}" for k, v in clock.phases.items())}.
+"""
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    print(text)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"rows": rows, "pretrain": pretrain_history, "finetune": ft_history,
+                                               "args": vars(args)}, indent=2, default=str))
+    log.info("wrote %s (%.1f min)", out, total_min)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

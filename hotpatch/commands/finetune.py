@@ -1,0 +1,171 @@
+"""``hotpatch finetune TARGET --data PATH --n N --f F --epochs E -o OUT.pt``: train a patched model.
+
+Starts from TARGET's weights (``--checkpoint``), patches it (or continues a patched TARGET
+written by ``hotpatch.save``), trains on the train split with MixSTE's losses and writes the
+result with ``hotpatch.save``. A training checkpoint is rewritten after every epoch
+(``--state``, default ``OUT.state.pt``); ``--resume`` continues from it. Under ``torchrun``
+the same command trains with DistributedDataParallel; only rank 0 writes files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from hotpatch.commands._data import add_data_arguments, load_splits
+from hotpatch.commands.eval import json_safe
+from hotpatch.commands._shared import add_hot_arguments, consoles, describe_config, hot_settings
+from hotpatch.errors import ConfigError, InputShapeError
+from hotpatch.targets import add_target_arguments, describe, load_target
+
+log = logging.getLogger(__name__)
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "finetune", help="fine-tune a HoT-patched model (MixSTE losses, AdamW) and save it",
+        description="Patch TARGET (starting from --checkpoint's weights) and fine-tune it on the train split "
+                    "of DATA; write it with hotpatch.save. Works under torchrun (DDP) unchanged.")
+    add_target_arguments(p)
+    add_hot_arguments(p)
+    add_data_arguments(p)
+    p.add_argument("--prune-after", dest="n", type=int, metavar="N",
+                   help="same as --n; torchrun's own parser rejects --n as ambiguous, so use this under torchrun")
+    g = p.add_argument_group("training")
+    g.add_argument("-o", "--output", required=True, metavar="OUT.pt", help="where to write the trained model")
+    g.add_argument("--epochs", type=int, required=True, metavar="E")
+    g.add_argument("--lr", type=float, default=4e-5, help="peak learning rate (default: 4e-5, MixSTE's)")
+    g.add_argument("--weight-decay", type=float, default=0.1, help="AdamW weight decay (default: 0.1)")
+    g.add_argument("--batch", type=int, default=16, metavar="B",
+                   help="global batch of windows (split across DDP processes) (default: 16)")
+    g.add_argument("--schedule", choices=("cosine", "step", "constant"), default="cosine",
+                   help="LR schedule (default: cosine; step decays by --gamma every epoch)")
+    g.add_argument("--gamma", type=float, default=0.99, help="step schedule decay per epoch (default: 0.99)")
+    g.add_argument("--warmup", type=int, default=0, metavar="STEPS", help="linear LR warm-up steps (default: 0)")
+    g.add_argument("--steps-per-epoch", type=int, metavar="S", help="cap optimiser steps per epoch")
+    g.add_argument("--stride", type=int, metavar="S", help="training window stride (default: F // 3)")
+    g.add_argument("--no-flip", dest="flip_prob", action="store_const", const=0.0, default=0.5,
+                   help="no horizontal-flip augmentation (default: flip half the windows)")
+    g.add_argument("--grad-clip", type=float, metavar="NORM", help="clip the gradient norm")
+    g.add_argument("--seed", type=int, default=0, help="seed of new parameters, shuffling and dropout (default: 0)")
+    g.add_argument("--val-clips", type=int, default=16, metavar="N",
+                   help="test sequences scored after every epoch for the progress bar (0: none) (default: 16)")
+    g.add_argument("--state", metavar="PATH", help="training checkpoint (default: OUT.state.pt)")
+    g.add_argument("--resume", action="store_true", help="continue from the training checkpoint if it exists")
+    g.add_argument("--json", metavar="PATH", help="write the per-epoch history as JSON to PATH ('-' for stdout)")
+    p.set_defaults(run=run)
+    return p
+
+
+def _rank() -> int:
+    return int(os.environ.get("RANK", "0"))
+
+
+def run(args: argparse.Namespace) -> int:
+    from hotpatch.data import WindowDataset
+    from hotpatch.evaluate import pipeline_of
+    from hotpatch.finetune import FinetuneConfig, finetune
+    from hotpatch.saving import save
+
+    main = _rank() == 0
+    out, err = consoles(args.quiet or not main)
+    torch.manual_seed(args.seed)
+    target = load_target(args)
+    if target.patched:
+        if any(v is not None for v in (args.n, args.f)):
+            log.warning("%s is already patched (%s); --n/--f are ignored", target.name,
+                        describe_config(target.model.hotpatch_config))
+        model = target.model
+    else:
+        settings = hot_settings(args)
+        if settings["n"] is None or settings["f"] is None:
+            if target.defaults.get("n") is None or target.defaults.get("f") is None:
+                raise ConfigError("pass --n N --f F (where to prune and how many frames to keep)")
+        model = target.patch(**settings)
+    frames, joints, channels = target.input_shape()
+    if joints != 17 or channels not in (2, 3):
+        raise InputShapeError(f"{target.name} takes J={joints}, C={channels}; the data has 17 joints with 2D "
+                              "inputs (C=2, or 3 with confidence). Build the model for 17 joints.")
+    splits = load_splits(args)
+    conf = channels == 3
+    train = WindowDataset(splits["train"], frames, stride=args.stride or max(1, frames // 3),
+                          flip_prob=args.flip_prob, confidence=conf, seed=args.seed)
+    val = None
+    if args.val_clips > 0 and splits["test"]:
+        step = max(1, len(splits["test"]) // args.val_clips)
+        val = WindowDataset(splits["test"][::step][:args.val_clips], frames, mode=pipeline_of(model),
+                            confidence=conf)
+    cfg = FinetuneConfig(epochs=args.epochs, batch_size=args.batch, lr=args.lr, weight_decay=args.weight_decay,
+                         schedule=args.schedule, gamma=args.gamma, warmup_steps=args.warmup,
+                         steps_per_epoch=args.steps_per_epoch, grad_clip=args.grad_clip, seed=args.seed)
+    output = Path(args.output)
+    state = Path(args.state) if args.state else output.with_name(output.stem + ".state.pt")
+    if main:
+        out.print(f"{describe(target)}; HoT {describe_config(model.hotpatch_config)}; {len(train)} training "
+                  f"windows, batch {args.batch}, {args.epochs} epochs", highlight=False, markup=False)
+    with _Progress(err) as progress:
+        result = finetune(model, train, cfg, val_data=val, checkpoint=state, resume=args.resume, progress=progress)
+    if not main:
+        return 0
+    save(result.model, output)
+    if args.json:
+        text = json.dumps(json_safe({"target": describe(target), "config": dict(model.hotpatch_config),
+                           "output": str(output), "history": result.history}), indent=2, default=str)
+        if args.json == "-":
+            sys.stdout.write(text + "\n")
+            return 0
+        Path(args.json).write_text(text + "\n")
+    out.print(_history_table(result.history))
+    out.print(f"wrote {output} (training state: {state})", highlight=False, markup=False)
+    return 0
+
+
+def _history_table(history: list[dict[str, Any]]) -> Any:
+    from rich.table import Table
+
+    t = Table(title="fine-tuning")
+    for col in ("epoch", "loss", "w-MPJPE", "TC", "velocity", "lr", "val MPJPE (mm)", "s"):
+        t.add_column(col, justify="right")
+    for h in history:
+        val = h.get("val_mpjpe")
+        t.add_row(str(h["epoch"]), f"{h['loss']:.4f}", f"{h['wmpjpe']:.4f}", f"{h['tc']:.2e}",
+                  f"{h['velocity']:.4f}", f"{h['lr']:.2e}", "-" if val is None else f"{val:.1f}",
+                  f"{h['seconds']:.0f}")
+    return t
+
+
+class _Progress:
+    """A rich bar on stderr: steps of the current epoch, with loss and the last eval MPJPE."""
+
+    def __init__(self, console: Any) -> None:
+        self.console, self.bar, self.task, self.val = console, None, None, None
+
+    def __enter__(self):
+        if self.console is None:
+            return None
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.bar = Progress(TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
+                            TextColumn("loss {task.fields[loss]}"), TextColumn("eval MPJPE {task.fields[val]}"),
+                            TimeElapsedColumn(), console=self.console)
+        self.bar.start()
+        return self.update
+
+    def update(self, event: Any) -> None:
+        if event.val_mpjpe is not None:
+            self.val = f"{event.val_mpjpe:.1f} mm"
+        fields = dict(epoch=f"{event.epoch}/{event.epochs}", loss=f"{event.loss:.4f}", val=self.val or "-")
+        if self.task is None:
+            self.task = self.bar.add_task("train", total=event.steps, **fields)
+        self.bar.update(self.task, completed=event.step, total=event.steps, **fields)
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.bar is not None:
+            self.bar.stop()

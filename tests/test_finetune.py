@@ -1,0 +1,158 @@
+import json
+import os
+import socket
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+import hotpatch
+from hotpatch.data import WindowDataset
+from hotpatch.errors import CheckpointError, ConfigError, HotpatchError
+from hotpatch.finetune import FinetuneConfig, _lr_factor, finetune, load_state
+from hotpatch.losses import mixste_loss
+from tinypose import mixste, sequences
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _patched(seed=0, drop_path_rate=0.0, recover="tra"):
+    model = mixste(9, seed=seed, drop_path_rate=drop_path_rate)
+    torch.manual_seed(seed)
+    return hotpatch.apply(model, 1, 3, recover=recover, prune_pos_embed=True)
+
+
+def _loss(model, batch):
+    model.eval()
+    with torch.no_grad():
+        return float(mixste_loss(model(batch["inputs"]), batch["targets"], batch["valid"]).total)
+
+
+def test_two_steps_lower_the_loss_on_a_fixed_batch():
+    model = _patched()
+    data = WindowDataset(sequences((18, 18)), 9)  # exactly 4 windows: one batch
+    batch = data.batch(range(4))
+    before = _loss(model, batch)
+    cfg = FinetuneConfig(epochs=1, batch_size=4, lr=1e-3, steps_per_epoch=2, schedule="constant")
+    result = finetune(model, WindowDataset(sequences((18, 18)), 9), cfg)
+    assert result.history[0]["steps"] == 1  # one full batch per epoch
+    cfg = FinetuneConfig(epochs=2, batch_size=4, lr=1e-3, schedule="constant")
+    model = _patched()
+    result = finetune(model, data, cfg)
+    assert [h["steps"] for h in result.history] == [1, 1]
+    assert _loss(model, batch) < before
+    # the new TRA queries, zero-initialised, have been trained
+    assert model.hotpatch_recover.recoverer.queries.abs().sum() > 0
+
+
+def test_original_and_seq2frame_models_train_too():
+    data = WindowDataset(sequences((18, 18)), 9)
+    for model in (mixste(9), hotpatch.apply(mixste(9), 1, 3, pipeline="seq2frame")):
+        before = [p.detach().clone() for p in model.parameters()]
+        result = finetune(model, data, FinetuneConfig(epochs=1, batch_size=2, lr=1e-3))
+        assert result.history[0]["steps"] == 2
+        assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
+def test_resume_gives_the_same_result_as_an_uninterrupted_run(tmp_path):
+    data = lambda: WindowDataset(sequences((20, 13, 27)), 9, stride=3, flip_prob=0.5, seed=1)  # noqa: E731
+    val = WindowDataset(sequences((9, 11), seed=3), 9)
+    cfg = FinetuneConfig(epochs=3, batch_size=4, lr=1e-3, schedule="cosine", warmup_steps=2)
+
+    full = finetune(_patched(drop_path_rate=0.2), data(), cfg, val_data=val)
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_first_epoch(event):
+        if event.kind == "epoch" and event.epoch == 1:
+            raise Stop
+
+    state = tmp_path / "state.pt"
+    with pytest.raises(Stop):
+        finetune(_patched(drop_path_rate=0.2), data(), cfg, val_data=val, checkpoint=state,
+                 progress=stop_after_first_epoch)
+    saved = load_state(state)
+    assert saved["epoch"] == 1 and set(saved) >= {"model", "optimizer", "scheduler", "rng", "history"}
+    # a fresh model (other random init) resumed from the checkpoint
+    resumed = finetune(_patched(seed=5, drop_path_rate=0.2), data(), cfg, val_data=val, checkpoint=state,
+                       resume=True)
+    assert resumed.resumed_from_epoch == 1
+    timeless = lambda hist: [{k: v for k, v in h.items() if k != "seconds"} for h in hist]  # noqa: E731
+    assert timeless(resumed.history) == timeless(full.history)
+    for (name, a), b in zip(full.model.state_dict().items(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert load_state(state)["epoch"] == 3
+
+
+def test_lr_schedules():
+    cos = _lr_factor(FinetuneConfig(epochs=2, schedule="cosine", warmup_steps=2), steps_per_epoch=5)
+    assert [round(cos(s), 4) for s in (0, 1, 5, 10)] == [0.5, 0.9755, 0.5, 0.0]  # warm-up × cosine
+    step = _lr_factor(FinetuneConfig(epochs=3, schedule="step", gamma=0.5), steps_per_epoch=4)
+    assert [step(s) for s in (0, 3, 4, 8)] == [1.0, 1.0, 0.5, 0.25]
+
+
+def test_bad_settings_and_files_are_errors(tmp_path):
+    data = WindowDataset(sequences((18,)), 9)
+    with pytest.raises(ConfigError, match="schedule"):
+        finetune(mixste(9), data, FinetuneConfig(schedule="linear"))
+    with pytest.raises(ConfigError, match="fewer than one global batch"):
+        finetune(mixste(9), data, FinetuneConfig(batch_size=8))
+    bad = tmp_path / "bad.pt"
+    torch.save({"weights": torch.zeros(1)}, bad)
+    with pytest.raises(CheckpointError, match="not a hotpatch training checkpoint"):
+        finetune(mixste(9), data, FinetuneConfig(batch_size=1), checkpoint=bad, resume=True)
+    assert issubclass(CheckpointError, HotpatchError)
+
+
+# --------------------------------------------------------------------------- DDP
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ddp_worker(rank: int, world: int, port: int, out_dir: str) -> None:
+    # what torchrun sets; finetune() joins the group from these variables by itself
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world), RANK=str(rank),
+                      LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    result = _ddp_run(os.path.join(out_dir, "ddp_state.pt"))
+    with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as fh:
+        json.dump({"history": result.history,
+                   "params": _flat(result.model).tolist()}, fh)
+
+
+def _flat(model):
+    return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+
+def _ddp_run(checkpoint):
+    data = WindowDataset(sequences((20, 13, 27, 18)), 9, stride=3, flip_prob=0.5, seed=2)
+    cfg = FinetuneConfig(epochs=2, batch_size=4, lr=1e-3, schedule="cosine")
+    return finetune(_patched(), data, cfg, checkpoint=checkpoint)
+
+
+def test_ddp_two_processes_match_one_process_on_the_same_global_batch(tmp_path):
+    single = _ddp_run(tmp_path / "single_state.pt")
+    mp.spawn(_ddp_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
+    assert len(ranks[0]["history"]) == 2 and ranks[0]["history"][0]["steps"] == single.history[0]["steps"]
+    for key in ("loss", "wmpjpe", "tc", "velocity"):
+        for got, want in zip(ranks[0]["history"], single.history):
+            assert got[key] == pytest.approx(want[key], rel=1e-5, abs=1e-9), key
+    # Adam turns float-rounding differences of near-zero gradients into lr-sized steps, so
+    # weights agree closely as a whole rather than to the last digit one by one
+    want = _flat(single.model)
+    for r in range(2):
+        got = torch.tensor(ranks[r]["params"])
+        assert float((got - want).norm() / want.norm()) < 5e-4
+    assert (tmp_path / "ddp_state.pt").is_file()  # written by rank 0
