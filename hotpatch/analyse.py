@@ -11,7 +11,6 @@ changes attends across frames (temporal). The result is a printable :class:`Plan
 from __future__ import annotations
 
 import logging
-import operator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,11 +20,7 @@ import torch.nn as nn
 from torch.fx.node import map_aggregate
 
 from hotpatch.errors import (
-    AmbiguousFrameAxisError,
-    ConfigError,
     InputShapeError,
-    NoTemporalBlocksError,
-    RewriteError,
 )
 from hotpatch.layout import Axis, Layout
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import operator
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import einops
 import torch

@@ -13,7 +13,6 @@ import inspect
 import linecache
 import logging
 import math
-import operator
 import sys
 import types
 from collections.abc import Iterable, Sequence

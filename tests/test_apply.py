@@ -303,3 +303,36 @@ def test_patched_mixste_equals_hand_written_hot(n):
         out = patched(x)
         ref = _hot_mixste_by_hand(model, tra, x, n, KEEP)
     torch.testing.assert_close(out, ref, atol=1e-5, rtol=0)
+
+
+class _FixedDropout(torch.nn.Module):
+    """Functional dropout with a literal training flag: never on, or always on."""
+
+    def __init__(self, always: bool):
+        super().__init__()
+        self.always = always
+        self.embed = torch.nn.Linear(34, 16)
+        self.blocks = torch.nn.ModuleList([vpts.Block(16, 2) for _ in range(3)])
+        self.head = torch.nn.Linear(16, 51)
+
+    def forward(self, x):
+        b, f, j, c = x.shape
+        x = self.embed(x.reshape(b, f, j * c))
+        x = torch.nn.functional.dropout(x, 0.5, training=self.always)
+        for blk in self.blocks:
+            x = blk(x)
+        return self.head(x).view(b, f, j, 3)
+
+
+def test_functional_dropout_with_a_literal_flag_keeps_its_meaning():
+    x = torch.randn(2, 9, 17, 2)
+    never = _FixedDropout(always=False).eval()
+    patched = hotpatch.apply(never, n=1, f=9, recover="nearest", example_input=x[:1]).train()
+    torch.testing.assert_close(patched(x), never.train()(x), atol=1e-5, rtol=0)  # train(): still no dropout
+    always = _FixedDropout(always=True).eval()
+    patched = hotpatch.apply(always, n=1, f=9, recover="nearest", example_input=x[:1]).eval()
+    torch.manual_seed(0)
+    ref = always(x)
+    torch.manual_seed(0)
+    torch.testing.assert_close(patched(x), ref, atol=1e-5, rtol=0)  # eval(): dropout still on
+    assert not torch.allclose(patched(x), patched(x))

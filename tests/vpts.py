@@ -16,7 +16,7 @@ from collections import OrderedDict
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from einops import rearrange, repeat
+from einops import rearrange
 
 
 def drop_path(x, drop_prob: float = 0.0, training: bool = False):
