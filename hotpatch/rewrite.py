@@ -372,14 +372,6 @@ class _Surgery:
     def is_post(self, n: fx.Node) -> bool:
         return self.sites.recover is not None and n in self.pos and self.pos[n] > self.sites.recover
 
-    def frames_of(self, n: fx.Node) -> int:
-        if n in self.pruned:
-            return self.cfg.f
-        f = self.fact(n)
-        if f is not None and f.kind == "tensor" and not f.data_dependent:
-            return self.cfg.frames  # constants always have every frame
-        return self.post_frames if self.is_post(n) else self.cfg.frames
-
     def layout(self, n: fx.Node, what: str) -> Layout:
         f = self.fact(n)
         assert f is not None

@@ -18,14 +18,6 @@ from hotpatch.evaluate import (
 from tinypose import mixste, sequences
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _truth(dataset, offset=(0.0, 0.0, 0.0)):
     """Per-window predictions equal to the targets plus a constant offset (metres)."""
     batch = dataset.batch(range(len(dataset)))

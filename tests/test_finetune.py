@@ -14,14 +14,6 @@ from hotpatch.losses import mixste_loss
 from tinypose import mixste, sequences
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _patched(seed=0, drop_path_rate=0.0, recover="tra"):
     model = mixste(9, seed=seed, drop_path_rate=drop_path_rate)
     torch.manual_seed(seed)
