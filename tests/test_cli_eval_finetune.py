@@ -75,6 +75,7 @@ def test_eval_warns_that_untrained_tra_needs_fine_tuning(capsys, clips, caplog):
                        "--max-clips", "1", "--cameras", "1")
     assert rc == 0
     assert "needs fine-tuning" in caplog.text and "--recover linear" in caplog.text
+    assert "no --checkpoint given" in caplog.text  # TINY has no checkpoint: random weights are flagged
 
 
 def test_eval_reads_human36m_files(capsys, tmp_path):

@@ -49,6 +49,9 @@ def run(args: argparse.Namespace) -> int:
     out, err = consoles(args.quiet)
     torch.manual_seed(args.seed)
     target = load_target(args)
+    if target.kind in ("recipe", "class") and not getattr(args, "checkpoint", None):
+        log.warning("no --checkpoint given: evaluating %s with freshly initialised weights; the errors "
+                    "say nothing about the model. Pass --checkpoint FILE.", describe(target))
     if target.patched:
         original, patched = target.original(), target.model
     else:
