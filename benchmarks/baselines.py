@@ -56,7 +56,6 @@ __all__ = [
     "PAPER_TABLE6",
     "FLOPS_CONVENTION",
     "count_params",
-    "linear_conv_macs",
     "count_flops",
 ]
 
@@ -644,46 +643,14 @@ def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def linear_conv_macs(model: nn.Module, x: torch.Tensor) -> int:
-    """Multiply-accumulates of every ``nn.Linear`` / ``nn.ConvNd`` in one forward on ``x``.
-
-    Linear: ``numel(out) * in_features``; Conv: ``numel(out) * in_channels / groups *
-    prod(kernel_size)``.  Bias adds, norms, activations and attention matmuls are
-    not counted.
-    """
-    total = 0
-
-    def on_linear(mod: nn.Linear, _inp, out):
-        nonlocal total
-        total += out.numel() * mod.in_features
-
-    def on_conv(mod: nn.modules.conv._ConvNd, _inp, out):
-        nonlocal total
-        total += out.numel() * (mod.in_channels // mod.groups) * math.prod(mod.kernel_size)
-
-    handles = []
-    for mod in model.modules():
-        if isinstance(mod, nn.Linear):
-            handles.append(mod.register_forward_hook(on_linear))
-        elif isinstance(mod, nn.modules.conv._ConvNd):
-            handles.append(mod.register_forward_hook(on_conv))
-    try:
-        was_training = model.training
-        model.eval()
-        with torch.no_grad():
-            model(x)
-        model.train(was_training)
-    finally:
-        for hnd in handles:
-            hnd.remove()
-    return total
-
-
 def count_flops(model: nn.Module, x: torch.Tensor, convention: str = "paper") -> int:
-    """FLOPs of one forward on ``x`` under ``convention`` ("paper" = 2 x MACs, "macs")."""
-    macs = linear_conv_macs(model, x)
+    """FLOPs of one forward on ``x`` under ``convention``: "paper" (2 x MACs of Linear/Conv
+    layers, ``hotpatch.profile``'s paper counter) or "macs" (half of it)."""
+    from hotpatch.profile import profile
+
+    flops = profile(model, x, counters=("paper",), fps=False, memory=False).flops["paper"].value
     if convention == "paper":
-        return 2 * macs
+        return flops
     if convention == "macs":
-        return macs
+        return flops // 2
     raise ValueError(f"unknown FLOPs convention {convention!r}")
