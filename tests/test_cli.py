@@ -99,6 +99,19 @@ def test_patch_then_profile_the_saved_file(capsys, tmp_path):
     assert rc == 2 and "already patched" in err
 
 
+def test_header_lines_do_not_depend_on_terminal_width_or_path_length(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "40")
+    deep = tmp_path / ("a-rather-long-directory-name-" * 4)
+    deep.mkdir()
+    out_pt = deep / "hot.pt"
+    rc, out, _ = run(capsys, "patch", "vpts:MixSTELike", "--set", "depth=2", "--n", "1", "--f", "9",
+                     "--recover", "linear", "-o", str(out_pt))
+    assert rc == 0 and f"wrote {out_pt}:" in out.splitlines()[0]
+    rc, out, _ = run(capsys, "profile", str(out_pt), *FAST, "--counters", "paper", "--no-fps")
+    head = out.splitlines()[0]
+    assert rc == 0 and str(out_pt) in head and "n=1 f=9 F=27" in head
+
+
 def test_patch_recipe_defaults_and_round_trip(capsys, tmp_path):
     out_pt = tmp_path / "mh.pt"
     rc, out, _ = run(capsys, "patch", "mhformer", "--frames", "27", "--set", "dim=16", "--set", "d_hid=32",

@@ -33,10 +33,14 @@ def hot_settings(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def consoles(quiet: bool) -> tuple[Any, Any]:
-    """(stdout console for results, stderr console for progress; None when ``quiet``)."""
+    """(stdout console for results, stderr console for progress; None when ``quiet``).
+
+    Plain text lines are never wrapped (``soft_wrap``): a long path or setting stays on one
+    line whatever the terminal width. Tables fit the terminal, or 120 columns when stdout
+    is not a terminal (a pipe, a file, a test)."""
     from rich.console import Console
 
-    out = Console(file=sys.stdout)
+    out = Console(file=sys.stdout, soft_wrap=True)
     if not out.is_terminal:
         out.width = 120
     err = None if quiet else Console(file=sys.stderr)
