@@ -77,6 +77,11 @@ class Plan:
     output_shapes: list[tuple[int, ...]] = field(default_factory=list)
     facts: dict[str, NodeFacts] = field(default_factory=dict, repr=False)
     data_dependent: dict[str, bool] = field(default_factory=dict, repr=False)
+    notes: list[str] = field(default_factory=list)  # every decision taken, one line each
+
+    def note(self, text: str) -> None:
+        """Record a decision (what was kept opaque, gathered, sliced, clamped ...)."""
+        self.notes.append(text)
 
     @property
     def temporal_blocks(self) -> list[BlockInfo]:
@@ -91,6 +96,9 @@ class Plan:
             level = f" level {b.level}" if b.kind == "temporal" else ""
             lines.append(f"  {b.name:<28} {b.kind}{level}")
         lines.append(f"output: {', '.join(self.output_layouts) or 'no frame axis'}")
+        if self.notes:
+            lines.append("decisions:")
+            lines += [f"  - {text}" for text in self.notes]
         return "\n".join(lines)
 
 

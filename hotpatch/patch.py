@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 from collections.abc import Sequence
 
@@ -97,7 +98,8 @@ class Prepared:
         patched.train(self._training)
         patched.hotpatch_config = cfg.to_dict()
         patched.hotpatch_config["input_shape"] = list(self.example.shape[1:])
-        patched.hotpatch_plan = self.plan
+        # the analysis' plan plus this patch's own decisions (the rewrite's notes)
+        patched.hotpatch_plan = dataclasses.replace(self.plan, notes=[*self.plan.notes, *sites.notes])
         patched.hotpatch_source = self._source
         patched.hotpatch_sites = sites
         log.info("patched: cut before %s, recovery after %s", sites.cut_block, sites.recover_after)

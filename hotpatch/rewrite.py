@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import operator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import einops
@@ -219,6 +219,7 @@ class Sites:
     recover: int | None  # None for seq2frame: nothing is recovered
     cut_block: str
     recover_after: str | None
+    notes: list[str] = field(default_factory=list)  # the rewrite's decisions, one line each
 
 
 def locate(gm: fx.GraphModule, plan: Plan, cfg: PatchConfig) -> Sites:
