@@ -134,7 +134,12 @@ def _axis_atoms(s1: int, s2: int, order: str | None, frames: int, joints: int | 
 
 def _batch_order(t: torch.Tensor, axis: int, half: int) -> str | None:
     """With two identical samples: is the batch the outer ("major") or inner ("minor")
-    factor of this axis of size 2·half? (Compares a strided sample of the two halves.)"""
+    factor of this axis of size 2·half? (Compares a strided sample of the two halves.)
+
+    ``"ambiguous"`` when the halves agree under both splits (e.g. the values are constant
+    along the axis, as behind a zero-initialised embedding): the values cannot tell, so the
+    caller must not guess. ``None`` when neither split matches.
+    """
 
     def same(a: torch.Tensor, b: torch.Tensor) -> bool:
         a, b = a.reshape(-1), b.reshape(-1)
@@ -143,11 +148,11 @@ def _batch_order(t: torch.Tensor, axis: int, half: int) -> str | None:
 
     if not t.is_floating_point():
         t = t.float()
-    if same(*t.unflatten(axis, (2, half)).unbind(axis)):
-        return "major"
-    if same(*t.unflatten(axis, (half, 2)).unbind(axis + 1)):
-        return "minor"
-    return None
+    major = same(*t.unflatten(axis, (2, half)).unbind(axis))
+    minor = same(*t.unflatten(axis, (half, 2)).unbind(axis + 1))
+    if major and minor:
+        return "ambiguous"
+    return "major" if major else "minor" if minor else None
 
 
 def _data_dependence(graph: fx.Graph) -> dict[str, bool]:
@@ -213,7 +218,9 @@ def probe(
             axes = []
             for i, (s1, s2) in enumerate(zip(v1, v2)):
                 order = _batch_order(result, i, s1) if s2 == 2 * s1 and s1 > 1 else None
-                axes.append(_axis_atoms(s1, s2, order, frames, joints))
+                # an order the values cannot tell leaves the axis unread (None) where it matters
+                ambiguous = order == "ambiguous" and dep[n.name]
+                axes.append(None if ambiguous else _axis_atoms(s1, s2, order, frames, joints))
             facts[n.name] = NodeFacts("tensor", v1, tuple(axes), data_dependent=dep[n.name])
         else:
             facts[n.name] = NodeFacts("other")

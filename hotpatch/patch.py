@@ -93,7 +93,8 @@ class Prepared:
         _check_args(n, f, k, pipeline, prune, recover, recover_frames)
         cfg = _config(self.plan, n, f, pipeline, prune, recover, k, prune_pos_embed, recover_frames)
         gm = copy.deepcopy(self.gm) if copy_modules else self.gm
-        patched, sites = rewrite(gm, self.plan, cfg)
+        with torch.random.fork_rng(devices=[]):  # new modules (TRA) draw their init; the caller's RNG is kept
+            patched, sites = rewrite(gm, self.plan, cfg)
         _check_patched(patched, self.example, self.plan.output_shapes, cfg)
         patched.train(self._training)
         patched.hotpatch_config = cfg.to_dict()
@@ -233,9 +234,10 @@ def _analyse_input(
         example = example_input[:1].detach().clone()
         return analyse(gm, blocks, example), example
     tried = []
+    gen = torch.Generator().manual_seed(0)  # a private generator: the caller's RNG is not touched
     for shape in _candidate_shapes(gm, frames):
         tried.append(shape)
-        example = torch.randn(shape)
+        example = torch.randn(shape, generator=gen)
         try:
             plan = analyse(gm, blocks, example)
         except InputShapeError:

@@ -7,10 +7,17 @@ The file is ``torch.save`` of a plain dict, readable with ``torch.load(weights_o
      "hotpatch_version": "0.1.0", "torch_version": "2.13.0",
      "config": patched.hotpatch_config,      # n, f, frames, pipeline, prune, recover, k, ...
      "source": {"recipe": ..., "overrides": {...}} or {"class": "pkg.mod:Class", "kwargs": {...}},
+     "analysis": {"blocks": [[name, kind, level], ...],   # what the analysis decided at patch time
+                  "axes": {node: [[atom, ...] | None, ...]}},  # layouts of merged batch axes
      "state_dict": {name: tensor}}           # the patched model's, strict
 
-``load`` builds the original from ``source``, re-applies ``hotpatch.apply`` with ``config`` and
-loads ``state_dict`` strictly, so outputs match the saved model exactly.
+``load`` builds the original from ``source`` (without touching the global RNG), loads the saved
+weights into it, analyses it with a clip of the saved input shape, replaces the analysis'
+weight-dependent decisions (block kinds and levels, the order of merged batch axes) by the
+recorded ones, patches it with ``config`` and loads ``state_dict`` strictly: the rebuilt patch
+is the saved one whatever the weights' values (a zero-initialised layer scale or embedding
+cannot change it), so outputs match the saved model exactly. Files without ``analysis``
+(written before it existed) are rebuilt from the analysis of the loaded weights.
 """
 
 from __future__ import annotations
@@ -68,6 +75,7 @@ def save(patched: nn.Module, path: str | os.PathLike, *, source: Mapping[str, An
         "torch_version": str(torch.__version__),  # a TorchVersion, which weights_only refuses
         "config": _plain(dict(config), "hotpatch_config"),
         "source": source,
+        "analysis": plan_record(patched.hotpatch_plan) if hasattr(patched, "hotpatch_plan") else None,
         "state_dict": {k: v.detach().cpu().clone() for k, v in patched.state_dict().items()},
     }
     path = Path(path)
@@ -175,23 +183,83 @@ def load(path: str | os.PathLike, *, leaf_modules: Sequence[type] = ()) -> fx.Gr
 
 
 def from_payload(payload: Mapping[str, Any], where: str, *, leaf_modules: Sequence[type] = ()) -> fx.GraphModule:
-    """``load`` for contents already read (see ``read``)."""
+    """``load`` for contents already read (see ``read``). Leaves the global RNG as it was."""
     from hotpatch.checkpoint import load_state_dict
-    from hotpatch.patch import apply
+    from hotpatch.patch import prepare
 
     payload = check_payload(payload, where)
     try:
         source = sources.check(payload["source"])
     except ConfigError as err:
         raise CheckpointError(f"{where}: {err}") from err
-    cfg = payload["config"]
-    model = sources.build(source)
-    example = torch.zeros(1, *cfg["input_shape"])
-    patched = apply(
-        model, n=cfg["n"], f=cfg["f"], example_input=example, pipeline=cfg["pipeline"],
-        prune=cfg["prune"], recover=cfg["recover"], k=cfg["k"], leaf_modules=leaf_modules,
+    cfg, state = payload["config"], payload["state_dict"]
+    with torch.random.fork_rng(devices=[]):  # building the model draws its initial weights
+        model = sources.build(source).eval()
+    _load_matching(model, state)  # analyse the saved weights, not a fresh initialisation
+    gen = torch.Generator().manual_seed(0)
+    example = torch.randn(1, *cfg["input_shape"], generator=gen)
+    prepared = prepare(model, example_input=example, leaf_modules=leaf_modules, inplace=True)
+    record = payload.get("analysis")
+    if record is not None:
+        restore_plan(prepared.plan, record, where)
+    patched = prepared.patch(
+        cfg["n"], cfg["f"], pipeline=cfg["pipeline"], prune=cfg["prune"], recover=cfg["recover"], k=cfg["k"],
         prune_pos_embed=bool(cfg.get("prune_pos_embed", False)), recover_frames=cfg.get("recover_frames"),
+        copy_modules=False,
     )
-    load_state_dict(patched, payload["state_dict"], strict=True, source=where)
+    load_state_dict(patched, state, strict=True, source=where)
     patched.hotpatch_source = source
     return patched.eval()
+
+
+def _load_matching(model: nn.Module, state: Mapping[str, torch.Tensor]) -> None:
+    """Copy the saved tensors whose name and shape the unpatched ``model`` shares."""
+    own = model.state_dict()
+    with torch.no_grad():
+        for name, value in state.items():
+            if name in own and own[name].shape == value.shape:
+                own[name].copy_(value)
+
+
+# ----------------------------------------------------------------------------- analysis record
+
+
+def plan_record(plan: Any) -> dict[str, Any]:
+    """The weight-dependent decisions of ``plan`` as plain data: every block's kind and
+    temporal level, and the layout of every tensor axis that merges the batch with another
+    factor ((B·F) or (F·B) ...: read from values, so zero weights could flip it)."""
+    axes = {}
+    for name, fact in getattr(plan, "facts", {}).items():
+        ax = getattr(fact, "axes", None)
+        if fact.kind == "tensor" and ax and any(a is not None and len(a) > 1 for a in ax):
+            axes[name] = [list(a) if a is not None else None for a in ax]
+    return {
+        "input_shape": list(plan.input_shape[1:]),
+        "blocks": [[b.name, b.kind, b.level] for b in plan.blocks],
+        "axes": axes,
+    }
+
+
+def restore_plan(plan: Any, record: Mapping[str, Any], where: str) -> None:
+    """Overwrite ``plan``'s weight-dependent decisions with ``record`` (from :func:`plan_record`)."""
+    blocks = record.get("blocks") or []
+    saved = [b[0] for b in blocks]
+    found = [b.name for b in plan.blocks]
+    if saved != found:
+        raise CheckpointError(
+            f"{where} was saved from a model with blocks {saved}, but the model built from its source has "
+            f"{found}: the model's code changed since it was saved. Load it with the code it was saved with, "
+            "or patch the new model again with hotpatch.apply and load the weights with load_checkpoint."
+        )
+    for info, (_, kind, level) in zip(plan.blocks, blocks):
+        info.kind, info.level = str(kind), int(level)
+    plan.levels = max((b.level for b in plan.blocks), default=0)
+    restored = 0
+    for name, axes in (record.get("axes") or {}).items():
+        fact = plan.facts.get(name)
+        if fact is None or fact.kind != "tensor" or fact.axes is None or len(fact.axes) != len(axes):
+            log.debug("analysis record: node %s not found or of another rank; kept the analysis' layout", name)
+            continue
+        fact.axes = tuple(tuple(a) if a is not None else None for a in axes)
+        restored += 1
+    plan.note(f"block kinds/levels and {restored} batch-axis layouts read from {where} (as decided when patched)")
