@@ -27,13 +27,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
     parser.add_argument("--quiet", action="store_true", help="print only the results")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in COMMANDS:
+    for name in COMMANDS:  # the source of truth: a listed command that cannot be imported is a bug
         try:
             module = importlib.import_module(f"hotpatch.commands.{name}")
-        except ModuleNotFoundError as err:
-            if err.name != f"hotpatch.commands.{name}":
-                raise
-            continue  # a command not written yet
+        except ImportError as err:
+            raise ImportError(
+                f"hotpatch command {name!r} is listed in hotpatch.cli.COMMANDS but hotpatch.commands.{name} "
+                f"cannot be imported ({type(err).__name__}: {err}); the installation is broken or incomplete"
+            ) from err
         module.add_parser(sub)
         _add_global_options(sub.choices[name])
     return parser

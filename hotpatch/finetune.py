@@ -356,7 +356,7 @@ def finetune(
                         "format": STATE_FORMAT, "version": 1, "epoch": epoch + 1, "model": model.state_dict(),
                         "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                         "history": history, "rng": rngs, "config": _plain(asdict(cfg)),
-                        "world_size": ctx.world_size,
+                        "world_size": ctx.world_size, "patch": _patch_config(model),
                     })
                 if progress is not None:
                     progress(TrainEvent("epoch", epoch + 1, cfg.epochs, steps, steps, record["loss"],
@@ -388,7 +388,14 @@ def _restore(path: Path | None, model: nn.Module, optimizer: torch.optim.Optimiz
         return 0, []
     state = load_state(path)
     _check_resume(state, cfg, ctx, path)
-    model.load_state_dict(state["model"])
+    _check_same_patch(state, model, path)
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as err:  # a state file of another model (written before "patch" was recorded)
+        detail = next((line.strip() for line in str(err).splitlines()[1:] if line.strip()), str(err))[:300]
+        raise CheckpointError(
+            f"{str(path)!r} holds the training state of another model ({detail}); {_FRESH}"
+        ) from err
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     if ctx.rank < len(state["rng"]):
@@ -430,6 +437,34 @@ def _validate(model: nn.Module, val_data: WindowDataset, cfg: FinetuneConfig) ->
 
     res = evaluate_model(model, val_data, batch_size=cfg.eval_batch, flip=cfg.eval_flip, flops=False)
     return {"val_mpjpe": res["mpjpe"], "val_p_mpjpe": res["p_mpjpe"]}
+
+
+_FRESH = ("start fresh with another state file (--state NEW.state.pt, or checkpoint=...) or without --resume "
+          "(resume=False), or delete it")
+
+
+def _patch_config(model: nn.Module) -> dict[str, Any] | None:
+    cfg = getattr(model, "hotpatch_config", None)
+    return _plain(dict(cfg)) if cfg is not None else None
+
+
+def _describe_patch(cfg: dict[str, Any] | None) -> str:
+    if cfg is None:
+        return "unpatched"
+    keys = ("n", "f", "frames", "pipeline", "prune", "recover", "k", "prune_pos_embed", "recover_frames")
+    return " ".join(f"{k}={cfg.get(k)}" for k in keys if k in cfg)
+
+
+def _check_same_patch(state: dict[str, Any], model: nn.Module, path: Path) -> None:
+    """``CheckpointError`` naming both configurations if the state file was written for another patch."""
+    if "patch" not in state:
+        return  # older state files: the weights' shapes are checked when they load
+    saved, now = state["patch"], _patch_config(model)
+    if saved != now:
+        raise CheckpointError(
+            f"{str(path)!r} is the training state of another patch ({_describe_patch(saved)}), not of this "
+            f"one ({_describe_patch(now)}); {_FRESH}."
+        )
 
 
 def _plain(d: dict[str, Any]) -> dict[str, Any]:
