@@ -218,3 +218,15 @@ def test_a_constant_example_input_does_not_hide_the_layout():
     torch.manual_seed(0)  # the same TRA initialisation
     reference = hotpatch.apply(model, n=1, f=9, example_input=x)
     assert torch.equal(_out(patched, x), _out(reference, x))
+
+
+@pytest.mark.parametrize("name", list(vpts.ALL))
+def test_keeping_every_frame_reproduces_the_original_exactly(name):
+    """The README's "exactly": f = F with nearest/linear recovery gives the original's outputs, bit for bit."""
+    model, x = vpts.build(name)
+    reference = _out(model, x)
+    prepared = hotpatch.prepare(model, example_input=x[:1])
+    for prune in ("tpc", "uniform", "attention", "motion"):
+        for recover in ("nearest", "linear"):
+            patched = prepared.patch(1, x.shape[1], prune=prune, recover=recover)
+            assert torch.equal(_out(patched, x), reference), (prune, recover)
