@@ -232,12 +232,14 @@ def _analyse_input(
                 "pass one or make them agree"
             )
         example = example_input[:1].detach().clone()
-        if example.is_floating_point() and example.numel() and bool((example == example.flatten()[0]).all()):
-            # a constant clip (zeros) hides how axes are laid out: analyse a random one of its shape
+        constant = example.is_floating_point() and example.numel() and bool((example == example.flatten()[0]).all())
+        if constant:  # a constant clip (zeros) hides how axes are laid out: analyse a random one of its shape
             gen = torch.Generator().manual_seed(0)
             example = torch.randn(example.shape, generator=gen, dtype=example.dtype).to(example.device)
-            log.info("example_input is constant; analysing a random clip of its shape instead")
-        return analyse(gm, blocks, example), example
+        plan = analyse(gm, blocks, example)
+        if constant:
+            plan.note(f"example_input is constant: analysed a random clip of its shape {tuple(example.shape)}")
+        return plan, example
     tried = []
     gen = torch.Generator().manual_seed(0)  # a private generator: the caller's RNG is not touched
     for shape in _candidate_shapes(gm, frames):

@@ -214,6 +214,7 @@ def test_a_constant_example_input_does_not_hide_the_layout():
     torch.manual_seed(0)
     patched = hotpatch.apply(model, n=1, f=9, example_input=torch.zeros(1, 27, 17, 2))
     assert "(J·B, F, 32)" in patched.hotpatch_prune.extra_repr()
+    assert any("example_input is constant" in note for note in patched.hotpatch_plan.notes)
     x = torch.randn(2, 27, 17, 2)
     torch.manual_seed(0)  # the same TRA initialisation
     reference = hotpatch.apply(model, n=1, f=9, example_input=x)
