@@ -69,13 +69,14 @@ def save(patched: nn.Module, path: str | os.PathLike, *, source: Mapping[str, An
     source = _plain(sources.check(source), "source")
     if "class" in source:
         sources.import_class(source["class"])  # fail now, not when loading
+    plan = getattr(patched, "hotpatch_plan", None)
     payload = {
         "format": FORMAT,
         "hotpatch_version": __version__,
         "torch_version": str(torch.__version__),  # a TorchVersion, which weights_only refuses
         "config": _plain(dict(config), "hotpatch_config"),
         "source": source,
-        "analysis": plan_record(patched.hotpatch_plan) if hasattr(patched, "hotpatch_plan") else None,
+        "analysis": _plain(plan_record(plan), "analysis") if plan is not None else None,
         "state_dict": {k: v.detach().cpu().clone() for k, v in patched.state_dict().items()},
     }
     path = Path(path)
