@@ -66,7 +66,8 @@ class _Interpolate(nn.Module):
         """For every output frame t: positions of the kept frames just before/after t, and
         the weight of the later one (0 at a kept frame and outside the kept range)."""
         t = torch.arange(self.frames, device=index.device).expand(index.shape[0], -1)
-        right = torch.searchsorted(index.contiguous(), t.contiguous(), right=False)
+        # searchsorted(index, t) as a count (kept frames before t): exportable to ONNX
+        right = (index.unsqueeze(1) < t.unsqueeze(2)).sum(dim=-1)
         right = right.clamp(max=index.shape[1] - 1)
         left = (right - 1).clamp(min=0)
         exact = torch.gather(index, 1, right) == t
