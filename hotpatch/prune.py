@@ -160,8 +160,9 @@ class UniformPrune(FramePruner):
     def select(self, features: torch.Tensor) -> torch.Tensor:
         b, n = features.shape[:2]
         index = torch.linspace(0, n - 1, self.keep, device=features.device).round().long()
-        if self.center is not None and not bool((index == self.center).any()):
-            index[(index - self.center).abs().argmin()] = self.center
+        if self.center is not None:  # the sample nearest the centre moves onto it (a no-op if it is there)
+            nearest = torch.arange(self.keep, device=index.device) == (index - self.center).abs().argmin()
+            index = torch.where(nearest, torch.full_like(index, self.center), index)
         return index.unsqueeze(0).expand(b, -1).contiguous()
 
 
