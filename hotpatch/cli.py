@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from hotpatch import __version__
 from hotpatch.errors import HotpatchError
 
-COMMANDS = ("profile", "patch", "eval", "finetune", "lift", "export")
+COMMANDS = ("profile", "patch", "eval", "finetune", "sweep", "show", "lift", "export")
 
 
 def build_parser() -> argparse.ArgumentParser:
