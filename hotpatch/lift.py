@@ -86,13 +86,15 @@ def lift(
     stride: int | None = None,
     batch_size: int = 64,
     flip: bool = False,
+    compile: str | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> LiftResult:
     """Lift normalised inputs (T, 17, C) with ``model`` (F = ``frames``) to (T, 17, 3).
 
     ``pipeline`` defaults to the model's (seq2frame for a seq2frame-patched model); ``stride``
     to ``3F/4`` (seq2seq) or 1 (seq2frame). ``flip`` averages with the mirrored input's
-    prediction (test-time augmentation).
+    prediction (test-time augmentation). ``compile`` (a ``torch.compile`` mode) lifts with the
+    compiled model; compilation happens in the untimed warm-up.
     """
     inputs = np.asarray(inputs, dtype=np.float32)
     if inputs.ndim != 3 or inputs.shape[1] != 17 or inputs.shape[2] not in (2, 3) or len(inputs) == 0:
@@ -106,8 +108,14 @@ def lift(
     seq = PoseSequence("clip", np.ascontiguousarray(inputs[..., :2]), np.zeros((n, 17, 3), np.float32),
                        scores=np.ascontiguousarray(inputs[..., 2]) if inputs.shape[2] == 3 else None)
     dataset = WindowDataset([seq], frames, mode=mode, stride=stride, confidence=inputs.shape[2] == 3)
-    # one warm-up forward (lazy initialisation, allocator, caches) outside the timed run
-    predict(model, dataset, batch_size=batch_size, flip=flip, windows=np.arange(min(batch_size, len(dataset))))
+    if compile is not None:
+        import torch
+
+        model = torch.compile(model, mode=compile, fullgraph=True)
+    # warm-up outside the timed run (lazy initialisation, caches, compilation): a full batch and,
+    # if the last batch is smaller, one of its size (a compiled model specialises on it)
+    for size in sorted({min(batch_size, len(dataset)), len(dataset) % batch_size} - {0}):
+        predict(model, dataset, batch_size=batch_size, flip=flip, windows=np.arange(size))
     t0 = time.perf_counter()
     preds = predict(model, dataset, batch_size=batch_size, flip=flip, progress=progress)
     seconds = time.perf_counter() - t0

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import hotpatch
+from hotpatch.errors import ConfigError
 import vpts
 
 # Every model, pruner and recoverer at least once; the outputs of a compiled graph that
@@ -49,3 +50,54 @@ def test_inductor_compile_of_a_patched_model():
     with torch.no_grad():
         compiled = torch.compile(patched, fullgraph=True)
         torch.testing.assert_close(compiled(x), patched(x), rtol=1e-4, atol=1e-4)
+
+
+def test_profile_times_the_compiled_models(monkeypatch, capsys):
+    import importlib
+
+    from hotpatch.cli import main
+
+    profile_mod = importlib.import_module("hotpatch.profile")  # the module, not the function of that name
+
+    calls = []
+    real = torch.compile
+
+    def fake_compile(model, *, mode=None, fullgraph=False):  # inductor is slow on CPU: capture only
+        calls.append((type(model).__name__, mode, fullgraph))
+        return real(model, backend="eager", fullgraph=fullgraph)
+
+    monkeypatch.setattr(profile_mod.torch, "compile", fake_compile)
+    model, x = vpts.build("mixste")
+    patched = hotpatch.apply(model, n=1, f=9, recover="linear")
+    cmp = profile_mod.compare(model, patched, x[:1], counters=("paper",), repeats=2, warmup=0, memory=False,
+                              compile="reduce-overhead")
+    assert [c[1:] for c in calls] == [("reduce-overhead", True)] * 2
+    assert cmp.before.compile == cmp.after.compile == "reduce-overhead"
+    assert cmp.before.compile_seconds > 0 and cmp.after.compile_seconds > 0 and cmp.speedup > 0
+    assert main(["--quiet", "profile", "vpts:MixSTELike", "--set", "depth=2", "--n", "1", "--f", "9",
+                 "--counters", "paper", "--repeats", "2", "--warmup", "0", "--compile"]) == 0
+    out = capsys.readouterr().out
+    assert "compiled (default)" in out and "Compile seconds" in out and calls[-1][1:] == ("default", True)
+    with pytest.raises(ConfigError, match="compile=.fast."):
+        profile_mod.profile(model, x[:1], compile="fast")
+
+
+def test_lift_with_a_compiled_model_gives_the_same_poses(monkeypatch):
+    import numpy as np
+
+    from hotpatch.lift import lift
+
+    modes, real = [], torch.compile
+
+    def fake_compile(model, *, mode=None, fullgraph=False):
+        modes.append((mode, fullgraph))
+        return real(model, backend="aot_eager", fullgraph=fullgraph)
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    model, _ = vpts.build("mixste")
+    patched = hotpatch.apply(model, n=1, f=9, recover="linear")
+    inputs = np.random.default_rng(0).normal(size=(70, 17, 2)).astype(np.float32)
+    eager = lift(patched, inputs, frames=27, batch_size=2)
+    compiled = lift(patched, inputs, frames=27, batch_size=2, compile="max-autotune")
+    assert modes == [("max-autotune", True)]
+    np.testing.assert_allclose(compiled.poses, eager.poses, atol=1e-6)

@@ -50,6 +50,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     r.add_argument("--batch", type=int, default=64, metavar="B", help="windows per forward (default: 64)")
     r.add_argument("--flip", action="store_true", help="test-time flip augmentation")
     r.add_argument("--compare", action="store_true", help="also lift with the unpatched model; report both")
+    r.add_argument("--compile", nargs="?", const="default", choices=("default", "reduce-overhead", "max-autotune"),
+                   help="lift with torch.compile(model, mode=MODE, fullgraph=True) (compiled before timing)")
     r.add_argument("--seed", type=int, default=0, help="seed of new parameters (an untrained TRA) (default: 0)")
     o = p.add_argument_group("output")
     o.add_argument("-o", "--output", required=True, metavar="OUT.npz", help="poses, the 2D used and the settings")
@@ -93,7 +95,8 @@ def run(args: argparse.Namespace) -> int:
         raise InputShapeError(f"{target.name} takes J={joints} joints; lifting reads Human3.6M-17 keypoints. "
                               "Build the model for 17 joints.")
     common = dict(frames=frames, channels=channels, normalization=args.normalize, width=args.width,
-                  height=args.height, stride=args.stride, batch_size=args.batch, flip=args.flip)
+                  height=args.height, stride=args.stride, batch_size=args.batch, flip=args.flip,
+                  compile=args.compile)
     with _Progress(err) as progress:
         result = lift_track(model, track, progress=progress and progress("lifting"), **common)
         reference = None
