@@ -311,12 +311,15 @@ class PoseSequence:
 
     ``keypoints``: (N, 17, 2) float32, normalised screen coordinates.
     ``positions``: (N, 17, 3) float32, camera frame, root (joint 0) subtracted, metres.
+    ``scores``: optional (N, 17) detector confidences, the third input channel of models that
+    take one (default: ones).
     """
 
     name: str
     keypoints: np.ndarray
     positions: np.ndarray
     camera: Camera | None = field(default=None, repr=False)
+    scores: np.ndarray | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
         return len(self.positions)
@@ -628,8 +631,8 @@ def flip_pose(x: ArrayT, left: Sequence[int] = H36M_LEFT, right: Sequence[int] =
 class WindowDataset(Dataset):
     """F-frame windows over :class:`PoseSequence` s, for a torch ``DataLoader``.
 
-    Item ``i`` is a dict: ``inputs`` (F, 17, C) float32 (C = 2, or 3 with a confidence channel of
-    ones when ``confidence``), ``targets`` (F, 17, 3) float32, ``valid`` (F,) bool (False on
+    Item ``i`` is a dict: ``inputs`` (F, 17, C) float32 (C = 2, or 3 with a confidence channel
+    when ``confidence``: the sequence's ``scores``, or ones), ``targets`` (F, 17, 3) float32, ``valid`` (F,) bool (False on
     edge padding), ``index`` (i). With ``flip_prob > 0`` a window is mirrored (:func:`flip_pose`)
     by a draw that depends only on ``seed``, the epoch (:meth:`set_epoch`) and ``i``.
     In seq2frame mode the window's centre frame is ``frames // 2``.
@@ -653,6 +656,8 @@ class WindowDataset(Dataset):
                     f"sequence {seq.name!r} has keypoints {seq.keypoints.shape} and positions {seq.positions.shape}; "
                     f"expected (N, 17, 2) and (N, 17, 3) with N >= 1."
                 )
+            if seq.scores is not None and seq.scores.shape != (n, NUM_JOINTS):
+                raise DataShapeError(f"sequence {seq.name!r} has scores {seq.scores.shape}; expected ({n}, 17).")
         self.sequences = list(sequences)
         self.frames = frames
         self.mode = mode
@@ -676,10 +681,11 @@ class WindowDataset(Dataset):
         seq = self.sequences[s]
         idx, valid = window_frames(int(start), len(seq), self.frames)
         inputs, targets = seq.keypoints[idx], seq.positions[idx]
+        if self.confidence:  # before flipping: a flip swaps left/right joints, scores included
+            scores = seq.scores[idx][..., None] if seq.scores is not None else np.ones_like(inputs[..., :1])
+            inputs = np.concatenate([inputs, scores.astype(inputs.dtype)], axis=-1)
         if self.flips[i]:
             inputs, targets = flip_pose(inputs), flip_pose(targets)
-        if self.confidence:
-            inputs = np.concatenate([inputs, np.ones_like(inputs[..., :1])], axis=-1)
         return {
             "inputs": torch.from_numpy(np.ascontiguousarray(inputs, dtype=np.float32)),
             "targets": torch.from_numpy(np.ascontiguousarray(targets, dtype=np.float32)),

@@ -41,3 +41,7 @@ class DataError(HotpatchError):
 
 class TargetError(HotpatchError):
     """A command-line TARGET (recipe name, file or ``module:Class``) could not be turned into a model."""
+
+
+class ExportError(HotpatchError):
+    """A model could not be exported (ONNX, torch.export), or its export computes something else."""

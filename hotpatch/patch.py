@@ -52,7 +52,9 @@ def apply(
             (B, 1, ...) is returned) or ``"auto"`` (seq2seq).
         prune: ``"tpc"`` (the paper's clustering), ``"uniform"``, ``"attention"`` or ``"motion"``.
         recover: ``"tra"`` (learnable, zero-initialised), ``"nearest"`` or ``"linear"``
-            (parameter-free, for zero-retraining seq2seq); ignored for seq2frame.
+            (parameter-free, for zero-retraining seq2seq) or ``"linear-tra"`` (linear plus a
+            learnable correction that is zero at initialisation: zero-retraining, then
+            fine-tuning); ignored for seq2frame.
         k: neighbours of the DPC-kNN density (the token itself included).
         leaf_modules: module classes to keep as opaque calls and treat as blocks.
         inplace: share the model's modules instead of deep-copying them.

@@ -130,6 +130,8 @@ class Profile:
     fps_seq2frame: float | None = None
     memory: Memory | None = None
     blocks: list[BlockFlops] | None = None
+    compile: str | None = None  # torch.compile mode the latency was timed with (None: eager)
+    compile_seconds: float | None = None  # the first (compiling) call, not part of the latency
 
     @property
     def fps(self) -> float | None:
@@ -228,6 +230,7 @@ def profile(
     pipeline: str = "seq2seq",
     memory: bool = True,
     frames: int | None = None,
+    compile: str | None = None,
     progress: ProgressFn | None = None,
 ) -> Profile:
     """Measure ``model`` on ``example_input`` (a tensor, or a tuple of positional arguments).
@@ -242,11 +245,14 @@ def profile(
     ``memory`` measures peak memory of one forward, and of one training step (forward and
     backward of the output's sum) if ``train``. ``by_block`` adds paper FLOPs per block
     (``blocks`` or ``hotpatch.trace.find_blocks(model)``). ``progress(done, total)`` is
-    called after each timed forward. The model is never modified: all runs use a deep copy.
+    called after each timed forward. ``compile`` (``"default"``, ``"reduce-overhead"``,
+    ``"max-autotune"``) times ``torch.compile(model, mode=compile, fullgraph=True)`` instead of
+    the eager model; its first, compiling call is timed apart (``compile_seconds``). The model
+    is never modified: all runs use a deep copy.
     """
     return _run([model], example_input, counters=counters, fps=fps, device=device, repeats=repeats,
                 warmup=warmup, threads=threads, by_block=by_block, blocks=blocks, train=train,
-                pipeline=pipeline, memory=memory, frames=frames, progress=progress)[0]
+                pipeline=pipeline, memory=memory, frames=frames, compile=compile, progress=progress)[0]
 
 
 def compare(
@@ -266,6 +272,7 @@ def compare(
     pipeline: str = "seq2seq",
     memory: bool = True,
     frames: int | None = None,
+    compile: str | None = None,
     progress: ProgressFn | None = None,
 ) -> Comparison:
     """Profile ``original`` and ``patched`` with the same settings (see ``profile``).
@@ -278,7 +285,7 @@ def compare(
     """
     kwargs = dict(counters=counters, fps=fps, device=device, repeats=repeats, warmup=warmup,
                   threads=threads, by_block=by_block, blocks=blocks, train=train, pipeline=pipeline,
-                  memory=memory, frames=frames, progress=progress)
+                  memory=memory, frames=frames, compile=compile, progress=progress)
     before, after = _run([original, patched], example_input, **kwargs)
     speedup = None
     if before.latency and after.latency and after.latency.median_ms > 0:
@@ -311,6 +318,7 @@ def _run(
     pipeline: str = "seq2seq",
     memory: bool = True,
     frames: int | None = None,
+    compile: str | None = None,
     progress: ProgressFn | None = None,
 ) -> list[Profile]:
     names = _check_counters(counters)
@@ -320,6 +328,8 @@ def _run(
         raise ConfigError(f"repeats={repeats!r}, warmup={warmup!r}: need repeats >= 1 and warmup >= 0")
     if threads is not None and (not isinstance(threads, int) or threads < 1):
         raise ConfigError(f"threads={threads!r}: pass a positive int, or None to keep the current count")
+    if compile is not None and compile not in COMPILE_MODES:
+        raise ConfigError(f"compile={compile!r} is unknown; use one of {', '.join(COMPILE_MODES)} (or None: eager)")
     for m in models:
         if not isinstance(m, nn.Module):
             raise ConfigError(f"expected an nn.Module to profile, got {type(m).__name__}")
@@ -366,7 +376,12 @@ def _run(
                 if by_block:
                     res.blocks = _paper_blocks(macs, per_model)
             if fps:
-                samples = _time(works, args, dev, repeats, warmup, progress)
+                timed = works
+                if compile is not None:
+                    timed, seconds = _compiled(works, args, dev, compile)
+                    for res, sec in zip(results, seconds):
+                        res.compile, res.compile_seconds = compile, sec
+                samples = _time(timed, args, dev, repeats, warmup, progress)
                 for res, s in zip(results, samples):
                     res.latency = _latency(s, repeats, warmup, torch.get_num_threads())
                     sec = res.latency.median_ms / 1e3
@@ -691,6 +706,31 @@ def _time(works: list[nn.Module], args: tuple[Any, ...], dev: torch.device, repe
     return samples
 
 
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
+
+
+def _compiled(works: list[nn.Module], args: tuple[Any, ...], dev: torch.device, mode: str
+              ) -> tuple[list[Any], list[float]]:
+    """``torch.compile`` each model (whole graph) and run it once; return them and the seconds of that call."""
+    out, seconds = [], []
+    for work in works:
+        compiled = torch.compile(work, mode=mode, fullgraph=True)
+        _sync(dev)
+        t0 = time.perf_counter()
+        try:
+            with torch.no_grad(), warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # inductor's deprecation chatter
+                compiled(*args)
+        except Exception as exc:  # dynamo / inductor raise many types
+            first = next((ln for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)
+            raise ConfigError(f"torch.compile(mode={mode!r}, fullgraph=True) failed for {type(work).__name__}: "
+                              f"{first[:300]}; profile without --compile") from exc
+        _sync(dev)
+        seconds.append(time.perf_counter() - t0)
+        out.append(compiled)
+    return out, seconds
+
+
 def _latency(seconds: list[float], repeats: int, warmup: int, threads: int) -> Latency:
     ms = [s * 1e3 for s in seconds]
     if len(ms) >= 2:
@@ -880,11 +920,14 @@ def _rows(p: Profile) -> list[tuple[str, str, float | None]]:
                      _si(f.value) if f.error is None else "failed", f.value))
     if p.latency is not None:
         lat = p.latency
-        rows.append((f"Latency ms, median (IQR) of {lat.repeats}, threads={lat.threads}, {p.device}",
+        mode = f", compiled ({p.compile})" if p.compile else ""
+        rows.append((f"Latency ms, median (IQR) of {lat.repeats}, threads={lat.threads}, {p.device}{mode}",
                      f"{_ms(lat.median_ms)} ({_ms(lat.q25_ms)}–{_ms(lat.q75_ms)})", lat.median_ms))
         rows.append((f"FPS seq2seq (batch {p.batch} × {p.frames} frames / s)",
                      _si(p.fps_seq2seq), p.fps_seq2seq))
         rows.append((f"FPS seq2frame (batch {p.batch} clips / s)", _si(p.fps_seq2frame), p.fps_seq2frame))
+    if p.compile_seconds is not None:
+        rows.append((f"Compile seconds (first call, {p.compile})", f"{p.compile_seconds:.1f}", p.compile_seconds))
     if p.memory is not None:
         rows.append(("Peak memory, one forward (above weights+input)",
                      _bytes(p.memory.forward_peak_bytes), p.memory.forward_peak_bytes))

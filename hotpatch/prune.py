@@ -34,7 +34,9 @@ def pairwise_distance(x: torch.Tensor) -> torch.Tensor:
     gram = (gram + gram.transpose(1, 2)) / 2
     norms = gram.diagonal(dim1=1, dim2=2)
     squared = (norms.unsqueeze(2) + norms.unsqueeze(1) - 2 * gram).clamp_min(0)
-    squared.diagonal(dim1=1, dim2=2).zero_()
+    n = x.shape[1]
+    diagonal = torch.eye(n, dtype=torch.bool, device=x.device)
+    squared = torch.where(diagonal, torch.zeros((), dtype=squared.dtype, device=x.device), squared)  # no in-place
     return squared.sqrt()
 
 
@@ -68,12 +70,20 @@ def top_frames(score: torch.Tensor, keep: int, center: int | None = None) -> tor
     """Indices (B, keep) of the highest scores, ties to the earlier frame, sorted in time.
 
     With ``center`` set, that frame is always kept (it takes one of the ``keep`` places).
+    The order is each frame's rank (how many frames beat it: a higher score, or an equal
+    score earlier in time), so no stable sort is needed: the ranks are distinct, and any
+    sort of them (ONNX's TopK, a compiled kernel) gives the same frames.
     """
     score = score.float()
     if center is not None:
-        score = score.clone()
-        score[:, center] = float("inf")
-    order = torch.sort(score, dim=-1, descending=True, stable=True).indices
+        is_center = torch.arange(score.shape[-1], device=score.device) == center
+        score = torch.where(is_center, torch.full_like(score, float("inf")), score)
+    n = score.shape[-1]
+    pos = torch.arange(n, device=score.device)
+    s_i, s_j = score.unsqueeze(2), score.unsqueeze(1)  # [b, i, j]
+    beats = (s_j > s_i) | ((s_j == s_i) & (pos.view(1, 1, n) < pos.view(1, n, 1)))
+    rank = beats.sum(dim=-1)  # distinct: 0 .. n-1
+    order = torch.sort(rank, dim=-1).indices
     return torch.sort(order[:, :keep], dim=-1).values
 
 
@@ -150,8 +160,9 @@ class UniformPrune(FramePruner):
     def select(self, features: torch.Tensor) -> torch.Tensor:
         b, n = features.shape[:2]
         index = torch.linspace(0, n - 1, self.keep, device=features.device).round().long()
-        if self.center is not None and not bool((index == self.center).any()):
-            index[(index - self.center).abs().argmin()] = self.center
+        if self.center is not None:  # the sample nearest the centre moves onto it (a no-op if it is there)
+            nearest = torch.arange(self.keep, device=index.device) == (index - self.center).abs().argmin()
+            index = torch.where(nearest, torch.full_like(index, self.center), index)
         return index.unsqueeze(0).expand(b, -1).contiguous()
 
 

@@ -7,6 +7,8 @@ Every recoverer is a plain ``nn.Module`` with ``forward(x, index)``: ``x`` is a 
 * :class:`TRA` — the paper's token recovering attention (learnable).
 * :class:`NearestRecover` / :class:`LinearRecover` — parameter-free interpolation in time,
   which make zero-retraining seq2seq possible.
+* :class:`LinearTRA` — linear interpolation plus a learnable attention correction that is
+  exactly zero at initialisation (zero-retraining and short fine-tuning).
 """
 
 from __future__ import annotations
@@ -17,14 +19,9 @@ import torch.nn as nn
 from hotpatch.layout import gather_frames
 
 
-class TRA(nn.Module):
-    """Token recovering attention (HoT, Sec. 3.2).
-
-    ``frames`` zero-initialised learnable queries attend to the kept tokens of each joint
-    (one multi-head cross-attention: ``q``/``k``/``v``/``proj`` Linears) and the attention
-    output is added back to the queries. The kept-token ``index`` is not used: the queries
-    learn their own temporal positions.
-    """
+class _CrossAttention(nn.Module):
+    """``frames`` learnable queries (zero-initialised) and one multi-head cross-attention
+    (``q``/``k``/``v``/``proj`` Linears, the official TRA's parameter names) over kept tokens."""
 
     def __init__(self, dim: int, frames: int, heads: int = 8, qkv_bias: bool = True) -> None:
         super().__init__()
@@ -38,23 +35,68 @@ class TRA(nn.Module):
         self.v = nn.Linear(dim, dim, bias=qkv_bias)
         self.proj = nn.Linear(dim, dim)
 
-    def forward(self, x: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
-        b, f = x.shape[:2]
-        rest = x.shape[2:-1]
-        tokens = x.movedim(1, -2).reshape(-1, f, self.dim)  # (B·rest, f, C)
-        n = tokens.shape[0]
-        queries = self.queries.expand(n, -1, -1)
+    def attend(self, queries: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """``proj(softmax(q k^T / sqrt(d)) v)`` of queries (n, F, C) over tokens (n, f, C)."""
+        n, f = tokens.shape[:2]
         h, d = self.heads, self.dim // self.heads
         q = self.q(queries).view(n, self.frames, h, d).transpose(1, 2)
         k = self.k(tokens).view(n, f, h, d).transpose(1, 2)
         v = self.v(tokens).view(n, f, h, d).transpose(1, 2)
         attn = ((q @ k.transpose(-2, -1)) * self.scale).softmax(dim=-1)
-        out = (attn @ v).transpose(1, 2).reshape(n, self.frames, self.dim)
-        out = queries + self.proj(out)
-        return out.view(b, *rest, self.frames, self.dim).movedim(-2, 1)
+        return self.proj((attn @ v).transpose(1, 2).reshape(n, self.frames, self.dim))
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}, frames={self.frames}, heads={self.heads}"
+
+
+def _rows(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """Canonical (B, T, ..., C) -> (B·..., T, C): one row of T tokens per joint (and sample)."""
+    return x.movedim(1, -2).reshape(-1, x.shape[1], dim)
+
+
+def _unrows(rows: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`_rows` for the leading shape of ``like`` (B, ·, ..., C)."""
+    b, rest = like.shape[0], like.shape[2:-1]
+    return rows.view(b, *rest, rows.shape[1], rows.shape[2]).movedim(-2, 1)
+
+
+class TRA(_CrossAttention):
+    """Token recovering attention (HoT, Sec. 3.2).
+
+    ``frames`` zero-initialised learnable queries attend to the kept tokens of each joint
+    (one multi-head cross-attention: ``q``/``k``/``v``/``proj`` Linears) and the attention
+    output is added back to the queries. The kept-token ``index`` is not used: the queries
+    learn their own temporal positions.
+    """
+
+    def forward(self, x: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
+        tokens = _rows(x, self.dim)  # (B·rest, f, C)
+        queries = self.queries.expand(tokens.shape[0], -1, -1)
+        return _unrows(queries + self.attend(queries, tokens), x)
+
+
+class LinearTRA(_CrossAttention):
+    """Linear interpolation refined by a token recovering attention (``recover="linear-tra"``).
+
+    The F frames are first interpolated linearly from the kept tokens (:class:`LinearRecover`);
+    each interpolated token plus a learnable (zero-initialised) query of its frame then attends
+    to the kept tokens, and the attention's projection — zero-initialised, weight and bias — is
+    added as a correction. At initialisation the correction is exactly zero, so the output equals
+    linear recovery bit for bit (zero-retraining works), and fine-tuning learns what the
+    interpolation misses, starting from the pretrained model's own accuracy instead of from the
+    zero queries of :class:`TRA`.
+    """
+
+    def __init__(self, dim: int, frames: int, heads: int = 8, qkv_bias: bool = True) -> None:
+        super().__init__(dim, frames, heads, qkv_bias)
+        self.interpolate = LinearRecover(frames)
+        nn.init.zeros_(self.proj.weight)
+        nn.init.zeros_(self.proj.bias)
+
+    def forward(self, x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        base = _rows(self.interpolate(x, index), self.dim)  # (B·rest, F, C)
+        correction = self.attend(base + self.queries, _rows(x, self.dim))
+        return _unrows(base + correction, x)
 
 
 class _Interpolate(nn.Module):
@@ -66,7 +108,8 @@ class _Interpolate(nn.Module):
         """For every output frame t: positions of the kept frames just before/after t, and
         the weight of the later one (0 at a kept frame and outside the kept range)."""
         t = torch.arange(self.frames, device=index.device).expand(index.shape[0], -1)
-        right = torch.searchsorted(index.contiguous(), t.contiguous(), right=False)
+        # searchsorted(index, t) as a count (kept frames before t): exportable to ONNX
+        right = (index.unsqueeze(1) < t.unsqueeze(2)).sum(dim=-1)
         right = right.clamp(max=index.shape[1] - 1)
         left = (right - 1).clamp(min=0)
         exact = torch.gather(index, 1, right) == t
@@ -100,4 +143,4 @@ class LinearRecover(_Interpolate):
         return gather_frames(x, left) * (1 - w) + gather_frames(x, right) * w
 
 
-RECOVERERS = ("tra", "nearest", "linear")
+RECOVERERS = ("tra", "nearest", "linear", "linear-tra")

@@ -31,7 +31,7 @@ from hotpatch.analyse import _NORMS, NodeFacts, Plan
 from hotpatch.errors import AmbiguousFrameAxisError, HotpatchError, RewriteError
 from hotpatch.layout import Layout, gather_frames
 from hotpatch.prune import PRUNERS, TPC, FramePruner, pool_tokens
-from hotpatch.recover import TRA, LinearRecover, NearestRecover
+from hotpatch.recover import TRA, LinearRecover, LinearTRA, NearestRecover
 from hotpatch.trace import build_graph_module
 
 log = logging.getLogger(__name__)
@@ -339,6 +339,8 @@ def make_recoverer(cfg: PatchConfig, dim: int, heads: int) -> nn.Module:
         return NearestRecover(cfg.frames)
     if cfg.recover == "linear":
         return LinearRecover(cfg.frames)
+    if cfg.recover == "linear-tra":
+        return LinearTRA(dim, cfg.frames, heads)
     raise RewriteError(f"unknown recover={cfg.recover!r}")
 
 

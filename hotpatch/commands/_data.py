@@ -19,9 +19,9 @@ from hotpatch.errors import DataError
 log = logging.getLogger(__name__)
 
 
-def add_data_arguments(parser: argparse.ArgumentParser) -> None:
-    g = parser.add_argument_group("data")
-    g.add_argument("--data", required=True, metavar="PATH",
+def add_data_arguments(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
+    g = parser.add_argument_group("data" if required else "data (optional)")
+    g.add_argument("--data", required=required, metavar="PATH",
                    help="mocap clips .npz (bandai_h36m17.npz layout) or Human3.6M data_3d_h36m.npz "
                         "(a pickle: only pass files you trust)")
     g.add_argument("--data-2d", metavar="PATH",

@@ -37,6 +37,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     g.add_argument("--threads", type=int, metavar="T", help="CPU threads while timing (default: torch's)")
     g.add_argument("--train", action="store_true", help="also measure the memory of one training step")
     g.add_argument("--no-fps", dest="fps", action="store_false", help="skip timing")
+    g.add_argument("--compile", nargs="?", const="default", choices=("default", "reduce-overhead", "max-autotune"),
+                   help="time torch.compile(model, mode=MODE, fullgraph=True) of both models instead of eager "
+                        "(compile time reported apart; MODE default: default)")
     g.add_argument("--json", metavar="PATH", help="write the numbers as JSON to PATH ('-' for stdout only)")
     p.set_defaults(run=run)
     return p
@@ -48,7 +51,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("pass both --n and --f to compare before/after a patch, or neither to profile as is")
     target = load_target(args)
     measure = dict(counters=args.counters, fps=args.fps, device=args.device, repeats=args.repeats,
-                   warmup=args.warmup, threads=args.threads, by_block=args.by_block, train=args.train)
+                   warmup=args.warmup, threads=args.threads, by_block=args.by_block, train=args.train,
+                   compile=args.compile)
     with _progress(err) as progress:
         result, config = _measure(target, args, measure, progress)
     to_stdout = args.json == "-"

@@ -1,0 +1,179 @@
+"""``hotpatch sweep TARGET --n 1,2,3 --f 27,41,61``: every setting measured, the Pareto front plotted."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from hotpatch.commands._shared import consoles
+from hotpatch.errors import ConfigError
+from hotpatch.prune import PRUNERS
+from hotpatch.recover import RECOVERERS
+from hotpatch.targets import add_target_arguments, describe, load_target
+
+
+def int_list(text: str) -> list[int]:
+    """``"1,2,3"`` -> [1, 2, 3]: positive ints, each once, in increasing order."""
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of integers") from None
+    if not values or any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"{text!r}: give positive integers, e.g. 1,2,3")
+    if values != sorted(set(values)):
+        raise argparse.ArgumentTypeError(f"{text!r}: give each value once, in increasing order")
+    return values
+
+
+def name_list(choices: tuple[str, ...]):
+    def parse(text: str) -> list[str]:
+        names = [v.strip() for v in text.split(",") if v.strip()]
+        bad = [v for v in names if v not in choices]
+        if not names or bad:
+            raise argparse.ArgumentTypeError(f"{text!r}: choose from {', '.join(choices)} (comma-separated)")
+        return names
+    return parse
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    from hotpatch.commands._data import add_data_arguments
+
+    p = subparsers.add_parser(
+        "sweep", help="measure many HoT settings (FLOPs, latency, zero-retraining MPJPE) and plot the Pareto front",
+        description="Trace TARGET once, patch it at every combination of --n, --f, --prune and --recover, and "
+                    "report params, paper FLOPs, latency (timed interleaved with the original) and, with --data, "
+                    "zero-retraining MPJPE / P-MPJPE.")
+    add_target_arguments(p)
+    g = p.add_argument_group("settings")
+    g.add_argument("--n", type=int_list, required=True, metavar="N,N,..", help="cut positions, e.g. 1,2,3")
+    g.add_argument("--f", type=int_list, required=True, metavar="F,F,..", help="kept frames, e.g. 27,41,61")
+    g.add_argument("--prune", type=name_list(tuple(PRUNERS)), default=["tpc"], metavar="P,..",
+                   help=f"pruners ({', '.join(PRUNERS)}) (default: tpc)")
+    g.add_argument("--recover", type=name_list(tuple(RECOVERERS)), default=["linear"], metavar="R,..",
+                   help=f"recoverers ({', '.join(RECOVERERS)}) (default: linear, meaningful without retraining)")
+    g.add_argument("--pipeline", choices=("seq2seq", "seq2frame"), help="(default: the recipe's, else seq2seq)")
+    g.add_argument("--prune-pos-embed", action=argparse.BooleanOptionalAction, default=None,
+                   help="learnable (1, f, C) positional embedding after pruning (default: the recipe's)")
+    add_data_arguments(p, required=False)
+    t = p.add_argument_group("timing")
+    t.add_argument("--batch", type=int, default=64, metavar="B", help="windows per forward for accuracy (default: 64)")
+    t.add_argument("--repeats", type=int, default=5, metavar="R", help="timed forwards per model (default: 5)")
+    t.add_argument("--warmup", type=int, default=1, metavar="W", help="untimed forwards first (default: 1)")
+    t.add_argument("--threads", type=int, metavar="T", help="torch threads while timing")
+    t.add_argument("--no-latency", dest="latency", action="store_false", help="skip timing (FLOPs and accuracy only)")
+    o = p.add_argument_group("output")
+    o.add_argument("--json", metavar="PATH", help="rows (and the front) as JSON ('-' for stdout only)")
+    o.add_argument("--csv", metavar="PATH", help="rows as CSV")
+    o.add_argument("--plot", metavar="PATH.png", help="error (MPJPE, or latency without --data) vs paper FLOPs")
+    p.set_defaults(run=run)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from hotpatch.commands._data import load_splits
+    from hotpatch.saving import check_writable
+    from hotpatch.sweep import sweep
+
+    out, err = consoles(args.quiet)
+    for path in (args.csv, args.plot, None if args.json == "-" else args.json):
+        if path:
+            check_writable(path)
+    if args.plot and not args.plot.lower().endswith(".png"):
+        raise ConfigError(f"--plot {args.plot}: the plot is a PNG; pass a path ending in .png")
+    target = load_target(args)
+    if target.patched:
+        raise ConfigError(f"{target.name} is already patched; sweep the original model (a recipe, module:Class or "
+                          "a model file)")
+    frames, joints, channels = target.input_shape()
+    d = target.defaults
+    pipeline = args.pipeline or (d.get("pipeline") if d.get("pipeline") in ("seq2seq", "seq2frame") else "seq2seq")
+    pos_embed = bool(d.get("prune_pos_embed")) if args.prune_pos_embed is None else args.prune_pos_embed
+    sequences = load_splits(args)["test"] if args.data else None
+    with _Progress(err) as progress:
+        result = sweep(target.model, n=args.n, f=args.f, prune=args.prune, recover=args.recover,
+                       example_input=torch.zeros(1, frames, joints, channels), pipeline=pipeline,
+                       prune_pos_embed=pos_embed, sequences=sequences, batch_size=args.batch,
+                       latency=args.latency, repeats=args.repeats, warmup=args.warmup, threads=args.threads,
+                       progress=progress)
+    rows = result.to_dicts()
+    if args.csv:
+        _write_csv(args.csv, rows)
+    if args.plot:
+        from hotpatch.viz import pareto_plot
+
+        pareto_plot(result, args.plot, title=f"{describe(target)}: {pipeline}, F={frames}")
+    if args.json:
+        text = json.dumps({"target": describe(target), "error": result.error_name, "rows": rows,
+                           "frontier": [r.label for r in result.frontier]}, indent=2, default=str)
+        if args.json == "-":
+            sys.stdout.write(text + "\n")
+            return 0
+        Path(args.json).write_text(text + "\n")
+    out.print(f"{describe(target)}: {len(result.rows)} settings, {pipeline}, F={frames}", highlight=False, markup=False)
+    out.print(_table(result))
+    for path in (args.json, args.csv, args.plot):
+        if path:
+            out.print(f"wrote {path}", highlight=False, markup=False)
+    return 0
+
+
+def _write_csv(path: str, rows: list[dict[str, Any]]) -> None:
+    keys: list[str] = []
+    for r in rows:
+        keys += [k for k in r if k not in keys]
+    with open(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _table(result: Any) -> Any:
+    from rich.table import Table
+
+    has_acc = result.error_name == "mpjpe"
+    t = Table(title="hotpatch sweep", caption="* on the Pareto front (FLOPs vs "
+              + ("MPJPE" if has_acc else "latency") + ")", caption_justify="left")
+    for name in ("setting", "params (M)", "FLOPs (G)", "latency (ms)", "speed-up") + (
+            ("MPJPE", "P-MPJPE", "sel / pruned") if has_acc else ()):
+        t.add_column(name, justify="left" if name == "setting" else "right")
+    for r in [result.original, *result.rows]:
+        cells = [("* " if r.pareto else "  ") + r.label, f"{r.params / 1e6:.3f}",
+                 "-" if r.flops is None else f"{r.flops / 1e9:.3f}",
+                 "-" if r.latency_ms is None else f"{r.latency_ms:.2f}",
+                 "-" if r.speedup is None else f"{r.speedup:.2f}x"]
+        if has_acc:
+            m = r.metrics
+            split = (f"{m['mpjpe_selected']:.1f} / {m['mpjpe_pruned']:.1f}" if "mpjpe_pruned" in m else "-")
+            cells += [f"{m.get('mpjpe', float('nan')):.1f}", f"{m.get('p_mpjpe', float('nan')):.1f}", split]
+        t.add_row(*cells)
+    return t
+
+
+class _Progress:
+    def __init__(self, console: Any) -> None:
+        self.console, self.bar, self.task = console, None, None
+
+    def __enter__(self):
+        if self.console is None:
+            return None
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.bar = Progress(TextColumn("sweep {task.fields[label]}"), BarColumn(), MofNCompleteColumn(),
+                            TimeElapsedColumn(), console=self.console, transient=True)
+        self.bar.start()
+        return self.update
+
+    def update(self, done: int, total: int, label: str) -> None:
+        if self.task is None:
+            self.task = self.bar.add_task("sweep", total=total, label=label)
+        self.bar.update(self.task, completed=done, total=total, label=label)
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.bar is not None:
+            self.bar.stop()

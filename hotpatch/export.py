@@ -1,0 +1,148 @@
+"""Export a (patched) model for deployment and check the export against the eager model.
+
+* :func:`export_onnx` — ``torch.onnx.export`` (the torch.export-based exporter), then the file is
+  run in onnxruntime on a random clip and compared with the eager model (needs the ``export``
+  extra: ``pip install 'hotpatch[export]'``).
+* :func:`export_program` — ``torch.export.export`` saved as a ``.pt2`` (``torch.export.load``
+  reads it back), checked the same way.
+
+Both export a fixed input shape (the clip the model was patched for, batch ``batch``): the
+pruned token count f is static, which is what makes HoT cheap.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from hotpatch.errors import ExportError, HotpatchError
+
+log = logging.getLogger(__name__)
+
+__all__ = ["ExportCheck", "export_onnx", "export_program"]
+
+
+@dataclass
+class ExportCheck:
+    """The exported file and the largest absolute difference from the eager model on a random clip."""
+
+    path: Path
+    max_abs_diff: float
+    input_shape: tuple[int, ...]
+
+
+def _example(model: nn.Module, batch: int, example: torch.Tensor | None) -> torch.Tensor:
+    if example is not None:
+        return example
+    shape = (getattr(model, "hotpatch_config", None) or {}).get("input_shape")
+    if not shape:
+        raise ExportError("the model has no hotpatch_config['input_shape']; pass example=torch.randn(B, F, J, C)")
+    gen = torch.Generator().manual_seed(0)
+    return torch.randn(batch, *shape, generator=gen)
+
+
+def _failing_op(exc: BaseException) -> str | None:
+    """The aten / ONNX op an exporter error names, if any."""
+    text = "\n".join(str(e) for e in _chain(exc))
+    for pattern in (r"op='(aten\.[\w.]+)'", r"(aten::\w+)", r"torch\.ops\.(aten\.[\w.]+)", r"target=(aten\.[\w.]+)"):
+        found = re.search(pattern, text)
+        if found:
+            return found.group(1)
+    return None
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    out, seen = [], set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        out.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    return out
+
+
+def _export_error(kind: str, exc: BaseException) -> ExportError:
+    op = _failing_op(exc)
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))  # the exporter colours its messages
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    summary = lines.index("## Exception summary") + 1 if "## Exception summary" in lines else 0
+    first = lines[summary] if summary < len(lines) else type(exc).__name__
+    where = f" at op {op}" if op else ""
+    return ExportError(f"{kind} export failed{where}: {first[:300]}. Patch with other settings (e.g. another "
+                       "--prune/--recover), or keep the module that uses this op out of the exported graph.")
+
+
+def _check(name: str, got: torch.Tensor, want: torch.Tensor, atol: float) -> float:
+    if tuple(got.shape) != tuple(want.shape):
+        raise ExportError(f"the {name} export returns shape {tuple(got.shape)}, the model {tuple(want.shape)}")
+    diff = float((got.float() - want.float()).abs().max())
+    if not diff <= atol:
+        raise ExportError(f"the {name} export differs from the eager model by {diff:.3g} (> {atol:g}) on a random "
+                          "clip; do not deploy it")
+    return diff
+
+
+def _first_output(out: object) -> torch.Tensor:
+    return out[0] if isinstance(out, (tuple, list)) else out  # type: ignore[return-value]
+
+
+def export_onnx(model: nn.Module, path: str | Path, *, batch: int = 1, example: torch.Tensor | None = None,
+                opset: int | None = None, atol: float = 1e-4) -> ExportCheck:
+    """Write ``model`` (eval mode) as ONNX to ``path`` and check it in onnxruntime (max |diff| <= ``atol``)."""
+    try:
+        import onnx  # noqa: F401  (the exporter needs it)
+        import onnxruntime as ort
+    except ImportError as exc:
+        raise HotpatchError("ONNX export needs onnx, onnxscript and onnxruntime: pip install 'hotpatch[export]'") from exc
+    path = Path(path)
+    x = _example(model, batch, example)
+    model = model.eval()
+    with torch.no_grad():
+        want = _first_output(model(x))
+    try:
+        with warnings.catch_warnings(), _quiet_exporter():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(model, (x,), str(path), dynamo=True, opset_version=opset, input_names=["keypoints"],
+                              output_names=["poses"], external_data=False, verbose=False)
+    except Exception as exc:  # the exporter raises many types; all become one clear error
+        raise _export_error("ONNX", exc) from exc
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = torch.from_numpy(session.run(None, {session.get_inputs()[0].name: x.numpy()})[0])
+    return ExportCheck(path, _check("ONNX", got, want, atol), tuple(x.shape))
+
+
+def export_program(model: nn.Module, path: str | Path, *, batch: int = 1, example: torch.Tensor | None = None,
+                   atol: float = 1e-5) -> ExportCheck:
+    """``torch.export`` ``model`` (eval mode) to a ``.pt2`` file and check the reloaded program."""
+    path = Path(path)
+    x = _example(model, batch, example)
+    model = model.eval()
+    with torch.no_grad():
+        want = _first_output(model(x))
+    try:
+        program = torch.export.export(model, (x,))
+        torch.export.save(program, str(path))
+    except Exception as exc:
+        raise _export_error("torch.export", exc) from exc
+    with torch.no_grad():
+        got = _first_output(torch.export.load(str(path)).module()(x))
+    return ExportCheck(path, _check("torch.export", got, want, atol), tuple(x.shape))
+
+
+class _quiet_exporter:
+    """Silence the ONNX exporter's progress lines and torch's logging while exporting."""
+
+    def __enter__(self) -> None:
+        self.loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "torch._dynamo", "onnxscript")]
+        self.levels = [lg.level for lg in self.loggers]
+        for lg in self.loggers:
+            lg.setLevel(logging.ERROR)
+
+    def __exit__(self, *exc: object) -> None:
+        for lg, level in zip(self.loggers, self.levels):
+            lg.setLevel(level)

@@ -1,0 +1,168 @@
+"""Lift a whole video's 2D keypoints to 3D with a (patched) lifting model.
+
+A clip of any length is cut into windows of the model's F frames (:func:`hotpatch.data.make_windows`,
+edge-padded where the clip is shorter than F or at its end) and predicted in batches:
+
+* seq2seq: windows every ``stride`` frames (default ``3F/4``: a quarter of each window overlaps the
+  next); each frame's pose is the mean of the predictions of every window that covers it;
+* seq2frame: one window centred on every frame; each frame's pose is its window's centre frame.
+
+The model's input is normalised as it was trained (:func:`normalize`): ``"screen"`` coordinates as
+in VideoPose3D (``x / w * 2 - [1, h / w]``, needs the image size), or ``"box"``, the clip's 2D
+bounding box scaled to [-1, 1] (MotionBERT's in-the-wild convention); 3-channel models also get
+the detector's scores. The output is root-relative (joint 0 at the origin), in the model's units.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch.nn as nn
+
+from hotpatch.data import PoseSequence, WindowDataset, normalize_screen_coordinates
+from hotpatch.errors import ConfigError, DataError
+from hotpatch.evaluate import pipeline_of, predict
+from hotpatch.keypoints import KeypointTrack
+
+log = logging.getLogger(__name__)
+
+__all__ = ["LiftResult", "NORMALIZATIONS", "lift", "lift_track", "normalize"]
+
+NORMALIZATIONS = ("screen", "box")
+
+
+@dataclass
+class LiftResult:
+    """``poses``: (T, 17, 3) root-relative 3D; ``inputs``: (T, 17, C) what the model saw;
+    ``seconds``: time spent in the model's forwards (batching included, after one warm-up
+    batch); ``fps``: T / seconds."""
+
+    poses: np.ndarray
+    inputs: np.ndarray
+    frames: int
+    pipeline: str
+    stride: int
+    windows: int
+    seconds: float
+
+    @property
+    def fps(self) -> float:
+        return len(self.poses) / self.seconds if self.seconds > 0 else float("inf")
+
+
+def normalize(xy: np.ndarray, mode: str = "screen", *, width: int | None = None, height: int | None = None,
+              valid: np.ndarray | None = None) -> np.ndarray:
+    """Pixels (T, J, 2) -> the model's input coordinates (see the module docstring).
+
+    ``valid`` (T, J) marks the joints the ``"box"`` bounding box is taken over (default: all).
+    """
+    xy = np.asarray(xy, dtype=np.float64)
+    if mode == "screen":
+        if not width or not height:
+            raise ConfigError("screen normalisation needs the image size: pass --width and --height (the video's "
+                              "frame size in pixels), or --normalize box")
+        return normalize_screen_coordinates(xy, width, height)
+    if mode == "box":
+        pts = xy[valid] if valid is not None and valid.any() else xy.reshape(-1, 2)
+        lo, hi = pts.min(axis=0), pts.max(axis=0)
+        scale = float(max(hi - lo))
+        if scale <= 0:
+            raise DataError("the keypoints do not move apart (zero-size bounding box); cannot normalise them")
+        return (xy - (lo + hi) / 2) / scale * 2
+    raise ConfigError(f"normalize={mode!r} is unknown; use one of {NORMALIZATIONS}")
+
+
+def lift(
+    model: nn.Module,
+    inputs: np.ndarray,
+    *,
+    frames: int,
+    pipeline: str | None = None,
+    stride: int | None = None,
+    batch_size: int = 64,
+    flip: bool = False,
+    compile: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> LiftResult:
+    """Lift normalised inputs (T, 17, C) with ``model`` (F = ``frames``) to (T, 17, 3).
+
+    ``pipeline`` defaults to the model's (seq2frame for a seq2frame-patched model); ``stride``
+    to ``3F/4`` (seq2seq) or 1 (seq2frame). ``flip`` averages with the mirrored input's
+    prediction (test-time augmentation). ``compile`` (a ``torch.compile`` mode) lifts with the
+    compiled model; compilation happens in the untimed warm-up.
+    """
+    inputs = np.asarray(inputs, dtype=np.float32)
+    if inputs.ndim != 3 or inputs.shape[1] != 17 or inputs.shape[2] not in (2, 3) or len(inputs) == 0:
+        raise DataError(f"inputs have shape {inputs.shape}; expected (T, 17, 2|3) with T >= 1")
+    mode = pipeline or pipeline_of(model)
+    if stride is None:
+        stride = max(1, frames - frames // 4) if mode == "seq2seq" else 1
+    if stride < 1 or (mode == "seq2seq" and stride > frames):
+        raise ConfigError(f"stride={stride}; expected 1 <= stride <= F={frames} (a larger one skips frames)")
+    n = len(inputs)
+    seq = PoseSequence("clip", np.ascontiguousarray(inputs[..., :2]), np.zeros((n, 17, 3), np.float32),
+                       scores=np.ascontiguousarray(inputs[..., 2]) if inputs.shape[2] == 3 else None)
+    dataset = WindowDataset([seq], frames, mode=mode, stride=stride, confidence=inputs.shape[2] == 3)
+    if compile is not None:
+        import torch
+
+        model = torch.compile(model, mode=compile, fullgraph=True)
+    # warm-up outside the timed run (lazy initialisation, caches, compilation): a full batch and,
+    # if the last batch is smaller, one of its size (a compiled model specialises on it)
+    for size in sorted({min(batch_size, len(dataset)), len(dataset) % batch_size} - {0}):
+        predict(model, dataset, batch_size=batch_size, flip=flip, windows=np.arange(size))
+    t0 = time.perf_counter()
+    preds = predict(model, dataset, batch_size=batch_size, flip=flip, progress=progress)
+    seconds = time.perf_counter() - t0
+    poses = _stitch(preds.poses, dataset.windows[:, 1], n, frames, mode)
+    poses = poses - poses[:, :1]
+    return LiftResult(poses.astype(np.float32), inputs, frames, mode, stride, len(dataset), seconds)
+
+
+def _stitch(pred: np.ndarray, starts: np.ndarray, length: int, frames: int, mode: str) -> np.ndarray:
+    """Per-window predictions -> one pose per frame (the mean over the windows covering it)."""
+    total = np.zeros((length,) + pred.shape[2:], np.float64)
+    count = np.zeros(length, np.int64)
+    if mode == "seq2frame":
+        centre = starts + frames // 2
+        np.add.at(total, centre, pred[:, 0])
+        np.add.at(count, centre, 1)
+    else:
+        idx = starts[:, None] + np.arange(frames)
+        real = (idx >= 0) & (idx < length)
+        np.add.at(total, idx[real], pred[real])
+        np.add.at(count, idx[real], 1)
+    if (count == 0).any():
+        raise DataError(f"{int((count == 0).sum())} frames got no prediction; use a smaller stride")
+    return total / count[:, None, None]
+
+
+def lift_track(
+    model: nn.Module,
+    track: KeypointTrack,
+    *,
+    frames: int,
+    channels: int,
+    normalization: str = "screen",
+    width: int | None = None,
+    height: int | None = None,
+    **kwargs: Any,
+) -> LiftResult:
+    """:func:`lift` a :class:`~hotpatch.keypoints.KeypointTrack` (pixels) after :func:`normalize`;
+    ``channels`` = 3 adds the scores as the third input channel."""
+    if channels not in (2, 3):
+        raise ConfigError(f"the model takes {channels} input channels; lifting needs 2 (x, y) or 3 (x, y, score)")
+    xy = normalize(track.xy, normalization, width=width or track.width, height=height or track.height,
+                   valid=~track.filled)
+    inputs = np.concatenate([xy, track.scores[..., None]], axis=-1) if channels == 3 else xy
+    return lift(model, inputs, frames=frames, **kwargs)
+
+
+def mean_joint_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean Euclidean distance between corresponding joints of two (T, J, 3) arrays."""
+    return float(np.linalg.norm(np.asarray(a, np.float64) - np.asarray(b, np.float64), axis=-1).mean())

@@ -1,0 +1,104 @@
+"""Plots for choosing and understanding HoT settings (matplotlib, the ``plot`` extra).
+
+* :func:`pareto_plot` — a sweep's error (MPJPE, or latency) against paper FLOPs, the Pareto
+  front drawn and labelled, the original marked.
+* :func:`kept_frames_plot` — one clip's motion over time with the frames each pruner keeps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from hotpatch.render import _pyplot
+from hotpatch.sweep import SweepResult
+
+__all__ = ["joint_speed", "kept_frames_plot", "pareto_plot"]
+
+
+def pareto_plot(result: SweepResult, path: str | Path, *, title: str = "") -> Path:
+    """Write a PNG of ``result``: every setting, the front (line + labels) and the original."""
+    plt = _pyplot()
+    path = Path(path)
+    key = result.error_name
+    ylabel = "MPJPE (mm, zero retraining)" if key == "mpjpe" else "latency (ms)"
+
+    def y(r):
+        return r.metrics.get("mpjpe") if key == "mpjpe" else r.latency_ms
+
+    fig, ax = plt.subplots(figsize=(8, 5.5), dpi=100)
+    rows = [r for r in result.rows if r.flops is not None and y(r) is not None]
+    ax.scatter([r.flops / 1e9 for r in rows], [y(r) for r in rows], s=28, color="0.6", label="settings", zorder=2)
+    front = [r for r in result.frontier if y(r) is not None]
+    orig = result.original
+    line = sorted(front + ([orig] if orig.pareto else []), key=lambda r: r.flops)
+    if line:
+        ax.plot([r.flops / 1e9 for r in line], [y(r) for r in line], "-o", color="tab:red", ms=6, lw=1.8,
+                label="Pareto front", zorder=3)
+        for r in front:
+            ax.annotate(r.label, (r.flops / 1e9, y(r)), textcoords="offset points", xytext=(6, 6), fontsize=8,
+                        color="tab:red")
+    if orig.flops is not None and y(orig) is not None:
+        ax.scatter([orig.flops / 1e9], [y(orig)], marker="*", s=220, color="tab:blue", label="original", zorder=4)
+        ax.annotate("original", (orig.flops / 1e9, y(orig)), textcoords="offset points", xytext=(6, -12),
+                    fontsize=8, color="tab:blue")
+    ax.set_xlabel("paper FLOPs per clip (G)")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title or f"hotpatch sweep: {ylabel.split(' (')[0]} vs FLOPs", fontsize=11)
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="best", fontsize=9)
+    fig.tight_layout()
+    try:
+        fig.savefig(path)
+    finally:
+        plt.close(fig)
+    return path
+
+
+def joint_speed(positions: np.ndarray) -> np.ndarray:
+    """Mean joint speed per frame (T,) of (T, J, D) positions, in units per frame (frame 0 copies frame 1)."""
+    p = np.asarray(positions, dtype=np.float64)
+    if len(p) < 2:
+        return np.zeros(len(p))
+    v = np.linalg.norm(np.diff(p, axis=0), axis=-1).mean(axis=-1)
+    return np.concatenate([v[:1], v])
+
+
+def kept_frames_plot(
+    path: str | Path,
+    speed: np.ndarray,
+    kept: Mapping[str, Sequence[int]],
+    *,
+    start: int = 0,
+    title: str = "",
+    ylabel: str = "mean joint speed",
+) -> Path:
+    """One panel per pruner: the motion signal over the window's frames, kept frames marked.
+
+    ``speed``: (F,) signal of the window; ``kept``: pruner name -> kept frame indices (0..F-1);
+    ``start``: the window's first frame in the clip (for the x axis).
+    """
+    plt = _pyplot()
+    path = Path(path)
+    frames = np.arange(start, start + len(speed))
+    fig, axes = plt.subplots(len(kept), 1, figsize=(10, 2.2 * len(kept) + 0.6), dpi=100, sharex=True, squeeze=False)
+    for ax, (name, idx) in zip(axes[:, 0], kept.items()):
+        idx = np.asarray(sorted(idx), dtype=int)
+        ax.plot(frames, speed, color="0.35", lw=1.3, label=ylabel)
+        ax.vlines(frames[idx], 0, speed.max() * 1.05 if speed.max() > 0 else 1, color="tab:red", alpha=0.35, lw=1)
+        ax.scatter(frames[idx], speed[idx], color="tab:red", s=16, zorder=3, label=f"kept by {name} ({len(idx)})")
+        ax.set_ylabel(ylabel, fontsize=8)
+        ax.set_title(name, fontsize=9, loc="left")
+        ax.legend(loc="upper right", fontsize=8)
+        ax.grid(True, alpha=0.3)
+    axes[-1, 0].set_xlabel("frame")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    try:
+        fig.savefig(path)
+    finally:
+        plt.close(fig)
+    return path
