@@ -21,8 +21,9 @@ def test_quick_run_writes_every_row(tmp_path):
                           "--test-clips", "2"]) == 0
     assert torch.get_num_threads() == threads  # restored
     text = out.read_text()
-    for name in ("TPC (n=2, f=9)", "TPC + nearest", "uniform sampling + linear", "HoT (TPC + TRA)",
-                 "fine-tuned +5 steps", "Table 2", "Table 4", "Table 5", "Fair control", "Command"):
+    for name in ("TPC (n=2, f=9)", "TPC + nearest", "uniform sampling + linear", "HoT (TPC + TRA)", "TPC + linear-TRA",
+                 "fine-tuned +5 steps", "Table 2", "Table 4", "Table 5", "Fair control", "starts as interpolation",
+                 "Command"):
         assert name in text, name
     rows = [line for line in text.splitlines() if line.startswith("| ") and line[2].isdigit()]
-    assert len(rows) == 12
+    assert len(rows) == 13
