@@ -1,4 +1,4 @@
-"""The ``hotpatch`` command line: ``hotpatch profile | patch | eval | finetune | lift | export``.
+"""The ``hotpatch`` command line: ``hotpatch profile | patch | eval | train | finetune | sweep | show | lift | export``.
 
 Each subcommand lives in ``hotpatch/commands/<name>.py`` with ``add_parser(subparsers)``
 and ``run(args) -> int``. Errors end the program with one line and exit code 2 (a
@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from hotpatch import __version__
 from hotpatch.errors import HotpatchError
 
-COMMANDS = ("profile", "patch", "eval", "finetune", "sweep", "show", "lift", "export")
+COMMANDS = ("profile", "patch", "eval", "train", "finetune", "sweep", "show", "lift", "export")
 
 
 def build_parser() -> argparse.ArgumentParser:

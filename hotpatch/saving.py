@@ -38,9 +38,12 @@ from hotpatch.errors import CheckpointError, ConfigError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["FORMAT", "load", "read", "save"]
+__all__ = ["FORMAT", "MODEL_FORMAT", "load", "read", "save", "save_model"]
 
 FORMAT = "hotpatch/1"
+#: An unpatched model (``hotpatch train`` writes it): ``{"format", "hotpatch_version",
+#: "torch_version", "source", "state_dict"}``, plain data like ``FORMAT``.
+MODEL_FORMAT = "hotpatch-model/1"
 _CONFIG_KEYS = ("n", "f", "frames", "pipeline", "prune", "recover", "k", "input_shape")
 
 
@@ -120,6 +123,10 @@ def _plain(value: Any, where: str) -> Any:
 
 def read(path: str | os.PathLike) -> dict[str, Any]:
     """The checked contents of a file written by ``save`` (no model is built)."""
+    return check_payload(_read_raw(path), str(path))
+
+
+def _read_raw(path: str | os.PathLike) -> Any:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(
@@ -140,7 +147,7 @@ def read(path: str | os.PathLike) -> dict[str, Any]:
             f"cannot read {str(path)!r}: {type(err).__name__}: {detail}; expected a file written by "
             "hotpatch.save. The file is damaged, truncated or of another kind."
         ) from err
-    return check_payload(payload, str(path))
+    return payload
 
 
 def is_payload(obj: Any) -> bool:
@@ -179,8 +186,12 @@ def load(path: str | os.PathLike, *, leaf_modules: Sequence[type] = ()) -> fx.Gr
     importing ``package.module``: only modules you have installed run), patched again with
     the saved config, and the saved weights are loaded with strict key and shape matching.
     ``leaf_modules`` is passed to ``hotpatch.apply`` if the model needed it when patched.
+    A file written by :func:`save_model` gives the unpatched model it holds.
     """
-    return from_payload(read(path), str(path), leaf_modules=leaf_modules)
+    raw = _read_raw(path)
+    if is_model_payload(raw):
+        return model_from_payload(raw, str(path))
+    return from_payload(check_payload(raw, str(path)), str(path), leaf_modules=leaf_modules)
 
 
 def from_payload(payload: Mapping[str, Any], where: str, *, leaf_modules: Sequence[type] = ()) -> fx.GraphModule:
@@ -264,3 +275,60 @@ def restore_plan(plan: Any, record: Mapping[str, Any], where: str) -> None:
         fact.axes = tuple(tuple(a) if a is not None else None for a in axes)
         restored += 1
     plan.note(f"block kinds/levels and {restored} batch-axis layouts read from {where} (as decided when patched)")
+
+
+# ----------------------------------------------------------------------------- unpatched models
+
+
+def save_model(model: nn.Module, path: str | os.PathLike, *, source: Mapping[str, Any] | None = None) -> Path:
+    """Write an unpatched ``model`` (weights and how to build it) to ``path``; returns the path.
+
+    Every ``hotpatch`` command accepts the file as TARGET, and :func:`load` rebuilds the model.
+    ``source`` as in :func:`save` (default: the model's ``hotpatch_source``).
+    """
+    from hotpatch import __version__
+
+    if getattr(model, "hotpatch_config", None) is not None:
+        raise ConfigError("the model is patched; write it with hotpatch.save (save_model is for unpatched models)")
+    source = source if source is not None else getattr(model, "hotpatch_source", None)
+    if source is None:
+        raise ConfigError(
+            "the model does not say how to build it (no hotpatch_source); pass source={'class': "
+            "'package.module:Class', 'kwargs': {...}}, or build it with a hotpatch recipe."
+        )
+    source = _plain(sources.check(source), "source")
+    payload = {
+        "format": MODEL_FORMAT,
+        "hotpatch_version": __version__,
+        "torch_version": str(torch.__version__),
+        "source": source,
+        "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+    }
+    path = Path(path)
+    check_writable(path)
+    torch.save(payload, path)
+    return path
+
+
+def is_model_payload(obj: Any) -> bool:
+    """True if ``obj`` is the dict :func:`save_model` writes."""
+    return isinstance(obj, Mapping) and obj.get("format") == MODEL_FORMAT
+
+
+def model_from_payload(payload: Mapping[str, Any], where: str) -> nn.Module:
+    """The unpatched model of a :func:`save_model` file, weights loaded strictly, in eval mode."""
+    from hotpatch.checkpoint import load_state_dict
+
+    state = payload.get("state_dict")
+    if not isinstance(state, Mapping) or "source" not in payload:
+        raise CheckpointError(f"{where} is an incomplete hotpatch model file (needs source and state_dict); "
+                              "write it again with hotpatch.saving.save_model or hotpatch train.")
+    try:
+        source = sources.check(payload["source"])
+    except ConfigError as err:
+        raise CheckpointError(f"{where}: {err}") from err
+    with torch.random.fork_rng(devices=[]):  # building the model draws its initial weights
+        model = sources.build(source)
+    load_state_dict(model, state, strict=True, source=where)
+    model.hotpatch_source = source
+    return model.eval()

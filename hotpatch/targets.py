@@ -303,6 +303,9 @@ def _from_class(path: str, kwargs: dict[str, Any]) -> Target:
 
 def _from_file(path: Path, trust: bool) -> Target:
     obj = _read_file(path, trust)
+    if saving.is_model_payload(obj):  # an unpatched model written by hotpatch train / save_model
+        model = saving.model_from_payload(obj, str(path))
+        return _unpatched_target(model, model.hotpatch_source, "hotpatch-model", str(path))
     if saving.is_payload(obj):
         payload = saving.check_payload(obj, str(path))
         model = saving.from_payload(payload, str(path))
@@ -310,14 +313,7 @@ def _from_file(path: Path, trust: bool) -> Target:
     if isinstance(obj, nn.Module):
         if hasattr(obj, "hotpatch_config"):
             return _patched_target(obj, "pickle", str(path))
-        source = getattr(obj, "hotpatch_source", None)
-        recipe = _recipe_of(source)
-        defaults = _blank_defaults()
-        if recipe is not None:  # the paper's settings; geometry is read from the model itself
-            defaults.update({k: v for k, v in recipe.DEFAULTS.items()
-                             if k in DEFAULT_KEYS and k not in ("frames", "joints", "channels")})
-        return Target(model=obj, source=source, defaults=defaults, patched=False, kind="pickle",
-                      name=str(path), recipe=recipe)
+        return _unpatched_target(obj, getattr(obj, "hotpatch_source", None), "pickle", str(path))
     if isinstance(obj, dict) and _looks_like_weights(obj):
         raise TargetError(
             f"{path} holds weights only (a state_dict or checkpoint dict), not a model; pass a recipe name or "
@@ -327,6 +323,15 @@ def _from_file(path: Path, trust: bool) -> Target:
         f"{path} holds a {type(obj).__name__}, not a model; expected a model saved with torch.save(model) "
         "or a file written by hotpatch.save"
     )
+
+
+def _unpatched_target(model: nn.Module, source: Any, kind: str, name: str) -> Target:
+    recipe = _recipe_of(source)
+    defaults = _blank_defaults()
+    if recipe is not None:  # the paper's settings; geometry is read from the model itself
+        defaults.update({k: v for k, v in recipe.DEFAULTS.items()
+                         if k in DEFAULT_KEYS and k not in ("frames", "joints", "channels")})
+    return Target(model=model, source=source, defaults=defaults, patched=False, kind=kind, name=name, recipe=recipe)
 
 
 def _patched_target(model: nn.Module, kind: str, name: str) -> Target:

@@ -38,10 +38,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     add_data_arguments(p)
     p.add_argument("--prune-after", dest="n", type=int, metavar="N",
                    help="same as --n; torchrun's own parser rejects --n as ambiguous, so use this under torchrun")
-    g = p.add_argument_group("training")
+    add_training_arguments(p, lr=4e-5)
+    p.set_defaults(run=run)
+    return p
+
+
+def add_training_arguments(parser: argparse.ArgumentParser, *, lr: float) -> None:
+    """The options of the training loop, shared by ``finetune`` and ``train``."""
+    g = parser.add_argument_group("training")
     g.add_argument("-o", "--output", required=True, metavar="OUT.pt", help="where to write the trained model")
     g.add_argument("--epochs", type=int, required=True, metavar="E")
-    g.add_argument("--lr", type=float, default=4e-5, help="peak learning rate (default: 4e-5, MixSTE's)")
+    g.add_argument("--lr", type=float, default=lr, help=f"peak learning rate (default: {lr:g})")
     g.add_argument("--weight-decay", type=float, default=0.1, help="AdamW weight decay (default: 0.1)")
     g.add_argument("--batch", type=int, default=16, metavar="B",
                    help="global batch of windows (split across DDP processes) (default: 16)")
@@ -60,8 +67,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     g.add_argument("--state", metavar="PATH", help="training checkpoint (default: OUT.state.pt)")
     g.add_argument("--resume", action="store_true", help="continue from the training checkpoint if it exists")
     g.add_argument("--json", metavar="PATH", help="write the per-epoch history as JSON to PATH ('-' for stdout)")
-    p.set_defaults(run=run)
-    return p
 
 
 def _rank() -> int:
@@ -69,15 +74,15 @@ def _rank() -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hotpatch.data import WindowDataset
-    from hotpatch.evaluate import pipeline_of
-    from hotpatch.finetune import FinetuneConfig, finetune
     from hotpatch.saving import save
 
     main = _rank() == 0
     out, err = consoles(args.quiet or not main)
     torch.manual_seed(args.seed)
     target = load_target(args)
+    if target.kind in ("recipe", "class") and not getattr(args, "checkpoint", None):
+        log.warning("no --checkpoint given: fine-tuning %s from freshly initialised (random) weights; pass "
+                    "--checkpoint FILE, or train the model first with hotpatch train", describe(target))
     if target.patched:
         if any(v is not None for v in (args.n, args.f)):
             log.warning("%s is already patched (%s); --n/--f are ignored", target.name,
@@ -89,6 +94,18 @@ def run(args: argparse.Namespace) -> int:
             if target.defaults.get("n") is None or target.defaults.get("f") is None:
                 raise ConfigError("pass --n N --f F (where to prune and how many frames to keep)")
         model = target.patch(**settings)
+    label = f"HoT {describe_config(model.hotpatch_config)}"
+    return train_and_save(args, target, model, label, out, err, main, save)
+
+
+def train_and_save(args: argparse.Namespace, target: Any, model: torch.nn.Module, label: str, out: Any, err: Any,
+                   main: bool, write: Any) -> int:
+    """Train ``model`` on ``args.data`` with the ``add_training_arguments`` options, write it with
+    ``write(model, path)`` and print the history (rank 0 only)."""
+    from hotpatch.data import WindowDataset
+    from hotpatch.evaluate import pipeline_of
+    from hotpatch.finetune import FinetuneConfig, finetune
+
     frames, joints, channels = target.input_shape()
     if joints != 17 or channels not in (2, 3):
         raise InputShapeError(f"{target.name} takes J={joints}, C={channels}; the data has 17 joints with 2D "
@@ -108,15 +125,15 @@ def run(args: argparse.Namespace) -> int:
     output = Path(args.output)
     state = Path(args.state) if args.state else output.with_name(output.stem + ".state.pt")
     if main:
-        out.print(f"{describe(target)}; HoT {describe_config(model.hotpatch_config)}; {len(train)} training "
+        out.print(f"{describe(target)}; {label}; {len(train)} training "
                   f"windows, batch {args.batch}, {args.epochs} epochs", highlight=False, markup=False)
     with _Progress(err) as progress:
         result = finetune(model, train, cfg, val_data=val, checkpoint=state, resume=args.resume, progress=progress)
     if not main:
         return 0
-    save(result.model, output)
+    write(result.model, output)
     if args.json:
-        text = json.dumps(json_safe({"target": describe(target), "config": dict(model.hotpatch_config),
+        text = json.dumps(json_safe({"target": describe(target), "config": getattr(model, "hotpatch_config", None),
                            "output": str(output), "history": result.history}), indent=2, default=str)
         if args.json == "-":
             sys.stdout.write(text + "\n")
@@ -130,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
 def _history_table(history: list[dict[str, Any]]) -> Any:
     from rich.table import Table
 
-    t = Table(title="fine-tuning")
+    t = Table(title="training")
     for col in ("epoch", "loss", "w-MPJPE", "TC", "velocity", "lr", "val MPJPE (mm)", "s"):
         t.add_column(col, justify="right")
     for h in history:
