@@ -15,6 +15,7 @@ import logging
 import math
 import sys
 import types
+import warnings
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -24,7 +25,9 @@ import torch.fx as fx
 import torch.nn as nn
 import torch.nn.functional as F
 
-from hotpatch.errors import TraceFailure
+from hotpatch.errors import HotpatchError, TraceFailure
+from hotpatch.opaque import Opaque
+from hotpatch.specialise import ShapeNeeded, specialise_branch
 
 log = logging.getLogger(__name__)
 
@@ -105,12 +108,15 @@ def _traced_len(obj: Any) -> Any:
 
 
 _LIBRARY_DIRS = tuple(p.rsplit("/", 1)[0] + "/" for p in (torch.__file__, einops.__file__))
+_PACKAGE_DIR = __file__.rsplit("/", 1)[0] + "/"
 
 
 def _is_library(filename: str) -> bool:
-    """Frames of torch, einops and this tracer; recipes and user code are not library code
-    (recipes are installed inside the hotpatch package, so the package dir cannot be used)."""
-    return filename.startswith(_LIBRARY_DIRS) or filename == __file__
+    """Frames of torch, einops and hotpatch itself; recipes and user code are not library code
+    (recipes are installed inside the hotpatch package, so only its own modules count)."""
+    if filename.startswith(_PACKAGE_DIR):
+        return not filename.startswith(_PACKAGE_DIR + "recipes/")
+    return filename.startswith(_LIBRARY_DIRS)
 
 
 def _user_frame(frame: types.FrameType | None) -> types.FrameType | None:
@@ -145,15 +151,24 @@ class HotpatchTracer(fx.Tracer):
     modules that read ``self.training`` stay opaque calls.
     """
 
-    def __init__(self, blocks: Iterable[str], leaf_types: Sequence[type] = ()) -> None:
+    def __init__(
+        self,
+        blocks: Iterable[str],
+        leaf_types: Sequence[type] = (),
+        example_shape: Sequence[int] | None = None,
+        opaque: Opaque | None = None,
+    ) -> None:
         super().__init__(autowrap_modules=(math,), autowrap_functions=_EINOPS_FUNCS)
         self.blocks = set(blocks)
         self.leaf_types = tuple(leaf_types)
+        self.example_shape = tuple(example_shape) if example_shape is not None else None
+        self.opaque = opaque if opaque is not None else Opaque()
         self.dropouts: dict[str, nn.Module] = {}
         self.dropout_training: list[bool] = []
+        self.notes: list[str] = []  # decisions taken while tracing (specialised branches)
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
-        if module_qualified_name in self.blocks:
+        if module_qualified_name in self.blocks or module_qualified_name in self.opaque.modules:
             return True
         if self.leaf_types and isinstance(m, self.leaf_types):
             return True
@@ -166,7 +181,10 @@ class HotpatchTracer(fx.Tracer):
         frame = _user_frame(sys._getframe(1))
         if frame is not None and _is_assert_jump(frame):
             return True  # a shape assert: the probes check the real shapes later
-        return super().to_bool(obj)
+        value = specialise_branch(self, obj.node, frame)
+        if value is None:
+            return super().to_bool(obj)
+        return value
 
     def create_proxy(self, kind, target, args, kwargs, name=None, type_expr=None, proxy_factory_fn=None):  # type: ignore[override]
         if kind == "call_function" and target in _DROPOUT_FUNCS:
@@ -185,7 +203,8 @@ class HotpatchTracer(fx.Tracer):
                 g["len"] = _traced_len
                 patched.append(g)
         try:
-            return super().trace(root, concrete_args)
+            with self.opaque.wrapped(_forward_globals(root)):
+                return super().trace(root, concrete_args)
         finally:
             for g in patched:
                 g.pop("len", None)
@@ -217,9 +236,15 @@ def concrete_flags(model: nn.Module) -> tuple[list[str], dict[str, Any]]:
 
 
 def trace(
-    model: nn.Module, leaf_modules: Sequence[type] = ()
+    model: nn.Module, leaf_modules: Sequence[type] = (), example_shape: Sequence[int] | None = None
 ) -> tuple[fx.GraphModule, list[str]]:
     """Trace ``model`` (already in eval mode) with blocks as leaves.
+
+    ``example_shape`` is the shape of the input the patch is built for; Python branches on the
+    input's rank or fixed sizes are decided with it (without it such a branch raises
+    :class:`ShapeNeeded`). A free function or a submodule that fx cannot trace is retried as
+    one opaque call (see :mod:`hotpatch.opaque`). The decisions are listed in
+    ``graph_module.meta["hotpatch_notes"]``.
 
     Returns ``(graph_module, block_names)``. Raises :class:`TraceFailure`
     naming the offending source line when tracing is impossible.
@@ -232,9 +257,16 @@ def trace(
             "hotpatch patches models whose forward takes one pose tensor (B, F, J, C). "
             "Give the others default values or wrap the model in a module with one input."
         )
-    tracer = HotpatchTracer(blocks, leaf_modules)
-    graph = _run_tracer(tracer, model, flags)
-    train_tracer = HotpatchTracer(blocks, leaf_modules)
+    opaque = Opaque()
+    while True:
+        tracer = HotpatchTracer(blocks, leaf_modules, example_shape, opaque)
+        try:
+            graph = _run_tracer(tracer, model, flags)
+            break
+        except TraceFailure as failure:
+            if not opaque.learn(failure.__cause__, model, blocks):
+                raise
+    train_tracer = HotpatchTracer(blocks, leaf_modules, example_shape, opaque)
     model.train()
     try:
         _run_tracer(train_tracer, model, flags)
@@ -244,17 +276,23 @@ def trace(
         model.eval()
     _decide_dropouts(graph, tracer, train_tracer)
     gm = build_graph_module(model, graph, tracer.dropouts, type(model).__name__ + "Traced")
+    gm.meta["hotpatch_notes"] = [*opaque.notes, *tracer.notes]
+    gm.meta["hotpatch_opaque_functions"] = list(opaque.functions)
     return gm, blocks
 
 
 def _run_tracer(tracer: HotpatchTracer, model: nn.Module, flags: dict[str, Any]) -> fx.Graph:
     try:
-        return tracer.trace(model, concrete_args=flags or None)
+        with warnings.catch_warnings():  # fx's own warnings are noise to the user here
+            warnings.simplefilter("ignore")
+            return tracer.trace(model, concrete_args=flags or None)
+    except (ShapeNeeded, HotpatchError):
+        raise
     except Exception as exc:  # fx raises many types; all become one clear error
-        raise TraceFailure(_trace_failure_message(model, exc)) from exc
+        raise TraceFailure(_trace_failure_message(model, exc, tracer.blocks)) from exc
 
 
-def _trace_failure_message(model: nn.Module, exc: Exception) -> str:
+def _trace_failure_message(model: nn.Module, exc: Exception, blocks: Iterable[str] = ()) -> str:
     tb = exc.__traceback__
     site = None
     owner = None
@@ -268,7 +306,15 @@ def _trace_failure_message(model: nn.Module, exc: Exception) -> str:
     if site is not None:
         msg += f"\n  at {_frame_site(site)}"
         owner = site.f_locals.get("self")
-    if isinstance(owner, nn.Module) and owner is not model:
+    holds_blocks = isinstance(owner, nn.Module) and any(
+        b == q or b.startswith(q + ".") for q, m in model.named_modules() if m is owner for b in blocks
+    )
+    if holds_blocks:
+        msg += (
+            f"\nFix: make that line independent of tensor values (shape asserts are fine); "
+            f"{type(owner).__name__} holds transformer blocks, so it cannot be kept as one opaque call."
+        )
+    elif isinstance(owner, nn.Module) and owner is not model:
         msg += (
             f"\nFix: pass leaf_modules=[{type(owner).__name__}] so hotpatch keeps that module "
             "as one opaque call, or make that line independent of tensor values."

@@ -1,0 +1,255 @@
+"""Calls torch.fx cannot trace, kept as one opaque call; and frames lost inside such a call.
+
+When tracing fails, the traceback tells which call of the model's code was being traced:
+
+* a free function called from a module's ``forward`` (a DCT helper from a small package that
+  loops over ``x.shape``, anything that iterates a Proxy or calls ``len`` on it) is retried as
+  one ``call_function`` node: it runs as written when the patched model runs;
+* otherwise, the submodule whose ``forward`` failed is retried as a leaf module, unless it is
+  the model itself or contains transformer blocks (those must stay visible to be patched).
+
+An opaque function that mixes values across frames (a transform over time) returns
+coefficients, not frames, even where their count equals F: :func:`forget_mixed_frames` removes
+the frame axis from everything computed only from its output, so the blocks that follow are
+not temporal for HoT.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import sys
+import types
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import torch
+import torch.fx as fx
+import torch.nn as nn
+from torch.fx.node import map_aggregate
+
+_MAX_OPAQUE = 16
+
+
+class Opaque:
+    """What one trace keeps opaque: free functions and submodules (by qualified name)."""
+
+    def __init__(self) -> None:
+        self.functions: dict[Callable, str] = {}
+        self.modules: set[str] = set()
+        self.notes: list[str] = []
+
+    def learn(self, exc: BaseException | None, model: nn.Module, blocks: list[str]) -> bool:
+        """Add the call that made this trace fail; False if there is none that is safe to hide."""
+        if exc is None or len(self.functions) + len(self.modules) >= _MAX_OPAQUE:
+            return False
+        from hotpatch.trace import _is_library  # a late import: trace imports this module
+
+        frames = _frames(exc.__traceback__)
+        names = {id(m): q for q, m in model.named_modules()}
+        owners = [i for i, fr in enumerate(frames) if id(fr.f_locals.get("self")) in names
+                  and not _is_library(fr.f_code.co_filename)]
+        if not owners:
+            return False
+        i = owners[-1]
+        reason = _reason(exc)
+        callee = next((fr for fr in frames[i + 1:] if not _is_library(fr.f_code.co_filename)), None)
+        fn = _function_of(callee, frames[i]) if callee is not None else None
+        if fn is not None and fn not in self.functions:
+            name = f"{fn.__module__}.{fn.__qualname__}"
+            self.functions[fn] = name
+            self.notes.append(f"kept {name}(...) as one opaque call: torch.fx cannot trace it ({reason})")
+            return True
+        module = frames[i].f_locals["self"]
+        qual = names[id(module)]
+        called = any(fr.f_code.co_name == "forward" and fr.f_locals.get("self") is module for fr in frames)
+        if module is model or not called or qual in self.modules or _holds_blocks(qual, blocks):
+            return False
+        self.modules.add(qual)
+        self.notes.append(
+            f"kept {qual} ({type(module).__name__}) as one opaque call: torch.fx cannot trace its "
+            f"forward ({reason})"
+        )
+        return True
+
+    @contextlib.contextmanager
+    def wrapped(self, namespaces: list[dict]) -> Iterator[None]:
+        """Within the block, the opaque functions are recorded as single calls when tracing."""
+        if not self.functions:
+            yield
+            return
+        dicts = _namespaces(namespaces, self.functions)
+        saved: list[tuple[dict, str, Any]] = []
+        for d in dicts:
+            for key, value in list(d.items()):
+                if isinstance(value, types.FunctionType) and value in self.functions:
+                    saved.append((d, key, value))
+                    d[key] = _leaf_call(value)
+        try:
+            yield
+        finally:
+            for d, key, value in saved:
+                d[key] = value
+
+
+def _namespaces(namespaces: list[dict], functions: dict[Callable, str]) -> list[dict]:
+    """The forward globals, the modules they import, and the modules defining the functions."""
+    out: dict[int, dict] = {id(d): d for d in namespaces}
+    for d in namespaces:
+        for value in list(d.values()):
+            if isinstance(value, types.ModuleType):
+                out.setdefault(id(value.__dict__), value.__dict__)
+    for fn in functions:
+        mod = sys.modules.get(fn.__module__)
+        if mod is not None:
+            out.setdefault(id(mod.__dict__), mod.__dict__)
+    return list(out.values())
+
+
+def _leaf_call(fn: Callable) -> Callable:
+    @functools.wraps(fn)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        proxies: list[fx.Proxy] = []
+        map_aggregate((args, kwargs), lambda v: proxies.append(v) if isinstance(v, fx.Proxy) else None)
+        if not proxies:
+            return fn(*args, **kwargs)
+        return proxies[0].tracer.create_proxy("call_function", fn, args, kwargs)
+
+    return call
+
+
+def _frames(tb: types.TracebackType | None) -> list[types.FrameType]:
+    out = []
+    while tb is not None:
+        out.append(tb.tb_frame)
+        tb = tb.tb_next
+    return out
+
+
+def _function_of(frame: types.FrameType, caller: types.FrameType) -> Callable | None:
+    """The module-level function running in ``frame`` (None for methods and closures)."""
+    if isinstance(frame.f_locals.get("self"), nn.Module):
+        return None
+    for d in (frame.f_globals, caller.f_globals):
+        for value in d.values():
+            if isinstance(value, types.FunctionType) and value.__code__ is frame.f_code:
+                return value
+    return None
+
+
+def _holds_blocks(qual: str, blocks: list[str]) -> bool:
+    return qual == "" or any(b == qual or b.startswith(qual + ".") for b in blocks)
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text.split(". ")[0].rstrip(".")
+
+
+# ------------------------------------------------------------------ frames lost in an opaque call
+
+
+def forget_mixed_frames(gm: fx.GraphModule, plan: Any, example: torch.Tensor) -> None:
+    """Remove the frame axis from what an opaque function that mixes frames computes.
+
+    Each opaque function call whose input carries frames is tested like a block (one frame of
+    its input perturbed); if its output changes at other frames it mixes them, so what it
+    returns, and everything computed from that alone, carries no frames. Blocks left without
+    frame-carrying inputs become ``static``; levels are recounted. Decisions go to plan notes.
+    """
+    from hotpatch.analyse import _assign_levels, classify_block
+
+    functions = set(gm.meta.get("hotpatch_opaque_functions", ()))
+    calls = [n for n in gm.graph.nodes if n.op == "call_function" and n.target in functions]
+    if not calls:
+        return
+    captured = _capture(gm, calls, example)
+    mixing: list[fx.Node] = []
+    tainted: set[fx.Node] = set()
+    for n in calls:  # in graph order: a call on coefficients only is not tested again
+        live = [a for a in n.all_input_nodes if a not in tainted and _live_frames(a, plan)]
+        if n.name not in captured or not live:
+            continue
+        args, kwargs, out = captured[n.name]
+        if classify_block(n.target, n, args, kwargs, out, plan.facts) == "temporal":
+            mixing.append(n)
+            tainted = _taint(gm.graph, set(mixing), plan)
+    if not mixing:
+        return
+    for n in tainted:
+        f = plan.facts.get(n.name)
+        if f is None:
+            continue
+        f.count = None
+        if f.axes is not None:
+            f.axes = tuple(None if a is None else tuple(plan.frames if x == "F" else x for x in a) for a in f.axes)
+    lost: dict[str, str] = {}
+    by_name = {n.name: n for n in gm.graph.nodes}
+    for b in plan.blocks:
+        node = by_name[b.node]
+        if b.kind == "temporal" and not any(_live_frames(a, plan) for a in node.all_input_nodes):
+            b.kind = "static"
+            lost[b.name] = b.node
+        b.level = 0
+    _assign_levels(gm.graph, plan.blocks)
+    plan.levels = max((b.level for b in plan.blocks), default=0)
+    output = next(n for n in gm.graph.nodes if n.op == "output")
+    plan.output_layouts = [
+        plan.facts[a.name].layout(plan.joints).describe()
+        for a in output.all_input_nodes
+        if a.name in plan.facts and plan.facts[a.name].carries_frames and None not in plan.facts[a.name].axes
+    ]
+    for n in mixing:
+        mine = _taint(gm.graph, {n}, plan)
+        names = [name for name, node in lost.items() if by_name[node] in mine]
+        after = f"; blocks {', '.join(names)} work on it, so they are not temporal for HoT" if names else ""
+        plan.note(
+            f"{n.target.__module__}.{n.target.__qualname__}(...) mixes all frames: its output holds "
+            f"coefficients, not frames{after}"
+        )
+
+
+def _live_frames(n: fx.Node, plan: Any) -> bool:
+    f = plan.facts.get(n.name)
+    return f is not None and f.carries_frames and plan.data_dependent.get(n.name, True)
+
+
+def _taint(graph: fx.Graph, start: set[fx.Node], plan: Any) -> set[fx.Node]:
+    """Nodes computed from the mixing calls' outputs and from no other frame-carrying value."""
+    tainted = set(start)
+    for n in graph.nodes:
+        if n in tainted or n.op == "output":
+            continue
+        inputs = n.all_input_nodes
+        if not any(a in tainted for a in inputs):
+            continue
+        f = plan.facts.get(n.name)
+        is_int = f is not None and f.kind == "int"  # a tensor's frames come from tensors, not sizes
+        live = [a for a in inputs if a not in tainted and (_live_frames(a, plan) or is_int and _counts_frames(a, plan))]
+        if not live:
+            tainted.add(n)
+    return tainted
+
+
+def _counts_frames(n: fx.Node, plan: Any) -> bool:
+    f = plan.facts.get(n.name)
+    return f is not None and f.kind == "int" and f.count is not None
+
+
+def _capture(gm: fx.GraphModule, calls: list[fx.Node], example: torch.Tensor) -> dict[str, tuple]:
+    wanted = {n.name for n in calls}
+    captured: dict[str, tuple] = {}
+
+    class _Capture(fx.Interpreter):
+        def run_node(self, n: fx.Node) -> Any:
+            result = super().run_node(n)
+            if n.name in wanted:
+                args, kwargs = self.fetch_args_kwargs_from_env(n)
+                out: list[torch.Tensor] = []
+                map_aggregate(result, lambda v: out.append(v.clone()) if isinstance(v, torch.Tensor) else None)
+                captured[n.name] = (args, kwargs, out)
+            return result
+
+    with torch.no_grad():
+        _Capture(gm).run(example)
+    return captured

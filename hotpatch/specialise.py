@@ -1,0 +1,193 @@
+"""Python branches on the input's rank or fixed sizes, decided once for the example input.
+
+Real VPT code starts ``forward`` with ``if len(x.shape) == 3: x = x[None]``, ``if x.dim() == 3``,
+``b, f, j, c = x.shape; if c == 3: ...``. torch.fx cannot follow such a branch, but a patched
+model only ever runs on inputs of one rank and one set of non-batch sizes (the clip length F is
+checked when it runs), so the branch can be decided with the example input. A branch is decided
+only when that is safe:
+
+* its condition is computed from sizes alone (``x.shape``, ``x.size()``, ``x.dim()``, ``x.ndim``,
+  ``len(...)``), never from tensor values: those stay a :class:`~hotpatch.errors.TraceFailure`;
+* it has the same value for a batch of 1 and of 2: a branch on the batch size would change at
+  run time, so it is refused;
+* if its value changes with the frame count, it reads only the model input's sizes (F is fixed
+  for a patched model); a branch on the frame count of a tensor inside the model is refused,
+  because after the cut the tokens have f frames, not F.
+
+Each decided branch becomes one note in the plan.
+"""
+
+from __future__ import annotations
+
+import builtins
+import linecache
+import types
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.fx as fx
+import torch.nn as nn
+from torch.fx.node import map_arg
+
+from hotpatch.errors import TraceFailure
+
+_MODULE_CALL = nn.Module.__call__  # the originals: fx replaces them while it traces
+_MODULE_GETATTR = nn.Module.__getattr__
+_SHAPE_ATTRS = ("shape", "ndim")
+_SHAPE_METHODS = ("size", "dim", "ndimension", "numel")
+
+
+class ShapeNeeded(Exception):
+    """A branch on the input's sizes was met while tracing without an example shape."""
+
+
+def _is_size_read(n: fx.Node) -> bool:
+    if n.op == "call_function" and n.target is getattr and n.args[1] in _SHAPE_ATTRS:
+        return True
+    if n.op == "call_method" and n.target in _SHAPE_METHODS:
+        return True
+    return n.op == "call_function" and n.target is builtins.len
+
+
+def _ancestors(node: fx.Node) -> set[fx.Node]:
+    seen: set[fx.Node] = set()
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        if n not in seen:
+            seen.add(n)
+            stack.extend(n.all_input_nodes)
+    return seen
+
+
+def _reads_values(nodes: list[fx.Node]) -> bool:
+    """True if the last node depends on the input's values, not only on sizes."""
+    dep: dict[fx.Node, bool] = {}
+    for n in nodes:
+        if n.op == "placeholder":
+            dep[n] = True
+        elif n.op == "get_attr" or _is_size_read(n):
+            dep[n] = False
+        else:
+            dep[n] = any(dep[a] for a in n.all_input_nodes)
+    return dep[nodes[-1]]
+
+
+def _reads_rank_only(nodes: list[fx.Node]) -> bool:
+    """True if the sizes read are only ranks (``x.dim()``, ``x.ndim``, ``len(x.shape)``)."""
+    inside = set(nodes)
+    for n in nodes:
+        if not _is_size_read(n):
+            continue
+        if n.op == "call_method" and n.target in ("dim", "ndimension"):
+            continue
+        if n.op == "call_function" and n.target is getattr and n.args[1] == "ndim":
+            continue
+        if n.op == "call_function" and n.target is builtins.len and _is_size_read(n.args[0]):
+            continue
+        users = [u for u in n.users if u in inside]
+        if n.target in ("shape", "size") or (n.op == "call_function" and n.args[1:2] == ("shape",)):
+            if users and all(u.op == "call_function" and u.target is builtins.len for u in users):
+                continue
+        return False
+    return True
+
+
+def _evaluate(tracer: Any, nodes: list[fx.Node], shape: Sequence[int]) -> Any:
+    """Value of the last of ``nodes`` (graph order) for a zero input of ``shape``; runs the
+    submodules on the way in eval mode, so no state (BatchNorm statistics) changes."""
+    root: nn.Module = tracer.root
+    env: dict[fx.Node, Any] = {}
+    was_training = root.training
+    root.eval()
+    traced_call, traced_getattr = nn.Module.__call__, nn.Module.__getattr__
+    nn.Module.__call__, nn.Module.__getattr__ = _MODULE_CALL, _MODULE_GETATTR  # fx's, while tracing
+    try:
+        with torch.no_grad():
+            for n in nodes:
+                args = map_arg(n.args, env.__getitem__)
+                kwargs = map_arg(n.kwargs, env.__getitem__)
+                if n.op == "placeholder":
+                    env[n] = torch.zeros(tuple(shape))
+                elif n.op == "get_attr":
+                    env[n] = _resolve(root, n.target)
+                elif n.op == "call_function":
+                    env[n] = n.target(*args, **kwargs)
+                elif n.op == "call_method":
+                    env[n] = getattr(args[0], n.target)(*args[1:], **kwargs)
+                elif n.op == "call_module":
+                    module = tracer.dropouts.get(n.target) or root.get_submodule(n.target)
+                    env[n] = module(*args, **kwargs)
+    finally:
+        nn.Module.__call__, nn.Module.__getattr__ = traced_call, traced_getattr
+        root.train(was_training)
+    return env[nodes[-1]]
+
+
+def _resolve(root: nn.Module, target: str) -> Any:
+    obj: Any = root
+    for part in target.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _site(frame: types.FrameType | None) -> str:
+    if frame is None:
+        return "forward"
+    file, line = frame.f_code.co_filename, frame.f_lineno
+    return f"{file.rsplit('/', 1)[-1]}:{line} `{linecache.getline(file, line).strip()}`"
+
+
+def specialise_branch(tracer: Any, node: fx.Node, frame: types.FrameType | None) -> bool | None:
+    """Decide a branch whose condition is ``node``; None if it reads tensor values (the caller
+    then fails as fx does). Raises :class:`ShapeNeeded` without an example shape, and
+    :class:`TraceFailure` for a branch on the batch size or on an inner frame count."""
+    nodes = [n for n in node.graph.nodes if n in _ancestors(node)]
+    if _reads_values(nodes):
+        return None
+    if tracer.example_shape is None:
+        raise ShapeNeeded(_site(frame))
+    shape = tracer.example_shape
+    value = bool(_evaluate(tracer, nodes, shape))
+    where = f"{_site(frame)}{_owner(frame)}"
+    batch = (2 * shape[0], *shape[1:])
+    if bool(_evaluate(tracer, nodes, batch)) != value:
+        raise TraceFailure(
+            f"the branch at {_full_site(frame)} depends on the batch size, which changes at run time, so "
+            "hotpatch cannot decide it once. Fix: make the branch independent of the batch size "
+            "(e.g. test x.dim() instead of x.shape[0])."
+        )
+    # before the first block every tensor has the input's F frames (the cut comes after a block)
+    after_block = any(n.op == "call_module" and n.target in tracer.blocks for n in nodes)
+    other = (shape[0], shape[1] + 1, *shape[2:])
+    try:
+        frame_dependent: bool | None = bool(_evaluate(tracer, nodes, other)) != value
+    except Exception:  # the model accepts only its own F: the inner sizes cannot be varied
+        frame_dependent = None if not _reads_rank_only(nodes) else False
+    if after_block and frame_dependent is not False:
+        what = "depends on" if frame_dependent else "may depend on"
+        raise TraceFailure(
+            f"the branch at {_full_site(frame)} {what} the frame count of tokens that a transformer "
+            "block has computed; after the cut they have f frames, not F, so hotpatch cannot decide "
+            "it once. Fix: branch on the input's shape at the top of forward, or on a fixed size."
+        )
+    taken = "taken" if value else "not taken"
+    if frame_dependent is False:
+        detail = f"fixed for inputs of shape (B, {', '.join(str(s) for s in shape[1:])})"
+    else:
+        detail = f"decided for F={shape[1]}, the only clip length the patched model accepts"
+    tracer.notes.append(f"branch {where} {taken}: {detail}")
+    return value
+
+
+def _owner(frame: types.FrameType | None) -> str:
+    owner = frame.f_locals.get("self") if frame is not None else None
+    return f" in {type(owner).__name__}.{frame.f_code.co_name}" if owner is not None and frame else ""
+
+
+def _full_site(frame: types.FrameType | None) -> str:
+    if frame is None:
+        return "forward"
+    file, line = frame.f_code.co_filename, frame.f_lineno
+    return f"{file}:{line}{_owner(frame)}: `{linecache.getline(file, line).strip()}`"
