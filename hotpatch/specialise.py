@@ -117,7 +117,7 @@ def _evaluate(tracer: Any, nodes: list[fx.Node], shape: Sequence[int]) -> Any:
                 elif n.op == "call_method":
                     env[n] = getattr(args[0], n.target)(*args[1:], **kwargs)
                 elif n.op == "call_module":
-                    module = tracer.dropouts.get(n.target) or root.get_submodule(n.target)
+                    module = tracer.dropouts[n.target] if n.target in tracer.dropouts else root.get_submodule(n.target)
                     env[n] = module(*args, **kwargs)
     finally:
         nn.Module.__call__, nn.Module.__getattr__ = traced_call, traced_getattr
@@ -149,7 +149,10 @@ def specialise_branch(tracer: Any, node: fx.Node, frame: types.FrameType | None)
     if tracer.example_shape is None:
         raise ShapeNeeded(_site(frame))
     shape = tracer.example_shape
-    value = bool(_evaluate(tracer, nodes, shape))
+    try:
+        value = bool(_evaluate(tracer, nodes, shape))
+    except Exception:  # cannot be computed apart from the model: fail as fx does
+        return None
     where = f"{_site(frame)}{_owner(frame)}"
     batch = (2 * shape[0], *shape[1:])
     if bool(_evaluate(tracer, nodes, batch)) != value:
@@ -191,3 +194,17 @@ def _full_site(frame: types.FrameType | None) -> str:
         return "forward"
     file, line = frame.f_code.co_filename, frame.f_lineno
     return f"{file}:{line}{_owner(frame)}: `{linecache.getline(file, line).strip()}`"
+
+
+def shape_rank(tracer: Any, node: fx.Node) -> int | None:
+    """Length of a shape (``x.shape``, ``x.size()``) computed from sizes alone, for iterating it;
+    None for anything else. Ranks do not change with the batch or the clip length."""
+    is_shape = (node.op == "call_function" and node.target is getattr and node.args[1] == "shape") or (
+        node.op == "call_method" and node.target == "size" and len(node.args) == 1 and not node.kwargs
+    )
+    if not is_shape:
+        return None
+    nodes = [n for n in node.graph.nodes if n in _ancestors(node)]
+    if tracer.example_shape is None:
+        raise ShapeNeeded("a shape is iterated")
+    return len(_evaluate(tracer, nodes, tracer.example_shape))

@@ -16,7 +16,7 @@ import math
 import sys
 import types
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import einops
@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from hotpatch.errors import HotpatchError, TraceFailure
 from hotpatch.opaque import Opaque
-from hotpatch.specialise import ShapeNeeded, specialise_branch
+from hotpatch.specialise import ShapeNeeded, shape_rank, specialise_branch
 
 log = logging.getLogger(__name__)
 
@@ -186,6 +186,13 @@ class HotpatchTracer(fx.Tracer):
             return super().to_bool(obj)
         return value
 
+    def iter(self, obj: fx.Proxy) -> Iterator:
+        """``*_, c = x.shape`` and ``for s in x.size()``: a shape's length is the input's rank."""
+        rank = shape_rank(self, obj.node)
+        if rank is None:
+            return super().iter(obj)
+        return iter([obj[i] for i in range(rank)])
+
     def create_proxy(self, kind, target, args, kwargs, name=None, type_expr=None, proxy_factory_fn=None):  # type: ignore[override]
         if kind == "call_function" and target in _DROPOUT_FUNCS:
             bound = inspect.signature(target).bind(*args, **kwargs)
@@ -264,7 +271,7 @@ def trace(
             graph = _run_tracer(tracer, model, flags)
             break
         except TraceFailure as failure:
-            if not opaque.learn(failure.__cause__, model, blocks):
+            if not opaque.learn(failure.__cause__ or failure, model, blocks):
                 raise
     train_tracer = HotpatchTracer(blocks, leaf_modules, example_shape, opaque)
     model.train()

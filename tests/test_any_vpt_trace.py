@@ -164,7 +164,8 @@ def test_untraceable_helper_function_is_kept_opaque_and_named():
     model, x = vpts_wild.build("freq")
     patched = hotpatch.apply(model, n=N, f=KEEP, example_input=x[:1])
     notes = patched.hotpatch_plan.notes
-    assert "kept wild_dct.dct(...) as one opaque call: torch.fx cannot trace it (Proxy object cannot be iterated)" in notes
+    assert "kept wild_dct.dct(...) as one opaque call: torch.fx cannot trace it ('len' is not supported in " \
+        "symbolic tracing by default)" in notes
     calls = [n for n in patched.graph.nodes if n.op == "call_function" and n.target is vpts_wild.wild_dct.dct]
     assert len(calls) == 1
 
@@ -263,3 +264,13 @@ def test_repatching_the_original_after_a_refusal_works():
         hotpatch.apply(first, n=2, f=3, example_input=x[:1])
     second = hotpatch.prepare(copy.deepcopy(model), example_input=x[:1]).patch(2, 3)
     assert second.hotpatch_config["n"] == 2 and second(x).shape == x.shape[:3] + (3,)
+
+
+def test_star_unpack_shape_loops_and_an_own_helper():
+    model, x = vpts_wild.build("star_unpack")
+    patched = hotpatch.apply(model, n=N, f=KEEP, example_input=x[:1])
+    notes = patched.hotpatch_plan.notes
+    assert notes == ["kept vpts_wild._root_centre(...) as one opaque call: torch.fx cannot trace it "
+                     "('Proxy' object cannot be interpreted as an integer)"]
+    with torch.no_grad():  # the batch stays free: *lead and the loop over x.shape are not baked in
+        assert patched(torch.randn(5, 27, 17, 2)).shape == (5, 27, 17, 3)

@@ -332,10 +332,40 @@ class MLPLifter(nn.Module):
         return self.w2(y).view(b, f, self.num_joints, 3)
 
 
+# ---------------------------------------------------------------- more shape idioms
+
+
+def _root_centre(x):
+    """The author's own helper next to the model: loops over a tensor's joints."""
+    joints = [x[:, :, k] - x[:, :, :1].squeeze(2) for k in range(len(x[0, 0]))]
+    return torch.stack(joints, dim=2)
+
+
+class StarUnpackVPT(nn.Module):
+    """``*_, c = x.shape``, a loop over ``x.shape`` and an own untraceable helper."""
+
+    def __init__(self, num_frame=27, num_joints=17, dim=32, depth=3, heads=4):
+        super().__init__()
+        self.embed = nn.Linear(num_joints * 2, dim)
+        self.pos_embed = nn.Parameter(torch.randn(1, num_frame, dim) * 0.02)
+        self.blocks = nn.ModuleList([Block(dim, heads) for _ in range(depth)])
+        self.head = nn.Linear(dim, num_joints * 3)
+
+    def forward(self, x):
+        *lead, j, c = x.shape
+        sizes = [s for s in x.shape]
+        x = _root_centre(x)
+        x = self.embed(x.reshape(sizes[0], sizes[1], j * c)) + self.pos_embed
+        for blk in self.blocks:
+            x = blk(x)
+        return self.head(x).view(*lead, j, 3)
+
+
 PATCHABLE = {
     "shape_branch": (ShapeBranchVPT, (2, 27, 17, 3)),
     "freq": (FreqVPT, (2, 27, 17, 2)),
     "iter_norm": (IterNormVPT, (2, 27, 17, 2)),
+    "star_unpack": (StarUnpackVPT, (2, 27, 17, 2)),
 }
 
 NOT_TRANSFORMERS = {
