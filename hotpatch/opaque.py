@@ -253,3 +253,79 @@ def _capture(gm: fx.GraphModule, calls: list[fx.Node], example: torch.Tensor) ->
     with torch.no_grad():
         _Capture(gm).run(example)
     return captured
+
+
+# ------------------------------------------------------------ blocks that accept only F tokens
+
+
+def pin_frame_sized_blocks(gm: fx.GraphModule, plan: Any, example: torch.Tensor) -> None:
+    """A temporal block that fails on one frame fewer (an MLP-Mixer token MLP ``Linear(F, ..)``,
+    a ``BatchNorm1d(F)`` or a literal F inside it) cannot take pruned tokens: it becomes
+    ``frame-channel`` (weights sized by F) and no longer counts as a level of temporal blocks."""
+    from hotpatch.analyse import _assign_levels
+
+    by_name = {n.name: n for n in gm.graph.nodes}
+    temporal = [by_name[b.node] for b in plan.blocks if b.kind == "temporal"]
+    if not temporal:
+        return
+    captured = _capture(gm, temporal, example)
+    pinned = []
+    for b in plan.blocks:
+        if b.kind != "temporal" or b.node not in captured:
+            continue
+        args, kwargs, _ = captured[b.node]
+        shorter = _one_frame_fewer(by_name[b.node], args, kwargs, plan)
+        if shorter is None:
+            continue
+        try:
+            with torch.no_grad():
+                gm.get_submodule(b.name)(*shorter[0], **shorter[1])
+        except Exception as exc:
+            b.kind = "frame-channel"
+            pinned.append(b.name)
+            reason = _reason(exc)
+    if not pinned:
+        return
+    for b in plan.blocks:
+        b.level = 0
+    _assign_levels(gm.graph, plan.blocks)
+    plan.levels = max((b.level for b in plan.blocks), default=0)
+    plan.note(
+        f"blocks {', '.join(pinned)} mix frames but accept only F={plan.frames} tokens ({reason}): a "
+        "layer inside is sized by the frame count, so they are not temporal for HoT"
+    )
+
+
+def _one_frame_fewer(node: fx.Node, args: tuple, kwargs: dict, plan: Any) -> tuple[tuple, dict] | None:
+    """The block's arguments with one frame less (frame counts passed as ints too), or None
+    where the frame axis is merged with another axis or not the only axis of size F (then this
+    test cannot be made)."""
+    changed = False
+
+    def shorten(arg: Any, value: Any) -> Any:
+        nonlocal changed
+        if not isinstance(arg, fx.Node) or arg.name not in plan.facts:
+            return value
+        f = plan.facts[arg.name]
+        if f.kind == "int" and f.count is not None and isinstance(value, int):
+            return value - 1  # at B=1 both F and B·F lose one
+        if not f.carries_frames or not plan.data_dependent.get(arg.name, True):
+            return value
+        axes = [i for i, a in enumerate(f.axes) if a == ("F",)]
+        if len(axes) != 1 or len(f.frame_axes) != 1:  # merged, or F equal to another size
+            raise _Merged
+        changed = True
+        for i in axes:
+            value = value.narrow(i, 0, value.shape[i] - 1)
+        return value
+
+    try:
+        new_args = tuple(shorten(a, v) for a, v in zip(node.args, args))
+        new_kwargs = {k: shorten(node.kwargs.get(k), v) for k, v in kwargs.items()}
+    except _Merged:
+        return None
+    return (new_args, new_kwargs) if changed else None
+
+
+class _Merged(Exception):
+    pass

@@ -16,7 +16,7 @@ from hotpatch.analyse import Plan, analyse
 from hotpatch.errors import (
     AlreadyPatchedError, ConfigError, HotpatchError, InputShapeError, NoTemporalBlocksError, RewriteError, TraceFailure,
 )
-from hotpatch.opaque import forget_mixed_frames
+from hotpatch.opaque import forget_mixed_frames, pin_frame_sized_blocks
 from hotpatch.prune import PRUNERS
 from hotpatch.recover import RECOVERERS
 from hotpatch.rewrite import PatchConfig, rewrite
@@ -266,6 +266,7 @@ def _analyse(gm: fx.GraphModule, blocks: list[str], example: torch.Tensor) -> Pl
     plan = analyse(gm, blocks, example)
     plan.notes[:0] = gm.meta.get("hotpatch_notes", [])
     forget_mixed_frames(gm, plan, example)
+    pin_frame_sized_blocks(gm, plan, example)
     return plan
 
 

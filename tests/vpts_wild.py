@@ -361,6 +361,41 @@ class StarUnpackVPT(nn.Module):
         return self.head(x).view(*lead, j, 3)
 
 
+class MixerBlock(nn.Module):
+    """MLP-Mixer: a token MLP across the frames (weights sized by F), then a channel MLP."""
+
+    def __init__(self, num_frame, dim):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim)
+        self.token_fc1 = nn.Linear(num_frame, 2 * num_frame)
+        self.token_fc2 = nn.Linear(2 * num_frame, num_frame)
+        self.norm2 = nn.LayerNorm(dim)
+        self.channel_fc1 = nn.Linear(dim, 2 * dim)
+        self.channel_fc2 = nn.Linear(2 * dim, dim)
+
+    def forward(self, x):
+        y = self.norm1(x).transpose(1, 2)
+        x = x + self.token_fc2(F.gelu(self.token_fc1(y))).transpose(1, 2)
+        return x + self.channel_fc2(F.gelu(self.channel_fc1(self.norm2(x))))
+
+
+class MixerLifter(nn.Module):
+    """An MLP-only lifter that mixes frames with MLPs instead of attention."""
+
+    def __init__(self, num_frame=27, num_joints=17, dim=32, depth=3):
+        super().__init__()
+        self.embed = nn.Linear(num_joints * 2, dim)
+        self.blocks = nn.ModuleList([MixerBlock(num_frame, dim) for _ in range(depth)])
+        self.head = nn.Linear(dim, num_joints * 3)
+
+    def forward(self, x):
+        b, f, j, c = x.shape
+        x = self.embed(x.reshape(b, f, -1))
+        for blk in self.blocks:
+            x = blk(x)
+        return self.head(x).view(b, f, j, 3)
+
+
 PATCHABLE = {
     "shape_branch": (ShapeBranchVPT, (2, 27, 17, 3)),
     "freq": (FreqVPT, (2, 27, 17, 2)),
@@ -372,6 +407,7 @@ NOT_TRANSFORMERS = {
     "tcn": (TemporalConvNet, (2, 27, 17, 2)),
     "gcn": (GCNLifter, (2, 27, 17, 2)),
     "mlp": (MLPLifter, (2, 27, 17, 2)),
+    "mixer": (MixerLifter, (2, 27, 17, 2)),
 }
 
 ALL = {
