@@ -259,19 +259,20 @@ def _capture(gm: fx.GraphModule, calls: list[fx.Node], example: torch.Tensor) ->
 
 
 def pin_frame_sized_blocks(gm: fx.GraphModule, plan: Any, example: torch.Tensor) -> None:
-    """A temporal block that fails on one frame fewer (an MLP-Mixer token MLP ``Linear(F, ..)``,
-    a ``BatchNorm1d(F)`` or a literal F inside it) cannot take pruned tokens: it becomes
-    ``frame-channel`` (weights sized by F) and no longer counts as a level of temporal blocks."""
+    """A temporal block with a weight or buffer sized by F (an MLP-Mixer token MLP
+    ``Linear(F, ..)``, a ``BatchNorm1d(F)``) that fails on one frame fewer cannot take pruned
+    tokens: it becomes ``frame-channel`` and no longer counts as a level of temporal blocks."""
     from hotpatch.analyse import _assign_levels
 
     by_name = {n.name: n for n in gm.graph.nodes}
-    temporal = [by_name[b.node] for b in plan.blocks if b.kind == "temporal"]
-    if not temporal:
+    temporal = [by_name[b.node] for b in plan.blocks
+                if b.kind == "temporal" and _has_frame_sized_tensor(gm.get_submodule(b.name), plan.frames)]
+    if not temporal:  # the test runs the model once more: only where a weight could be sized by F
         return
     captured = _capture(gm, temporal, example)
     pinned = []
     for b in plan.blocks:
-        if b.kind != "temporal" or b.node not in captured:
+        if b.node not in captured:
             continue
         args, kwargs, _ = captured[b.node]
         shorter = _one_frame_fewer(by_name[b.node], args, kwargs, plan)
@@ -294,6 +295,11 @@ def pin_frame_sized_blocks(gm: fx.GraphModule, plan: Any, example: torch.Tensor)
         f"blocks {', '.join(pinned)} mix frames but accept only F={plan.frames} tokens ({reason}): a "
         "layer inside is sized by the frame count, so they are not temporal for HoT"
     )
+
+
+def _has_frame_sized_tensor(module: nn.Module, frames: int) -> bool:
+    tensors = [*module.parameters(), *module.buffers()]
+    return any(frames in t.shape for t in tensors)
 
 
 def _one_frame_fewer(node: fx.Node, args: tuple, kwargs: dict, plan: Any) -> tuple[tuple, dict] | None:
