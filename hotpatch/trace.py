@@ -3,6 +3,10 @@
 A *block* is found by structure, never by name: an element of an ``nn.ModuleList`` or
 ``nn.Sequential`` whose sub-tree owns an attention (an ``nn.MultiheadAttention``, or at least
 two projection layers) and an MLP (two more), and that contains no smaller such element.
+
+Code fx cannot follow as written is handled where that is safe: branches on the input's sizes
+are decided for the example input (:mod:`hotpatch.specialise`), and helper functions or
+submodules that cannot be traced are kept as one opaque call (:mod:`hotpatch.opaque`).
 """
 
 from __future__ import annotations
@@ -147,8 +151,10 @@ def _frame_site(frame: types.FrameType) -> str:
 class HotpatchTracer(fx.Tracer):
     """fx tracer for VPTs: blocks are leaves, einops and ``len`` are recorded as calls,
     shape asserts are assumed to hold, functional dropout becomes an ``nn.Dropout`` module
-    (so the patched model still follows ``.train()``/``.eval()``), and DropPath-like
-    modules that read ``self.training`` stay opaque calls.
+    (so the patched model still follows ``.train()``/``.eval()``), DropPath-like
+    modules that read ``self.training`` stay opaque calls, branches on the input's sizes are
+    decided for ``example_shape``, shapes are iterated by their rank, and the calls listed in
+    ``opaque`` are recorded as single nodes.
     """
 
     def __init__(
