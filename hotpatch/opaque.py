@@ -47,7 +47,7 @@ class Opaque:
 
         frames = _frames(exc.__traceback__)
         names = {id(m): q for q, m in model.named_modules()}
-        owners = [i for i, fr in enumerate(frames) if id(fr.f_locals.get("self")) in names
+        owners = [i for i, fr in enumerate(frames) if id(_receiver(fr)) in names
                   and not _is_library(fr.f_code.co_filename)]
         if not owners:
             return False
@@ -60,9 +60,9 @@ class Opaque:
             self.functions[fn] = name
             self.notes.append(f"kept {name}(...) as one opaque call: torch.fx cannot trace it ({reason})")
             return True
-        module = frames[i].f_locals["self"]
+        module = _receiver(frames[i])
         qual = names[id(module)]
-        called = any(fr.f_code.co_name == "forward" and fr.f_locals.get("self") is module for fr in frames)
+        called = any(fr.f_code.co_name == "forward" and _receiver(fr) is module for fr in frames)
         if module is model or not called or qual in self.modules or _holds_blocks(qual, blocks):
             return False
         self.modules.add(qual)
@@ -118,6 +118,12 @@ def _leaf_call(fn: Callable) -> Callable:
     return call
 
 
+def _receiver(frame: types.FrameType) -> Any:
+    """The first argument of the function running in ``frame`` (``self`` of a method)."""
+    code = frame.f_code
+    return frame.f_locals.get(code.co_varnames[0]) if code.co_argcount else None
+
+
 def _frames(tb: types.TracebackType | None) -> list[types.FrameType]:
     out = []
     while tb is not None:
@@ -128,7 +134,7 @@ def _frames(tb: types.TracebackType | None) -> list[types.FrameType]:
 
 def _function_of(frame: types.FrameType, caller: types.FrameType) -> Callable | None:
     """The module-level function running in ``frame`` (None for methods and closures)."""
-    if isinstance(frame.f_locals.get("self"), nn.Module):
+    if isinstance(_receiver(frame), nn.Module):
         return None
     for d in (frame.f_globals, caller.f_globals):
         for value in d.values():
@@ -143,7 +149,7 @@ def _holds_blocks(qual: str, blocks: list[str]) -> bool:
 
 def _reason(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return text.split(". ")[0].rstrip(".")
+    return text.split(". ")[0].split("; ")[0].rstrip(".")
 
 
 # ------------------------------------------------------------------ frames lost in an opaque call

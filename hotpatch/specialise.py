@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import builtins
 import linecache
+import operator
 import types
 from collections.abc import Sequence
 from typing import Any
@@ -74,29 +75,43 @@ def _reads_values(nodes: list[fx.Node]) -> bool:
     return dep[nodes[-1]]
 
 
-def _reads_rank_only(nodes: list[fx.Node]) -> bool:
-    """True if the sizes read are only ranks (``x.dim()``, ``x.ndim``, ``len(x.shape)``)."""
-    inside = set(nodes)
-    for n in nodes:
-        if not _is_size_read(n):
+def _size_reads(node: fx.Node) -> list[fx.Node]:
+    """The size reads whose values the condition ``node`` is computed from (not those that
+    only shaped a tensor on the way)."""
+    reads, seen, stack = [], set(), [node]
+    while stack:
+        n = stack.pop()
+        if n in seen:
             continue
-        if n.op == "call_method" and n.target in ("dim", "ndimension"):
+        seen.add(n)
+        if n.op == "call_function" and n.target is operator.getitem and _is_size_read(n.args[0]):
+            reads.append(n)  # one entry of a shape: x.shape[-1], x.size()[1]
             continue
-        if n.op == "call_function" and n.target is getattr and n.args[1] == "ndim":
+        if _is_size_read(n) and not (n.target is builtins.len and _is_size_read(n.args[0])):
+            reads.append(n)
             continue
-        if n.op == "call_function" and n.target is builtins.len and _is_size_read(n.args[0]):
-            continue
-        users = [u for u in n.users if u in inside]
-        if n.target in ("shape", "size") or (n.op == "call_function" and n.args[1:2] == ("shape",)):
-            if users and all(u.op == "call_function" and u.target is builtins.len for u in users):
-                continue
-        return False
-    return True
+        stack.extend(n.all_input_nodes)
+    return reads
 
 
-def _evaluate(tracer: Any, nodes: list[fx.Node], shape: Sequence[int]) -> Any:
-    """Value of the last of ``nodes`` (graph order) for a zero input of ``shape``; runs the
-    submodules on the way in eval mode, so no state (BatchNorm statistics) changes."""
+def _reads_rank(n: fx.Node) -> bool:
+    """``x.dim()``, ``x.ndim``, ``len(x.shape)``: the rank never depends on F."""
+    if n.op == "call_method" and n.target in ("dim", "ndimension"):
+        return True
+    if n.op == "call_function" and n.target is getattr and n.args[1] == "ndim":
+        return True
+    return bool(n.users) and all(u.op == "call_function" and u.target is builtins.len for u in n.users)
+
+
+def _multiple_of(value: Any, frames: int) -> bool:
+    """True if a size read (an int or a shape) holds a multiple of the frame count."""
+    sizes = list(value) if isinstance(value, (tuple, list, torch.Size)) else [value]
+    return any(isinstance(v, int) and v > 0 and v % frames == 0 for v in sizes)
+
+
+def _evaluate(tracer: Any, nodes: list[fx.Node], shape: Sequence[int]) -> dict[fx.Node, Any]:
+    """Values of ``nodes`` (graph order) for a zero input of ``shape``; runs the submodules on
+    the way in eval mode, so no state (BatchNorm statistics) changes."""
     root: nn.Module = tracer.root
     env: dict[fx.Node, Any] = {}
     was_training = root.training
@@ -122,7 +137,7 @@ def _evaluate(tracer: Any, nodes: list[fx.Node], shape: Sequence[int]) -> Any:
     finally:
         nn.Module.__call__, nn.Module.__getattr__ = traced_call, traced_getattr
         root.train(was_training)
-    return env[nodes[-1]]
+    return env
 
 
 def _resolve(root: nn.Module, target: str) -> Any:
@@ -150,37 +165,40 @@ def specialise_branch(tracer: Any, node: fx.Node, frame: types.FrameType | None)
         raise ShapeNeeded(_site(frame))
     shape = tracer.example_shape
     try:
-        value = bool(_evaluate(tracer, nodes, shape))
+        env = _evaluate(tracer, nodes, shape)
+        batch_value = bool(_evaluate(tracer, nodes, (2 * shape[0], *shape[1:]))[node])
     except Exception:  # cannot be computed apart from the model: fail as fx does
         return None
+    value = bool(env[node])
     where = f"{_site(frame)}{_owner(frame)}"
-    batch = (2 * shape[0], *shape[1:])
-    if bool(_evaluate(tracer, nodes, batch)) != value:
+    if batch_value != value:
         raise TraceFailure(
             f"the branch at {_full_site(frame)} depends on the batch size, which changes at run time, so "
             "hotpatch cannot decide it once. Fix: make the branch independent of the batch size "
             "(e.g. test x.dim() instead of x.shape[0])."
         )
+    reads = _size_reads(node)
     # before the first block every tensor has the input's F frames (the cut comes after a block)
     after_block = any(n.op == "call_module" and n.target in tracer.blocks for n in nodes)
     other = (shape[0], shape[1] + 1, *shape[2:])
     try:
-        frame_dependent: bool | None = bool(_evaluate(tracer, nodes, other)) != value
-    except Exception:  # the model accepts only its own F: the inner sizes cannot be varied
-        frame_dependent = None if not _reads_rank_only(nodes) else False
-    if after_block and frame_dependent is not False:
-        what = "depends on" if frame_dependent else "may depend on"
+        frame_dependent = bool(_evaluate(tracer, nodes, other)[node]) != value
+    except Exception:  # the model accepts only its own F: judge the sizes read by their values
+        frame_dependent = any(_multiple_of(env[r], shape[1]) for r in reads if not _reads_rank(r))
+    if after_block and frame_dependent:
         raise TraceFailure(
-            f"the branch at {_full_site(frame)} {what} the frame count of tokens that a transformer "
+            f"the branch at {_full_site(frame)} depends on the frame count of tokens that a transformer "
             "block has computed; after the cut they have f frames, not F, so hotpatch cannot decide "
             "it once. Fix: branch on the input's shape at the top of forward, or on a fixed size."
         )
     taken = "taken" if value else "not taken"
-    if frame_dependent is False:
+    if not frame_dependent:
         detail = f"fixed for inputs of shape (B, {', '.join(str(s) for s in shape[1:])})"
     else:
         detail = f"decided for F={shape[1]}, the only clip length the patched model accepts"
-    tracer.notes.append(f"branch {where} {taken}: {detail}")
+    note = f"branch {where} {taken}: {detail}"
+    if note not in tracer.notes:  # a branch in a loop, or `a and b` on one line, is noted once
+        tracer.notes.append(note)
     return value
 
 
@@ -207,4 +225,4 @@ def shape_rank(tracer: Any, node: fx.Node) -> int | None:
     nodes = [n for n in node.graph.nodes if n in _ancestors(node)]
     if tracer.example_shape is None:
         raise ShapeNeeded("a shape is iterated")
-    return len(_evaluate(tracer, nodes, tracer.example_shape))
+    return len(_evaluate(tracer, nodes, tracer.example_shape)[node])

@@ -279,3 +279,18 @@ def test_star_unpack_shape_loops_and_an_own_helper():
                      "('Proxy' object cannot be interpreted as an integer)"]
     with torch.no_grad():  # the batch stays free: *lead and the loop over x.shape are not baked in
         assert patched(torch.randn(5, 27, 17, 2)).shape == (5, 27, 17, 3)
+
+
+def test_branches_after_the_blocks():
+    model, x = vpts_wild.build("head_branch")
+    patched = hotpatch.apply(model, n=N, f=KEEP, example_input=x[:1])
+    notes = patched.hotpatch_plan.notes
+    assert notes[0].startswith("kept head (PoseHead) as one opaque call: torch.fx cannot trace its forward "
+                               "(the branch at ")
+    assert "`if x.shape[1] == 1:  # a single (centre) frame` depends on the frame count" in notes[0]
+    assert len(notes) == 2 and "`if x.dim() == 3 and x.shape[-1] == self.pos_embed.shape[-1]:` in HeadBranchVPT.forward taken: fixed" in notes[1]
+    seen = []
+    patched.head.register_forward_hook(lambda m, a, o: seen.append(a[0].shape[1]))
+    with torch.no_grad():
+        patched(x)
+    assert seen == [F]  # the head runs after recovery, on all F frames

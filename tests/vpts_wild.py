@@ -361,6 +361,43 @@ class StarUnpackVPT(nn.Module):
         return self.head(x).view(*lead, j, 3)
 
 
+class PoseHead(nn.Module):
+    """A head that serves seq2seq and seq2frame models: branches on the token count."""
+
+    def __init__(self, dim, num_joints):
+        super().__init__()
+        self.norm = nn.LayerNorm(dim)
+        self.fc = nn.Linear(dim, num_joints * 3)
+
+    def forward(self, x):
+        if x.dim() == 2:
+            x = x.unsqueeze(1)
+        if x.shape[1] == 1:  # a single (centre) frame
+            return self.fc(self.norm(x[:, 0]))
+        return self.fc(self.norm(x))
+
+
+class HeadBranchVPT(nn.Module):
+    """Branches after the blocks: on the rank and width of the tokens (fixed) in ``forward``,
+    on the frame count inside the head (which then stays one opaque call)."""
+
+    def __init__(self, num_frame=27, num_joints=17, dim=32, depth=3, heads=4):
+        super().__init__()
+        self.embed = nn.Linear(num_joints * 2, dim)
+        self.pos_embed = nn.Parameter(torch.randn(1, num_frame, dim) * 0.02)
+        self.blocks = nn.ModuleList([Block(dim, heads) for _ in range(depth)])
+        self.head = PoseHead(dim, num_joints)
+
+    def forward(self, x):
+        b, f, j, c = x.shape
+        x = self.embed(x.reshape(b, f, j * c)) + self.pos_embed
+        for blk in self.blocks:
+            x = blk(x)
+        if x.dim() == 3 and x.shape[-1] == self.pos_embed.shape[-1]:
+            x = x.contiguous()
+        return self.head(x).view(b, f, j, 3)
+
+
 class MixerBlock(nn.Module):
     """MLP-Mixer: a token MLP across the frames (weights sized by F), then a channel MLP."""
 
@@ -401,6 +438,7 @@ PATCHABLE = {
     "freq": (FreqVPT, (2, 27, 17, 2)),
     "iter_norm": (IterNormVPT, (2, 27, 17, 2)),
     "star_unpack": (StarUnpackVPT, (2, 27, 17, 2)),
+    "head_branch": (HeadBranchVPT, (2, 27, 17, 2)),
 }
 
 NOT_TRANSFORMERS = {
