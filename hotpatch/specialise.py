@@ -10,9 +10,15 @@ only when that is safe:
   ``len(...)``), never from tensor values: those stay a :class:`~hotpatch.errors.TraceFailure`;
 * it has the same value for a batch of 1 and of 2: a branch on the batch size would change at
   run time, so it is refused;
-* if its value changes with the frame count, it reads only the model input's sizes (F is fixed
-  for a patched model); a branch on the frame count of a tensor inside the model is refused,
-  because after the cut the tokens have f frames, not F.
+* if its value changes with the frame count, it reads sizes of tensors computed before any
+  transformer block: those have the input's F frames, and F is fixed for a patched model. A
+  branch on the frame count of tokens a block has computed is refused, because after the cut
+  they have f frames, not F. Whether a value changes with F is found by evaluating it for F+1
+  frames; where the model accepts only F, a size read that is a multiple of F counts as a
+  frame count (as the analysis labels axes by their size).
+
+A refused branch inside a submodule makes that submodule one opaque call instead
+(:mod:`hotpatch.opaque`), which runs the branch as written.
 
 Each decided branch becomes one note in the plan.
 """
