@@ -276,14 +276,6 @@ def _analyse_input(
     """Trace and analyse with ``example_input`` (one clip), or with the first inferred shape
     that the model accepts. The model is traced once, or once per tried shape if its
     ``forward`` branches on the input's sizes (see :mod:`hotpatch.specialise`)."""
-    try:
-        generic = trace(model, leaf_modules)
-    except ShapeNeeded:
-        generic = None
-
-    def traced(shape) -> tuple[fx.GraphModule, list[str]]:
-        return generic if generic is not None else trace(model, leaf_modules, example_shape=shape)
-
     if example_input is not None:
         if not isinstance(example_input, torch.Tensor) or example_input.dim() < 3:
             raise InputShapeError(
@@ -295,8 +287,16 @@ def _analyse_input(
                 "pass one or make them agree"
             )
         example = example_input[:1].detach().clone()
-        gm, blocks = traced(tuple(example.shape))
+        gm, blocks = trace(model, leaf_modules, example_shape=tuple(example.shape))
         return gm, _analyse(gm, blocks, example), example
+    try:
+        generic = trace(model, leaf_modules)
+    except ShapeNeeded:  # branches on the input's sizes: trace once per tried shape
+        generic = None
+
+    def traced(shape) -> tuple[fx.GraphModule, list[str]]:
+        return generic if generic is not None else trace(model, leaf_modules, example_shape=shape)
+
     tried = []
     failures: list[TraceFailure] = []
     for shape in _candidate_shapes(model, frames):

@@ -207,8 +207,12 @@ def test_submodule_that_iterates_a_tensor_becomes_an_opaque_leaf():
 
 def test_untraceable_block_container_is_not_hidden():
     model, x = vpts_wild.build("guarded_encoder")
+    with torch.no_grad():
+        before = model(x)
+    state = _state(model)
     with pytest.raises(hotpatch.TraceFailure) as err:
         hotpatch.apply(model, n=N, f=KEEP, example_input=x[:1])
+    _assert_unchanged(model, state, x, before)
     msg = str(err.value)
     assert "`if torch.isnan(x).any():`" in msg and "vpts_wild.py:" in msg
     assert "GuardedEncoder holds transformer blocks" in msg and "leaf_modules=[GuardedEncoder]" not in msg
