@@ -335,7 +335,8 @@ def _trace_failure_message(model: nn.Module, exc: Exception, blocks: Iterable[st
     else:
         msg += (
             "\nFix: make that line independent of tensor values (shape asserts are fine), or "
-            "move it into a submodule and pass that submodule's class in leaf_modules=[...]."
+            "move it into a submodule that holds no transformer block (hotpatch keeps a submodule "
+            "it cannot trace as one opaque call)."
         )
     return msg
 
