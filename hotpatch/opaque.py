@@ -163,7 +163,7 @@ def forget_mixed_frames(gm: fx.GraphModule, plan: Any, example: torch.Tensor) ->
     returns, and everything computed from that alone, carries no frames. Blocks left without
     frame-carrying inputs become ``static``; levels are recounted. Decisions go to plan notes.
     """
-    from hotpatch.analyse import _assign_levels, classify_block
+    from hotpatch.analyse import _assign_levels
 
     functions = set(gm.meta.get("hotpatch_opaque_functions", ()))
     calls = [n for n in gm.graph.nodes if n.op == "call_function" and n.target in functions]
@@ -177,7 +177,7 @@ def forget_mixed_frames(gm: fx.GraphModule, plan: Any, example: torch.Tensor) ->
         if n.name not in captured or not live:
             continue
         args, kwargs, out = captured[n.name]
-        if classify_block(n.target, n, args, kwargs, out, plan.facts) == "temporal":
+        if _mixes_frames(n, args, kwargs, out, plan):
             mixing.append(n)
             tainted = _taint(gm.graph, set(mixing), plan)
     if not mixing:
@@ -213,6 +213,38 @@ def forget_mixed_frames(gm: fx.GraphModule, plan: Any, example: torch.Tensor) ->
             f"{n.target.__module__}.{n.target.__qualname__}(...) mixes all frames: its output holds "
             f"coefficients, not frames{after}"
         )
+
+
+def _mixes_frames(node: fx.Node, args: tuple, kwargs: dict, out: list[torch.Tensor], plan: Any) -> bool:
+    """True if changing one frame of the call's frame-carrying inputs changes its outputs at
+    other positions of an axis of F entries (at B=1)."""
+    frames, t0 = plan.frames, plan.frames // 2
+    gen = torch.Generator().manual_seed(0)
+
+    def bump(arg: Any, value: Any) -> Any:
+        if not isinstance(value, torch.Tensor) or not isinstance(arg, fx.Node) or not _live_frames(arg, plan):
+            return value
+        axis = next(i for i, a in enumerate(plan.facts[arg.name].axes) if a is not None and "F" in a)
+        if value.shape[axis] != frames:
+            return value  # a merged axis (B·F at B=1 is F; J·F is not)
+        value = value.clone()
+        frame = value.select(axis, t0)
+        frame.add_(torch.randn(frame.shape, generator=gen).to(value) * (1.0 + value.abs().mean()))
+        return value
+
+    new_args = tuple(bump(a, v) for a, v in zip(node.args, args))
+    new_kwargs = {k: bump(node.kwargs.get(k), v) for k, v in kwargs.items()}
+    with torch.no_grad():
+        result = node.target(*new_args, **new_kwargs)
+    new: list[torch.Tensor] = []
+    map_aggregate(result, lambda v: new.append(v) if isinstance(v, torch.Tensor) else None)
+    others = torch.tensor([i for i in range(frames) if i != t0], dtype=torch.long)
+    for r, p in zip(out, new):
+        for ax in (i for i, size in enumerate(r.shape) if size == frames):
+            diff = (r.index_select(ax, others) - p.index_select(ax, others)).abs().max()
+            if diff > 1e-6 * (1.0 + r.abs().max()):
+                return True
+    return False
 
 
 def _live_frames(n: fx.Node, plan: Any) -> bool:
