@@ -37,7 +37,7 @@ import torch.fx as fx
 import torch.nn as nn
 from torch.fx.node import map_arg
 
-from hotpatch.errors import TraceFailure
+from hotpatch.errors import InputShapeError, TraceFailure
 
 _MODULE_CALL = nn.Module.__call__  # the originals: fx replaces them while it traces
 _MODULE_GETATTR = nn.Module.__getattr__
@@ -232,3 +232,27 @@ def shape_rank(tracer: Any, node: fx.Node) -> int | None:
     if tracer.example_shape is None:
         raise ShapeNeeded("a shape is iterated")
     return len(_evaluate(tracer, nodes, tracer.example_shape)[node])
+
+
+def check_input_shape(x: torch.Tensor, sizes: tuple[int, ...]) -> torch.Tensor:
+    """Guard at the input of a graph whose ``forward`` branched on the input's shape: the
+    branches were decided for inputs of shape (B, *sizes) only."""
+    if tuple(x.shape[1:]) != tuple(sizes):
+        raise InputShapeError(
+            f"this model's forward branches on the input's shape, and hotpatch decided those "
+            f"branches for inputs of shape (B, {', '.join(map(str, sizes))}) (see hotpatch_plan); "
+            f"got {tuple(x.shape)}. Pass inputs of that shape, or patch the original model again "
+            "with example_input= of the shape you use."
+        )
+    return x
+
+
+def guard_input(graph: fx.Graph, sizes: Sequence[int]) -> None:
+    """Insert :func:`check_input_shape` right after the input placeholder."""
+    x = next(n for n in graph.nodes if n.op == "placeholder")
+    with graph.inserting_after(x):
+        guard = graph.call_function(check_input_shape, (x, tuple(sizes)))
+    x.replace_all_uses_with(guard, delete_user_cb=lambda u: u is not guard)
+
+
+torch.fx.wrap("check_input_shape")

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 
 from hotpatch.errors import HotpatchError, TraceFailure
 from hotpatch.opaque import Opaque
-from hotpatch.specialise import ShapeNeeded, shape_rank, specialise_branch
+from hotpatch.specialise import ShapeNeeded, guard_input, shape_rank, specialise_branch
 
 log = logging.getLogger(__name__)
 
@@ -288,8 +288,13 @@ def trace(
     finally:
         model.eval()
     _decide_dropouts(graph, tracer, train_tracer)
+    notes = [*opaque.notes, *tracer.notes]
+    if tracer.notes and example_shape is not None:  # branches were decided for this shape
+        sizes = tuple(example_shape)[1:]
+        guard_input(graph, sizes)
+        notes.append(f"inputs are checked to be (B, {', '.join(map(str, sizes))}): the branches were decided for them")
     gm = build_graph_module(model, graph, tracer.dropouts, type(model).__name__ + "Traced")
-    gm.meta["hotpatch_notes"] = [*opaque.notes, *tracer.notes]
+    gm.meta["hotpatch_notes"] = notes
     gm.meta["hotpatch_opaque_functions"] = list(opaque.functions)
     return gm, blocks
 

@@ -292,9 +292,21 @@ def test_branches_after_the_blocks():
     assert notes[0].startswith("kept head (PoseHead) as one opaque call: torch.fx cannot trace its forward "
                                "(the branch at ")
     assert "`if x.shape[1] == 1:  # a single (centre) frame` depends on the frame count" in notes[0]
-    assert len(notes) == 2 and "`if x.dim() == 3 and x.shape[-1] == self.pos_embed.shape[-1]:` in HeadBranchVPT.forward taken: fixed" in notes[1]
+    assert notes[2] == "inputs are checked to be (B, 27, 17, 2): the branches were decided for them"
+    assert len(notes) == 3 and "`if x.dim() == 3 and x.shape[-1] == self.pos_embed.shape[-1]:` in HeadBranchVPT.forward taken: fixed" in notes[1]
     seen = []
     patched.head.register_forward_hook(lambda m, a, o: seen.append(a[0].shape[1]))
     with torch.no_grad():
         patched(x)
     assert seen == [F]  # the head runs after recovery, on all F frames
+
+
+def test_a_patch_with_decided_branches_checks_the_input_shape():
+    model, x = vpts_wild.build("shape_branch")
+    patched = hotpatch.apply(model, n=N, f=KEEP, example_input=x[:1])  # decided for C=3
+    with torch.no_grad():
+        assert model(x[..., :2]).shape == (2, 27, 17, 3)  # the original takes C=2 too, by another branch
+        with pytest.raises(hotpatch.InputShapeError, match=r"decided those branches for inputs of shape \(B, 27, 17, 3\)"):
+            patched(x[..., :2])
+        with pytest.raises(hotpatch.HotpatchError, match=r"got an input of shape \(27, 17, 3\)"):
+            patched(x[0])  # (F, J, C): the rank-3 branch was not kept (the frame guard sees it first)
