@@ -1,6 +1,7 @@
 """hotpatch: the Hourglass Tokenizer (HoT) as an automatic graph patch for video pose transformers."""
 
 from hotpatch.errors import (
+    AlreadyPatchedError,
     AmbiguousFrameAxisError,
     CheckpointError,
     ConfigError,
@@ -16,6 +17,7 @@ from hotpatch.errors import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "AlreadyPatchedError",
     "AmbiguousFrameAxisError",
     "CheckpointError",
     "ConfigError",

@@ -15,6 +15,10 @@ class TraceFailure(HotpatchError):
     """The model could not be traced by torch.fx."""
 
 
+class AlreadyPatchedError(HotpatchError):
+    """The model given to ``apply``/``prepare`` is (or contains) a model hotpatch already patched."""
+
+
 class InputShapeError(HotpatchError):
     """The input shape was not given and could not be inferred, or the model rejected it."""
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import logging
+from collections import Counter
 from collections.abc import Sequence
 
 import torch
@@ -12,11 +13,14 @@ import torch.fx as fx
 import torch.nn as nn
 
 from hotpatch.analyse import Plan, analyse
-from hotpatch.errors import ConfigError, HotpatchError, InputShapeError, NoTemporalBlocksError, RewriteError
+from hotpatch.errors import (
+    AlreadyPatchedError, ConfigError, HotpatchError, InputShapeError, NoTemporalBlocksError, RewriteError, TraceFailure,
+)
+from hotpatch.opaque import forget_mixed_frames, pin_frame_sized_blocks
 from hotpatch.prune import PRUNERS
 from hotpatch.recover import RECOVERERS
 from hotpatch.rewrite import PatchConfig, rewrite
-from hotpatch.trace import trace
+from hotpatch.trace import ShapeNeeded, trace
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +97,7 @@ class Prepared:
     ) -> fx.GraphModule:
         """Patch with these settings (see :func:`apply` for their meaning)."""
         _check_args(n, f, k, pipeline, prune, recover, recover_frames)
+        _check_temporal_blocks(self.gm, self.plan)
         cfg = _config(self.plan, n, f, pipeline, prune, recover, k, prune_pos_embed, recover_frames)
         gm = copy.deepcopy(self.gm) if copy_modules else self.gm
         with torch.random.fork_rng(devices=[]):  # new modules (TRA) draw their init; the caller's RNG is kept
@@ -118,16 +123,32 @@ def prepare(
     inplace: bool = False,
 ) -> Prepared:
     """Trace and analyse ``model`` once (the expensive part of :func:`apply`)."""
+    _refuse_patched(model)
     was_training = model.training
     source = model if inplace else copy.deepcopy(model)
     source.eval()
     try:
-        gm, blocks = trace(source, leaf_modules)
-        plan, example = _analyse_input(gm, blocks, frames, example_input)
+        gm, plan, example = _analyse_input(source, leaf_modules, frames, example_input)
     finally:
         if inplace:
             model.train(was_training)
     return Prepared(gm, plan, example, was_training, getattr(model, "hotpatch_source", None))
+
+
+def _refuse_patched(model: nn.Module) -> None:
+    """A model hotpatch already patched cannot be traced again: its graph holds the pruner."""
+    for name, m in model.named_modules():
+        config = getattr(m, "hotpatch_config", None)
+        if config is None:
+            continue
+        where = "this model" if name == "" else f"its submodule {name}"
+        settings = ", ".join(f"{k}={config[k]}" for k in ("n", "f") if k in config)
+        raise AlreadyPatchedError(
+            f"{where} is already patched by hotpatch ({settings}); a patch cannot be patched "
+            "again. Apply hotpatch.apply(original, n, f) to the original model instead (for a "
+            "saved patch, hotpatch.load rebuilds it), or call p = hotpatch.prepare(original) "
+            "once and p.patch(n, f) for each setting you want to try."
+        )
 
 
 def _check_args(n, f, k, pipeline, prune, recover, recover_frames) -> None:
@@ -148,6 +169,31 @@ def _check_args(n, f, k, pipeline, prune, recover, recover_frames) -> None:
         raise ConfigError(f"recover={recover!r} is unknown; use one of {RECOVERERS} (or pipeline='seq2frame')")
     if recover_frames is not None and (recover != "tra" or recover_frames < 1):
         raise ConfigError("recover_frames needs recover='tra' and a positive frame count")
+
+
+def _check_temporal_blocks(gm: fx.GraphModule, plan: Plan) -> None:
+    """Refuse a model without temporal transformer blocks: say what it has instead."""
+    if plan.levels > 0:
+        return
+    if plan.blocks:
+        found = "blocks " + ", ".join(f"{b.name} ({b.kind})" for b in plan.blocks)
+    else:
+        found = "no transformer blocks"
+    layers = Counter(
+        type(m).__name__ for m in gm.modules()
+        if next(m.children(), None) is None and next(m.parameters(recurse=False), None) is not None
+    )
+    if layers:
+        found += "; its layers: " + ", ".join(f"{c} {name}" for name, c in layers.most_common(5))
+    lost = [note for note in plan.notes if "not temporal for HoT" in note]
+    why = f" ({'; '.join(lost)})" if lost else ""
+    raise NoTemporalBlocksError(
+        f"found no transformer block that attends across frames{why}, so there are no frame "
+        f"tokens for HoT to prune. Found {found}. HoT patches transformers whose blocks (an "
+        "attention and an MLP, elements of a ModuleList/Sequential) attend across the frame axis; "
+        "temporal convolution nets, graph convolution and MLP lifters have no such tokens and "
+        "cannot be patched. If your blocks are built differently, pass leaf_modules=[YourBlockClass]."
+    )
 
 
 def _config(plan: Plan, n, f, pipeline, prune, recover, k, pos_embed, recover_frames) -> PatchConfig:
@@ -218,11 +264,21 @@ class _Tracking(fx.Interpreter):
 # --------------------------------------------------------------------------- input shape
 
 
+def _analyse(gm: fx.GraphModule, blocks: list[str], example: torch.Tensor) -> Plan:
+    """Analyse; the trace's decisions go first in the plan's notes."""
+    plan = analyse(gm, blocks, example)
+    plan.notes[:0] = gm.meta.get("hotpatch_notes", [])
+    forget_mixed_frames(gm, plan, example)
+    pin_frame_sized_blocks(gm, plan, example)
+    return plan
+
+
 def _analyse_input(
-    gm: fx.GraphModule, blocks: list[str], frames: int | None, example_input: torch.Tensor | None
-) -> tuple[Plan, torch.Tensor]:
-    """Analyse with ``example_input`` (one clip), or with the first inferred shape that the
-    model accepts."""
+    model: nn.Module, leaf_modules: Sequence[type], frames: int | None, example_input: torch.Tensor | None
+) -> tuple[fx.GraphModule, Plan, torch.Tensor]:
+    """Trace and analyse with ``example_input`` (one clip), or with the first inferred shape
+    that the model accepts. The model is traced once, or once per tried shape if its
+    ``forward`` branches on the input's sizes (see :mod:`hotpatch.specialise`)."""
     if example_input is not None:
         if not isinstance(example_input, torch.Tensor) or example_input.dim() < 3:
             raise InputShapeError(
@@ -238,26 +294,42 @@ def _analyse_input(
         if constant:  # a constant clip (zeros) hides how axes are laid out: analyse a random one of its shape
             gen = torch.Generator().manual_seed(0)
             example = torch.randn(example.shape, generator=gen, dtype=example.dtype).to(example.device)
-        plan = analyse(gm, blocks, example)
+        gm, blocks = trace(model, leaf_modules, example_shape=tuple(example.shape))
+        plan = _analyse(gm, blocks, example)
         if constant:
             plan.note(f"example_input is constant: analysed a random clip of its shape {tuple(example.shape)}")
-        return plan, example
+        return gm, plan, example
+    try:
+        generic = trace(model, leaf_modules)
+    except ShapeNeeded:  # branches on the input's sizes: trace once per tried shape
+        generic = None
+
+    def traced(shape) -> tuple[fx.GraphModule, list[str]]:
+        return generic if generic is not None else trace(model, leaf_modules, example_shape=shape)
+
     tried = []
+    failures: list[TraceFailure] = []
     gen = torch.Generator().manual_seed(0)  # a private generator: the caller's RNG is not touched
-    for shape in _candidate_shapes(gm, frames):
+    for shape in _candidate_shapes(model, frames):
         tried.append(shape)
         example = torch.randn(shape, generator=gen)
         try:
-            plan = analyse(gm, blocks, example)
+            gm, blocks = traced(shape)
+            plan = _analyse(gm, blocks, example)
         except InputShapeError:
             continue
+        except TraceFailure as exc:  # a branch on the input's sizes refused for this shape
+            failures.append(exc)
+            continue
         log.info("inferred input shape %s", shape)
-        return plan, example
+        return gm, plan, example
+    if failures and len(failures) == len(tried):
+        raise failures[0]
     guesses = f"tried {', '.join(str(t) for t in tried)}" if tried else (
         "found no (1, F, C) / (1, F, 1, C) temporal embedding to read F from"
     )
     raise InputShapeError(
-        f"could not infer the input shape of {type(gm).__name__.removesuffix('Traced')} ({guesses}); "
+        f"could not infer the input shape of {type(model).__name__} ({guesses}); "
         "pass example_input=torch.randn(1, F, J, C), or frames=F if the input is (B, F, 17, 2|3)"
     )
 
@@ -266,7 +338,7 @@ def _describe(x) -> str:
     return f"a tensor of shape {tuple(x.shape)}" if isinstance(x, torch.Tensor) else type(x).__name__
 
 
-def _candidate_shapes(gm: fx.GraphModule, frames: int | None) -> list[tuple[int, ...]]:
+def _candidate_shapes(gm: nn.Module, frames: int | None) -> list[tuple[int, ...]]:
     """Guesses from the weights: input channels from a Linear/Conv with 2 or 3 inputs,
     frames and joints from (1, N, C) / (1, N, 1, C) embeddings (frames the larger)."""
     channels: list[int] = []

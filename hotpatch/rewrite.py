@@ -242,7 +242,7 @@ def locate(gm: fx.GraphModule, plan: Plan, cfg: PatchConfig) -> Sites:
             )
     if cfg.pipeline == "seq2frame":
         return Sites(cut, None, nodes[cut].target, None)
-    last = max(pos[b] for b in blocks)
+    last = max(pos[b.node] for b in plan.blocks if b.kind != "static")  # static: no frames to recover
     anchor = max([last] + [pos[u.name] for u in nodes[last].users if u.target is operator.getitem])
     norm = _norm_after(gm, plan, nodes, anchor, pos)
     if norm is not None:

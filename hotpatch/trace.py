@@ -3,6 +3,10 @@
 A *block* is found by structure, never by name: an element of an ``nn.ModuleList`` or
 ``nn.Sequential`` whose sub-tree owns an attention (an ``nn.MultiheadAttention``, or at least
 two projection layers) and an MLP (two more), and that contains no smaller such element.
+
+Code fx cannot follow as written is handled where that is safe: branches on the input's sizes
+are decided for the example input (:mod:`hotpatch.specialise`), and helper functions or
+submodules that cannot be traced are kept as one opaque call (:mod:`hotpatch.opaque`).
 """
 
 from __future__ import annotations
@@ -15,7 +19,8 @@ import logging
 import math
 import sys
 import types
-from collections.abc import Iterable, Sequence
+import warnings
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import einops
@@ -24,7 +29,9 @@ import torch.fx as fx
 import torch.nn as nn
 import torch.nn.functional as F
 
-from hotpatch.errors import TraceFailure
+from hotpatch.errors import HotpatchError, TraceFailure
+from hotpatch.opaque import Opaque
+from hotpatch.specialise import ShapeNeeded, guard_input, shape_rank, specialise_branch
 
 log = logging.getLogger(__name__)
 
@@ -105,12 +112,15 @@ def _traced_len(obj: Any) -> Any:
 
 
 _LIBRARY_DIRS = tuple(p.rsplit("/", 1)[0] + "/" for p in (torch.__file__, einops.__file__))
+_PACKAGE_DIR = __file__.rsplit("/", 1)[0] + "/"
 
 
 def _is_library(filename: str) -> bool:
-    """Frames of torch, einops and this tracer; recipes and user code are not library code
-    (recipes are installed inside the hotpatch package, so the package dir cannot be used)."""
-    return filename.startswith(_LIBRARY_DIRS) or filename == __file__
+    """Frames of torch, einops and hotpatch itself; recipes and user code are not library code
+    (recipes are installed inside the hotpatch package, so only its own modules count)."""
+    if filename.startswith(_PACKAGE_DIR):
+        return not filename.startswith(_PACKAGE_DIR + "recipes/")
+    return filename.startswith(_LIBRARY_DIRS)
 
 
 def _user_frame(frame: types.FrameType | None) -> types.FrameType | None:
@@ -141,19 +151,30 @@ def _frame_site(frame: types.FrameType) -> str:
 class HotpatchTracer(fx.Tracer):
     """fx tracer for VPTs: blocks are leaves, einops and ``len`` are recorded as calls,
     shape asserts are assumed to hold, functional dropout becomes an ``nn.Dropout`` module
-    (so the patched model still follows ``.train()``/``.eval()``), and DropPath-like
-    modules that read ``self.training`` stay opaque calls.
+    (so the patched model still follows ``.train()``/``.eval()``), DropPath-like
+    modules that read ``self.training`` stay opaque calls, branches on the input's sizes are
+    decided for ``example_shape``, shapes are iterated by their rank, and the calls listed in
+    ``opaque`` are recorded as single nodes.
     """
 
-    def __init__(self, blocks: Iterable[str], leaf_types: Sequence[type] = ()) -> None:
+    def __init__(
+        self,
+        blocks: Iterable[str],
+        leaf_types: Sequence[type] = (),
+        example_shape: Sequence[int] | None = None,
+        opaque: Opaque | None = None,
+    ) -> None:
         super().__init__(autowrap_modules=(math,), autowrap_functions=_EINOPS_FUNCS)
         self.blocks = set(blocks)
         self.leaf_types = tuple(leaf_types)
+        self.example_shape = tuple(example_shape) if example_shape is not None else None
+        self.opaque = opaque if opaque is not None else Opaque()
         self.dropouts: dict[str, nn.Module] = {}
         self.dropout_training: list[bool] = []
+        self.notes: list[str] = []  # decisions taken while tracing (specialised branches)
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
-        if module_qualified_name in self.blocks:
+        if module_qualified_name in self.blocks or module_qualified_name in self.opaque.modules:
             return True
         if self.leaf_types and isinstance(m, self.leaf_types):
             return True
@@ -166,7 +187,17 @@ class HotpatchTracer(fx.Tracer):
         frame = _user_frame(sys._getframe(1))
         if frame is not None and _is_assert_jump(frame):
             return True  # a shape assert: the probes check the real shapes later
-        return super().to_bool(obj)
+        value = specialise_branch(self, obj.node, frame)
+        if value is None:
+            return super().to_bool(obj)
+        return value
+
+    def iter(self, obj: fx.Proxy) -> Iterator:
+        """``*_, c = x.shape`` and ``for s in x.size()``: a shape's length is the input's rank."""
+        rank = shape_rank(self, obj.node)
+        if rank is None:
+            return super().iter(obj)
+        return iter([obj[i] for i in range(rank)])
 
     def create_proxy(self, kind, target, args, kwargs, name=None, type_expr=None, proxy_factory_fn=None):  # type: ignore[override]
         if kind == "call_function" and target in _DROPOUT_FUNCS:
@@ -185,7 +216,8 @@ class HotpatchTracer(fx.Tracer):
                 g["len"] = _traced_len
                 patched.append(g)
         try:
-            return super().trace(root, concrete_args)
+            with self.opaque.wrapped(_forward_globals(root)):
+                return super().trace(root, concrete_args)
         finally:
             for g in patched:
                 g.pop("len", None)
@@ -217,9 +249,15 @@ def concrete_flags(model: nn.Module) -> tuple[list[str], dict[str, Any]]:
 
 
 def trace(
-    model: nn.Module, leaf_modules: Sequence[type] = ()
+    model: nn.Module, leaf_modules: Sequence[type] = (), example_shape: Sequence[int] | None = None
 ) -> tuple[fx.GraphModule, list[str]]:
     """Trace ``model`` (already in eval mode) with blocks as leaves.
+
+    ``example_shape`` is the shape of the input the patch is built for; Python branches on the
+    input's rank or fixed sizes are decided with it (without it such a branch raises
+    :class:`ShapeNeeded`). A free function or a submodule that fx cannot trace is retried as
+    one opaque call (see :mod:`hotpatch.opaque`). The decisions are listed in
+    ``graph_module.meta["hotpatch_notes"]``.
 
     Returns ``(graph_module, block_names)``. Raises :class:`TraceFailure`
     naming the offending source line when tracing is impossible.
@@ -232,9 +270,16 @@ def trace(
             "hotpatch patches models whose forward takes one pose tensor (B, F, J, C). "
             "Give the others default values or wrap the model in a module with one input."
         )
-    tracer = HotpatchTracer(blocks, leaf_modules)
-    graph = _run_tracer(tracer, model, flags)
-    train_tracer = HotpatchTracer(blocks, leaf_modules)
+    opaque = Opaque()
+    while True:
+        tracer = HotpatchTracer(blocks, leaf_modules, example_shape, opaque)
+        try:
+            graph = _run_tracer(tracer, model, flags)
+            break
+        except TraceFailure as failure:
+            if not opaque.learn(failure.__cause__ or failure, model, blocks):
+                raise
+    train_tracer = HotpatchTracer(blocks, leaf_modules, example_shape, opaque)
     model.train()
     try:
         _run_tracer(train_tracer, model, flags)
@@ -243,18 +288,29 @@ def trace(
     finally:
         model.eval()
     _decide_dropouts(graph, tracer, train_tracer)
+    notes = [*opaque.notes, *tracer.notes]
+    if tracer.notes and example_shape is not None:  # branches were decided for this shape
+        sizes = tuple(example_shape)[1:]
+        guard_input(graph, sizes)
+        notes.append(f"inputs are checked to be (B, {', '.join(map(str, sizes))}): the branches were decided for them")
     gm = build_graph_module(model, graph, tracer.dropouts, type(model).__name__ + "Traced")
+    gm.meta["hotpatch_notes"] = notes
+    gm.meta["hotpatch_opaque_functions"] = list(opaque.functions)
     return gm, blocks
 
 
 def _run_tracer(tracer: HotpatchTracer, model: nn.Module, flags: dict[str, Any]) -> fx.Graph:
     try:
-        return tracer.trace(model, concrete_args=flags or None)
+        with warnings.catch_warnings():  # fx's own warnings are noise to the user here
+            warnings.simplefilter("ignore")
+            return tracer.trace(model, concrete_args=flags or None)
+    except (ShapeNeeded, HotpatchError):
+        raise
     except Exception as exc:  # fx raises many types; all become one clear error
-        raise TraceFailure(_trace_failure_message(model, exc)) from exc
+        raise TraceFailure(_trace_failure_message(model, exc, tracer.blocks)) from exc
 
 
-def _trace_failure_message(model: nn.Module, exc: Exception) -> str:
+def _trace_failure_message(model: nn.Module, exc: Exception, blocks: Iterable[str] = ()) -> str:
     tb = exc.__traceback__
     site = None
     owner = None
@@ -268,7 +324,15 @@ def _trace_failure_message(model: nn.Module, exc: Exception) -> str:
     if site is not None:
         msg += f"\n  at {_frame_site(site)}"
         owner = site.f_locals.get("self")
-    if isinstance(owner, nn.Module) and owner is not model:
+    holds_blocks = isinstance(owner, nn.Module) and any(
+        b == q or b.startswith(q + ".") for q, m in model.named_modules() if m is owner for b in blocks
+    )
+    if holds_blocks:
+        msg += (
+            f"\nFix: make that line independent of tensor values (shape asserts are fine); "
+            f"{type(owner).__name__} holds transformer blocks, so it cannot be kept as one opaque call."
+        )
+    elif isinstance(owner, nn.Module) and owner is not model:
         msg += (
             f"\nFix: pass leaf_modules=[{type(owner).__name__}] so hotpatch keeps that module "
             "as one opaque call, or make that line independent of tensor values."
@@ -276,7 +340,8 @@ def _trace_failure_message(model: nn.Module, exc: Exception) -> str:
     else:
         msg += (
             "\nFix: make that line independent of tensor values (shape asserts are fine), or "
-            "move it into a submodule and pass that submodule's class in leaf_modules=[...]."
+            "move it into a submodule that holds no transformer block (hotpatch keeps a submodule "
+            "it cannot trace as one opaque call)."
         )
     return msg
 

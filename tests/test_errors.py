@@ -96,12 +96,29 @@ class Untraceable(nn.Module):
         return x
 
 
+class GatedRoot(Untraceable):
+    def forward(self, x):
+        b, f, j, c = x.shape
+        x = self.embed(x.reshape(b, f, j * c))
+        if x.mean() > 0:  # data-dependent control flow in the model's own forward
+            x = -x
+        for blk in self.blocks:
+            x = blk(x)
+        return x
+
+
 def test_untraceable_model_names_the_line_and_the_fix():
     with pytest.raises(hotpatch.TraceFailure) as err:
-        hotpatch.apply(Untraceable(), n=1, f=3, example_input=torch.randn(1, 9, 17, 2))
+        hotpatch.apply(GatedRoot(), n=1, f=3, example_input=torch.randn(1, 9, 17, 2))
     msg = str(err.value)
     assert "if x.mean() > 0:" in msg and "test_errors.py" in msg
-    assert "leaf_modules=[Gate]" in msg
+    assert "make that line independent of tensor values" in msg
+
+
+def test_untraceable_submodule_becomes_a_leaf_by_itself():
+    patched = hotpatch.apply(Untraceable(), n=1, f=3, example_input=torch.randn(1, 9, 17, 2))
+    assert patched(torch.randn(2, 9, 17, 2)).shape == (2, 9, 16)
+    assert any(note.startswith("kept gate (Gate) as one opaque call") for note in patched.hotpatch_plan.notes)
 
 
 def test_untraceable_part_can_be_made_a_leaf():
