@@ -11,6 +11,8 @@ changes attends across frames (temporal). The result is a printable :class:`Plan
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -160,6 +162,21 @@ def _data_dependence(graph: fx.Graph) -> dict[str, bool]:
     return dep
 
 
+@contextmanager
+def fake_tensors() -> Iterator[FakeTensorMode]:
+    """A FakeTensorMode (shapes only, no arithmetic) that accepts the real parameters. torch's
+    log of an op that fails on fake tensors is silenced while it is active: the caller handles
+    the failure (another probe shape, or the same run on real values)."""
+    logger = logging.getLogger("torch._subclasses.fake_tensor")
+    disabled = logger.disabled
+    logger.disabled = True
+    try:
+        with FakeTensorMode(allow_non_fake_inputs=True) as mode:
+            yield mode
+    finally:
+        logger.disabled = disabled
+
+
 @dataclass
 class _BlockRun:
     """One block call of the B=1 probe: its arguments (fake tensors on the fast path), the
@@ -232,7 +249,7 @@ def _run_first(gm: fx.GraphModule, example: torch.Tensor, blocks: set[str], fake
 
     with torch.no_grad():
         if fake:
-            with FakeTensorMode(allow_non_fake_inputs=True) as mode:
+            with fake_tensors() as mode:
                 _Probe(gm, blocks, record, call_block).run(mode.from_tensor(example))
         else:
             _Probe(gm, blocks, record, call_block).run(example)

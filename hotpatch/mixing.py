@@ -300,19 +300,16 @@ def _stack(tr, args, kwargs, out) -> None:
     tr.label(out, tuple(rest[:axis]) + (_single(out.shape[axis], _NONE),) + tuple(rest[axis:]))
 
 
-def _matmul(a: Dims | None, b: Dims | None, batch: bool) -> Dims | None:
-    if a is None or b is None:
-        return None
-    if batch:
-        return (_merge_axes(0, [a[0], b[0]]) if a[0] or b[0] else (), a[1], b[2])
-    return (a[0], b[1])
-
-
 def _mm(tr, args, kwargs, out) -> None:  # mm(a, b), bmm(a, b), addmm(bias, a, b), baddbmm(c, a, b)
     a, b = (args[1], args[2]) if len(args) >= 3 and isinstance(args[2], torch.Tensor) else (args[0], args[1])
     da, db = tr.get(a), tr.get(b)
     tr.mixes("matmul", da, [a.dim() - 1])
-    tr.label(out, _matmul(da, db, a.dim() == 3))
+    if da is None or db is None:
+        return tr.label(out, None)
+    if a.dim() == 3:  # (b, n, k) @ (b, k, m): the batch axis may be broadcast on one side
+        batch = _merge_axes(out.shape[0], [d[0] for d in (da, db) if d[0]]) if out.shape[0] != 1 else ()
+        return tr.label(out, (batch, da[1], db[2]))
+    tr.label(out, (da[0], db[1]))
 
 
 def _softmax(tr, args, kwargs, out) -> None:

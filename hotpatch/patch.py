@@ -10,9 +10,8 @@ from collections.abc import Sequence
 import torch
 import torch.fx as fx
 import torch.nn as nn
-from torch._subclasses.fake_tensor import FakeTensorMode
 
-from hotpatch.analyse import Plan, analyse
+from hotpatch.analyse import Plan, analyse, fake_tensors
 from hotpatch.errors import ConfigError, HotpatchError, InputShapeError, NoTemporalBlocksError, RewriteError
 from hotpatch.prune import PRUNERS
 from hotpatch.recover import RECOVERERS
@@ -188,7 +187,7 @@ def _check_patched(patched: fx.GraphModule, example: torch.Tensor, reference, cf
     run on real values, which then gives the error its message (or passes, where the fake run
     failed on an op that needs values)."""
     try:
-        with torch.no_grad(), FakeTensorMode(allow_non_fake_inputs=True) as mode:
+        with torch.no_grad(), fake_tensors() as mode:
             out = patched(mode.from_tensor(example))
     except Exception:
         out = None
