@@ -162,6 +162,18 @@ def _data_dependence(graph: fx.Graph) -> dict[str, bool]:
     return dep
 
 
+FAKE_ABOVE = 2e9  # parameters × tokens per clip above which shapes-only runs are the cheaper
+
+
+def worth_faking(model: nn.Module, example: torch.Tensor) -> bool:
+    """Whether a run on fake tensors (a fixed cost of about half a millisecond per op) is
+    cheaper than a real one (which grows with parameters × tokens). Both give the same shapes,
+    so this only decides the cost: paper-size VPTs are faked, tiny test models run for real."""
+    params = sum(p.numel() for p in model.parameters())
+    tokens = example[0, ..., 0].numel()  # F·J, or F
+    return params * tokens > FAKE_ABOVE
+
+
 @contextmanager
 def fake_tensors() -> Iterator[FakeTensorMode]:
     """A FakeTensorMode (shapes only, no arithmetic) that accepts the real parameters. torch's
@@ -286,16 +298,19 @@ def probe(
     """Run the two probes; return node facts, one :class:`_BlockRun` per block call and the
     B=1 output shapes of the model.
 
-    The B=1 probe runs on fake tensors (shapes only; real tensors if the model needs values).
+    The B=1 probe runs on fake tensors (shapes only) where that is cheaper than arithmetic
+    (:func:`worth_faking`), on real tensors otherwise or if the model needs values.
     The B=2 probe needs values for the batch-order test, but not inside the blocks: a block
     whose outputs have its inputs' shapes is stood in for by its inputs."""
     frames = example.shape[1]
     block_set = set(blocks)
-    try:
-        sizes1, runs, output_shapes = _run_first(gm, example, block_set, fake=True)
-    except Exception as exc:  # data-dependent or unsupported op: the same probe on real values
-        log.debug("fake-tensor probe failed (%s: %s); probing with real values", type(exc).__name__, exc)
-        sizes1, runs, output_shapes = _run_first(gm, example, block_set, fake=False)
+    first = None
+    if worth_faking(gm, example):
+        try:
+            first = _run_first(gm, example, block_set, fake=True)
+        except Exception as exc:  # data-dependent or unsupported op: the same probe on real values
+            log.debug("fake-tensor probe failed (%s: %s); probing with real values", type(exc).__name__, exc)
+    sizes1, runs, output_shapes = first or _run_first(gm, example, block_set, fake=False)
 
     facts: dict[str, NodeFacts] = {}
     dep = _data_dependence(gm.graph)

@@ -11,7 +11,7 @@ import torch
 import torch.fx as fx
 import torch.nn as nn
 
-from hotpatch.analyse import Plan, analyse, fake_tensors
+from hotpatch.analyse import Plan, analyse, fake_tensors, worth_faking
 from hotpatch.errors import ConfigError, HotpatchError, InputShapeError, NoTemporalBlocksError, RewriteError
 from hotpatch.prune import PRUNERS
 from hotpatch.recover import RECOVERERS
@@ -183,14 +183,16 @@ def _tensors(value) -> list[torch.Tensor]:
 def _check_patched(patched: fx.GraphModule, example: torch.Tensor, reference, cfg: PatchConfig) -> None:
     """Run the patched graph once; name the failing node if it breaks.
 
-    The run is on fake tensors (shapes only, no arithmetic); only if that fails is the graph
-    run on real values, which then gives the error its message (or passes, where the fake run
-    failed on an op that needs values)."""
-    try:
-        with torch.no_grad(), fake_tensors() as mode:
-            out = patched(mode.from_tensor(example))
-    except Exception:
-        out = None
+    The run is on fake tensors (shapes only, no arithmetic) where that is the cheaper; only if
+    that fails is the graph run on real values, which then gives the error its message (or
+    passes, where the fake run failed on an op that needs values)."""
+    out = None
+    if worth_faking(patched, example):
+        try:
+            with torch.no_grad(), fake_tensors() as mode:
+                out = patched(mode.from_tensor(example))
+        except Exception:
+            out = None
     if out is None:
         out = _check_real(patched, example)
     shapes = [tuple(t.shape) for t in _tensors(out)]

@@ -9,6 +9,7 @@ from einops import rearrange
 from torch._subclasses.fake_tensor import FakeTensor
 
 import hotpatch
+import hotpatch.analyse as analyse
 import vpts
 import vpts_scaled
 from test_recipes import _input, _tiny
@@ -79,7 +80,7 @@ def _prepared(name):
 
 
 @pytest.mark.parametrize("name", list(vpts_scaled.ALL))
-def test_scaled_branches_are_found_and_f_equal_F_reproduces_the_original(name):
+def test_scaled_branches_are_found_and_f_equal_F_reproduces_the_original(name, probe_mode):
     model, x = vpts_scaled.build(name)
     with torch.no_grad():
         ref = model(x)
@@ -214,7 +215,38 @@ def test_blocks_without_followable_attention_fall_back_to_perturbation():
 # ------------------------------------------------------------------- cost of the analysis
 
 
-def test_prepare_runs_no_block_on_real_values():
+@pytest.fixture(params=["fake", "real"])
+def probe_mode(request, monkeypatch):
+    """Probe and check on fake tensors (as for paper-size models) or on real ones (as for tiny ones)."""
+    monkeypatch.setattr(analyse, "FAKE_ABOVE", 0 if request.param == "fake" else float("inf"))
+    return request.param
+
+
+def _summary(plan):
+    facts = {k: (f.kind, f.shape, f.axes, f.count) for k, f in plan.facts.items()}
+    return [(b.name, b.kind, b.level, b.why) for b in plan.blocks], facts, plan.output_shapes, plan.notes
+
+
+@pytest.mark.parametrize("name", list(vpts.ALL) + ["scaled:" + n for n in vpts_scaled.ALL])
+def test_fake_and_real_probes_give_the_same_plan(name, monkeypatch):
+    model, x = vpts_scaled.build(name[7:]) if name.startswith("scaled:") else vpts.build(name)
+    plans = []
+    for above in (0, float("inf")):
+        monkeypatch.setattr(analyse, "FAKE_ABOVE", above)
+        plans.append(_summary(hotpatch.prepare(model, example_input=x[:1]).plan))
+    assert plans[0] == plans[1]
+
+
+def test_paper_size_models_are_probed_on_fake_tensors():
+    from hotpatch.recipes import mixste
+
+    assert analyse.worth_faking(mixste.build(), torch.zeros(1, 243, 17, 2))
+    assert not analyse.worth_faking(vpts.build("mixste")[0], torch.zeros(1, 27, 17, 2))
+
+
+def test_prepare_runs_no_block_on_real_values(probe_mode):
+    if probe_mode == "real":
+        pytest.skip("tiny models are probed on real values")
     model, x = vpts.build("mixste")
     real_calls = []
 
@@ -253,7 +285,7 @@ class NeedsValues(nn.Module):
         return self.head(x)
 
 
-def test_a_model_that_reads_values_is_probed_on_real_values():
+def test_a_model_that_reads_values_is_probed_on_real_values(probe_mode):
     torch.manual_seed(0)
     model = NeedsValues().eval()
     x = torch.randn(2, 27, 17, 2)
