@@ -3,9 +3,12 @@
 Two probes are run: one clip (B=1) and the same clip twice (B=2). From how each size
 scales, every tensor axis gets a layout (:mod:`hotpatch.layout`): batch, frames,
 batch×frames (and in which order, read off the duplicated sample), joints or a fixed size;
-every int node whose value is the frame count (F) or batch×frames (B·F) is marked. Blocks
-are classified by perturbing one frame of their input: a block whose output at other frames
-changes attends across frames (temporal). The result is a printable :class:`Plan`.
+every int node whose value is the frame count (F) or batch×frames (B·F) is marked. The B=1
+probe runs on fake tensors where that is cheaper than arithmetic; the B=2 probe skips the
+arithmetic of shape-keeping blocks. A block is temporal when one of its attentions attends
+over tokens that come from a frame axis of its input, followed op by op inside the block
+(:mod:`hotpatch.mixing`); only blocks whose ops cannot be followed are classified by
+perturbing one frame. The result is a printable :class:`Plan`.
 """
 
 from __future__ import annotations
