@@ -3,26 +3,34 @@
 Two probes are run: one clip (B=1) and the same clip twice (B=2). From how each size
 scales, every tensor axis gets a layout (:mod:`hotpatch.layout`): batch, frames,
 batch×frames (and in which order, read off the duplicated sample), joints or a fixed size;
-every int node whose value is the frame count (F) or batch×frames (B·F) is marked. Blocks
-are classified by perturbing one frame of their input: a block whose output at other frames
-changes attends across frames (temporal). The result is a printable :class:`Plan`.
+every int node whose value is the frame count (F) or batch×frames (B·F) is marked. The B=1
+probe runs on fake tensors where that is cheaper than arithmetic; the B=2 probe skips the
+arithmetic of shape-keeping blocks. A block is temporal when one of its attentions attends
+over tokens that come from a frame axis of its input, followed op by op inside the block
+(:mod:`hotpatch.mixing`); only blocks whose ops cannot be followed are classified by
+perturbing one frame. The result is a printable :class:`Plan`.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 import torch.fx as fx
 import torch.nn as nn
+from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.fx.node import map_aggregate
+from torch.utils._pytree import tree_flatten, tree_unflatten
 
 from hotpatch.errors import (
     InputShapeError,
 )
 from hotpatch.layout import Axis, Layout
+from hotpatch.mixing import Mixing, plain, trace_mixing
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +70,7 @@ class BlockInfo:
     node: str
     kind: str  # "temporal", "spatial", "frame-channel" (frames are its features) or "static"
     level: int = 0  # number of temporal blocks on the longest path up to and including it
+    why: str = ""  # what decided the kind (e.g. the attention that attends over frames)
 
 
 @dataclass
@@ -94,26 +103,13 @@ class Plan:
         ]
         for b in self.blocks:
             level = f" level {b.level}" if b.kind == "temporal" else ""
-            lines.append(f"  {b.name:<28} {b.kind}{level}")
+            why = f"  ({b.why})" if b.why else ""
+            lines.append(f"  {b.name:<28} {b.kind}{level}{why}")
         lines.append(f"output: {', '.join(self.output_layouts) or 'no frame axis'}")
         if self.notes:
             lines.append("decisions:")
             lines += [f"  - {text}" for text in self.notes]
         return "\n".join(lines)
-
-
-class _Recorder(fx.Interpreter):
-    """Runs the graph and hands every node's value to ``record``."""
-
-    def __init__(self, gm: fx.GraphModule, record) -> None:
-        super().__init__(gm)
-        self.record = record
-
-    def run_node(self, n: fx.Node) -> Any:
-        args, kwargs = self.fetch_args_kwargs_from_env(n)
-        result = super().run_node(n)
-        self.record(n, result, args, kwargs)
-        return result
 
 
 def _axis_atoms(s1: int, s2: int, order: str | None, frames: int, joints: int | None) -> Axis | None:
@@ -174,37 +170,162 @@ def _data_dependence(graph: fx.Graph) -> dict[str, bool]:
     return dep
 
 
-def probe(
-    gm: fx.GraphModule, example: torch.Tensor, blocks: list[str], joints: int | None
-) -> tuple[dict[str, NodeFacts], dict[str, tuple], list[tuple[int, ...]]]:
-    """Run the two probes; return node facts, the B=1 arguments and outputs of every block
-    call, and the B=1 output shapes of the model."""
-    frames = example.shape[1]
-    sizes1: dict[str, Any] = {}
-    block_args: dict[str, tuple] = {}
-    block_set = set(blocks)
+FAKE_ABOVE = 2e9  # parameters × tokens per clip above which shapes-only runs are the cheaper
+
+
+def worth_faking(model: nn.Module, example: torch.Tensor) -> bool:
+    """Whether a run on fake tensors (a fixed cost of about half a millisecond per op) is
+    cheaper than a real one (which grows with parameters × tokens). Both give the same shapes,
+    so this only decides the cost: paper-size VPTs are faked, tiny test models run for real."""
+    params = sum(p.numel() for p in model.parameters())
+    tokens = example[0, ..., 0].numel()  # F·J, or F
+    return params * tokens > FAKE_ABOVE
+
+
+@contextmanager
+def fake_tensors() -> Iterator[FakeTensorMode]:
+    """A FakeTensorMode (shapes only, no arithmetic) that accepts the real parameters. torch's
+    log of an op that fails on fake tensors is silenced while it is active: the caller handles
+    the failure (another probe shape, or the same run on real values)."""
+    logger = logging.getLogger("torch._subclasses.fake_tensor")
+    disabled = logger.disabled
+    logger.disabled = True
+    try:
+        with FakeTensorMode(allow_non_fake_inputs=True) as mode:
+            yield mode
+    finally:
+        logger.disabled = disabled
+
+
+@dataclass
+class _BlockRun:
+    """One block call of the B=1 probe: its arguments (fake tensors on the fast path), the
+    graph nodes its tensor inputs come from, its outputs and what it mixed."""
+
+    args: tuple
+    kwargs: dict
+    sources: list[str | None]  # per tensor input (pytree order): the node it is, if any
+    output: Any
+    mixing: Mixing | None
+
+
+class _Probe(fx.Interpreter):
+    """Runs the graph; block calls go through ``call_block``; every result goes to ``record``."""
+
+    def __init__(self, gm: fx.GraphModule, blocks: set[str], record, call_block) -> None:
+        super().__init__(gm)
+        self.blocks, self.record, self.call_block = blocks, record, call_block
+
+    def run_node(self, n: fx.Node) -> Any:
+        if n.op == "call_module" and n.target in self.blocks:
+            args, kwargs = self.fetch_args_kwargs_from_env(n)
+            result = self.call_block(n, args, kwargs)
+        else:
+            result = super().run_node(n)
+        self.record(n, result)
+        return result
+
+
+def _tensor_leaves(value: Any) -> list[torch.Tensor]:
+    return [t for t in tree_flatten(value)[0] if isinstance(t, torch.Tensor)]
+
+
+def _sources(node: fx.Node, args: tuple, kwargs: dict) -> list[str | None]:
+    """For each tensor input of a block call (pytree order), the graph node it is."""
+    names = {}
+    for a, v in [*zip(node.args, args), *((node.kwargs[k], kwargs[k]) for k in kwargs)]:
+        if isinstance(a, fx.Node) and isinstance(v, torch.Tensor):
+            names[id(v)] = a.name
+    return [names.get(id(t)) for t in _tensor_leaves((args, kwargs))]
+
+
+def _axis_labels(i: int, t: torch.Tensor):
+    return plain(t.shape, axis_labels={ax: (i, ax) for ax in range(t.dim())})
+
+
+def _run_first(gm: fx.GraphModule, example: torch.Tensor, blocks: set[str], fake: bool):
+    """The B=1 probe: shapes and int values of every node, and one :class:`_BlockRun` per
+    block (its attentions followed axis by axis). On fake tensors it does no arithmetic."""
+    sizes: dict[str, Any] = {}
+    runs: dict[str, _BlockRun] = {}
     output_shapes: list[tuple[int, ...]] = []
 
-    def summarise(v: Any) -> Any:
-        if isinstance(v, torch.Tensor):
-            return ("tensor", tuple(v.shape))
-        if isinstance(v, int) and not isinstance(v, bool):
-            return ("int", v)
-        return ("other", None)
-
-    def record1(n, result, args, kwargs):
-        sizes1[n.name] = summarise(result)
-        if n.op == "call_module" and n.target in block_set:  # outputs cloned: later in-place ops
-            block_args[n.name] = (args, kwargs, _flat_tensors(map_aggregate(result, _clone)))
+    def record(n, result):
+        sizes[n.name] = _summarise(result)
         if n.op == "output":
             output_shapes.extend(tuple(t.shape) for t in _flat_tensors(result))
+
+    def call_block(n, args, kwargs):
+        module = gm.get_submodule(n.target)
+        try:
+            mixing, out = trace_mixing(module, args, kwargs, _axis_labels)
+        except Exception:
+            if fake:
+                raise
+            mixing, out = None, module(*args, **kwargs)
+        out = map_aggregate(out, _clone)  # later in-place ops must not change what is kept
+        runs[n.name] = _BlockRun(args, kwargs, _sources(n, args, kwargs), out, mixing)
+        return out
+
+    with torch.no_grad():
+        if fake:
+            with fake_tensors() as mode:
+                _Probe(gm, blocks, record, call_block).run(mode.from_tensor(example))
+        else:
+            _Probe(gm, blocks, record, call_block).run(example)
+    return sizes, runs, output_shapes
+
+
+def _summarise(v: Any) -> Any:
+    if isinstance(v, torch.Tensor):
+        return ("tensor", tuple(v.shape))
+    if isinstance(v, int) and not isinstance(v, bool):
+        return ("int", v)
+    return ("other", None)
+
+
+def _identity_output(run: _BlockRun, args: tuple, kwargs: dict) -> Any | None:
+    """A stand-in for a block's output at B=2 that costs no arithmetic: its inputs, where at B=1
+    the block returned tensors of exactly its inputs' shapes (a transformer block does). It
+    keeps each sample's values apart, which is all the batch-order test reads."""
+    leaves, spec = tree_flatten(run.output)
+    ins_1 = _tensor_leaves((run.args, run.kwargs))
+    if not leaves or len(leaves) != len(ins_1) or not all(isinstance(t, torch.Tensor) for t in leaves):
+        return None
+    if any(o.shape != i.shape for o, i in zip(leaves, ins_1)):
+        return None
+    ins_2 = _tensor_leaves((args, kwargs))
+    if len(ins_2) != len(leaves):
+        return None
+    return tree_unflatten([t.clone() for t in ins_2], spec)
+
+
+def probe(
+    gm: fx.GraphModule, example: torch.Tensor, blocks: list[str], joints: int | None
+) -> tuple[dict[str, NodeFacts], dict[str, _BlockRun], list[tuple[int, ...]]]:
+    """Run the two probes; return node facts, one :class:`_BlockRun` per block call and the
+    B=1 output shapes of the model.
+
+    The B=1 probe runs on fake tensors (shapes only) where that is cheaper than arithmetic
+    (:func:`worth_faking`), on real tensors otherwise or if the model needs values.
+    The B=2 probe needs values for the batch-order test, but not inside the blocks: a block
+    whose outputs have its inputs' shapes is stood in for by its inputs."""
+    frames = example.shape[1]
+    block_set = set(blocks)
+    first = None
+    if worth_faking(gm, example):
+        try:
+            first = _run_first(gm, example, block_set, fake=True)
+        except Exception as exc:  # data-dependent or unsupported op: the same probe on real values
+            log.debug("fake-tensor probe failed (%s: %s); probing with real values", type(exc).__name__, exc)
+    sizes1, runs, output_shapes = first or _run_first(gm, example, block_set, fake=False)
 
     facts: dict[str, NodeFacts] = {}
     dep = _data_dependence(gm.graph)
 
-    def record2(n, result, args, kwargs):
+    def record2(n, result):
         kind, v1 = sizes1[n.name]
-        kind2, v2 = summarise(result)
+        kind2, v2 = _summarise(result)
         if kind != kind2:
             facts[n.name] = NodeFacts("other")
             return
@@ -225,10 +346,13 @@ def probe(
         else:
             facts[n.name] = NodeFacts("other")
 
+    def call_block2(n, args, kwargs):
+        out = _identity_output(runs[n.name], args, kwargs)
+        return out if out is not None else gm.get_submodule(n.target)(*args, **kwargs)
+
     with torch.no_grad():
-        _Recorder(gm, record1).run(example)
-        _Recorder(gm, record2).run(torch.cat([example, example]))
-    return facts, block_args, output_shapes
+        _Probe(gm, block_set, record2, call_block2).run(torch.cat([example, example]))
+    return facts, runs, output_shapes
 
 
 def _clone(v: Any) -> Any:
@@ -241,54 +365,90 @@ def _flat_tensors(value: Any) -> list[torch.Tensor]:
     return out
 
 
-def classify_block(
-    module: nn.Module, node: fx.Node, args: tuple, kwargs: dict, ref: list[torch.Tensor],
-    facts: dict[str, NodeFacts],
-) -> str:
-    """Classify a block by perturbing one frame of its frame-carrying inputs (at B=1).
+_RELATIVE_EFFECT = 1e-9  # fallback test: effect on other frames / effect on the perturbed frame
 
-    ``temporal``: the outputs at other frames change (it attends across frames);
-    ``spatial``: they do not; ``frame-channel``: frames are only ever its feature axis
-    (MHFormer's first stage); ``static``: no input carries frames.
+
+def classify_block(module: nn.Module, run: _BlockRun, facts: dict[str, NodeFacts], real_args) -> tuple[str, str]:
+    """Classify a block from what its computation mixes; return ``(kind, why)``.
+
+    ``temporal``: one of its attentions (softmax, scaled_dot_product_attention, fused
+    multi-head attention) has a key axis that comes from a frame axis of its input, or,
+    without such an attention, another op mixes positions along a frame axis;
+    ``spatial``: nothing mixes frames; ``frame-channel``: frames are only ever its feature
+    axis (MHFormer's first stage); ``static``: no input carries frames. When the axes cannot
+    be followed (an op without a rule), one frame of the input is perturbed instead
+    (``real_args()`` gives real arguments if random ones are rejected).
     """
-    def frame_fact(a: Any) -> NodeFacts | None:
-        if isinstance(a, fx.Node) and a.name in facts and facts[a.name].carries_frames:
-            return facts[a.name]
-        return None
+    frame_inputs = {
+        i: facts[name] for i, name in enumerate(run.sources)
+        if name is not None and name in facts and facts[name].carries_frames
+    }
+    if not frame_inputs:
+        return "static", "no input carries frames"
+    if all(ax == len(f.shape) - 1 for f in frame_inputs.values() for ax in f.frame_axes):
+        return "frame-channel", "frames are only its feature axis"
+    frame_axes = {(i, ax) for i, f in frame_inputs.items() for ax in f.frame_axes}
+    mix = run.mixing
+    if mix is not None:
+        for m in mix.attentions:
+            if m.origins and m.origins & frame_axes:
+                return "temporal", f"{m.op} in {m.module or 'the block'} attends over frames"
+        lost = [m for m in mix.attentions + mix.others if m.origins is None]
+        if not lost and not mix.unknown:
+            for m in mix.others:
+                if m.origins & frame_axes:
+                    return "temporal", f"{m.op} in {m.module or 'the block'} mixes frames (no attention over them)"
+            if mix.attentions:
+                where = sorted({m.module or "the block" for m in mix.attentions})
+                return "spatial", f"attention in {', '.join(where)} attends over other tokens, not frames"
+            return "spatial", "nothing in it mixes frames"
+    return _perturbation_kind(module, run, frame_inputs, real_args)
 
-    pos = {i: frame_fact(a) for i, a in enumerate(node.args) if frame_fact(a) is not None}
-    kws = {k: frame_fact(a) for k, a in node.kwargs.items() if frame_fact(a) is not None}
-    carried = list(pos.values()) + list(kws.values())
-    if not carried:
-        return "static"
-    if all(ax == len(f.shape) - 1 for f in carried for ax in f.frame_axes):
-        return "frame-channel"
-    first = carried[0]
+
+def _perturbation_kind(module: nn.Module, run: _BlockRun, frame_inputs: dict[int, NodeFacts], real_args) -> tuple[str, str]:
+    """Fallback: does changing one frame of the input change the output at other frames?
+    Scale-free: the effect on other frames is compared with the effect on that frame."""
+    first = next(iter(frame_inputs.values()))
     frames_at = first.shape[first.frame_axes[0]]
     t0 = frames_at // 2
-
     gen = torch.Generator().manual_seed(0)
 
-    def bump(v: torch.Tensor, f: NodeFacts) -> torch.Tensor:
-        v = v.clone()
-        frame = v.select(f.frame_axes[0], t0)
-        noise = torch.randn(frame.shape, generator=gen).to(v)
-        frame.add_(noise * (1.0 + v.abs().mean()))
-        return v
+    def randomised(v: Any) -> Any:
+        if not isinstance(v, torch.Tensor):
+            return v
+        if v.is_floating_point():
+            return torch.randn(v.shape, generator=gen, dtype=v.dtype)
+        return torch.zeros(v.shape, dtype=v.dtype)
 
-    new_args = tuple(bump(a, pos[i]) if i in pos else a for i, a in enumerate(args))
-    new_kwargs = {k: bump(v, kws[k]) if k in kws else v for k, v in kwargs.items()}
-    with torch.no_grad():
-        new = _flat_tensors(module(*new_args, **new_kwargs))
-    for r, p in zip(ref, new):
-        for ax in (i for i, s in enumerate(r.shape) if s == frames_at):
-            others = torch.tensor([i for i in range(frames_at) if i != t0], dtype=torch.long)
-            if others.numel() == 0:
-                continue
-            diff = (r.index_select(ax, others) - p.index_select(ax, others)).abs().max()
-            if diff > 1e-6 * (1.0 + r.abs().max()):
-                return "temporal"
-    return "spatial"
+    def effect(args: tuple, kwargs: dict) -> tuple[float, float]:
+        leaves, spec = tree_flatten((args, kwargs))
+        tensors = [i for i, v in enumerate(leaves) if isinstance(v, torch.Tensor)]
+        bumped = list(leaves)
+        for k, f in frame_inputs.items():
+            j = tensors[k]
+            v = leaves[j].clone()
+            frame = v.select(f.frame_axes[0], t0)
+            frame.add_(torch.randn(frame.shape, generator=gen).to(v) * (1.0 + v.abs().mean()))
+            bumped[j] = v
+        new_args, new_kwargs = tree_unflatten(bumped, spec)
+        with torch.no_grad():
+            ref = _flat_tensors(module(*args, **kwargs))
+            new = _flat_tensors(module(*new_args, **new_kwargs))
+        other = own = 0.0
+        for r, p in zip(ref, new):
+            for ax in (i for i, s in enumerate(r.shape) if s == frames_at):
+                d = (r - p).abs().movedim(ax, 0).reshape(frames_at, -1).amax(dim=1)
+                own = max(own, float(d[t0]))
+                other = max(other, float(torch.cat([d[:t0], d[t0 + 1 :]]).max(), ) if frames_at > 1 else 0.0)
+        return other, own
+
+    try:
+        other, own = effect(*map_aggregate((run.args, run.kwargs), randomised))
+    except Exception:
+        other, own = effect(*real_args())
+    if other > _RELATIVE_EFFECT * max(own, 1e-30):
+        return "temporal", f"no attention followed; changing one frame changes the others (relative effect {other / max(own, 1e-30):.1e})"
+    return "spatial", "no attention followed; changing one frame leaves the others unchanged"
 
 
 def analyse(gm: fx.GraphModule, blocks: list[str], example: torch.Tensor) -> Plan:
@@ -296,7 +456,7 @@ def analyse(gm: fx.GraphModule, blocks: list[str], example: torch.Tensor) -> Pla
     frames = example.shape[1]
     joints = example.shape[2] if example.dim() == 4 else None
     try:
-        facts, block_args, output_shapes = probe(gm, example, blocks, joints)
+        facts, runs, output_shapes = probe(gm, example, blocks, joints)
     except Exception as exc:
         raise InputShapeError(
             f"the model rejects example_input of shape {tuple(example.shape)} (or a batch of two "
@@ -304,13 +464,25 @@ def analyse(gm: fx.GraphModule, blocks: list[str], example: torch.Tensor) -> Pla
             "model accepts."
         ) from exc
 
+    real: dict[str, tuple] = {}
+
+    def real_args(name: str):
+        def get() -> tuple:  # the blocks' real B=1 arguments, computed once and only if needed
+            if not real:
+                _, real_runs, _ = _run_first(gm, example, set(blocks), fake=False)
+                real.update({k: (r.args, r.kwargs) for k, r in real_runs.items()})
+            return real[name]
+        return get
+
     infos: list[BlockInfo] = []
+    notes: list[str] = []
     for n in gm.graph.nodes:
         if n.op != "call_module" or n.target not in blocks:
             continue
-        args, kwargs, outputs = block_args[n.name]
-        kind = classify_block(gm.get_submodule(n.target), n, args, kwargs, outputs, facts)
-        infos.append(BlockInfo(n.target, n.name, kind))
+        kind, why = classify_block(gm.get_submodule(n.target), runs[n.name], facts, real_args(n.name))
+        infos.append(BlockInfo(n.target, n.name, kind, why=why))
+        if why.startswith("no attention followed"):
+            notes.append(f"{n.target}: {kind} by perturbation ({why.split('; ', 1)[1]})")
 
     _assign_levels(gm.graph, infos)
     levels = max((b.level for b in infos), default=0)
@@ -321,7 +493,7 @@ def analyse(gm: fx.GraphModule, blocks: list[str], example: torch.Tensor) -> Pla
         if a.name in facts and facts[a.name].carries_frames and None not in facts[a.name].axes
     ]
     dep = _data_dependence(gm.graph)
-    return Plan(tuple(example.shape), frames, joints, infos, levels, out_layouts, output_shapes, facts, dep)
+    return Plan(tuple(example.shape), frames, joints, infos, levels, out_layouts, output_shapes, facts, dep, notes)
 
 
 def _assign_levels(graph: fx.Graph, infos: list[BlockInfo]) -> None:

@@ -12,7 +12,7 @@ import torch
 import torch.fx as fx
 import torch.nn as nn
 
-from hotpatch.analyse import Plan, analyse
+from hotpatch.analyse import Plan, analyse, fake_tensors, worth_faking
 from hotpatch.errors import (
     AlreadyPatchedError, ConfigError, HotpatchError, InputShapeError, NoTemporalBlocksError, RewriteError, TraceFailure,
 )
@@ -230,7 +230,26 @@ def _tensors(value) -> list[torch.Tensor]:
 
 
 def _check_patched(patched: fx.GraphModule, example: torch.Tensor, reference, cfg: PatchConfig) -> None:
-    """Run the patched graph once; name the failing node if it breaks."""
+    """Run the patched graph once; name the failing node if it breaks.
+
+    The run is on fake tensors (shapes only, no arithmetic) where that is the cheaper; only if
+    that fails is the graph run on real values, which then gives the error its message (or
+    passes, where the fake run failed on an op that needs values)."""
+    out = None
+    if worth_faking(patched, example):
+        try:
+            with torch.no_grad(), fake_tensors() as mode:
+                out = patched(mode.from_tensor(example))
+        except Exception:
+            out = None
+    if out is None:
+        out = _check_real(patched, example)
+    shapes = [tuple(t.shape) for t in _tensors(out)]
+    if cfg.pipeline == "seq2seq" and cfg.recover_frames is None and shapes != reference:
+        raise RewriteError(f"the patched model returns shapes {shapes}, the original {reference}")
+
+
+def _check_real(patched: fx.GraphModule, example: torch.Tensor):
     try:
         with torch.no_grad():
             out = _Tracking(patched).run(example)
@@ -240,9 +259,7 @@ def _check_patched(patched: fx.GraphModule, example: torch.Tensor, reference, cf
             "is probably hidden where hotpatch cannot see it (inside a leaf module or computed "
             "from a constant); pass that module in leaf_modules=[...], or choose another n."
         ) from exc.cause
-    shapes = [tuple(t.shape) for t in _tensors(out)]
-    if cfg.pipeline == "seq2seq" and cfg.recover_frames is None and shapes != reference:
-        raise RewriteError(f"the patched model returns shapes {shapes}, the original {reference}")
+    return out
 
 
 class _NodeFailure(Exception):

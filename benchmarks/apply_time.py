@@ -1,0 +1,83 @@
+"""How long ``hotpatch.apply`` takes, in forwards of the model it patches.
+
+For each recipe at its paper size, in one process: the median of ``--repeats`` batch-1
+forwards of the original model (after one warm-up), then ``hotpatch.apply`` with the recipe's
+paper settings, timed ``--applies`` times. The first apply of a process also pays one-time
+costs (e.g. importing torch's fake-tensor machinery); it is reported separately from the
+median of the later ones. The ratio apply / forward is what the table is for.
+
+    python benchmarks/apply_time.py [--models mixste motionbert-full] [--threads 2] [--repeats 3] [--applies 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import hotpatch  # noqa: E402
+from hotpatch.recipes import get  # noqa: E402
+
+MODELS = {  # name -> (recipe, build overrides)
+    "mixste": ("mixste", {}),
+    "motionbert-full": ("motionbert", {"variant": "full"}),
+    "motionbert-lite": ("motionbert", {"variant": "lite"}),
+    "mhformer": ("mhformer", {}),
+}
+_SETTINGS = ("n", "f", "pipeline", "prune", "recover", "prune_pos_embed")
+
+
+def measure(name: str, repeats: int, applies: int) -> dict[str, float]:
+    recipe, overrides = MODELS[name]
+    module = get(recipe)
+    torch.manual_seed(0)
+    model = module.build(**overrides).eval()
+    d = module.DEFAULTS
+    x = torch.randn(1, d["frames"], d["joints"], d["channels"])
+    settings = {k: d[k] for k in _SETTINGS if k in d}
+    times = []
+    with torch.no_grad():
+        model(x)  # warm-up
+        for _ in range(repeats):
+            start = time.perf_counter()
+            model(x)
+            times.append(time.perf_counter() - start)
+    forward = statistics.median(times)
+    apply_times = []
+    for _ in range(applies):
+        start = time.perf_counter()
+        hotpatch.apply(model, **settings)
+        apply_times.append(time.perf_counter() - start)
+    first, later = apply_times[0], statistics.median(apply_times[1:]) if applies > 1 else float("nan")
+    return {"forward": forward, "first": first, "later": later}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=["mixste", "motionbert-full"], choices=sorted(MODELS))
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3, help="forwards timed per model (median)")
+    parser.add_argument("--applies", type=int, default=2, help="applies timed per model (first, median of the rest)")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__}, {args.threads} threads, batch 1, paper sizes and settings")
+    header = f"{'model':<16} {'forward s':>9} {'apply s (1st)':>13} {'ratio':>6} {'apply s (later)':>15} {'ratio':>6}"
+    print(header)
+    print("-" * len(header))
+    for name in args.models:
+        r = measure(name, args.repeats, args.applies)
+        print(
+            f"{name:<16} {r['forward']:>9.2f} {r['first']:>13.2f} {r['first'] / r['forward']:>6.2f} "
+            f"{r['later']:>15.2f} {r['later'] / r['forward']:>6.2f}",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,295 @@
+"""Temporal blocks are found from where their attention mixes tokens, not from how much."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn as nn
+from einops import rearrange
+from torch._subclasses.fake_tensor import FakeTensor
+
+import hotpatch
+import hotpatch.analyse as analyse
+import vpts
+import vpts_scaled
+from test_recipes import _input, _tiny
+
+S, T, FC = "spatial", "temporal", "frame-channel"
+
+# (kind, level) of every block, computed with the perturbation test of the base commit
+# (105dbd9) before the structural test replaced it: the labels must not change.
+PINNED = {
+    "mixste": [(S, 0), (T, 1), (S, 0), (T, 2), (S, 0), (T, 3), (S, 0), (T, 4)],
+    "motionbert": [(T, 1), (T, 1), (T, 2), (T, 2), (T, 3), (T, 3)],
+    "mhformer": [(FC, 0)] * 4 + [(T, 1), (T, 2), (T, 3)],
+    "poseformer": [(S, 0)] * 3 + [(T, 1), (T, 2), (T, 3)],
+    "encoder_layer": [(T, 1), (T, 2), (T, 3), (T, 4)],
+    "center_frame": [(T, 1), (T, 2), (T, 3), (T, 4)],
+}
+PINNED_RECIPES = {  # tiny builds of tests/test_recipes.py
+    ("mixste", "lite"): [(S, 0), (T, 1), (S, 0), (T, 2)],
+    ("motionbert", "lite"): [(T, 1), (T, 1), (T, 2), (T, 2)],
+    ("motionbert", "full"): [(T, 1), (T, 1), (T, 2), (T, 2)],
+    ("mhformer", "lite"): [(FC, 0)] * 12 + [(T, 1), (T, 2), (T, 3)],
+}
+
+
+def _labels(plan) -> list[tuple[str, int]]:
+    return [(b.kind, b.level) for b in plan.blocks]
+
+
+@pytest.mark.parametrize("name", list(PINNED))
+def test_test_vpts_keep_their_labels(name):
+    model, x = vpts.build(name)
+    plan = hotpatch.prepare(model, example_input=x[:1]).plan
+    assert _labels(plan) == PINNED[name]
+
+
+@pytest.mark.parametrize("name", list(PINNED))
+def test_test_vpts_are_decided_by_structure(name):
+    model, x = vpts.build(name)
+    plan = hotpatch.prepare(model, example_input=x[:1]).plan
+    assert all(b.why for b in plan.blocks)
+    assert not [n for n in plan.notes if "perturbation" in n]
+
+
+@pytest.mark.parametrize("name,variant", list(PINNED_RECIPES))
+def test_recipes_keep_their_labels(name, variant):
+    extra = {"variant": variant} if name == "motionbert" else {}
+    model = _tiny(name, **extra)
+    plan = hotpatch.prepare(model, example_input=_input(name, 27 if name == "mhformer" else 9, batch=1)).plan
+    assert _labels(plan) == PINNED_RECIPES[(name, variant)]
+
+
+def test_the_attention_that_mixes_frames_is_named():
+    plan = _prepared("motionbert").plan
+    # stage_st runs its spatial attention first: the temporal one (attn_t) is the reason
+    assert all("attn_t" in b.why and "frames" in b.why for b in plan.blocks)
+    plan = _prepared("mixste").plan
+    spatial = [b for b in plan.blocks if b.kind == S]
+    assert spatial and all("not frames" in b.why for b in spatial)
+    assert "attends over frames" in str(plan)
+
+
+def _prepared(name):
+    model, x = vpts.build(name)
+    return hotpatch.prepare(model, example_input=x[:1])
+
+
+# ------------------------------------------------------------ residual branches scaled to ~0
+
+
+@pytest.mark.parametrize("name", list(vpts_scaled.ALL))
+def test_scaled_branches_are_found_and_f_equal_F_reproduces_the_original(name, probe_mode):
+    model, x = vpts_scaled.build(name)
+    with torch.no_grad():
+        ref = model(x)
+    patched = hotpatch.apply(model, n=1, f=x.shape[1], recover="linear", example_input=x[:1])
+    assert [b.kind for b in patched.hotpatch_plan.blocks] == vpts_scaled.KINDS[name]
+    with torch.no_grad():
+        out = patched(x)
+    # every frame kept, in order, and linear recovery at integer positions: nothing is
+    # recomputed differently, so the output is bit-identical
+    assert torch.equal(out, ref)
+
+
+@pytest.mark.parametrize("name", list(vpts_scaled.ALL))
+def test_scaled_branches_are_patched_with_fewer_frames(name):
+    model, x = vpts_scaled.build(name)
+    patched = hotpatch.apply(model, n=1, f=9, example_input=x[:1])
+    with torch.no_grad():
+        out = patched(x)
+    assert out.shape == model(x).shape and torch.isfinite(out).all()
+    assert patched.hotpatch_sites.cut_block is not None
+
+
+def test_which_of_two_attentions_mixes_frames_is_recorded():
+    plan = hotpatch.prepare(vpts_scaled.build("layer_scale")[0], example_input=torch.randn(1, 27, 17, 2)).plan
+    assert all("attn_t" in b.why for b in plan.blocks)  # attn_s runs first and is not the reason
+    plan = hotpatch.prepare(vpts_scaled.build("rezero")[0], example_input=torch.randn(1, 27, 17, 2)).plan
+    assert all(b.why.endswith("in temporal attends over frames") for b in plan.blocks)
+
+
+# ------------------------------------------------------------------------- other designs
+
+
+class CrossHalves(nn.Module):
+    """Cross-attention between the two halves of the frame axis (batch-first MHA)."""
+
+    def __init__(self, dim):
+        super().__init__()
+        self.attn = nn.MultiheadAttention(dim, 4, batch_first=True)
+        self.norm = nn.LayerNorm(dim)
+        self.fc1, self.fc2 = nn.Linear(dim, dim), nn.Linear(dim, dim)
+
+    def forward(self, x):  # (B, F, C)
+        half = x.shape[1] // 2
+        past, future = x[:, :half], x[:, half:]
+        h = self.norm(future)
+        future = future + self.attn(h, self.norm(past), self.norm(past), need_weights=False)[0]
+        x = torch.cat([past, future], dim=1)
+        return x + self.fc2(self.fc1(x))
+
+
+class TemporalConvBlock(nn.Module):
+    """Spatial attention over joints plus a depthwise temporal convolution: frames are mixed,
+    but not by an attention."""
+
+    def __init__(self, dim, frames):
+        super().__init__()
+        self.attn = vpts.Attention(dim, 4)
+        self.tconv = nn.Conv1d(dim, dim, kernel_size=3, padding=1, groups=dim)
+        self.fc1, self.fc2 = nn.Linear(dim, dim), nn.Linear(dim, dim)
+        self.frames = frames
+
+    def forward(self, x):  # (B·F, J, C)
+        x = x + self.attn(x)
+        t = rearrange(x, "(b f) j c -> (b j) c f", f=self.frames)
+        t = self.tconv(t)
+        x = x + rearrange(t, "(b j) c f -> (b f) j c", j=x.shape[1])
+        return x + self.fc2(self.fc1(x))
+
+
+class FourierBlock(nn.Module):
+    """Mixes tokens with an FFT (no attention, no rule for the op): decided by perturbation."""
+
+    def __init__(self, dim, axis):
+        super().__init__()
+        self.axis = axis
+        self.fc1, self.fc2, self.fc3, self.fc4 = (nn.Linear(dim, dim) for _ in range(4))
+
+    def forward(self, x):  # (B, F, J, C); mixes along self.axis
+        n = x.shape[self.axis]
+        x = x + torch.fft.irfft(torch.fft.rfft(self.fc1(x), dim=self.axis), n=n, dim=self.axis)
+        return x + self.fc4(self.fc3(self.fc2(x)))
+
+
+class Stack(nn.Module):
+    def __init__(self, blocks, layout):
+        super().__init__()
+        self.embed = nn.Linear(2, 16)
+        self.blocks = nn.ModuleList(blocks)
+        self.layout = layout
+        self.head = nn.Linear(16, 3)
+
+    def forward(self, x):
+        b, f, j, c = x.shape
+        x = self.embed(x)
+        if self.layout == "b f c":
+            x = rearrange(x, "b f j c -> (b j) f c")
+        elif self.layout == "(b f) j c":
+            x = rearrange(x, "b f j c -> (b f) j c")
+        for blk in self.blocks:
+            x = blk(x)
+        if self.layout == "b f c":
+            x = rearrange(x, "(b j) f c -> b f j c", j=j)
+        elif self.layout == "(b f) j c":
+            x = rearrange(x, "(b f) j c -> b f j c", f=f)
+        return self.head(x)
+
+
+def _plan(model):
+    torch.manual_seed(0)
+    return hotpatch.prepare(model.eval(), example_input=torch.randn(1, 12, 17, 2)).plan
+
+
+def test_cross_attention_between_parts_of_the_frame_axis_is_temporal():
+    plan = _plan(Stack([CrossHalves(16) for _ in range(2)], "b f c"))
+    assert [b.kind for b in plan.blocks] == [T, T]
+    assert all("multi_head_attention" in b.why or "scaled_dot_product" in b.why or "softmax" in b.why for b in plan.blocks)
+
+
+def test_a_temporal_convolution_mixes_frames_without_attention():
+    plan = _plan(Stack([TemporalConvBlock(16, 12) for _ in range(2)], "(b f) j c"))
+    assert [b.kind for b in plan.blocks] == [T, T]
+    assert all("convolution in tconv mixes frames" in b.why for b in plan.blocks)
+
+
+def test_blocks_without_followable_attention_fall_back_to_perturbation():
+    plan = _plan(Stack([FourierBlock(16, axis=2), FourierBlock(16, axis=1), FourierBlock(16, axis=2)], "b f j c"))
+    assert [b.kind for b in plan.blocks] == [S, T, S]
+    notes = [n for n in plan.notes if "by perturbation" in n]
+    assert len(notes) == 3 and notes[1].startswith("blocks.1: temporal by perturbation")
+
+
+# ------------------------------------------------------------------- cost of the analysis
+
+
+@pytest.fixture(params=["fake", "real"])
+def probe_mode(request, monkeypatch):
+    """Probe and check on fake tensors (as for paper-size models) or on real ones (as for tiny ones)."""
+    monkeypatch.setattr(analyse, "FAKE_ABOVE", 0 if request.param == "fake" else float("inf"))
+    return request.param
+
+
+def _summary(plan):
+    facts = {k: (f.kind, f.shape, f.axes, f.count) for k, f in plan.facts.items()}
+    return [(b.name, b.kind, b.level, b.why) for b in plan.blocks], facts, plan.output_shapes, plan.notes
+
+
+@pytest.mark.parametrize("name", list(vpts.ALL) + ["scaled:" + n for n in vpts_scaled.ALL])
+def test_fake_and_real_probes_give_the_same_plan(name, monkeypatch):
+    model, x = vpts_scaled.build(name[7:]) if name.startswith("scaled:") else vpts.build(name)
+    plans = []
+    for above in (0, float("inf")):
+        monkeypatch.setattr(analyse, "FAKE_ABOVE", above)
+        plans.append(_summary(hotpatch.prepare(model, example_input=x[:1]).plan))
+    assert plans[0] == plans[1]
+
+
+def test_paper_size_models_are_probed_on_fake_tensors():
+    from hotpatch.recipes import mixste
+
+    assert analyse.worth_faking(mixste.build(), torch.zeros(1, 243, 17, 2))
+    assert not analyse.worth_faking(vpts.build("mixste")[0], torch.zeros(1, 27, 17, 2))
+
+
+def test_prepare_runs_no_block_on_real_values(probe_mode):
+    if probe_mode == "real":
+        pytest.skip("tiny models are probed on real values")
+    model, x = vpts.build("mixste")
+    real_calls = []
+
+    def count(module, args):
+        if not any(isinstance(a, FakeTensor) for a in args):
+            real_calls.append(module)
+
+    handles = [blk.register_forward_pre_hook(count) for blk in [*model.STEblocks, *model.TTEblocks]]
+    try:
+        hotpatch.prepare(model, example_input=x[:1], inplace=True)
+    finally:
+        for h in handles:
+            h.remove()
+    assert real_calls == []
+
+
+class NeedsValues(nn.Module):
+    """Spatial and temporal blocks; scales its input by a value read with ``.item()``, so
+    shapes alone cannot run it."""
+
+    def __init__(self, frames=27, joints=17, dim=16):
+        super().__init__()
+        self.embed = nn.Linear(2, dim)
+        self.pos = nn.Parameter(torch.randn(1, frames, 1, dim) * 0.02)
+        self.spatial = nn.ModuleList([vpts.Block(dim, 4) for _ in range(2)])
+        self.temporal = nn.ModuleList([vpts.Block(dim, 4) for _ in range(2)])
+        self.head = nn.Linear(dim, 3)
+
+    def forward(self, x):
+        b, f, j, c = x.shape
+        x = x / (x.abs().max().item() + 1.0)
+        x = self.embed(x) + self.pos
+        for s, t in zip(self.spatial, self.temporal):
+            x = rearrange(s(rearrange(x, "b f j c -> (b f) j c")), "(b f) j c -> (b j) f c", f=f)
+            x = rearrange(t(x), "(b j) f c -> b f j c", j=j)
+        return self.head(x)
+
+
+def test_a_model_that_reads_values_is_probed_on_real_values(probe_mode):
+    torch.manual_seed(0)
+    model = NeedsValues().eval()
+    x = torch.randn(2, 27, 17, 2)
+    patched = hotpatch.apply(model, n=1, f=27, recover="linear", example_input=x[:1])
+    assert _labels(patched.hotpatch_plan) == [(S, 0), (T, 1), (S, 0), (T, 2)]
+    with torch.no_grad():
+        assert torch.equal(patched(x), model(x))
