@@ -27,7 +27,8 @@ import torch.fx as fx
 import torch.nn as nn
 from torch.fx.node import map_arg
 
-from hotpatch.analyse import _NORMS, NodeFacts, Plan
+from hotpatch import rewrite_layers as layers
+from hotpatch.analyse import _NORMS, NodeFacts, Plan, _axis_atoms, _batch_order
 from hotpatch.errors import AmbiguousFrameAxisError, HotpatchError, RewriteError
 from hotpatch.layout import Layout, gather_frames
 from hotpatch.prune import PRUNERS, TPC, FramePruner, pool_tokens
@@ -361,6 +362,16 @@ class _Surgery:
         self.pruned: set[fx.Node] = set()
         self.index: fx.Node | None = None
         self.post_frames = cfg.recover_frames or cfg.frames
+        self.orig_args = {n: n.args for n in self.nodes}  # before inputs are replaced by pruned ones
+        self.kept: fx.Node | None = None  # the index as set into the KeptFrames holder
+
+    def note(self, text: str) -> None:
+        self.sites.notes.append(text)
+
+    def arg_fact(self, u: fx.Node, i: int) -> NodeFacts | None:
+        """Facts of ``u``'s i-th original argument (pruned replacements have none)."""
+        args = self.orig_args.get(u, u.args)
+        return self.fact(args[i]) if i < len(args) else None
 
     # -- helpers
     def fact(self, n: Any) -> NodeFacts | None:
@@ -402,8 +413,10 @@ class _Surgery:
 
     # -- steps
     def run(self) -> fx.GraphModule:
+        block_layers = self.probe_block_layers()
         self.guard_input()
         self.insert_pruner()
+        self.swap_block_layers(block_layers)
         self.mark_pruned()
         self.fix_pruned_inputs()
         if self.sites.recover is not None:
@@ -455,6 +468,8 @@ class _Surgery:
     def fix_pruned_inputs(self) -> None:
         gathered: dict[fx.Node, fx.Node] = {}
         for u in [n for n in self.nodes if n in self.pruned]:
+            self.frame_sized_call(u)
+            self.clamp_topk(u)
             for a in list(u.all_input_nodes):
                 if a in self.pruned or a is self.index:
                     continue
@@ -482,7 +497,149 @@ class _Surgery:
             scaled = self.graph.call_function(rescale_count, (count, old, new))
         user.replace_input_with(count, scaled)
 
+    # -- frame-sized layers (hotpatch.rewrite_layers)
+    def probe_block_layers(self) -> list[tuple[str, nn.Module, tuple, tuple]]:
+        """Frame-sized layers inside the opaque blocks after the cut, with the axes of their
+        input and output read from two probes (B=1, B=2) of the unpatched graph."""
+        frames = self.cfg.frames
+        after = {b.name for b in self.plan.blocks if self.pos[self._node(b.node)] >= self.sites.cut}
+        found = {
+            f"{b}.{sub}": m
+            for b in sorted(after)
+            for sub, m in self.gm.get_submodule(b).named_modules()
+            if sub and (sizes := layers.feature_sizes(m)) is not None and frames in sizes[1:]
+        }
+        if not found:
+            return []
+        runs: list[dict[str, tuple]] = []
+
+        def hook(name):
+            def record(_m, args, out):
+                if name not in runs[-1] and args and isinstance(args[0], torch.Tensor) and isinstance(out, torch.Tensor):
+                    runs[-1][name] = (args[0].detach().clone(), out.detach().clone())
+            return record
+
+        handles = [m.register_forward_hook(hook(name)) for name, m in found.items()]
+        x = torch.randn(self.plan.input_shape, generator=torch.Generator().manual_seed(0))
+        try:
+            with torch.no_grad():
+                for probe in (x, torch.cat([x, x])):
+                    runs.append({})
+                    self.gm(probe)
+        finally:
+            for h in handles:
+                h.remove()
+        return [
+            (name, m, self._axes(runs[0][name][0], runs[1][name][0]), self._axes(runs[0][name][1], runs[1][name][1]))
+            for name, m in found.items() if name in runs[0] and name in runs[1]
+        ]
+
+    def _axes(self, t1: torch.Tensor, t2: torch.Tensor) -> tuple:
+        if t1.dim() != t2.dim():
+            return ()
+        axes = []
+        for i, (s1, s2) in enumerate(zip(t1.shape, t2.shape)):
+            order = _batch_order(t2, i, s1) if s2 == 2 * s1 and s1 > 1 else None
+            axes.append(_axis_atoms(s1, s2, order, self.cfg.frames, self.plan.joints))
+        return tuple(axes)
+
+    def _node(self, name: str) -> fx.Node:
+        return next(n for n in self.nodes if n.name == name)
+
+    def swap_block_layers(self, found: list[tuple[str, nn.Module, tuple, tuple]]) -> None:
+        """Layers inside blocks read the kept index from a holder the graph sets after the cut."""
+        holder = None
+        for name, m, in_axes, out_axes in found:
+            roles = layers.frame_roles(m, in_axes, out_axes, self.cfg.frames)
+            if roles is None:
+                continue
+            layout = self._layer_layout(name, m, in_axes)
+            if holder is None:
+                holder = layers.KeptFrames()
+                holder_name = self.add_module("hotpatch_kept", holder)
+                with self.graph.inserting_after(self.index):
+                    self.kept = self.graph.call_module(holder_name, (self.index,))
+                self.index.replace_all_uses_with(self.kept, delete_user_cb=lambda u: u is not self.kept)
+                self.index = self.kept
+            layers.swap(self.gm, name, layout, self.cfg.frames, roles, holder)
+            self.note(layers.describe(name, m, roles, "inside a block:"))
+
+    def _layer_layout(self, name: str, m: nn.Module, in_axes: tuple) -> Layout:
+        layout = layers.input_layout(in_axes, m, self.plan.joints)
+        if layout is None:
+            raise RewriteError(
+                f"`{name}` ({type(m).__name__}) has frames as its features after the cut, but its input "
+                f"axes {in_axes} have no batch axis hotpatch can separate (or frames twice), so its "
+                "weights cannot be gathered per sample. Choose n so that the cut comes after it."
+            )
+        return layout
+
+    def frame_sized_call(self, u: fx.Node) -> None:
+        """A graph-level call of a frame-sized layer: swap it and pass the kept index."""
+        if u.op != "call_module" or not u.args:
+            return
+        m = self.gm.get_submodule(u.target)
+        fin, fout = self.arg_fact(u, 0), self.fact(u)
+        if fin is None or fout is None or fin.kind != "tensor" or fout.kind != "tensor":
+            return
+        roles = layers.frame_roles(m, fin.axes, fout.axes, self.cfg.frames)
+        if roles is None:
+            return
+        layout = self._layer_layout(u.target, m, fin.axes)
+        if not isinstance(m, layers._FrameSized):
+            layers.swap(self.gm, u.target, layout, self.cfg.frames, roles)
+        u.args = (*u.args, self.index)
+        self.note(layers.describe(u.target, m, roles, "layer"))
+
+    def clamp_topk(self, u: fx.Node) -> None:
+        """``x.topk(k, dim=<frames>)`` with a literal k larger than the kept frames: k = f."""
+        is_topk = (u.op == "call_method" and u.target == "topk") or (u.op == "call_function" and u.target is torch.topk)
+        if not is_topk:
+            return
+        fx_ = self.arg_fact(u, 0)
+        if fx_ is None or not fx_.axes:
+            return
+        args = list(u.args)
+        k = args[1] if len(args) > 1 else u.kwargs.get("k")
+        dim = args[2] if len(args) > 2 else u.kwargs.get("dim", -1)
+        if type(k) is not int or type(dim) is not int or "F" not in (fx_.axes[dim] or ()):
+            return
+        if fx_.axes[dim] != ("F",):
+            return
+        if k > self.cfg.f:
+            if len(args) > 1:
+                args[1] = self.cfg.f
+                u.args = tuple(args)
+            else:
+                u.kwargs = {**u.kwargs, "k": self.cfg.f}
+            self.note(f"`{u.name}`: top-k over frames, k={k} clamped to the f={self.cfg.f} kept frames")
+
+    def gather_matmul(self, u: fx.Node, const: fx.Node) -> bool:
+        """``A @ x`` / ``x @ A`` with an (F, F) constant: gather A's rows and columns."""
+        is_mm = (u.op == "call_function" and u.target in (operator.matmul, torch.matmul)) or (
+            u.op == "call_method" and u.target == "matmul"
+        )
+        fc = self.fact(const)
+        frames = self.cfg.frames
+        if not is_mm or len(u.args) != 2 or fc is None or len(fc.shape) < 2:
+            return False
+        if fc.shape[-2:] != (frames, frames) or any(s != 1 for s in fc.shape[:-2]):
+            return False
+        const_first = u.args[0] is const
+        other = self.arg_fact(u, 1 if const_first else 0)
+        layout = layers.matmul_layout(other.axes, const_first, self.plan.joints) if other and other.axes else None
+        if layout is None:
+            return False
+        x = u.args[1] if const_first else u.args[0]
+        name = self.add_module("hotpatch_matmul", layers.FrameMatmul(layout, const_first))
+        u.op, u.target, u.args, u.kwargs = "call_module", name, (const, x, self.index), {}
+        self.note(f"`{const.name}` ({frames}, {frames}) in `{'A @ x' if const_first else 'x @ A'}`: rows and "
+                  "columns gathered per sample by the kept frames")
+        return True
+
     def gather_constant(self, u: fx.Node, const: fx.Node) -> None:
+        if self.gather_matmul(u, const):
+            return
         elementwise = (u.op == "call_function" and u.target in _ELEMENTWISE_FUNCS) or (
             u.op == "call_method" and u.target in _ELEMENTWISE_METHODS
         )

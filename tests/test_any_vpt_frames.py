@@ -1,0 +1,196 @@
+"""hotpatch.apply on VPTs that use the frame count beyond sizes (tests/vpts_frames.py):
+frame-sized layers (BatchNorm1d(F), Linear(F, F), Conv1d(F, F, 1), (F, F) adjacency) and
+top-k over frames, at graph level and inside opaque blocks."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import torch.nn as nn
+
+import hotpatch
+import vpts_frames
+from hotpatch.layout import Layout
+from hotpatch.rewrite_layers import FrameBatchNorm1d, FrameLinear, FrameMatmul, swap
+
+MODELS = list(vpts_frames.ALL)
+F, N, KEEP = 27, 1, 9
+
+
+def patch(name: str, **kw):
+    model, x = vpts_frames.build(name)
+    kw.setdefault("n", N)
+    kw.setdefault("f", KEEP)
+    return model, x, hotpatch.apply(model, example_input=x[:1], **kw)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_shape_finite_and_original_untouched(name):
+    model, x = vpts_frames.build(name)
+    with torch.no_grad():
+        before = model(x)
+    state = copy.deepcopy(model.state_dict())
+    classes = [type(m) for m in model.modules()]
+    patched = hotpatch.apply(model, n=N, f=KEEP, example_input=x[:1])
+    with torch.no_grad():
+        out = patched(x)
+        after = model(x)
+    assert out.shape == before.shape
+    assert torch.isfinite(out).all()
+    assert torch.equal(after, before)
+    assert [type(m) for m in model.modules()] == classes
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in state.items())
+    assert set(patched.state_dict()) - set(state) == {k for k in patched.state_dict() if k.startswith("hotpatch")}
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_blocks_after_the_cut_see_f_tokens(name):
+    model, x, patched = patch(name)
+    plan = patched.hotpatch_plan
+    seen = {}
+    hooks = [
+        patched.get_submodule(b.name).register_forward_hook(lambda m, a, o, name=b.name: seen.__setitem__(name, a[0].shape[1]))
+        for b in plan.blocks
+    ]
+    with torch.no_grad():
+        patched(x)
+    for h in hooks:
+        h.remove()
+    names = [b.name for b in plan.blocks]
+    after = names[names.index(patched.hotpatch_sites.cut_block):]
+    assert len(after) == len(names) - N
+    assert all(seen[b] == (KEEP if b in after else F) for b in names), seen
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_gradients_reach_every_original_parameter(name):
+    model, x, patched = patch(name)
+    patched.train()
+    patched(x).square().mean().backward()
+    grads = {k: p.grad for k, p in patched.named_parameters()}
+    missing = [k for k, _ in model.named_parameters() if grads.get(k) is None]
+    assert not missing, missing
+
+
+@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("recover", ["nearest", "linear"])
+def test_all_frames_kept_reproduces_original(name, recover):
+    model, x = vpts_frames.build(name)
+    patched = hotpatch.apply(model, n=N, f=F, recover=recover, example_input=x[:1])
+    with torch.no_grad():
+        assert torch.equal(patched(x), model(x))
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_all_frames_kept_reproduces_original_training_step(name):
+    """Train mode at f = F: same output and the same running statistics after one step."""
+    model, x = vpts_frames.build(name)
+    patched = hotpatch.apply(model, n=N, f=F, recover="nearest", example_input=x[:1])
+    ref_model = copy.deepcopy(model).train()
+    patched.train()
+    torch.testing.assert_close(patched(x), ref_model(x), atol=1e-5, rtol=0)
+    for k, v in ref_model.state_dict().items():
+        torch.testing.assert_close(patched.state_dict()[k], v, atol=1e-6, rtol=0)
+
+
+def test_plan_records_every_gathered_layer():
+    _, _, graph = patch("graphformer")
+    notes = "\n".join(graph.hotpatch_plan.notes)
+    # the cut is before blocks.1: gcns.1..3 run after it, gcns.0 before
+    for i in (1, 2, 3):
+        assert f"`gcns.{i}.bn` (BatchNorm1d" in notes and f"gcns_{i}_adj` (27, 27) in `A @ x`" in notes
+    assert "gcns.0" not in notes and "gcns_0" not in notes
+    assert notes.count("k=12 clamped to the f=9 kept frames") == 3
+    _, _, mixer = patch("mixerformer")
+    notes = "\n".join(mixer.hotpatch_plan.notes)
+    assert "inside a block: `layers.2.token_mlp.fc1` (Linear, frames as features): input columns" in notes
+    assert "`layers.2.token_mlp.fc2` (Linear, frames as features): output rows" in notes
+    assert "`layers.1.tconv` (Conv1d, frames as features): rows and columns" in notes
+    assert "layers.0." not in notes
+    assert isinstance(mixer.get_submodule("layers.1.tbn"), FrameBatchNorm1d)
+    assert type(mixer.get_submodule("layers.0.token_mlp.fc1")) is nn.Linear  # before the cut: untouched
+
+
+def test_topk_smaller_than_f_is_not_clamped():
+    model, x = vpts_frames.build("graphformer")
+    model.num_key = 5
+    patched = hotpatch.apply(model, n=N, f=KEEP, example_input=x[:1])
+    assert not any("clamped" in line for line in patched.hotpatch_plan.notes)
+
+
+def _kept_index(patched, x):
+    out = []
+    patched.hotpatch_prune.register_forward_hook(lambda m, a, o: out.append(o[-1]))
+    with torch.no_grad():
+        patched(x)
+    return out[0]
+
+
+def test_gathered_batchnorm_running_stats_update_only_seen_frames():
+    model, x, patched = patch("graphformer")
+    bn = patched.gcns[2].bn
+    before_mean, before_var = bn.running_mean.clone(), bn.running_var.clone()
+    patched.train()
+    index = _kept_index(patched, x)  # the kept frames of this training step
+    seen = torch.zeros(F, dtype=torch.bool)
+    seen[index.flatten()] = True
+    assert not seen.all()
+    assert torch.equal(bn.running_mean[~seen], before_mean[~seen])
+    assert torch.equal(bn.running_var[~seen], before_var[~seen])
+    assert (bn.running_mean[seen] != before_mean[seen]).all()
+    assert int(bn.num_batches_tracked) == 1
+    assert torch.equal(model.gcns[2].bn.running_mean, before_mean)  # the original is not touched
+
+
+# ------------------------------------------------------------- each gathered op, by hand
+
+
+def _index(b=2, f=4):
+    return torch.stack([torch.randperm(F, generator=torch.Generator().manual_seed(i))[:f].sort().values for i in range(b)])
+
+
+def test_batchnorm_eval_equals_the_original_on_the_kept_frames():
+    bn = nn.BatchNorm1d(F).eval()
+    vpts_frames._as_trained(bn)
+    full = torch.randn(2, F, 8)
+    index = _index()
+    kept = torch.stack([full[s, index[s]] for s in range(2)])
+    ref = bn(full)
+    gathered = swap(nn.ModuleDict({"bn": copy.deepcopy(bn)}), "bn", Layout((("B",), ("F",), (8,))), F, (True, True))
+    assert gathered is not None
+    out = gathered(kept, index)
+    torch.testing.assert_close(out, torch.stack([ref[s, index[s]] for s in range(2)]), atol=1e-6, rtol=0)
+
+
+def test_linear_over_frames_equals_the_original_on_zero_filled_frames():
+    """Linear(F, F) on kept frames = the original on a clip whose dropped frames are zero,
+    read at the kept frames: rows and columns of the weight both follow the kept index."""
+    root = nn.ModuleDict({"mix": nn.Linear(F, F)})
+    lin = copy.deepcopy(root.mix)
+    frame_lin = swap(root, "mix", Layout((("B",), (5,), ("F",))), F, (True, True))
+    assert isinstance(frame_lin, FrameLinear) and frame_lin.weight is root.mix.weight
+    index = _index()
+    kept = torch.randn(2, 5, 4)
+    full = torch.zeros(2, 5, F)
+    for s in range(2):
+        full[s][:, index[s]] = kept[s]
+    ref = lin(full)
+    expected = torch.stack([ref[s][:, index[s]] for s in range(2)])
+    torch.testing.assert_close(frame_lin(kept, index), expected, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("const_first", [True, False])
+def test_matmul_with_frame_matrix_gathers_rows_and_columns(const_first):
+    a = torch.randn(F, F)
+    index = _index()
+    if const_first:
+        kept, layout = torch.randn(2, 4, 3), Layout((("B",), ("F",), (3,)))
+    else:
+        kept, layout = torch.randn(2, 3, 4), Layout((("B",), (3,), ("F",)))
+    mm = FrameMatmul(layout, const_first)
+    out = mm(a, kept, index)
+    for s in range(2):
+        sub = a[index[s]][:, index[s]]
+        torch.testing.assert_close(out[s], sub @ kept[s] if const_first else kept[s] @ sub, atol=1e-6, rtol=0)
