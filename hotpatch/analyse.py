@@ -23,6 +23,7 @@ from hotpatch.errors import (
     InputShapeError,
 )
 from hotpatch.layout import Axis, Layout
+from hotpatch.rewrite_stages import Reduction, find_reductions
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +41,16 @@ class NodeFacts:
     axes: tuple[Axis | None, ...] | None = None
     count: str | None = None  # "F" or "BF" for int nodes carrying the frame count
     data_dependent: bool = False
+    reduced: dict[int, int] = field(default_factory=dict)  # axis -> length, after a strided stage
 
     @property
     def frame_axes(self) -> list[int]:
         return [i for i, a in enumerate(self.axes or ()) if a is not None and "F" in a]
+
+    @property
+    def time_axes(self) -> list[int]:
+        """Frame axes and reduced-length axes (after strided stages, see rewrite_stages)."""
+        return self.frame_axes + sorted(self.reduced)
 
     @property
     def carries_frames(self) -> bool:
@@ -78,6 +85,7 @@ class Plan:
     facts: dict[str, NodeFacts] = field(default_factory=dict, repr=False)
     data_dependent: dict[str, bool] = field(default_factory=dict, repr=False)
     notes: list[str] = field(default_factory=list)  # every decision taken, one line each
+    reductions: list[Reduction] = field(default_factory=list)  # strided stages F -> F/s ...
 
     def note(self, text: str) -> None:
         """Record a decision (what was kept opaque, gathered, sliced, clamped ...)."""
@@ -245,7 +253,7 @@ def classify_block(
     (MHFormer's first stage); ``static``: no input carries frames.
     """
     def frame_fact(a: Any) -> NodeFacts | None:
-        if isinstance(a, fx.Node) and a.name in facts and facts[a.name].carries_frames:
+        if isinstance(a, fx.Node) and a.name in facts and facts[a.name].kind == "tensor" and facts[a.name].time_axes:
             return facts[a.name]
         return None
 
@@ -254,17 +262,17 @@ def classify_block(
     carried = list(pos.values()) + list(kws.values())
     if not carried:
         return "static"
-    if all(ax == len(f.shape) - 1 for f in carried for ax in f.frame_axes):
+    if all(ax == len(f.shape) - 1 for f in carried for ax in f.time_axes):
         return "frame-channel"
     first = carried[0]
-    frames_at = first.shape[first.frame_axes[0]]
+    frames_at = first.shape[first.time_axes[0]]
     t0 = frames_at // 2
 
     gen = torch.Generator().manual_seed(0)
 
     def bump(v: torch.Tensor, f: NodeFacts) -> torch.Tensor:
         v = v.clone()
-        frame = v.select(f.frame_axes[0], t0)
+        frame = v.select(f.time_axes[0], t0)
         noise = torch.randn(frame.shape, generator=gen).to(v)
         frame.add_(noise * (1.0 + v.abs().mean()))
         return v
@@ -297,6 +305,7 @@ def analyse(gm: fx.GraphModule, blocks: list[str], example: torch.Tensor) -> Pla
             "model accepts."
         ) from exc
 
+    reductions = find_reductions(gm, facts, frames, joints)
     infos: list[BlockInfo] = []
     for n in gm.graph.nodes:
         if n.op != "call_module" or n.target not in blocks:
@@ -314,7 +323,11 @@ def analyse(gm: fx.GraphModule, blocks: list[str], example: torch.Tensor) -> Pla
         if a.name in facts and facts[a.name].carries_frames and None not in facts[a.name].axes
     ]
     dep = _data_dependence(gm.graph)
-    return Plan(tuple(example.shape), frames, joints, infos, levels, out_layouts, output_shapes, facts, dep)
+    plan = Plan(tuple(example.shape), frames, joints, infos, levels, out_layouts, output_shapes, facts, dep)
+    plan.reductions = reductions
+    for r in reductions:
+        plan.note(f"strided stage {r.describe()}: later axes of length {r.length_out} are reduced frame axes")
+    return plan
 
 
 def _assign_levels(graph: fx.Graph, infos: list[BlockInfo]) -> None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import operator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import einops
@@ -28,6 +28,7 @@ import torch.nn as nn
 from torch.fx.node import map_arg
 
 from hotpatch import rewrite_layers as layers
+from hotpatch import rewrite_stages as stages
 from hotpatch.analyse import _NORMS, NodeFacts, Plan, _axis_atoms, _batch_order
 from hotpatch.errors import AmbiguousFrameAxisError, HotpatchError, RewriteError
 from hotpatch.layout import Layout, gather_frames
@@ -413,6 +414,7 @@ class _Surgery:
 
     # -- steps
     def run(self) -> fx.GraphModule:
+        self.check_strides()
         block_layers = self.probe_block_layers()
         self.guard_input()
         self.insert_pruner()
@@ -488,7 +490,10 @@ class _Surgery:
                     u.replace_input_with(a, gathered[a])
                 elif fa.carries_frames:
                     self.gather_constant(u, a)
+                elif fa.kind == "tensor" and not fa.data_dependent:
+                    self.slice_reduced_constant(u, a)
             self.replace_literals(u, self.cfg.f)
+            self.replace_reduced_literals(u)
 
     def replace_count(self, user: fx.Node, count: fx.Node, old: int, new: int) -> None:
         if old == new:
@@ -496,6 +501,100 @@ class _Surgery:
         with self.graph.inserting_before(user):
             scaled = self.graph.call_function(rescale_count, (count, old, new))
         user.replace_input_with(count, scaled)
+
+    # -- strided stages (hotpatch.rewrite_stages)
+    def stages_after_cut(self) -> list[stages.Reduction]:
+        return [r for r in self.plan.reductions if self.pos[self._node(r.node)] >= self.sites.cut]
+
+    def check_strides(self) -> None:
+        """f must fit the strided stages after the cut; reduced lengths follow from f."""
+        self.refuse_reduced_cut(self.nodes[self.sites.cut])
+        after = self.stages_after_cut()
+        stages.check_frames_fit(after, self.cfg.frames, self.cfg.f)
+        self.lengths = stages.new_lengths(after, self.cfg.frames, self.cfg.f)
+        for r in after:
+            self.note(f"strided stage {r.describe()} after the cut: {self.lengths[r.length_in]} -> "
+                      f"{self.lengths[r.length_out]} tokens")
+
+    def refuse_reduced_cut(self, cut: fx.Node) -> None:
+        before = [r for r in self.plan.reductions if self.pos[self._node(r.node)] < self.sites.cut]
+        if not before:
+            return
+        pos = {n.name: i for i, n in enumerate(self.nodes)}
+        first = pos[before[0].node]
+        ok = max((b.level for b in self.plan.temporal_blocks if pos[b.node] < first), default=0)
+        fix = f"choose n <= {ok - 1} so that the cut comes before it" if ok > 1 else "no n prunes before it"
+        raise RewriteError(
+            f"the cut before `{cut.target}` falls after the strided stage {before[0].describe()}; "
+            f"hotpatch prunes full-length frames only: {fix}."
+        )
+
+    def slice_reduced_constant(self, u: fx.Node, const: fx.Node) -> None:
+        """A constant next to a reduced-length tensor (a (1, F/3, C) stage embedding) is
+        sliced to the new reduced length: its rows are positions of the stage, not frames."""
+        elementwise = (u.op == "call_function" and u.target in _ELEMENTWISE_FUNCS) or (
+            u.op == "call_method" and u.target in _ELEMENTWISE_METHODS
+        )
+        if not elementwise:
+            return
+        fc = self.fact(const)
+        for i, a in enumerate(self.orig_args.get(u, u.args)):
+            fa = self.fact(a)
+            if a is const or fa is None or len(fa.reduced) != 1 or not fa.shape:
+                continue
+            (axis, length), = fa.reduced.items()
+            caxis = axis - (len(fa.shape) - len(fc.shape))
+            new = self.lengths.get(length)
+            if caxis < 0 or fc.shape[caxis] != length or new is None or new == length:
+                return
+            with self.graph.inserting_before(u):
+                sliced = self.graph.call_function(torch.narrow, (const, caxis, 0, new))
+            u.replace_input_with(const, sliced)
+            self.note(f"`{const.name}` {tuple(fc.shape)} indexed by positions of the length-{length} stage: "
+                      f"sliced to its first {new} (the stage's length with f={self.cfg.f})")
+            return
+
+    def replace_reduced_literals(self, u: fx.Node) -> None:
+        """Int literals equal to a reduced length in the sizes of a view/reshape that makes it."""
+        f = self.fact(u)
+        if f is None or f.kind != "tensor" or not f.reduced or not getattr(self, "lengths", None):
+            return
+        if not ((u.op == "call_method" and u.target in _SIZE_METHODS) or (u.op == "call_function" and u.target is torch.reshape)):
+            return
+        sizes = list(u.args[1:])
+        packed = len(sizes) == 1 and isinstance(sizes[0], (tuple, list))
+        if packed:
+            sizes = list(sizes[0])
+        changed = False
+        for axis, length in f.reduced.items():
+            new = self.lengths.get(length)
+            if axis < len(sizes) and type(sizes[axis]) is int and sizes[axis] == length and new not in (None, length):
+                sizes[axis], changed = new, True
+        if changed:
+            u.args = (u.args[0], tuple(sizes)) if packed else (u.args[0], *sizes)
+
+    def recover_reduced(self, e: fx.Node, fe: NodeFacts, insert_at: fx.Node) -> fx.Node:
+        """Recover a reduced-length tensor leaving the pruned region to its original length."""
+        (axis, length), = fe.reduced.items()
+        new = self.lengths.get(length, length)
+        axes = list(fe.axes)
+        axes[axis] = tuple("F" if a == length else a for a in axes[axis])
+        lay = Layout(tuple(axes), self.plan.joints)
+        dim = lay.to_canonical(torch.empty(fe.shape), length).shape[-1]
+        sub = replace(self.cfg, frames=length, recover_frames=None)
+        recoverer = make_recoverer(sub, dim, find_heads(self.gm, self.plan, dim))
+        stride = stages.total_stride(self.plan.reductions, self.cfg.frames, length)
+        idx_name = self.add_module("hotpatch_reduced_index", stages.ReducedIndex(stride, length, new))
+        name = self.add_module("hotpatch_recover", RecoverAt(recoverer, lay, length))
+        with self.graph.inserting_after(insert_at):
+            positions = self.graph.call_module(idx_name, (self.index,))
+        with self.graph.inserting_after(positions):
+            rec = self.graph.call_module(name, (e, positions))
+        for u in [u for u in e.users if self.is_post(u)]:
+            u.replace_input_with(e, rec)
+        self.note(f"`{e.name}` leaves the pruned region with {new} tokens of the length-{length} stage: "
+                  f"recovered to {length} (token i at the reduced position of its window's middle kept frame)")
+        return rec
 
     # -- frame-sized layers (hotpatch.rewrite_layers)
     def probe_block_layers(self) -> list[tuple[str, nn.Module, tuple, tuple]]:
@@ -695,6 +794,9 @@ class _Surgery:
                 if fe.count:
                     for u in [u for u in e.users if self.is_post(u)]:
                         self.replace_count(u, e, self.cfg.f, self.post_frames)
+                continue
+            if fe is not None and not fe.carries_frames and len(fe.reduced) == 1:
+                insert_at = self.recover_reduced(e, fe, insert_at)
                 continue
             if fe is None or not fe.carries_frames:
                 log.warning("`%s` is computed from pruned tokens and used after the recovery point", e.name)

@@ -6,6 +6,8 @@
 * :class:`MixerFormer` — blocks that mix time inside themselves (opaque leaf blocks): an
   MLP-Mixer token MLP ``Linear(F, 2F) -> Linear(2F, F)`` on (B, C, F), and a temporal
   ``Conv1d(F, F, 1)`` + ``BatchNorm1d(F)`` with frames as channels.
+* :class:`StridedFormer` — stages on F, F/3, F/9 tokens joined by stride-3 ``Conv1d``, each
+  with its own (1, F/3**i, C) positional embedding; returns the centre frame.
 """
 
 from __future__ import annotations
@@ -138,9 +140,43 @@ class MixerFormer(nn.Module):
         return rearrange(x, "b f (j c) -> b f j c", j=j)
 
 
+# --------------------------------------------------------------------------- StridedFormer
+
+
+class StridedFormer(nn.Module):
+    """Strided-Transformer style: stages on F, F/3 and F/9 tokens joined by stride-3 temporal
+    convolutions, each stage with its own positional embedding; returns the centre frame."""
+
+    def __init__(self, num_frame=27, num_joints=17, in_chans=2, dim=32, heads=4, stride=3, depths=(2, 2, 1)):
+        super().__init__()
+        self.embed = nn.Linear(num_joints * in_chans, dim)
+        lengths = [num_frame // stride**i for i in range(len(depths))]
+        self.pos_embeds = nn.ParameterList([nn.Parameter(torch.randn(1, t, dim) * 0.02) for t in lengths])
+        self.stages = nn.ModuleList([nn.ModuleList([Block(dim, heads) for _ in range(d)]) for d in depths])
+        self.reduce = nn.ModuleList(
+            [nn.Conv1d(dim, dim, kernel_size=stride, stride=stride) for _ in range(len(depths) - 1)]
+        )
+        self.norm = nn.LayerNorm(dim)
+        self.head = nn.Linear(dim, num_joints * 3)
+
+    def forward(self, x):
+        b, f, j, c = x.shape
+        x = self.embed(x.reshape(b, f, j * c))
+        for i, blocks in enumerate(self.stages):
+            if i > 0:
+                x = self.reduce[i - 1](x.permute(0, 2, 1)).permute(0, 2, 1)
+            x = x + self.pos_embeds[i]
+            for blk in blocks:
+                x = blk(x)
+        x = self.norm(x)
+        x = x[:, x.shape[1] // 2]
+        return self.head(x).view(b, 1, j, 3)
+
+
 ALL = {
     "graphformer": (GraphFormer, (2, 27, 17, 2)),
     "mixerformer": (MixerFormer, (2, 27, 17, 2)),
+    "stridedformer": (StridedFormer, (2, 27, 17, 2)),
 }
 
 
