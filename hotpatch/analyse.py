@@ -42,6 +42,7 @@ class NodeFacts:
     count: str | None = None  # "F" or "BF" for int nodes carrying the frame count
     data_dependent: bool = False
     reduced: dict[int, int] = field(default_factory=dict)  # axis -> length, after a strided stage
+    value: int | None = None  # an int node's value at B=1 (frame splits compare it with F)
 
     @property
     def frame_axes(self) -> list[int]:
@@ -213,7 +214,7 @@ def probe(
             return
         if kind == "int":
             count = "F" if v1 == v2 == frames else "BF" if (v1, v2) == (frames, 2 * frames) else None
-            facts[n.name] = NodeFacts("int", count=count)
+            facts[n.name] = NodeFacts("int", count=count, value=v1)
         elif kind == "tensor":
             if len(v1) != len(v2):
                 facts[n.name] = NodeFacts("other")

@@ -28,6 +28,7 @@ import torch.nn as nn
 from torch.fx.node import map_arg
 
 from hotpatch import rewrite_layers as layers
+from hotpatch import rewrite_splits as splits
 from hotpatch import rewrite_stages as stages
 from hotpatch.analyse import _NORMS, NodeFacts, Plan, _axis_atoms, _batch_order
 from hotpatch.errors import AmbiguousFrameAxisError, HotpatchError, RewriteError
@@ -414,7 +415,7 @@ class _Surgery:
 
     # -- steps
     def run(self) -> fx.GraphModule:
-        self.check_strides()
+        self.check_frame_count()
         block_layers = self.probe_block_layers()
         self.guard_input()
         self.insert_pruner()
@@ -506,15 +507,38 @@ class _Surgery:
     def stages_after_cut(self) -> list[stages.Reduction]:
         return [r for r in self.plan.reductions if self.pos[self._node(r.node)] >= self.sites.cut]
 
-    def check_strides(self) -> None:
-        """f must fit the strided stages after the cut; reduced lengths follow from f."""
+    def check_frame_count(self) -> None:
+        """f must fit the strided stages and the splits of the frame axis after the cut; then
+        reduced lengths follow from f and literal split boundaries are moved to b·f/F."""
         self.refuse_reduced_cut(self.nodes[self.sites.cut])
+        frames, f = self.cfg.frames, self.cfg.f
         after = self.stages_after_cut()
-        stages.check_frames_fit(after, self.cfg.frames, self.cfg.f)
-        self.lengths = stages.new_lengths(after, self.cfg.frames, self.cfg.f)
+        region = [n for n in self.nodes if self.in_range(n)]
+        found = splits.find_splits(region, self.facts, frames, self._input_axes)
+        reason = stages.misfit(after, frames, f) or next((s.reason() for s, _ in found if not s.fits(f, frames)), None)
+        if reason is not None:
+            valid = [
+                g for g in range(1, frames + 1)
+                if stages.misfit(after, frames, g) is None and all(s.fits(g, frames) for s, _ in found)
+            ]
+            raise stages.refuse(f, reason, valid)
+        self.lengths = stages.new_lengths(after, frames, f)
         for r in after:
             self.note(f"strided stage {r.describe()} after the cut: {self.lengths[r.length_in]} -> "
                       f"{self.lengths[r.length_out]} tokens")
+        lines: dict[str, list[str]] = {}
+        for split, fix in found:
+            if fix is not None and f != frames:
+                fix(f)
+            lines.setdefault(split.where, []).append(
+                f"{split.parts} even parts of {f}" if split.parts else f"boundary {split.bound} -> {split.bound * f // frames}"
+            )
+        for where, what in lines.items():
+            self.note(f"frame split {where}: {', '.join(what)}")
+
+    def _input_axes(self, u: fx.Node) -> tuple | None:
+        f = self.fact(u.args[0]) if u.args else None
+        return f.axes if f is not None and f.kind == "tensor" else None
 
     def refuse_reduced_cut(self, cut: fx.Node) -> None:
         before = [r for r in self.plan.reductions if self.pos[self._node(r.node)] < self.sites.cut]

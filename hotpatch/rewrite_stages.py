@@ -11,7 +11,7 @@ After the cut, a reduced length follows from f through the same strides. A const
 by reduced positions (a (1, F/3, C) embedding) is used as the model uses it, sliced to the new
 length; it is not gathered as if its rows were frames. f must leave each stride the remainder
 it leaves with F (no frame dropped that the original kept), else a :class:`ConfigError` lists
-the valid f near the requested one. A tensor with a reduced axis that leaves the pruned region
+the valid f near the requested one (:func:`misfit`, :func:`refuse`). A tensor with a reduced axis that leaves the pruned region
 is recovered to the original reduced length; its token i is placed at the reduced position of
 the kept frame in the middle of its window.
 """
@@ -115,41 +115,32 @@ def new_lengths(reductions: list[Reduction], frames: int, f: int) -> dict[int, i
     return lengths
 
 
-def valid_frames(reductions: list[Reduction], frames: int) -> list[int]:
-    """Every f in 1..F that fits all the strided stages."""
-    out = []
-    for f in range(1, frames + 1):
-        lengths = {frames: f}
-        ok = True
-        for r in reductions:
-            n = lengths.get(r.length_in)
-            if n is None:
-                continue
-            if not r.fits(n):
-                ok = False
-                break
-            lengths[r.length_out] = r.out_length(n)
-        if ok:
-            out.append(f)
-    return out
-
-
-def check_frames_fit(reductions: list[Reduction], frames: int, f: int) -> None:
-    """Raise :class:`ConfigError` naming the valid f near ``f`` if it does not fit the strides."""
+def misfit(reductions: list[Reduction], frames: int, f: int) -> str | None:
+    """Why ``f`` kept frames do not fit the strided stages, or None if they do."""
     lengths = {frames: f}
     for r in reductions:
         n = lengths.get(r.length_in)
         if n is None:
             continue
         if not r.fits(n):
-            valid = valid_frames(reductions, frames)
-            near = sorted(sorted(valid, key=lambda v: (abs(v - f), v))[:4])
-            raise ConfigError(
-                f"f={f} does not fit the strided stage {r.describe()}: {n} tokens reach it, which "
-                f"would {'leave no token' if r.span(n) < 0 else 'drop frames the original keeps'}. "
-                f"Valid f near {f}: {', '.join(map(str, near))}; pass one of them."
-            )
+            what = "leave no token" if r.span(n) < 0 else "drop frames the original keeps"
+            return f"the strided stage {r.describe()}: {n} tokens reach it, which would {what}"
         lengths[r.length_out] = r.out_length(n)
+    return None
+
+
+def valid_frames(reductions: list[Reduction], frames: int) -> list[int]:
+    """Every f in 1..F that fits all the strided stages."""
+    return [f for f in range(1, frames + 1) if misfit(reductions, frames, f) is None]
+
+
+def near(valid: list[int], f: int, count: int = 4) -> str:
+    """The ``count`` valid values closest to ``f``, in order."""
+    return ", ".join(map(str, sorted(sorted(valid, key=lambda v: (abs(v - f), v))[:count])))
+
+
+def refuse(f: int, reason: str, valid: list[int]) -> ConfigError:
+    return ConfigError(f"f={f} does not fit {reason}. Valid f near {f}: {near(valid, f)}; pass one of them.")
 
 
 class ReducedIndex(nn.Module):

@@ -5,6 +5,7 @@ top-k over frames, at graph level and inside opaque blocks."""
 from __future__ import annotations
 
 import copy
+import operator
 
 import pytest
 import torch
@@ -14,6 +15,7 @@ import hotpatch
 import vpts_frames
 from hotpatch.layout import Layout
 from hotpatch.rewrite_layers import FrameBatchNorm1d, FrameLinear, FrameMatmul, swap
+from hotpatch.rewrite_splits import Split
 from hotpatch.rewrite_stages import Reduction, ReducedIndex, valid_frames
 
 MODELS = list(vpts_frames.ALL)
@@ -257,3 +259,39 @@ def test_reduced_positions_of_all_frames_are_the_stage_positions():
     assert torch.equal(ReducedIndex(9, 3, 3)(torch.arange(27).expand(2, -1)), torch.arange(3).expand(2, -1))
     kept = torch.tensor([[0, 1, 2, 3, 4, 5, 24, 25, 26]])
     assert torch.equal(ReducedIndex(3, 9, 3)(kept), torch.tensor([[0, 1, 8]]))
+
+
+# ------------------------------------------------------------------- splits of the frames
+
+
+def test_literal_frame_slices_and_split_sizes_follow_f():
+    model, x, patched = patch("segmentformer", f=18)
+    index_args = [n.args[1] for n in patched.graph.nodes if n.target is operator.getitem and isinstance(n.args[1], tuple)]
+    assert (slice(None, None, None), slice(None, 6, None)) in index_args  # x[:, :9] -> x[:, :6]
+    assert (slice(None, None, None), slice(6, None, None)) in index_args  # x[:, 9:] -> x[:, 6:]
+    sizes = [n.args[1] for n in patched.graph.nodes if n.target is torch.split]
+    assert sizes == [[9, 18], [6, 12], [6, 12]]  # the first runs before the cut (after blocks.0)
+    notes = patched.hotpatch_plan.notes
+    assert any(n.startswith("frame split `chunk_") and "3 even parts of 18" in n for n in notes)
+    assert any("(slice [:9] of the frame axis): boundary 9 -> 6" in n for n in notes)
+    with torch.no_grad():
+        assert patched(x).shape == model(x).shape
+
+
+@pytest.mark.parametrize("f", [10, 13, 2])
+def test_f_that_splits_a_frame_is_refused_with_valid_values(f):
+    model, x = vpts_frames.build("segmentformer")
+    state = copy.deepcopy(model.state_dict())
+    with pytest.raises(hotpatch.ConfigError, match=r"does not fit `getitem_\d+` \(slice .* of the frame axis\).*Valid f near") as err:
+        hotpatch.apply(model, n=1, f=f, example_input=x[:1])
+    valid = [int(v) for v in str(err.value).split("Valid f near")[1].split(":")[1].split(";")[0].split(",")]
+    assert valid and all(v % 3 == 0 for v in valid)
+    assert min(abs(v - f) for v in valid) <= 2
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in state.items())
+
+
+def test_split_constraints():
+    chunk = Split("c", parts=3)
+    assert [f for f in range(1, 28) if chunk.fits(f, 27)] == list(range(3, 28, 3))
+    bound = Split("b", bound=81)  # x[:, :81] of 243 frames
+    assert [f for f in range(1, 244) if bound.fits(f, 243)][:4] == [3, 6, 9, 12]

@@ -8,6 +8,8 @@
   ``Conv1d(F, F, 1)`` + ``BatchNorm1d(F)`` with frames as channels.
 * :class:`StridedFormer` — stages on F, F/3, F/9 tokens joined by stride-3 ``Conv1d``, each
   with its own (1, F/3**i, C) positional embedding; returns the centre frame.
+* :class:`SegmentFormer` — splits of the frame axis: ``T // 3`` slices, ``chunk``, ``split``
+  and a literal ``x[:, :9]``.
 """
 
 from __future__ import annotations
@@ -173,10 +175,50 @@ class StridedFormer(nn.Module):
         return self.head(x).view(b, 1, j, 3)
 
 
+# --------------------------------------------------------------------------- SegmentFormer
+
+
+class SegmentFormer(nn.Module):
+    """Splits the clip into past / present / future thirds between the blocks: by
+    ``T // 3`` slices, by ``chunk``, by ``split`` and by a literal ``x[:, :9]`` (F/3 baked in)."""
+
+    def __init__(self, num_frame=27, num_joints=17, in_chans=2, dim=32, depth=3, heads=4):
+        super().__init__()
+        self.embed = nn.Linear(num_joints * in_chans, dim)
+        self.pos_embed = nn.Parameter(torch.randn(1, num_frame, dim) * 0.02)
+        self.blocks = nn.ModuleList([Block(dim, heads) for _ in range(depth)])
+        self.seg_embed = nn.Parameter(torch.randn(3, dim) * 0.02)
+        self.past_proj = nn.Linear(dim, dim)
+        self.norm = nn.LayerNorm(dim)
+        self.head = nn.Linear(dim, num_joints * 3)
+
+    def thirds(self, x):
+        T = x.shape[1]
+        past, now, future = x[:, : T // 3], x[:, T // 3 : 2 * T // 3], x[:, 2 * T // 3 :]
+        return torch.cat([past + self.seg_embed[0], now + self.seg_embed[1], future + self.seg_embed[2]], dim=1)
+
+    def context(self, x):
+        past, now, future = x.chunk(3, dim=1)
+        first, rest = torch.split(x, [9, 18], dim=1)
+        summary = (past.mean(1, keepdim=True) + future.mean(1, keepdim=True) + first.mean(1, keepdim=True)) / 3
+        return x + summary + rest.mean(1, keepdim=True)
+
+    def forward(self, x):
+        b, f, j, c = x.shape
+        x = self.embed(x.reshape(b, f, j * c)) + self.pos_embed
+        for blk in self.blocks:
+            x = blk(x)
+            x = self.context(self.thirds(x))
+        x = torch.cat([self.past_proj(x[:, :9]), x[:, 9:]], dim=1)
+        x = self.head(self.norm(x))
+        return x.reshape(b, f, j, 3)
+
+
 ALL = {
     "graphformer": (GraphFormer, (2, 27, 17, 2)),
     "mixerformer": (MixerFormer, (2, 27, 17, 2)),
     "stridedformer": (StridedFormer, (2, 27, 17, 2)),
+    "segmentformer": (SegmentFormer, (2, 27, 17, 2)),
 }
 
 
