@@ -30,12 +30,13 @@ from torch.fx.node import map_arg
 from hotpatch import rewrite_layers as layers
 from hotpatch import rewrite_splits as splits
 from hotpatch import rewrite_stages as stages
-from hotpatch.analyse import _NORMS, NodeFacts, Plan, _axis_atoms, _batch_order
+from hotpatch.analyse import _NORMS, NodeFacts, Plan, _axis_atoms, _batch_order, probe
 from hotpatch.errors import AmbiguousFrameAxisError, HotpatchError, RewriteError
 from hotpatch.layout import Layout, gather_frames
 from hotpatch.prune import PRUNERS, TPC, FramePruner, pool_tokens
 from hotpatch.recover import TRA, LinearRecover, NearestRecover
 from hotpatch.trace import build_graph_module
+from hotpatch.trace import trace as trace_module
 
 log = logging.getLogger(__name__)
 
@@ -514,7 +515,7 @@ class _Surgery:
         frames, f = self.cfg.frames, self.cfg.f
         after = self.stages_after_cut()
         region = [n for n in self.nodes if self.in_range(n)]
-        found = splits.find_splits(region, self.facts, frames, self._input_axes)
+        found = splits.find_splits(region, self.facts, frames, self._input_axes) + self.block_splits()
         reason = stages.misfit(after, frames, f) or next((s.reason() for s, _ in found if not s.fits(f, frames)), None)
         if reason is not None:
             valid = [
@@ -535,6 +536,48 @@ class _Surgery:
             )
         for where, what in lines.items():
             self.note(f"frame split {where}: {', '.join(what)}")
+
+    def block_splits(self) -> list:
+        """Splits of the frame axis inside the opaque blocks after the cut, found by tracing
+        each block on its own (blocks taking one (·, F, ·) tensor). A block whose literals must
+        change is replaced by its traced graph (same submodules, same qualified names)."""
+        frames = self.cfg.frames
+        todo = {}
+        for b in self.plan.blocks:
+            node = self._node(b.node)
+            fin = self.fact(node.args[0]) if len(node.args) == 1 and not node.kwargs else None
+            if self.pos[node] >= self.sites.cut and fin is not None and fin.axes and len(fin.axes) > 1 and fin.axes[1] == ("F",):
+                todo[b.name] = self.gm.get_submodule(b.name)
+        if not todo:
+            return []
+        first = self.capture(todo)[0]
+        out = []
+        for name, block in todo.items():
+            if name not in first:
+                continue
+            try:
+                block_gm, _ = trace_module(block)
+                facts, _, _ = probe(block_gm, first[name][0], [], self.plan.joints)
+            except Exception as exc:  # an untraceable block keeps its own forward
+                log.debug("block %s not searched for frame splits: %s", name, exc)
+                continue
+
+            def axes_of(u: fx.Node, facts=facts) -> tuple | None:
+                f = facts.get(u.args[0].name) if u.args and isinstance(u.args[0], fx.Node) else None
+                return f.axes if f is not None and f.kind == "tensor" else None
+
+            found = splits.find_splits(list(block_gm.graph.nodes), facts, frames, axes_of)
+            literal = [fix for _, fix in found if fix is not None]
+
+            def rebuild(f: int, name=name, block_gm=block_gm, literal=literal) -> None:
+                for fix in literal:
+                    fix(f)
+                block_gm.recompile()
+                layers.replace_module(self.gm, name, block_gm)
+
+            for i, (split, _) in enumerate(found):
+                out.append((replace(split, where=f"inside block `{name}`: {split.where}"), rebuild if literal and i == 0 else None))
+        return out
 
     def _input_axes(self, u: fx.Node) -> tuple | None:
         f = self.fact(u.args[0]) if u.args else None
@@ -634,6 +677,15 @@ class _Surgery:
         }
         if not found:
             return []
+        runs = self.capture(found)
+        return [
+            (name, m, self._axes(runs[0][name][0], runs[1][name][0]), self._axes(runs[0][name][1], runs[1][name][1]))
+            for name, m in found.items() if name in runs[0] and name in runs[1]
+        ]
+
+    def capture(self, modules: dict[str, nn.Module]) -> list[dict[str, tuple]]:
+        """First input and output of each module in two runs of the unpatched graph: on a
+        probe clip (B=1) and on two copies of it (B=2)."""
         runs: list[dict[str, tuple]] = []
 
         def hook(name):
@@ -642,7 +694,7 @@ class _Surgery:
                     runs[-1][name] = (args[0].detach().clone(), out.detach().clone())
             return record
 
-        handles = [m.register_forward_hook(hook(name)) for name, m in found.items()]
+        handles = [m.register_forward_hook(hook(name)) for name, m in modules.items()]
         x = torch.randn(self.plan.input_shape, generator=torch.Generator().manual_seed(0))
         try:
             with torch.no_grad():
@@ -652,10 +704,7 @@ class _Surgery:
         finally:
             for h in handles:
                 h.remove()
-        return [
-            (name, m, self._axes(runs[0][name][0], runs[1][name][0]), self._axes(runs[0][name][1], runs[1][name][1]))
-            for name, m in found.items() if name in runs[0] and name in runs[1]
-        ]
+        return runs
 
     def _axes(self, t1: torch.Tensor, t2: torch.Tensor) -> tuple:
         if t1.dim() != t2.dim():

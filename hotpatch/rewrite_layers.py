@@ -264,13 +264,7 @@ def swap(
     """Replace ``root``'s submodule ``qualname`` by its frame-gathering twin. Every module on
     the path is shallow-copied first, so modules shared with the user's model stay unchanged;
     parameters and buffers are shared and keep their qualified names."""
-    parts = qualname.split(".")
-    parent = root
-    for part in parts[:-1]:
-        child = _shallow_copy(parent._modules[part])
-        parent._modules[part] = child
-        parent = child
-    old = parent._modules[parts[-1]]
+    old = root.get_submodule(qualname)
     new = _shallow_copy(old)
     new.__class__ = _SWAPS[type(old)]
     new.hotpatch_frames = frames
@@ -278,8 +272,20 @@ def swap(
     new.hotpatch_in_frames, new.hotpatch_out_frames = roles
     if holder is not None:
         new.__dict__["hotpatch_kept"] = holder  # a reference, not a submodule (no new state_dict keys)
-    parent._modules[parts[-1]] = new
+    replace_module(root, qualname, new)
     return new
+
+
+def replace_module(root: nn.Module, qualname: str, new: nn.Module) -> None:
+    """Put ``new`` at ``qualname`` under ``root``, shallow-copying every module on the path
+    first so that modules shared with the user's model stay unchanged."""
+    parts = qualname.split(".")
+    parent = root
+    for part in parts[:-1]:
+        child = _shallow_copy(parent._modules[part])
+        parent._modules[part] = child
+        parent = child
+    parent._modules[parts[-1]] = new
 
 
 def _shallow_copy(m: nn.Module) -> nn.Module:

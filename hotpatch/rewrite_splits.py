@@ -11,10 +11,13 @@ valid f near it.
 
 from __future__ import annotations
 
+import math
 import operator
+import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
+import einops
 import torch
 import torch.fx as fx
 
@@ -85,7 +88,31 @@ def find_splits(
                 out += _split_sizes(u, sizes, frames)
         elif u.op == "call_function" and u.target is operator.getitem:
             out += _slices(u, axes, facts, frames)
+        elif u.op == "call_function" and u.target in _EINOPS and len(u.args) > 1 and isinstance(u.args[1], str):
+            parts = _einops_parts(u.args[1], u.kwargs, axes, frames)
+            if parts:
+                out.append((Split(f"`{u.name}` (einops '{u.args[1]}')", parts=parts), None))
     return out
+
+
+_EINOPS = (einops.rearrange, einops.repeat, einops.reduce)
+
+
+def _einops_parts(pattern: str, sizes: dict, axes: tuple, frames: int) -> int | None:
+    """``'b (w t) c -> ...', w=3`` on a frame axis: the frames are split into 3 parts."""
+    left = pattern.split("->")[0]
+    groups = re.findall(r"\([^)]*\)|\S+", left)
+    if "..." in left or len(groups) != len(axes):
+        return None
+    dim = next((i for i, a in enumerate(axes) if a == ("F",)), None)
+    if dim is None or not groups[dim].startswith("("):
+        return None
+    names = groups[dim].strip("()").split()
+    given = [sizes[n] for n in names if type(sizes.get(n)) is int and sizes[n] != frames]
+    if len(names) < 2 or len(given) != len(names) - 1:
+        return None
+    parts = math.prod(given)
+    return parts if parts > 1 and frames % parts == 0 else None
 
 
 def _split_sizes(u: fx.Node, sizes: Any, frames: int) -> list:

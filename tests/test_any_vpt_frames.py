@@ -295,3 +295,24 @@ def test_split_constraints():
     assert [f for f in range(1, 28) if chunk.fits(f, 27)] == list(range(3, 28, 3))
     bound = Split("b", bound=81)  # x[:, :81] of 243 frames
     assert [f for f in range(1, 244) if bound.fits(f, 243)][:4] == [3, 6, 9, 12]
+
+
+def test_splits_inside_opaque_blocks_follow_f():
+    model, x, patched = patch("windowformer")
+    notes = patched.hotpatch_plan.notes
+    assert "frame split inside block `blocks.1`: `rearrange` (einops 'b (w t) c -> (b w) t c'): 3 even parts of 9" in notes
+    assert any(n.startswith("frame split inside block `blocks.2`: `getitem_") and "(slice [:9] of the frame axis): boundary 9 -> 3" in n for n in notes)
+    assert not any("`blocks.0`" in n for n in notes)  # before the cut
+    assert type(patched.blocks[0]) is vpts_frames.WindowBlock
+    assert type(model.blocks[1]) is vpts_frames.WindowBlock  # the user's block is not replaced
+    slices = [n.args[1] for n in patched.blocks[1].graph.nodes if n.target is operator.getitem and isinstance(n.args[1], tuple)]
+    assert (slice(None, None, None), slice(None, 3, None)) in slices
+    with torch.no_grad():
+        out = patched(x)
+    assert out.shape == model(x).shape and torch.isfinite(out).all()
+
+
+def test_f_that_splits_a_window_inside_a_block_is_refused():
+    model, x = vpts_frames.build("windowformer")
+    with pytest.raises(hotpatch.ConfigError, match=r"f=10 does not fit inside block `blocks.1`: `rearrange`.*3 parts.*Valid f near 10: 6, 9, 12, 15"):
+        hotpatch.apply(model, n=1, f=10, example_input=x[:1])

@@ -10,6 +10,8 @@
   with its own (1, F/3**i, C) positional embedding; returns the centre frame.
 * :class:`SegmentFormer` — splits of the frame axis: ``T // 3`` slices, ``chunk``, ``split``
   and a literal ``x[:, :9]``.
+* :class:`WindowFormer` — splits inside opaque blocks: windowed attention through
+  ``rearrange(x, "b (w t) c -> (b w) t c", w=3)`` and a literal ``x[:, :F // 3]``.
 """
 
 from __future__ import annotations
@@ -214,11 +216,56 @@ class SegmentFormer(nn.Module):
         return x.reshape(b, f, j, 3)
 
 
+# --------------------------------------------------------------------------- WindowFormer
+
+
+class WindowBlock(nn.Module):
+    """Local attention inside each of ``windows`` parts of the clip, then global attention;
+    the first part (the warm-up frames, F // windows of them) is gated on its own."""
+
+    def __init__(self, dim, heads, num_frame, windows=3):
+        super().__init__()
+        self.windows = windows
+        self.warmup = num_frame // windows
+        self.norm0 = nn.LayerNorm(dim)
+        self.local_attn = Attention(dim, heads)
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = Attention(dim, heads)
+        self.gate = nn.Parameter(torch.ones(dim) + 0.1 * torch.randn(dim))
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = Mlp(dim, dim * 2)
+
+    def forward(self, x):
+        w = rearrange(self.norm0(x), "b (w t) c -> (b w) t c", w=self.windows)
+        x = x + rearrange(self.local_attn(w), "(b w) t c -> b (w t) c", w=self.windows)
+        x = x + self.attn(self.norm1(x))
+        x = torch.cat([x[:, : self.warmup] * self.gate, x[:, self.warmup :]], dim=1)
+        return x + self.mlp(self.norm2(x))
+
+
+class WindowFormer(nn.Module):
+    def __init__(self, num_frame=27, num_joints=17, in_chans=2, dim=32, depth=3, heads=4):
+        super().__init__()
+        self.embed = nn.Linear(num_joints * in_chans, dim)
+        self.pos_embed = nn.Parameter(torch.randn(1, num_frame, dim) * 0.02)
+        self.blocks = nn.ModuleList([WindowBlock(dim, heads, num_frame) for _ in range(depth)])
+        self.norm = nn.LayerNorm(dim)
+        self.head = nn.Linear(dim, num_joints * 3)
+
+    def forward(self, x):
+        b, f, j, c = x.shape
+        x = self.embed(rearrange(x, "b f j c -> b f (j c)")) + self.pos_embed
+        for blk in self.blocks:
+            x = blk(x)
+        return self.head(self.norm(x)).view(b, f, j, 3)
+
+
 ALL = {
     "graphformer": (GraphFormer, (2, 27, 17, 2)),
     "mixerformer": (MixerFormer, (2, 27, 17, 2)),
     "stridedformer": (StridedFormer, (2, 27, 17, 2)),
     "segmentformer": (SegmentFormer, (2, 27, 17, 2)),
+    "windowformer": (WindowFormer, (2, 27, 17, 2)),
 }
 
 
