@@ -547,17 +547,13 @@ class _Surgery:
             node = self._node(b.node)
             fin = self.fact(node.args[0]) if len(node.args) == 1 and not node.kwargs else None
             if self.pos[node] >= self.sites.cut and fin is not None and fin.axes and len(fin.axes) > 1 and fin.axes[1] == ("F",):
-                todo[b.name] = self.gm.get_submodule(b.name)
-        if not todo:
-            return []
-        first = self.capture(todo)[0]
+                todo[b.name] = (self.gm.get_submodule(b.name), fin.shape)
         out = []
-        for name, block in todo.items():
-            if name not in first:
-                continue
-            try:
+        gen = torch.Generator().manual_seed(0)
+        for name, (block, shape) in todo.items():
+            try:  # only shapes and int values matter here: a random input of the block's shape
                 block_gm, _ = trace_module(block)
-                facts, _, _ = probe(block_gm, first[name][0], [], self.plan.joints)
+                facts, _, _ = probe(block_gm, torch.randn(shape, generator=gen), [], self.plan.joints)
             except Exception as exc:  # an untraceable block keeps its own forward
                 log.debug("block %s not searched for frame splits: %s", name, exc)
                 continue
