@@ -35,7 +35,7 @@ from hotpatch.errors import AmbiguousFrameAxisError, HotpatchError, RewriteError
 from hotpatch.layout import Layout, gather_frames
 from hotpatch.prune import PRUNERS, TPC, FramePruner, pool_tokens
 from hotpatch.recover import TRA, LinearRecover, NearestRecover
-from hotpatch.trace import build_graph_module
+from hotpatch.trace import HotpatchTracer, build_graph_module
 from hotpatch.trace import trace as trace_module
 
 log = logging.getLogger(__name__)
@@ -552,6 +552,8 @@ class _Surgery:
         gen = torch.Generator().manual_seed(0)
         for name, (block, shape) in todo.items():
             try:  # only shapes and int values matter here: a random input of the block's shape
+                if not splits.may_split(HotpatchTracer([]).trace(block)):
+                    continue
                 block_gm, _ = trace_module(block)
                 facts, _, _ = probe(block_gm, torch.randn(shape, generator=gen), [], self.plan.joints)
             except Exception as exc:  # an untraceable block keeps its own forward

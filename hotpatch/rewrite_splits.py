@@ -115,6 +115,21 @@ def _einops_parts(pattern: str, sizes: dict, axes: tuple, frames: int) -> int | 
     return parts if parts > 1 and frames % parts == 0 else None
 
 
+def may_split(graph: fx.Graph) -> bool:
+    """Cheap pre-check: does ``graph`` contain an op that could split a frame axis (a chunk,
+    a split, a bounded slice or an einops group with a given size)?"""
+    for u in graph.nodes:
+        if _is(u, torch.chunk, "chunk") or _is(u, torch.split, "split"):
+            return True
+        if u.op == "call_function" and u.target is operator.getitem and len(u.args) > 1:
+            items = u.args[1] if isinstance(u.args[1], tuple) else (u.args[1],)
+            if any(isinstance(i, slice) and (i.start is not None or i.stop is not None) for i in items):
+                return True
+        if u.op == "call_function" and u.target in _EINOPS and any(type(v) is int for v in u.kwargs.values()):
+            return True
+    return False
+
+
 def _split_sizes(u: fx.Node, sizes: Any, frames: int) -> list:
     if type(sizes) is int:
         if frames % sizes:
