@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import operator
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any
 
 import einops
@@ -366,7 +367,7 @@ class _Surgery:
         self.index: fx.Node | None = None
         self.post_frames = cfg.recover_frames or cfg.frames
         self.orig_args = {n: n.args for n in self.nodes}  # before inputs are replaced by pruned ones
-        self.kept: fx.Node | None = None  # the index as set into the KeptFrames holder
+        self.holder: layers.KeptFrames | None = None  # index holder for layers inside blocks
 
     def note(self, text: str) -> None:
         self.sites.notes.append(text)
@@ -421,6 +422,7 @@ class _Surgery:
         self.guard_input()
         self.insert_pruner()
         self.swap_block_layers(block_layers)
+        self.set_holder()
         self.mark_pruned()
         self.fix_pruned_inputs()
         if self.sites.recover is not None:
@@ -515,7 +517,8 @@ class _Surgery:
         frames, f = self.cfg.frames, self.cfg.f
         after = self.stages_after_cut()
         region = [n for n in self.nodes if self.in_range(n)]
-        found = splits.find_splits(region, self.facts, frames, self._input_axes) + self.block_splits()
+        in_blocks, rebuilds = self.inspect_blocks()
+        found = splits.find_splits(region, self.facts, frames, self._input_axes) + in_blocks
         reason = stages.misfit(after, frames, f) or next((s.reason() for s, _ in found if not s.fits(f, frames)), None)
         if reason is not None:
             valid = [
@@ -536,46 +539,73 @@ class _Surgery:
             )
         for where, what in lines.items():
             self.note(f"frame split {where}: {', '.join(what)}")
+        if f != frames:
+            for rebuild in rebuilds:
+                rebuild(f)
 
-    def block_splits(self) -> list:
-        """Splits of the frame axis inside the opaque blocks after the cut, found by tracing
-        each block on its own (blocks taking one (·, F, ·) tensor). A block whose literals must
-        change is replaced by its traced graph (same submodules, same qualified names)."""
+    def inspect_blocks(self) -> tuple[list, list]:
+        """The passes inside the opaque blocks after the cut (blocks taking one (·, F, ·)
+        tensor), on each block traced on its own: splits of the frame axis, ``A @ x`` with an
+        (F, F) constant, top-k over frames. Returns the splits and, per block that must change,
+        a function of f that edits its graph and puts it in place of the block (same
+        submodules, same qualified names; constants read the kept index from the holder)."""
         frames = self.cfg.frames
-        todo = {}
+        found_splits, rebuilds = [], []
+        gen = torch.Generator().manual_seed(0)
         for b in self.plan.blocks:
             node = self._node(b.node)
             fin = self.fact(node.args[0]) if len(node.args) == 1 and not node.kwargs else None
-            if self.pos[node] >= self.sites.cut and fin is not None and fin.axes and len(fin.axes) > 1 and fin.axes[1] == ("F",):
-                todo[b.name] = (self.gm.get_submodule(b.name), fin.shape)
-        out = []
-        gen = torch.Generator().manual_seed(0)
-        for name, (block, shape) in todo.items():
+            if self.pos[node] < self.sites.cut or fin is None or not fin.axes or len(fin.axes) < 2 or fin.axes[1] != ("F",):
+                continue
+            block = self.gm.get_submodule(b.name)
             try:  # only shapes and int values matter here: a random input of the block's shape
-                if not splits.may_split(HotpatchTracer([]).trace(block)):
+                quick = HotpatchTracer([]).trace(block)
+                if not (splits.may_split(quick) or layers.may_gather(quick)):
                     continue
                 block_gm, _ = trace_module(block)
-                facts, _, _ = probe(block_gm, torch.randn(shape, generator=gen), [], self.plan.joints)
+                facts, _, _ = probe(block_gm, torch.randn(fin.shape, generator=gen), [], self.plan.joints)
             except Exception as exc:  # an untraceable block keeps its own forward
-                log.debug("block %s not searched for frame splits: %s", name, exc)
+                log.debug("block %s not searched: %s", b.name, exc)
                 continue
 
-            def axes_of(u: fx.Node, facts=facts) -> tuple | None:
-                f = facts.get(u.args[0].name) if u.args and isinstance(u.args[0], fx.Node) else None
+            def fact_of(n: Any, facts=facts) -> NodeFacts | None:
+                return facts.get(n.name) if isinstance(n, fx.Node) else None
+
+            def axes_of(u: fx.Node, fact_of=fact_of) -> tuple | None:
+                f = fact_of(u.args[0]) if u.args else None
                 return f.axes if f is not None and f.kind == "tensor" else None
 
-            found = splits.find_splits(list(block_gm.graph.nodes), facts, frames, axes_of)
-            literal = [fix for _, fix in found if fix is not None]
+            here = splits.find_splits(list(block_gm.graph.nodes), facts, frames, axes_of)
+            found_splits += [(replace(sp, where=f"inside block `{b.name}`: {sp.where}"), None) for sp, _ in here]
+            literal = [fix for _, fix in here if fix is not None]
+            mms = [(u, m) for u in block_gm.graph.nodes
+                   if (m := layers.frame_matmul(u, u.args, fact_of, frames, self.plan.joints)) is not None]
+            topks = [(u, axes_of(u)) for u in block_gm.graph.nodes if u.target in ("topk", torch.topk)]
+            if literal or mms or topks:
+                rebuilds.append(partial(self._rebuild_block, b.name, block_gm, literal, mms, topks))
+        return found_splits, rebuilds
 
-            def rebuild(f: int, name=name, block_gm=block_gm, literal=literal) -> None:
-                for fix in literal:
-                    fix(f)
-                block_gm.recompile()
-                layers.replace_module(self.gm, name, block_gm)
-
-            for i, (split, _) in enumerate(found):
-                out.append((replace(split, where=f"inside block `{name}`: {split.where}"), rebuild if literal and i == 0 else None))
-        return out
+    def _rebuild_block(self, name: str, block_gm: fx.GraphModule, literal: list, mms: list, topks: list, f: int) -> None:
+        changed = bool(literal)
+        for fix in literal:
+            fix(f)
+        for u, (layout, const_first) in mms:
+            const, x = u.args if const_first else u.args[::-1]
+            mm = layers.FrameMatmul(layout, const_first, self.cfg.frames, self.kept_holder())
+            target = f"hotpatch_matmul{len([m for m in block_gm.modules() if isinstance(m, layers.FrameMatmul)])}"
+            block_gm.add_module(target, mm)
+            u.op, u.target, u.args, u.kwargs = "call_module", target, (const, x), {}
+            self.note(f"inside block `{name}`: `{const.name}` ({self.cfg.frames}, {self.cfg.frames}) in "
+                      f"`{'A @ x' if const_first else 'x @ A'}`: rows and columns gathered per sample by the kept frames")
+            changed = True
+        for u, axes in topks:
+            note = layers.clamp_topk(u, axes, f)
+            if note:
+                self.note(f"inside block `{name}`: {note}")
+                changed = True
+        if changed:
+            block_gm.recompile()
+            layers.replace_module(self.gm, name, block_gm)
 
     def _input_axes(self, u: fx.Node) -> tuple | None:
         f = self.fact(u.args[0]) if u.args else None
@@ -716,22 +746,31 @@ class _Surgery:
     def _node(self, name: str) -> fx.Node:
         return next(n for n in self.nodes if n.name == name)
 
+    def kept_holder(self) -> layers.KeptFrames:
+        """The holder from which layers inside opaque blocks read the kept index."""
+        if self.holder is None:
+            self.holder = layers.KeptFrames()
+            self.add_module("hotpatch_kept", self.holder)
+        return self.holder
+
+    def set_holder(self) -> None:
+        """Route the kept index through the holder (if any layer reads it) right after the cut."""
+        if self.holder is None:
+            return
+        name = next(k for k, m in self.new_modules.items() if m is self.holder)
+        with self.graph.inserting_after(self.index):
+            kept = self.graph.call_module(name, (self.index,))
+        self.index.replace_all_uses_with(kept, delete_user_cb=lambda u: u is not kept)
+        self.index = kept
+
     def swap_block_layers(self, found: list[tuple[str, nn.Module, tuple, tuple]]) -> None:
         """Layers inside blocks read the kept index from a holder the graph sets after the cut."""
-        holder = None
         for name, m, in_axes, out_axes in found:
             roles = layers.frame_roles(m, in_axes, out_axes, self.cfg.frames)
             if roles is None:
                 continue
             layout = self._layer_layout(name, m, in_axes)
-            if holder is None:
-                holder = layers.KeptFrames()
-                holder_name = self.add_module("hotpatch_kept", holder)
-                with self.graph.inserting_after(self.index):
-                    self.kept = self.graph.call_module(holder_name, (self.index,))
-                self.index.replace_all_uses_with(self.kept, delete_user_cb=lambda u: u is not self.kept)
-                self.index = self.kept
-            layers.swap(self.gm, name, layout, self.cfg.frames, roles, holder)
+            layers.swap(self.gm, name, layout, self.cfg.frames, roles, self.kept_holder())
             self.note(layers.describe(name, m, roles, "inside a block:"))
 
     def _layer_layout(self, name: str, m: nn.Module, in_axes: tuple) -> Layout:
@@ -763,46 +802,23 @@ class _Surgery:
 
     def clamp_topk(self, u: fx.Node) -> None:
         """``x.topk(k, dim=<frames>)`` with a literal k larger than the kept frames: k = f."""
-        is_topk = (u.op == "call_method" and u.target == "topk") or (u.op == "call_function" and u.target is torch.topk)
-        if not is_topk:
-            return
-        fx_ = self.arg_fact(u, 0)
-        if fx_ is None or not fx_.axes:
-            return
-        args = list(u.args)
-        k = args[1] if len(args) > 1 else u.kwargs.get("k")
-        dim = args[2] if len(args) > 2 else u.kwargs.get("dim", -1)
-        if type(k) is not int or type(dim) is not int or "F" not in (fx_.axes[dim] or ()):
-            return
-        if fx_.axes[dim] != ("F",):
-            return
-        if k > self.cfg.f:
-            if len(args) > 1:
-                args[1] = self.cfg.f
-                u.args = tuple(args)
-            else:
-                u.kwargs = {**u.kwargs, "k": self.cfg.f}
-            self.note(f"`{u.name}`: top-k over frames, k={k} clamped to the f={self.cfg.f} kept frames")
+        fin = self.arg_fact(u, 0)
+        note = layers.clamp_topk(u, fin.axes if fin is not None else None, self.cfg.f)
+        if note:
+            self.note(note)
 
     def gather_matmul(self, u: fx.Node, const: fx.Node) -> bool:
         """``A @ x`` / ``x @ A`` with an (F, F) constant: gather A's rows and columns."""
-        is_mm = (u.op == "call_function" and u.target in (operator.matmul, torch.matmul)) or (
-            u.op == "call_method" and u.target == "matmul"
-        )
-        fc = self.fact(const)
-        frames = self.cfg.frames
-        if not is_mm or len(u.args) != 2 or fc is None or len(fc.shape) < 2:
+        found = layers.frame_matmul(u, self.orig_args.get(u, u.args), self.fact, self.cfg.frames, self.plan.joints)
+        if found is None:
             return False
-        if fc.shape[-2:] != (frames, frames) or any(s != 1 for s in fc.shape[:-2]):
+        layout, const_first = found
+        a, x = u.args if const_first else u.args[::-1]
+        if a is not const:
             return False
-        const_first = u.args[0] is const
-        other = self.arg_fact(u, 1 if const_first else 0)
-        layout = layers.matmul_layout(other.axes, const_first, self.plan.joints) if other and other.axes else None
-        if layout is None:
-            return False
-        x = u.args[1] if const_first else u.args[0]
-        name = self.add_module("hotpatch_matmul", layers.FrameMatmul(layout, const_first))
+        name = self.add_module("hotpatch_matmul", layers.FrameMatmul(layout, const_first, self.cfg.frames))
         u.op, u.target, u.args, u.kwargs = "call_module", name, (const, x, self.index), {}
+        frames = self.cfg.frames
         self.note(f"`{const.name}` ({frames}, {frames}) in `{'A @ x' if const_first else 'x @ A'}`: rows and "
                   "columns gathered per sample by the kept frames")
         return True

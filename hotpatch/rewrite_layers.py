@@ -23,8 +23,12 @@ original's). With f = F this is exactly ``nn.BatchNorm``'s training step.
 from __future__ import annotations
 
 import copy
+import operator
+from collections.abc import Callable
+from typing import Any
 
 import torch
+import torch.fx as fx
 import torch.nn as nn
 import torch.nn.functional as F
 
@@ -312,13 +316,21 @@ def describe(qualname: str, m: nn.Module, roles: tuple[bool, bool], where: str) 
 
 class FrameMatmul(nn.Module):
     """``A @ x`` (or ``x @ A``) with a constant (F, F) matrix ``A`` (an adjacency, a learned
-    temporal mixing) and a pruned ``x``: A's rows and columns of each sample's kept frames."""
+    temporal mixing) and a pruned ``x``: A's rows and columns of each sample's kept frames.
+    Inside a block the index comes from a :class:`KeptFrames` holder."""
 
-    def __init__(self, layout: Layout, const_first: bool) -> None:
+    def __init__(self, layout: Layout, const_first: bool, frames: int, holder: KeptFrames | None = None) -> None:
         super().__init__()
-        self.layout, self.const_first = layout, const_first
+        self.layout, self.const_first, self.frames = layout, const_first, frames
+        if holder is not None:
+            self.__dict__["hotpatch_kept"] = holder  # a reference, not a submodule
 
-    def forward(self, a: torch.Tensor, x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    def forward(self, a: torch.Tensor, x: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
+        if index is None:
+            holder = self.__dict__.get("hotpatch_kept")
+            index = holder.index if holder is not None else None
+        if index is None or index.shape[1] == self.frames:
+            return a @ x if self.const_first else x @ a
         f = index.shape[1]
         xc = self.layout.to_canonical(x, f)
         ag = gather_rows_cols(a.reshape(a.shape[-2:]), index, True, True)
@@ -328,7 +340,57 @@ class FrameMatmul(nn.Module):
         return self.layout.from_canonical(y, f)
 
     def extra_repr(self) -> str:
-        return f"{'A @ x' if self.const_first else 'x @ A'}, x {self.layout.describe()}"
+        return f"{'A @ x' if self.const_first else 'x @ A'}, x {self.layout.describe()}, F={self.frames}"
+
+
+def frame_matmul(u: fx.Node, args: tuple, fact_of: Callable[[Any], Any], frames: int, joints: int | None):
+    """``(layout, const_first)`` if ``u`` is ``A @ x`` / ``x @ A`` with a constant (F, F) ``A``
+    contracted with ``x``'s only frame axis, else None. ``args`` are the arguments whose facts
+    to read (the original ones, before the rewrite replaced any)."""
+    is_mm = (u.op == "call_function" and u.target in (operator.matmul, torch.matmul)) or (
+        u.op == "call_method" and u.target == "matmul"
+    )
+    if not is_mm or len(args) != 2 or u.kwargs:
+        return None
+    for const_first in (True, False):
+        const, x = args if const_first else args[::-1]
+        fc, fx_ = fact_of(const), fact_of(x)
+        if fc is None or fx_ is None or fc.kind != "tensor" or fc.data_dependent or not fx_.axes:
+            continue
+        if len(fc.shape) < 2 or fc.shape[-2:] != (frames, frames) or any(s != 1 for s in fc.shape[:-2]):
+            continue
+        layout = matmul_layout(fx_.axes, const_first, joints)
+        if layout is not None:
+            return layout, const_first
+    return None
+
+
+def may_gather(graph: fx.Graph) -> bool:
+    """Cheap pre-check: a matmul with an attribute (a buffer or parameter) or a top-k."""
+    for u in graph.nodes:
+        if u.target in ("topk", torch.topk):
+            return True
+        if u.target in (operator.matmul, torch.matmul, "matmul") and any(a.op == "get_attr" for a in u.all_input_nodes):
+            return True
+    return False
+
+
+def clamp_topk(u: fx.Node, axes: tuple | None, f: int) -> str | None:
+    """``x.topk(k, dim=<frames>)`` with a literal k > f: set k = f and say so."""
+    is_topk = (u.op == "call_method" and u.target == "topk") or (u.op == "call_function" and u.target is torch.topk)
+    if not is_topk or not axes:
+        return None
+    args = list(u.args)
+    k = args[1] if len(args) > 1 else u.kwargs.get("k")
+    dim = args[2] if len(args) > 2 else u.kwargs.get("dim", -1)
+    if type(k) is not int or type(dim) is not int or axes[dim] != ("F",) or k <= f:
+        return None
+    if len(args) > 1:
+        args[1] = f
+        u.args = tuple(args)
+    else:
+        u.kwargs = {**u.kwargs, "k": f}
+    return f"`{u.name}`: top-k over frames, k={k} clamped to the f={f} kept frames"
 
 
 def matmul_layout(x_axes: tuple[Axis, ...], const_first: bool, joints: int | None) -> Layout | None:

@@ -198,8 +198,10 @@ def test_matmul_with_frame_matrix_gathers_rows_and_columns(const_first):
         kept, layout = torch.randn(2, 4, 3), Layout((("B",), ("F",), (3,)))
     else:
         kept, layout = torch.randn(2, 3, 4), Layout((("B",), (3,), ("F",)))
-    mm = FrameMatmul(layout, const_first)
+    mm = FrameMatmul(layout, const_first, F)
     out = mm(a, kept, index)
+    full = torch.randn(2, F, 3) if const_first else torch.randn(2, 3, F)
+    assert torch.equal(mm(a, full), a @ full if const_first else full @ a)  # no index: the plain product
     for s in range(2):
         sub = a[index[s]][:, index[s]]
         torch.testing.assert_close(out[s], sub @ kept[s] if const_first else kept[s] @ sub, atol=1e-6, rtol=0)
@@ -316,3 +318,23 @@ def test_f_that_splits_a_window_inside_a_block_is_refused():
     model, x = vpts_frames.build("windowformer")
     with pytest.raises(hotpatch.ConfigError, match=r"f=10 does not fit inside block `blocks.1`: `rearrange`.*3 parts.*Valid f near 10: 6, 9, 12, 15"):
         hotpatch.apply(model, n=1, f=10, example_input=x[:1])
+
+
+def test_adjacency_and_topk_inside_a_block_use_the_kept_frames():
+    """The rebuilt block on kept tokens = the original block with the kept rows and columns of
+    its adjacency and k = f, sample by sample."""
+    model, x, patched = patch("adjacencyformer")
+    notes = patched.hotpatch_plan.notes
+    assert "inside block `blocks.1`: `adj` (27, 27) in `A @ x`: rows and columns gathered per sample by the kept frames" in notes
+    assert "inside block `blocks.2`: `topk`: top-k over frames, k=12 clamped to the f=9 kept frames" in notes
+    assert type(model.blocks[1]) is vpts_frames.GraphBlock and "adj" in dict(patched.blocks[1].named_buffers())
+    index = _index(2, KEEP)
+    tokens = torch.randn(2, KEEP, 32)
+    patched.hotpatch_kept(index)
+    with torch.no_grad():
+        out = patched.blocks[1](tokens)
+        for s in range(2):
+            ref = copy.deepcopy(model.blocks[1])
+            ref.adj = model.blocks[1].adj[index[s]][:, index[s]]
+            ref.num_key = KEEP
+            torch.testing.assert_close(out[s : s + 1], ref(tokens[s : s + 1]), atol=1e-5, rtol=0)

@@ -6,6 +6,8 @@
 * :class:`MixerFormer` — blocks that mix time inside themselves (opaque leaf blocks): an
   MLP-Mixer token MLP ``Linear(F, 2F) -> Linear(2F, F)`` on (B, C, F), and a temporal
   ``Conv1d(F, F, 1)`` + ``BatchNorm1d(F)`` with frames as channels.
+* :class:`AdjacencyFormer` — the same inside opaque blocks: an (F, F) adjacency buffer in
+  ``torch.matmul(self.adj, x)`` and a fixed-k ``topk`` over frames in the block's forward.
 * :class:`StridedFormer` — stages on F, F/3, F/9 tokens joined by stride-3 ``Conv1d``, each
   with its own (1, F/3**i, C) positional embedding; returns the centre frame.
 * :class:`SegmentFormer` — splits of the frame axis: ``T // 3`` slices, ``chunk``, ``split``
@@ -144,6 +146,49 @@ class MixerFormer(nn.Module):
         return rearrange(x, "b f (j c) -> b f j c", j=j)
 
 
+# ----------------------------------------------------------------------- AdjacencyFormer
+
+
+class GraphBlock(nn.Module):
+    """A block with attention, a graph convolution over the frame chain (its own (F, F)
+    adjacency buffer) and a key-frame memory from a fixed-k top-k, all inside its forward."""
+
+    def __init__(self, dim, num_frame, heads, num_key=12):
+        super().__init__()
+        self.num_key = num_key
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = Attention(dim, heads)
+        self.register_buffer("adj", chain_adjacency(num_frame))
+        self.gcn = nn.Linear(dim, dim)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = Mlp(dim, dim * 2)
+
+    def forward(self, x):
+        B, T, C = x.shape
+        x = x + self.attn(self.norm1(x))
+        x = x + torch.matmul(self.adj, self.gcn(x))
+        idx = x.norm(dim=-1).topk(self.num_key, dim=1).indices
+        x = x + torch.gather(x, 1, idx[..., None].expand(-1, -1, C)).mean(dim=1, keepdim=True)
+        return x + self.mlp(self.norm2(x))
+
+
+class AdjacencyFormer(nn.Module):
+    def __init__(self, num_frame=27, num_joints=17, in_chans=2, dim=32, depth=3, heads=4):
+        super().__init__()
+        self.embed = nn.Linear(num_joints * in_chans, dim)
+        self.pos_embed = nn.Parameter(torch.randn(1, num_frame, dim) * 0.02)
+        self.blocks = nn.ModuleList([GraphBlock(dim, num_frame, heads) for _ in range(depth)])
+        self.norm = nn.LayerNorm(dim)
+        self.head = nn.Linear(dim, num_joints * 3)
+
+    def forward(self, x):
+        b, f, j, c = x.shape
+        x = self.embed(rearrange(x, "b f j c -> b f (j c)")) + self.pos_embed
+        for blk in self.blocks:
+            x = blk(x)
+        return self.head(self.norm(x)).view(b, f, j, 3)
+
+
 # --------------------------------------------------------------------------- StridedFormer
 
 
@@ -263,6 +308,7 @@ class WindowFormer(nn.Module):
 ALL = {
     "graphformer": (GraphFormer, (2, 27, 17, 2)),
     "mixerformer": (MixerFormer, (2, 27, 17, 2)),
+    "adjacencyformer": (AdjacencyFormer, (2, 27, 17, 2)),
     "stridedformer": (StridedFormer, (2, 27, 17, 2)),
     "segmentformer": (SegmentFormer, (2, 27, 17, 2)),
     "windowformer": (WindowFormer, (2, 27, 17, 2)),
