@@ -338,3 +338,15 @@ def test_adjacency_and_topk_inside_a_block_use_the_kept_frames():
             ref.adj = model.blocks[1].adj[index[s]][:, index[s]]
             ref.num_key = KEEP
             torch.testing.assert_close(out[s : s + 1], ref(tokens[s : s + 1]), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("name", ["mixerformer", "windowformer", "adjacencyformer"])
+def test_inplace_shares_parameters_but_never_swaps_the_users_modules(name):
+    model, x = vpts_frames.build(name)
+    classes = {k: type(m) for k, m in model.named_modules()}
+    patched = hotpatch.apply(model, n=N, f=KEEP, example_input=x[:1], inplace=True)
+    assert {k: type(m) for k, m in model.named_modules()} == classes
+    own = dict(model.named_parameters())
+    assert all(p is own[k] for k, p in patched.named_parameters() if k in own)
+    with torch.no_grad():
+        assert patched(x).shape == model(x).shape
