@@ -417,8 +417,8 @@ class _Surgery:
 
     # -- steps
     def run(self) -> fx.GraphModule:
+        block_layers = self.probe_block_layers()  # runs the unpatched graph: before any edit
         self.check_frame_count()
-        block_layers = self.probe_block_layers()
         self.guard_input()
         self.insert_pruner()
         self.swap_block_layers(block_layers)
@@ -605,6 +605,7 @@ class _Surgery:
                 changed = True
         if changed:
             block_gm.recompile()
+            block_gm.__dict__["hotpatch_owned"] = True  # built here: later swaps need not copy it
             layers.replace_module(self.gm, name, block_gm)
 
     def _input_axes(self, u: fx.Node) -> tuple | None:

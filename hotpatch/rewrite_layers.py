@@ -293,11 +293,14 @@ def replace_module(root: nn.Module, qualname: str, new: nn.Module) -> None:
 
 
 def _shallow_copy(m: nn.Module) -> nn.Module:
-    if isinstance(m, _FrameSized):
+    """A copy of ``m`` with its own child/parameter/buffer registries (the tensors shared);
+    modules made by the patch itself are already private and returned as they are."""
+    if isinstance(m, _FrameSized) or m.__dict__.get("hotpatch_owned"):
         return m
     new = copy.copy(m)
     for attr in ("_modules", "_parameters", "_buffers"):
         new.__dict__[attr] = dict(m.__dict__[attr])
+    new.__dict__["hotpatch_owned"] = True
     return new
 
 

@@ -10,6 +10,7 @@ import operator
 import pytest
 import torch
 import torch.nn as nn
+from einops import rearrange
 
 import hotpatch
 import vpts_frames
@@ -350,3 +351,37 @@ def test_inplace_shares_parameters_but_never_swaps_the_users_modules(name):
     assert all(p is own[k] for k, p in patched.named_parameters() if k in own)
     with torch.no_grad():
         assert patched(x).shape == model(x).shape
+
+
+class _WindowBNBlock(vpts_frames.WindowBlock):
+    """A literal split and a BatchNorm1d(F) in one block: both passes edit the same block."""
+
+    def __init__(self, dim, heads, num_frame):
+        super().__init__(dim, heads, num_frame)
+        self.tbn = nn.BatchNorm1d(num_frame)
+
+    def forward(self, x):
+        w = rearrange(self.norm0(x), "b (w t) c -> (b w) t c", w=self.windows)
+        x = x + rearrange(self.local_attn(w), "(b w) t c -> b (w t) c", w=self.windows)
+        x = x + self.tbn(self.attn(self.norm1(x)))
+        x = torch.cat([x[:, : self.warmup] * self.gate, x[:, self.warmup :]], dim=1)
+        return x + self.mlp(self.norm2(x))
+
+
+def test_split_and_frame_sized_layer_in_the_same_block():
+    model, x = vpts_frames.build("windowformer")
+    torch.manual_seed(1)
+    model.blocks = nn.ModuleList([_WindowBNBlock(32, 4, F) for _ in range(3)])
+    vpts_frames._as_trained(model)
+    model.eval()
+    patched = hotpatch.apply(model, n=N, f=KEEP, example_input=x[:1])
+    notes = "\n".join(patched.hotpatch_plan.notes)
+    assert "inside a block: `blocks.2.tbn` (BatchNorm1d" in notes and "`blocks.2`: `getitem_" in notes
+    assert isinstance(patched.blocks[2], torch.fx.GraphModule) and isinstance(patched.blocks[2].tbn, FrameBatchNorm1d)
+    assert type(model.blocks[2].tbn) is nn.BatchNorm1d
+    with torch.no_grad():
+        out = patched(x)
+    assert out.shape == model(x).shape and torch.isfinite(out).all()
+    full = hotpatch.apply(model, n=N, f=F, recover="nearest", example_input=x[:1])
+    with torch.no_grad():
+        assert torch.equal(full(x), model(x))
