@@ -565,7 +565,9 @@ class _Surgery:
                 block_gm, _ = trace_module(block)
                 facts, _, _ = probe(block_gm, torch.randn(fin.shape, generator=gen), [], self.plan.joints)
             except Exception as exc:  # an untraceable block keeps its own forward
-                log.debug("block %s not searched: %s", b.name, exc)
+                reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                self.note(f"block `{b.name}` could not be traced on its own ({reason[:120]}); "
+                          "splits, (F, F) buffers and top-k inside it were not checked")
                 continue
 
             def fact_of(n: Any, facts=facts) -> NodeFacts | None:
