@@ -31,6 +31,7 @@ from hotpatch.errors import (
 )
 from hotpatch.layout import Axis, Layout
 from hotpatch.mixing import Mixing, plain, trace_mixing
+from hotpatch.rewrite_stages import Reduction, find_reductions
 
 log = logging.getLogger(__name__)
 
@@ -48,10 +49,17 @@ class NodeFacts:
     axes: tuple[Axis | None, ...] | None = None
     count: str | None = None  # "F" or "BF" for int nodes carrying the frame count
     data_dependent: bool = False
+    reduced: dict[int, int] = field(default_factory=dict)  # axis -> length, after a strided stage
+    value: int | None = None  # an int node's value at B=1 (frame splits compare it with F)
 
     @property
     def frame_axes(self) -> list[int]:
         return [i for i, a in enumerate(self.axes or ()) if a is not None and "F" in a]
+
+    @property
+    def time_axes(self) -> list[int]:
+        """Frame axes and reduced-length axes (after strided stages, see rewrite_stages)."""
+        return self.frame_axes + sorted(self.reduced)
 
     @property
     def carries_frames(self) -> bool:
@@ -87,6 +95,7 @@ class Plan:
     facts: dict[str, NodeFacts] = field(default_factory=dict, repr=False)
     data_dependent: dict[str, bool] = field(default_factory=dict, repr=False)
     notes: list[str] = field(default_factory=list)  # every decision taken, one line each
+    reductions: list[Reduction] = field(default_factory=list)  # strided stages F -> F/s ...
 
     def note(self, text: str) -> None:
         """Record a decision (what was kept opaque, gathered, sliced, clamped ...)."""
@@ -331,7 +340,7 @@ def probe(
             return
         if kind == "int":
             count = "F" if v1 == v2 == frames else "BF" if (v1, v2) == (frames, 2 * frames) else None
-            facts[n.name] = NodeFacts("int", count=count)
+            facts[n.name] = NodeFacts("int", count=count, value=v1)
         elif kind == "tensor":
             if len(v1) != len(v2):
                 facts[n.name] = NodeFacts("other")
@@ -365,6 +374,7 @@ def _flat_tensors(value: Any) -> list[torch.Tensor]:
     return out
 
 
+ATTENDS_OVER_FRAMES = "attends over frames"  # in BlockInfo.why of blocks an attention made temporal
 _RELATIVE_EFFECT = 1e-9  # fallback test: effect on other frames / effect on the perturbed frame
 
 
@@ -381,18 +391,18 @@ def classify_block(module: nn.Module, run: _BlockRun, facts: dict[str, NodeFacts
     """
     frame_inputs = {
         i: facts[name] for i, name in enumerate(run.sources)
-        if name is not None and name in facts and facts[name].carries_frames
+        if name is not None and name in facts and facts[name].kind == "tensor" and facts[name].time_axes
     }
     if not frame_inputs:
         return "static", "no input carries frames"
-    if all(ax == len(f.shape) - 1 for f in frame_inputs.values() for ax in f.frame_axes):
+    if all(ax == len(f.shape) - 1 for f in frame_inputs.values() for ax in f.time_axes):
         return "frame-channel", "frames are only its feature axis"
-    frame_axes = {(i, ax) for i, f in frame_inputs.items() for ax in f.frame_axes}
+    frame_axes = {(i, ax) for i, f in frame_inputs.items() for ax in f.time_axes}  # reduced stages too
     mix = run.mixing
     if mix is not None:
         for m in mix.attentions:
             if m.origins and m.origins & frame_axes:
-                return "temporal", f"{m.op} in {m.module or 'the block'} attends over frames"
+                return "temporal", f"{m.op} in {m.module or 'the block'} {ATTENDS_OVER_FRAMES}"
         lost = [m for m in mix.attentions + mix.others if m.origins is None]
         if not lost and not mix.unknown:
             for m in mix.others:
@@ -409,7 +419,7 @@ def _perturbation_kind(module: nn.Module, run: _BlockRun, frame_inputs: dict[int
     """Fallback: does changing one frame of the input change the output at other frames?
     Scale-free: the effect on other frames is compared with the effect on that frame."""
     first = next(iter(frame_inputs.values()))
-    frames_at = first.shape[first.frame_axes[0]]
+    frames_at = first.shape[first.time_axes[0]]
     t0 = frames_at // 2
     gen = torch.Generator().manual_seed(0)
 
@@ -427,7 +437,7 @@ def _perturbation_kind(module: nn.Module, run: _BlockRun, frame_inputs: dict[int
         for k, f in frame_inputs.items():
             j = tensors[k]
             v = leaves[j].clone()
-            frame = v.select(f.frame_axes[0], t0)
+            frame = v.select(f.time_axes[0], t0)
             frame.add_(torch.randn(frame.shape, generator=gen).to(v) * (1.0 + v.abs().mean()))
             bumped[j] = v
         new_args, new_kwargs = tree_unflatten(bumped, spec)
@@ -474,6 +484,7 @@ def analyse(gm: fx.GraphModule, blocks: list[str], example: torch.Tensor) -> Pla
             return real[name]
         return get
 
+    reductions = find_reductions(gm, facts, frames, joints)
     infos: list[BlockInfo] = []
     notes: list[str] = []
     for n in gm.graph.nodes:
@@ -493,7 +504,11 @@ def analyse(gm: fx.GraphModule, blocks: list[str], example: torch.Tensor) -> Pla
         if a.name in facts and facts[a.name].carries_frames and None not in facts[a.name].axes
     ]
     dep = _data_dependence(gm.graph)
-    return Plan(tuple(example.shape), frames, joints, infos, levels, out_layouts, output_shapes, facts, dep, notes)
+    plan = Plan(tuple(example.shape), frames, joints, infos, levels, out_layouts, output_shapes, facts, dep, notes)
+    plan.reductions = reductions
+    for r in reductions:
+        plan.note(f"strided stage {r.describe()}: later axes of length {r.length_out} are reduced frame axes")
+    return plan
 
 
 def _assign_levels(graph: fx.Graph, infos: list[BlockInfo]) -> None:

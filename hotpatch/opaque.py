@@ -297,14 +297,17 @@ def _capture(gm: fx.GraphModule, calls: list[fx.Node], example: torch.Tensor) ->
 
 
 def pin_frame_sized_blocks(gm: fx.GraphModule, plan: Any, example: torch.Tensor) -> None:
-    """A temporal block with a weight or buffer sized by F (an MLP-Mixer token MLP
-    ``Linear(F, ..)``, a ``BatchNorm1d(F)``) that fails on one frame fewer cannot take pruned
-    tokens: it becomes ``frame-channel`` and no longer counts as a level of temporal blocks."""
-    from hotpatch.analyse import _assign_levels
+    """A temporal block with no attention over frames (it mixes them only through a weight or
+    buffer sized by F: an MLP-Mixer token MLP ``Linear(F, ..)``, a ``BatchNorm1d(F)``) that fails
+    on one frame fewer has no tokens for HoT: it becomes ``frame-channel`` and no longer counts
+    as a level of temporal blocks. Blocks that attend over frames stay temporal: their
+    frame-sized layers are gathered per sample after the cut (:mod:`hotpatch.rewrite_layers`)."""
+    from hotpatch.analyse import ATTENDS_OVER_FRAMES, _assign_levels
 
     by_name = {n.name: n for n in gm.graph.nodes}
     temporal = [by_name[b.node] for b in plan.blocks
-                if b.kind == "temporal" and _has_frame_sized_tensor(gm.get_submodule(b.name), plan.frames)]
+                if b.kind == "temporal" and ATTENDS_OVER_FRAMES not in b.why
+                and _has_frame_sized_tensor(gm.get_submodule(b.name), plan.frames)]
     if not temporal:  # the test runs the model once more: only where a weight could be sized by F
         return
     captured = _capture(gm, temporal, example)

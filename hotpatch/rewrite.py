@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import logging
 import operator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any
 
 import einops
@@ -27,12 +28,16 @@ import torch.fx as fx
 import torch.nn as nn
 from torch.fx.node import map_arg
 
-from hotpatch.analyse import _NORMS, NodeFacts, Plan
+from hotpatch import rewrite_layers as layers
+from hotpatch import rewrite_splits as splits
+from hotpatch import rewrite_stages as stages
+from hotpatch.analyse import _NORMS, NodeFacts, Plan, _axis_atoms, _batch_order, probe
 from hotpatch.errors import AmbiguousFrameAxisError, HotpatchError, RewriteError
 from hotpatch.layout import Layout, gather_frames
 from hotpatch.prune import PRUNERS, TPC, FramePruner, pool_tokens
 from hotpatch.recover import TRA, LinearRecover, LinearTRA, NearestRecover
-from hotpatch.trace import build_graph_module
+from hotpatch.trace import HotpatchTracer, build_graph_module
+from hotpatch.trace import trace as trace_module
 
 log = logging.getLogger(__name__)
 
@@ -363,6 +368,16 @@ class _Surgery:
         self.pruned: set[fx.Node] = set()
         self.index: fx.Node | None = None
         self.post_frames = cfg.recover_frames or cfg.frames
+        self.orig_args = {n: n.args for n in self.nodes}  # before inputs are replaced by pruned ones
+        self.holder: layers.KeptFrames | None = None  # index holder for layers inside blocks
+
+    def note(self, text: str) -> None:
+        self.sites.notes.append(text)
+
+    def arg_fact(self, u: fx.Node, i: int) -> NodeFacts | None:
+        """Facts of ``u``'s i-th original argument (pruned replacements have none)."""
+        args = self.orig_args.get(u, u.args)
+        return self.fact(args[i]) if i < len(args) else None
 
     # -- helpers
     def fact(self, n: Any) -> NodeFacts | None:
@@ -404,8 +419,12 @@ class _Surgery:
 
     # -- steps
     def run(self) -> fx.GraphModule:
+        block_layers = self.probe_block_layers()  # runs the unpatched graph: before any edit
+        self.check_frame_count()
         self.guard_input()
         self.insert_pruner()
+        self.swap_block_layers(block_layers)
+        self.set_holder()
         self.mark_pruned()
         self.fix_pruned_inputs()
         if self.sites.recover is not None:
@@ -457,6 +476,8 @@ class _Surgery:
     def fix_pruned_inputs(self) -> None:
         gathered: dict[fx.Node, fx.Node] = {}
         for u in [n for n in self.nodes if n in self.pruned]:
+            self.frame_sized_call(u)
+            self.clamp_topk(u)
             for a in list(u.all_input_nodes):
                 if a in self.pruned or a is self.index:
                     continue
@@ -475,7 +496,10 @@ class _Surgery:
                     u.replace_input_with(a, gathered[a])
                 elif fa.carries_frames:
                     self.gather_constant(u, a)
+                elif fa.kind == "tensor" and not fa.data_dependent:
+                    self.slice_reduced_constant(u, a)
             self.replace_literals(u, self.cfg.f)
+            self.replace_reduced_literals(u)
 
     def replace_count(self, user: fx.Node, count: fx.Node, old: int, new: int) -> None:
         if old == new:
@@ -484,7 +508,329 @@ class _Surgery:
             scaled = self.graph.call_function(rescale_count, (count, old, new))
         user.replace_input_with(count, scaled)
 
+    # -- strided stages (hotpatch.rewrite_stages)
+    def stages_after_cut(self) -> list[stages.Reduction]:
+        return [r for r in self.plan.reductions if self.pos[self._node(r.node)] >= self.sites.cut]
+
+    def check_frame_count(self) -> None:
+        """f must fit the strided stages and the splits of the frame axis after the cut; then
+        reduced lengths follow from f and literal split boundaries are moved to b·f/F."""
+        self.refuse_reduced_cut(self.nodes[self.sites.cut])
+        frames, f = self.cfg.frames, self.cfg.f
+        after = self.stages_after_cut()
+        region = [n for n in self.nodes if self.in_range(n)]
+        in_blocks, rebuilds = self.inspect_blocks()
+        found = splits.find_splits(region, self.facts, frames, self._input_axes) + in_blocks
+        reason = stages.misfit(after, frames, f) or next((s.reason() for s, _ in found if not s.fits(f, frames)), None)
+        if reason is not None:
+            valid = [
+                g for g in range(1, frames + 1)
+                if stages.misfit(after, frames, g) is None and all(s.fits(g, frames) for s, _ in found)
+            ]
+            raise stages.refuse(f, reason, valid)
+        self.lengths = stages.new_lengths(after, frames, f)
+        for r in after:
+            self.note(f"strided stage {r.describe()} after the cut: {self.lengths[r.length_in]} -> "
+                      f"{self.lengths[r.length_out]} tokens")
+        lines: dict[str, list[str]] = {}
+        for split, fix in found:
+            if fix is not None and f != frames:
+                fix(f)
+            lines.setdefault(split.where, []).append(
+                f"{split.parts} even parts of {f}" if split.parts else f"boundary {split.bound} -> {split.bound * f // frames}"
+            )
+        for where, what in lines.items():
+            self.note(f"frame split {where}: {', '.join(what)}")
+        if f != frames:
+            for rebuild in rebuilds:
+                rebuild(f)
+
+    def inspect_blocks(self) -> tuple[list, list]:
+        """The passes inside the opaque blocks after the cut (blocks taking one (·, F, ·)
+        tensor), on each block traced on its own: splits of the frame axis, ``A @ x`` with an
+        (F, F) constant, top-k over frames. Returns the splits and, per block that must change,
+        a function of f that edits its graph and puts it in place of the block (same
+        submodules, same qualified names; constants read the kept index from the holder)."""
+        frames = self.cfg.frames
+        found_splits, rebuilds = [], []
+        gen = torch.Generator().manual_seed(0)
+        for b in self.plan.blocks:
+            node = self._node(b.node)
+            fin = self.fact(node.args[0]) if len(node.args) == 1 and not node.kwargs else None
+            if self.pos[node] < self.sites.cut or fin is None or not fin.axes or len(fin.axes) < 2 or fin.axes[1] != ("F",):
+                continue
+            block = self.gm.get_submodule(b.name)
+            try:  # only shapes and int values matter here: a random input of the block's shape
+                quick = HotpatchTracer([]).trace(block)
+                if not (splits.may_split(quick) or layers.may_gather(quick)):
+                    continue
+                block_gm, _ = trace_module(block)
+                facts, _, _ = probe(block_gm, torch.randn(fin.shape, generator=gen), [], self.plan.joints)
+            except Exception as exc:  # an untraceable block keeps its own forward
+                reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                self.note(f"block `{b.name}` could not be traced on its own ({reason[:120]}); "
+                          "splits, (F, F) buffers and top-k inside it were not checked")
+                continue
+
+            def fact_of(n: Any, facts=facts) -> NodeFacts | None:
+                return facts.get(n.name) if isinstance(n, fx.Node) else None
+
+            def axes_of(u: fx.Node, fact_of=fact_of) -> tuple | None:
+                f = fact_of(u.args[0]) if u.args else None
+                return f.axes if f is not None and f.kind == "tensor" else None
+
+            here = splits.find_splits(list(block_gm.graph.nodes), facts, frames, axes_of)
+            found_splits += [(replace(sp, where=f"inside block `{b.name}`: {sp.where}"), None) for sp, _ in here]
+            literal = [fix for _, fix in here if fix is not None]
+            mms = [(u, m) for u in block_gm.graph.nodes
+                   if (m := layers.frame_matmul(u, u.args, fact_of, frames, self.plan.joints)) is not None]
+            topks = [(u, axes_of(u)) for u in block_gm.graph.nodes if u.target in ("topk", torch.topk)]
+            if literal or mms or topks:
+                rebuilds.append(partial(self._rebuild_block, b.name, block_gm, literal, mms, topks))
+        return found_splits, rebuilds
+
+    def _rebuild_block(self, name: str, block_gm: fx.GraphModule, literal: list, mms: list, topks: list, f: int) -> None:
+        changed = bool(literal)
+        for fix in literal:
+            fix(f)
+        for u, (layout, const_first) in mms:
+            const, x = u.args if const_first else u.args[::-1]
+            mm = layers.FrameMatmul(layout, const_first, self.cfg.frames, self.kept_holder())
+            target = f"hotpatch_matmul{len([m for m in block_gm.modules() if isinstance(m, layers.FrameMatmul)])}"
+            block_gm.add_module(target, mm)
+            u.op, u.target, u.args, u.kwargs = "call_module", target, (const, x), {}
+            self.note(f"inside block `{name}`: `{const.name}` ({self.cfg.frames}, {self.cfg.frames}) in "
+                      f"`{'A @ x' if const_first else 'x @ A'}`: rows and columns gathered per sample by the kept frames")
+            changed = True
+        for u, axes in topks:
+            note = layers.clamp_topk(u, axes, f)
+            if note:
+                self.note(f"inside block `{name}`: {note}")
+                changed = True
+        if changed:
+            block_gm.recompile()
+            block_gm.__dict__["hotpatch_owned"] = True  # built here: later swaps need not copy it
+            layers.replace_module(self.gm, name, block_gm)
+
+    def _input_axes(self, u: fx.Node) -> tuple | None:
+        f = self.fact(u.args[0]) if u.args else None
+        return f.axes if f is not None and f.kind == "tensor" else None
+
+    def refuse_reduced_cut(self, cut: fx.Node) -> None:
+        before = [r for r in self.plan.reductions if self.pos[self._node(r.node)] < self.sites.cut]
+        if not before:
+            return
+        pos = {n.name: i for i, n in enumerate(self.nodes)}
+        first = pos[before[0].node]
+        ok = max((b.level for b in self.plan.temporal_blocks if pos[b.node] < first), default=0)
+        fix = f"choose n <= {ok - 1} so that the cut comes before it" if ok > 1 else "no n prunes before it"
+        raise RewriteError(
+            f"the cut before `{cut.target}` falls after the strided stage {before[0].describe()}; "
+            f"hotpatch prunes full-length frames only: {fix}."
+        )
+
+    def slice_reduced_constant(self, u: fx.Node, const: fx.Node) -> None:
+        """A constant next to a reduced-length tensor (a (1, F/3, C) stage embedding) is
+        sliced to the new reduced length: its rows are positions of the stage, not frames."""
+        elementwise = (u.op == "call_function" and u.target in _ELEMENTWISE_FUNCS) or (
+            u.op == "call_method" and u.target in _ELEMENTWISE_METHODS
+        )
+        if not elementwise:
+            return
+        fc = self.fact(const)
+        for i, a in enumerate(self.orig_args.get(u, u.args)):
+            fa = self.fact(a)
+            if a is const or fa is None or len(fa.reduced) != 1 or not fa.shape:
+                continue
+            (axis, length), = fa.reduced.items()
+            caxis = axis - (len(fa.shape) - len(fc.shape))
+            new = self.lengths.get(length)
+            if caxis < 0 or fc.shape[caxis] != length or new is None or new == length:
+                return
+            with self.graph.inserting_before(u):
+                sliced = self.graph.call_function(torch.narrow, (const, caxis, 0, new))
+            u.replace_input_with(const, sliced)
+            self.note(f"`{const.name}` {tuple(fc.shape)} indexed by positions of the length-{length} stage: "
+                      f"sliced to its first {new} (the stage's length with f={self.cfg.f})")
+            return
+
+    def replace_reduced_literals(self, u: fx.Node) -> None:
+        """Int literals equal to a reduced length in the sizes of a view/reshape that makes it."""
+        f = self.fact(u)
+        if f is None or f.kind != "tensor" or not f.reduced or not getattr(self, "lengths", None):
+            return
+        if not ((u.op == "call_method" and u.target in _SIZE_METHODS) or (u.op == "call_function" and u.target is torch.reshape)):
+            return
+        sizes = list(u.args[1:])
+        packed = len(sizes) == 1 and isinstance(sizes[0], (tuple, list))
+        if packed:
+            sizes = list(sizes[0])
+        changed = False
+        for axis, length in f.reduced.items():
+            new = self.lengths.get(length)
+            if axis < len(sizes) and type(sizes[axis]) is int and sizes[axis] == length and new not in (None, length):
+                sizes[axis], changed = new, True
+        if changed:
+            u.args = (u.args[0], tuple(sizes)) if packed else (u.args[0], *sizes)
+
+    def recover_reduced(self, e: fx.Node, fe: NodeFacts, insert_at: fx.Node) -> fx.Node:
+        """Recover a reduced-length tensor leaving the pruned region to its original length."""
+        (axis, length), = fe.reduced.items()
+        new = self.lengths.get(length, length)
+        axes = list(fe.axes)
+        axes[axis] = tuple("F" if a == length else a for a in axes[axis])
+        lay = Layout(tuple(axes), self.plan.joints)
+        dim = lay.to_canonical(torch.empty(fe.shape), length).shape[-1]
+        sub = replace(self.cfg, frames=length, recover_frames=None)
+        recoverer = make_recoverer(sub, dim, find_heads(self.gm, self.plan, dim))
+        stride = stages.total_stride(self.plan.reductions, self.cfg.frames, length)
+        idx_name = self.add_module("hotpatch_reduced_index", stages.ReducedIndex(stride, length, new))
+        name = self.add_module("hotpatch_recover", RecoverAt(recoverer, lay, length))
+        with self.graph.inserting_after(insert_at):
+            positions = self.graph.call_module(idx_name, (self.index,))
+        with self.graph.inserting_after(positions):
+            rec = self.graph.call_module(name, (e, positions))
+        for u in [u for u in e.users if self.is_post(u)]:
+            u.replace_input_with(e, rec)
+        self.note(f"`{e.name}` leaves the pruned region with {new} tokens of the length-{length} stage: "
+                  f"recovered to {length} (token i at the reduced position of its window's middle kept frame)")
+        return rec
+
+    # -- frame-sized layers (hotpatch.rewrite_layers)
+    def probe_block_layers(self) -> list[tuple[str, nn.Module, tuple, tuple]]:
+        """Frame-sized layers inside the opaque blocks after the cut, with the axes of their
+        input and output read from two probes (B=1, B=2) of the unpatched graph."""
+        frames = self.cfg.frames
+        after = {b.name for b in self.plan.blocks if self.pos[self._node(b.node)] >= self.sites.cut}
+        found = {
+            f"{b}.{sub}": m
+            for b in sorted(after)
+            for sub, m in self.gm.get_submodule(b).named_modules()
+            if sub and (sizes := layers.feature_sizes(m)) is not None and frames in sizes[1:]
+        }
+        if not found:
+            return []
+        runs = self.capture(found)
+        return [
+            (name, m, self._axes(runs[0][name][0], runs[1][name][0]), self._axes(runs[0][name][1], runs[1][name][1]))
+            for name, m in found.items() if name in runs[0] and name in runs[1]
+        ]
+
+    def capture(self, modules: dict[str, nn.Module]) -> list[dict[str, tuple]]:
+        """First input and output of each module in two runs of the unpatched graph: on a
+        probe clip (B=1) and on two copies of it (B=2)."""
+        runs: list[dict[str, tuple]] = []
+
+        def hook(name):
+            def record(_m, args, out):
+                if name not in runs[-1] and args and isinstance(args[0], torch.Tensor) and isinstance(out, torch.Tensor):
+                    runs[-1][name] = (args[0].detach().clone(), out.detach().clone())
+            return record
+
+        handles = [m.register_forward_hook(hook(name)) for name, m in modules.items()]
+        x = torch.randn(self.plan.input_shape, generator=torch.Generator().manual_seed(0))
+        try:
+            with torch.no_grad():
+                for probe in (x, torch.cat([x, x])):
+                    runs.append({})
+                    self.gm(probe)
+        finally:
+            for h in handles:
+                h.remove()
+        return runs
+
+    def _axes(self, t1: torch.Tensor, t2: torch.Tensor) -> tuple:
+        if t1.dim() != t2.dim():
+            return ()
+        axes = []
+        for i, (s1, s2) in enumerate(zip(t1.shape, t2.shape)):
+            order = _batch_order(t2, i, s1) if s2 == 2 * s1 and s1 > 1 else None
+            axes.append(_axis_atoms(s1, s2, order, self.cfg.frames, self.plan.joints))
+        return tuple(axes)
+
+    def _node(self, name: str) -> fx.Node:
+        return next(n for n in self.nodes if n.name == name)
+
+    def kept_holder(self) -> layers.KeptFrames:
+        """The holder from which layers inside opaque blocks read the kept index."""
+        if self.holder is None:
+            self.holder = layers.KeptFrames()
+            self.add_module("hotpatch_kept", self.holder)
+        return self.holder
+
+    def set_holder(self) -> None:
+        """Route the kept index through the holder (if any layer reads it) right after the cut."""
+        if self.holder is None:
+            return
+        name = next(k for k, m in self.new_modules.items() if m is self.holder)
+        with self.graph.inserting_after(self.index):
+            kept = self.graph.call_module(name, (self.index,))
+        self.index.replace_all_uses_with(kept, delete_user_cb=lambda u: u is not kept)
+        self.index = kept
+
+    def swap_block_layers(self, found: list[tuple[str, nn.Module, tuple, tuple]]) -> None:
+        """Layers inside blocks read the kept index from a holder the graph sets after the cut."""
+        for name, m, in_axes, out_axes in found:
+            roles = layers.frame_roles(m, in_axes, out_axes, self.cfg.frames)
+            if roles is None:
+                continue
+            layout = self._layer_layout(name, m, in_axes)
+            layers.swap(self.gm, name, layout, self.cfg.frames, roles, self.kept_holder())
+            self.note(layers.describe(name, m, roles, "inside a block:"))
+
+    def _layer_layout(self, name: str, m: nn.Module, in_axes: tuple) -> Layout:
+        layout = layers.input_layout(in_axes, m, self.plan.joints)
+        if layout is None:
+            raise RewriteError(
+                f"`{name}` ({type(m).__name__}) has frames as its features after the cut, but its input "
+                f"axes {in_axes} have no batch axis hotpatch can separate (or frames twice), so its "
+                "weights cannot be gathered per sample. Choose n so that the cut comes after it."
+            )
+        return layout
+
+    def frame_sized_call(self, u: fx.Node) -> None:
+        """A graph-level call of a frame-sized layer: swap it and pass the kept index."""
+        if u.op != "call_module" or not u.args:
+            return
+        m = self.gm.get_submodule(u.target)
+        fin, fout = self.arg_fact(u, 0), self.fact(u)
+        if fin is None or fout is None or fin.kind != "tensor" or fout.kind != "tensor":
+            return
+        roles = layers.frame_roles(m, fin.axes, fout.axes, self.cfg.frames)
+        if roles is None:
+            return
+        layout = self._layer_layout(u.target, m, fin.axes)
+        if not isinstance(m, layers._FrameSized):
+            layers.swap(self.gm, u.target, layout, self.cfg.frames, roles)
+        u.args = (*u.args, self.index)
+        self.note(layers.describe(u.target, m, roles, "layer"))
+
+    def clamp_topk(self, u: fx.Node) -> None:
+        """``x.topk(k, dim=<frames>)`` with a literal k larger than the kept frames: k = f."""
+        fin = self.arg_fact(u, 0)
+        note = layers.clamp_topk(u, fin.axes if fin is not None else None, self.cfg.f)
+        if note:
+            self.note(note)
+
+    def gather_matmul(self, u: fx.Node, const: fx.Node) -> bool:
+        """``A @ x`` / ``x @ A`` with an (F, F) constant: gather A's rows and columns."""
+        found = layers.frame_matmul(u, self.orig_args.get(u, u.args), self.fact, self.cfg.frames, self.plan.joints)
+        if found is None:
+            return False
+        layout, const_first = found
+        a, x = u.args if const_first else u.args[::-1]
+        if a is not const:
+            return False
+        name = self.add_module("hotpatch_matmul", layers.FrameMatmul(layout, const_first, self.cfg.frames))
+        u.op, u.target, u.args, u.kwargs = "call_module", name, (const, x, self.index), {}
+        frames = self.cfg.frames
+        self.note(f"`{const.name}` ({frames}, {frames}) in `{'A @ x' if const_first else 'x @ A'}`: rows and "
+                  "columns gathered per sample by the kept frames")
+        return True
+
     def gather_constant(self, u: fx.Node, const: fx.Node) -> None:
+        if self.gather_matmul(u, const):
+            return
         elementwise = (u.op == "call_function" and u.target in _ELEMENTWISE_FUNCS) or (
             u.op == "call_method" and u.target in _ELEMENTWISE_METHODS
         )
@@ -540,6 +886,9 @@ class _Surgery:
                 if fe.count:
                     for u in [u for u in e.users if self.is_post(u)]:
                         self.replace_count(u, e, self.cfg.f, self.post_frames)
+                continue
+            if fe is not None and not fe.carries_frames and len(fe.reduced) == 1:
+                insert_at = self.recover_reduced(e, fe, insert_at)
                 continue
             if fe is None or not fe.carries_frames:
                 log.warning("`%s` is computed from pruned tokens and used after the recovery point", e.name)

@@ -1,0 +1,172 @@
+"""Stages that change the frame count: strided temporal convolutions and pooling.
+
+Hierarchical VPTs (the Strided Transformer, P-STMO) shrink the sequence between stages,
+F -> F/3 -> F/9, with a stride-s ``Conv1d`` or pooling over the frame axis, and give each
+stage its own positional embedding of the reduced length. The analysis finds these
+*reductions* (a strided ``nn.Conv1d`` / ``nn.MaxPool1d`` / ``nn.AvgPool1d`` whose length axis is
+the frame axis or an earlier reduced axis) and marks every later axis of the reduced length
+(``NodeFacts.reduced``: axis -> length in the original model).
+
+After the cut, a reduced length follows from f through the same strides. A constant indexed
+by reduced positions (a (1, F/3, C) embedding) is used as the model uses it, sliced to the new
+length; it is not gathered as if its rows were frames. f must leave each stride the remainder
+it leaves with F (no frame dropped that the original kept), else a :class:`ConfigError` lists
+the valid f near the requested one (:func:`misfit`, :func:`refuse`). A tensor with a reduced axis that leaves the pruned region
+is recovered to the original reduced length; its token i is placed at the reduced position of
+the kept frame in the middle of its window.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.fx as fx
+import torch.nn as nn
+
+from hotpatch.errors import ConfigError
+
+_REDUCERS = (nn.Conv1d, nn.MaxPool1d, nn.AvgPool1d)
+
+
+def _one(v) -> int:
+    return int(v[0]) if isinstance(v, (tuple, list)) else int(v)
+
+
+@dataclass(frozen=True)
+class Reduction:
+    """One length-changing op: ``length_in`` -> ``length_out`` (sizes in the original model)."""
+
+    node: str
+    target: str
+    length_in: int
+    length_out: int
+    kernel: int
+    stride: int
+    padding: int
+    dilation: int
+
+    def span(self, n: int) -> int:
+        return n + 2 * self.padding - self.dilation * (self.kernel - 1) - 1
+
+    def out_length(self, n: int) -> int:
+        return self.span(n) // self.stride + 1
+
+    def fits(self, n: int) -> bool:
+        """Length ``n`` leaves the same remainder as the original length (no frame dropped
+        that the original kept) and at least one output token."""
+        return self.span(n) >= 0 and self.span(n) % self.stride == self.span(self.length_in) % self.stride
+
+    def describe(self) -> str:
+        return f"`{self.target}` (stride {self.stride}, kernel {self.kernel}: {self.length_in} -> {self.length_out})"
+
+
+def find_reductions(gm: fx.GraphModule, facts: dict, frames: int, joints: int | None) -> list[Reduction]:
+    """Find the strided stages and mark later axes of their reduced lengths in ``facts``."""
+    found: list[Reduction] = []
+    for n in gm.graph.nodes:
+        if n.op != "call_module" or not n.args or not isinstance(n.args[0], fx.Node):
+            continue
+        m = gm.get_submodule(n.target)
+        if type(m) not in _REDUCERS or _one(m.stride) == 1:
+            continue
+        fin, fout = facts.get(n.args[0].name), facts.get(n.name)
+        if fin is None or fout is None or fin.kind != "tensor" or fout.kind != "tensor" or not fin.axes:
+            continue
+        last = len(fin.axes) - 1
+        length = frames if fin.axes[last] == ("F",) else fin.reduced.get(last)
+        if length is None or fout.axes[-1] != (fout.shape[-1],):
+            continue
+        kernel = _one(m.kernel_size)
+        dilation = _one(getattr(m, "dilation", 1))
+        red = Reduction(n.name, n.target, length, fout.shape[-1], kernel, _one(m.stride), _one(m.padding), dilation)
+        found.append(red)
+        _mark_downstream(n, facts, red.length_out, joints)
+    return found
+
+
+def _mark_downstream(start: fx.Node, facts: dict, length: int, joints: int | None) -> None:
+    """Mark axes of ``length`` on the paths from ``start`` while the axis survives (a node
+    without such an axis ends the path, so a later (…, 3) coordinate axis is not mistaken)."""
+    if length == joints:
+        return
+    seen, stack = {start}, [start]
+    while stack:
+        node = stack.pop()
+        f = facts.get(node.name)
+        if f is None or f.kind != "tensor" or not f.axes:
+            continue
+        hits = [i for i, a in enumerate(f.axes) if a is not None and length in a and "F" not in a]
+        if len(hits) != 1:
+            continue
+        f.reduced[hits[0]] = length
+        for u in node.users:
+            if u not in seen:
+                seen.add(u)
+                stack.append(u)
+
+
+def new_lengths(reductions: list[Reduction], frames: int, f: int) -> dict[int, int]:
+    """Reduced length in the original -> reduced length with ``f`` kept frames."""
+    lengths = {frames: f}
+    for r in reductions:
+        if r.length_in in lengths:
+            lengths[r.length_out] = r.out_length(lengths[r.length_in])
+    return lengths
+
+
+def misfit(reductions: list[Reduction], frames: int, f: int) -> str | None:
+    """Why ``f`` kept frames do not fit the strided stages, or None if they do."""
+    lengths = {frames: f}
+    for r in reductions:
+        n = lengths.get(r.length_in)
+        if n is None:
+            continue
+        if not r.fits(n):
+            what = "leave no token" if r.span(n) < 0 else "drop frames the original keeps"
+            return f"the strided stage {r.describe()}: {n} tokens reach it, which would {what}"
+        lengths[r.length_out] = r.out_length(n)
+    return None
+
+
+def valid_frames(reductions: list[Reduction], frames: int) -> list[int]:
+    """Every f in 1..F that fits all the strided stages."""
+    return [f for f in range(1, frames + 1) if misfit(reductions, frames, f) is None]
+
+
+def near(valid: list[int], f: int, count: int = 4) -> str:
+    """The ``count`` valid values closest to ``f``, in order."""
+    return ", ".join(map(str, sorted(sorted(valid, key=lambda v: (abs(v - f), v))[:count])))
+
+
+def refuse(f: int, reason: str, valid: list[int]) -> ConfigError:
+    return ConfigError(f"f={f} does not fit {reason}. Valid f near {f}: {near(valid, f)}; pass one of them.")
+
+
+class ReducedIndex(nn.Module):
+    """Positions (B, n) on a reduced stage of ``length`` tokens (total stride ``stride``) of the
+    tokens left from the kept frames ``index`` (B, f): token i sits at the reduced position of
+    the kept frame in the middle of its window."""
+
+    def __init__(self, stride: int, length: int, tokens: int) -> None:
+        super().__init__()
+        self.stride, self.length, self.tokens = stride, length, tokens
+
+    def forward(self, index: torch.Tensor) -> torch.Tensor:
+        slots = torch.arange(self.tokens, device=index.device) * self.stride + self.stride // 2
+        slots = slots.clamp(max=index.shape[1] - 1)
+        return (index[:, slots] // self.stride).clamp(max=self.length - 1)
+
+    def extra_repr(self) -> str:
+        return f"stride={self.stride}, length={self.length}, tokens={self.tokens}"
+
+
+def total_stride(reductions: list[Reduction], frames: int, length: int) -> int:
+    """Product of the strides from F down to the reduced ``length``."""
+    chain = {r.length_out: r for r in reductions}
+    stride = 1
+    while length != frames and length in chain:
+        r = chain[length]
+        stride *= r.stride
+        length = r.length_in
+    return stride
