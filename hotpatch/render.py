@@ -40,6 +40,18 @@ def _pyplot() -> Any:
     return plt
 
 
+def save_figure(plt: Any, fig: Any, path: Path, title: str = "", fontsize: int = 10) -> Path:
+    """Title (if any), tight layout, write ``path``, close the figure (also on error)."""
+    try:
+        if title:
+            fig.suptitle(title, fontsize=fontsize)
+        fig.tight_layout()
+        fig.savefig(path)
+    finally:
+        plt.close(fig)
+    return path
+
+
 def _colour(j: int) -> str:
     return "tab:red" if j in _RIGHT else "tab:blue" if j in _LEFT else "0.3"
 
@@ -151,11 +163,4 @@ def _sheet(plt: Any, path: Path, xy: np.ndarray, poses: np.ndarray, title: str,
     for i, t in enumerate(picks):
         r, c = divmod(i, cols)
         _Panels(fig, [grid[r, 2 * c], grid[r, 2 * c + 1]], xy, poses, image_size).draw(int(t), total)
-    if title:
-        fig.suptitle(title, fontsize=11)
-    fig.tight_layout()
-    try:
-        fig.savefig(path)
-    finally:
-        plt.close(fig)
-    return path
+    return save_figure(plt, fig, path, title, fontsize=11)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hotpatch.render import _pyplot
+from hotpatch.render import _pyplot, save_figure
 from hotpatch.sweep import SweepResult
 
 __all__ = ["joint_speed", "kept_frames_plot", "pareto_plot"]
@@ -49,12 +49,7 @@ def pareto_plot(result: SweepResult, path: str | Path, *, title: str = "") -> Pa
     ax.set_title(title or f"hotpatch sweep: {ylabel.split(' (')[0]} vs FLOPs", fontsize=11)
     ax.grid(True, alpha=0.3)
     ax.legend(loc="best", fontsize=9)
-    fig.tight_layout()
-    try:
-        fig.savefig(path)
-    finally:
-        plt.close(fig)
-    return path
+    return save_figure(plt, fig, path)
 
 
 def joint_speed(positions: np.ndarray) -> np.ndarray:
@@ -94,11 +89,4 @@ def kept_frames_plot(
         ax.legend(loc="upper right", fontsize=8)
         ax.grid(True, alpha=0.3)
     axes[-1, 0].set_xlabel("frame")
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    try:
-        fig.savefig(path)
-    finally:
-        plt.close(fig)
-    return path
+    return save_figure(plt, fig, path, title)
