@@ -34,10 +34,8 @@ def pairwise_distance(x: torch.Tensor) -> torch.Tensor:
     gram = (gram + gram.transpose(1, 2)) / 2
     norms = gram.diagonal(dim1=1, dim2=2)
     squared = (norms.unsqueeze(2) + norms.unsqueeze(1) - 2 * gram).clamp_min(0)
-    n = x.shape[1]
-    diagonal = torch.eye(n, dtype=torch.bool, device=x.device)
-    squared = torch.where(diagonal, torch.zeros((), dtype=squared.dtype, device=x.device), squared)  # no in-place
-    return squared.sqrt()
+    diagonal = torch.eye(x.shape[1], dtype=torch.bool, device=x.device)
+    return squared.masked_fill(diagonal, 0.0).sqrt()  # exact zeros, no in-place write on a view
 
 
 def dpc_knn_scores(x: torch.Tensor, k: int = 2) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -70,20 +68,23 @@ def top_frames(score: torch.Tensor, keep: int, center: int | None = None) -> tor
     """Indices (B, keep) of the highest scores, ties to the earlier frame, sorted in time.
 
     With ``center`` set, that frame is always kept (it takes one of the ``keep`` places).
-    The order is each frame's rank (how many frames beat it: a higher score, or an equal
-    score earlier in time), so no stable sort is needed: the ranks are distinct, and any
-    sort of them (ONNX's TopK, a compiled kernel) gives the same frames.
+    Compiled or exported, the order is each frame's rank (how many frames beat it: a higher
+    score, or an equal score earlier in time): the ranks are distinct, so any sort of them
+    (ONNX's TopK, a compiled kernel) gives the same frames without a stable sort, which
+    ONNX lacks. Eager, a stable sort does the same in fewer kernel launches.
     """
     score = score.float()
     if center is not None:
         is_center = torch.arange(score.shape[-1], device=score.device) == center
         score = torch.where(is_center, torch.full_like(score, float("inf")), score)
-    n = score.shape[-1]
-    pos = torch.arange(n, device=score.device)
-    s_i, s_j = score.unsqueeze(2), score.unsqueeze(1)  # [b, i, j]
-    beats = (s_j > s_i) | ((s_j == s_i) & (pos.view(1, 1, n) < pos.view(1, n, 1)))
-    rank = beats.sum(dim=-1)  # distinct: 0 .. n-1
-    order = torch.sort(rank, dim=-1).indices
+    if torch.compiler.is_compiling() or torch.compiler.is_exporting():
+        n = score.shape[-1]
+        pos = torch.arange(n, device=score.device)
+        s_i, s_j = score.unsqueeze(2), score.unsqueeze(1)  # [b, i, j]
+        beats = (s_j > s_i) | ((s_j == s_i) & (pos.view(1, 1, n) < pos.view(1, n, 1)))
+        order = torch.sort(beats.sum(dim=-1), dim=-1).indices  # ranks are distinct: 0 .. n-1
+    else:  # eager: one stable sort launches fewer kernels; it orders exactly as the ranks do
+        order = torch.sort(score, dim=-1, descending=True, stable=True).indices
     return torch.sort(order[:, :keep], dim=-1).values
 
 
