@@ -403,7 +403,10 @@ class _Surgery:
         if None in f.axes or (f.data_dependent and not any("B" in a for a in f.axes)):
             raise RewriteError(
                 f"{what} `{n.name}` of shape {f.shape} has axes hotpatch cannot read "
-                f"({f.axes}); it needs a batch axis and a frame axis it can separate."
+                f"({f.axes}); it needs a batch axis and a frame axis it can separate. If the model's "
+                "tokens are all equal at this point (e.g. zero-initialised embeddings in a freshly "
+                "built model), the order of batch and frames cannot be seen: patch the trained model, "
+                "or pass a non-constant example_input."
             )
         if sum(a.count("F") for a in f.axes) != 1:
             raise AmbiguousFrameAxisError(f"{what} `{n.name}` has more than one frame factor: {f.axes}")
