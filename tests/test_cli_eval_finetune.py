@@ -107,8 +107,9 @@ def test_finetune_trains_saves_and_resumes(capsys, clips, checkpoint, tmp_path):
     assert [h["epoch"] for h in history] == [1, 2] and "val_mpjpe" in history[-1]
     assert history[1]["loss"] < history[0]["loss"]
     trained = hotpatch.load(out_pt)
-    assert trained.hotpatch_config["recover"] == "tra" and trained.hotpatch_config["f"] == 3
-    assert trained.hotpatch_recover.recoverer.queries.abs().sum() > 0  # TRA trained
+    # finetune's default recovery: linear-tra, its zero-initialised correction trained
+    assert trained.hotpatch_config["recover"] == "linear-tra" and trained.hotpatch_config["f"] == 3
+    assert trained.hotpatch_recover.recoverer.proj.weight.abs().sum() > 0
     # resume with more epochs: continues after epoch 2 instead of starting over
     rc, _, _ = run(capsys, *args, "--epochs", "3", "--resume", "--json", str(tmp_path / "r.json"))
     assert rc == 0
@@ -116,4 +117,4 @@ def test_finetune_trains_saves_and_resumes(capsys, clips, checkpoint, tmp_path):
     assert [h["epoch"] for h in resumed] == [1, 2, 3] and resumed[0]["loss"] == history[0]["loss"]
     # the saved model evaluates without the untrained-TRA warning path breaking anything
     rc, out, _ = run(capsys, "eval", str(out_pt), "--data", clips, "--cameras", "1", "--json", "-")
-    assert rc == 0 and json.loads(out)["config"]["recover"] == "tra"
+    assert rc == 0 and json.loads(out)["config"]["recover"] == "linear-tra"
