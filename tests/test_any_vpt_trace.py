@@ -12,6 +12,7 @@ import torch
 
 import hotpatch
 import vpts_wild
+from checks import frames_seen
 
 F, N, KEEP = 27, 1, 9
 PATCHABLE = list(vpts_wild.PATCHABLE)
@@ -27,17 +28,6 @@ def _assert_unchanged(model, state, x, before):
     assert all(torch.equal(model.state_dict()[k], v) for k, v in state.items())
     with torch.no_grad():
         assert torch.equal(model(x), before)
-
-
-def _frames_seen(shape, axes, batch: int, joints: int = 17) -> int:
-    """Frames in a block input of layout ``axes`` (from the plan) at batch size ``batch``."""
-    i = next(i for i, a in enumerate(axes) if a is not None and "F" in a)
-    size = shape[i]
-    if "B" in axes[i]:
-        size //= batch
-    if "J" in axes[i]:
-        size //= joints
-    return size
 
 
 def _input_fact(gm, block_node: str):
@@ -78,7 +68,7 @@ def test_temporal_blocks_after_the_cut_see_f_frames(name):
         axes = _input_fact(patched, block.node).axes
 
         def hook(mod, args, _out, name=block.name, axes=axes):
-            seen[name] = _frames_seen(args[0].shape, axes, x.shape[0])
+            seen[name] = frames_seen(args[0].shape, axes, x.shape[0])
 
         hooks.append(patched.get_submodule(block.name).register_forward_hook(hook))
     with torch.no_grad():

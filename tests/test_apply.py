@@ -10,6 +10,7 @@ import torch
 
 import hotpatch
 import vpts
+from checks import frames_seen
 
 MODELS = list(vpts.ALL)
 F, N, KEEP = 27, 1, 9
@@ -20,17 +21,6 @@ def patch(name: str, **kw):
     kw.setdefault("n", N)
     kw.setdefault("f", KEEP)
     return model, x, hotpatch.apply(model, example_input=x[:1], **kw)
-
-
-def frames_seen(shape, axes, batch: int, joints: int = 17) -> int:
-    """Frames in a block input of layout ``axes`` (from the plan) at batch size ``batch``."""
-    i = next(i for i, a in enumerate(axes) if a is not None and "F" in a)
-    size = shape[i]
-    if "B" in axes[i]:
-        size //= batch
-    if "J" in axes[i]:
-        size //= joints
-    return size
 
 
 @pytest.mark.parametrize("name", MODELS)
