@@ -79,6 +79,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--extra-n", type=int, default=1,
                    help="also zero-retraining TPC rows at this n (0: none); n=1 cuts FLOPs by about half")
     p.add_argument("--test-clips", type=int, default=48, help="test clips (style 'normal'), one camera each")
+    p.add_argument("--test-data", default=None,
+                   help="evaluate every row on the test clips of this clips .npz instead (same layout, e.g. motion "
+                        "capture from another studio; all its clips if none has style 'normal'); training stays on --data")
     p.add_argument("--s2f-stride", type=int, default=6, help="seq2frame: score every k-th frame")
     p.add_argument("--eval-batch", type=int, default=64)
     p.add_argument("--threads", type=int, default=1,
@@ -230,8 +233,9 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> int:
     t = time.perf_counter()
     train_seqs = load_clips(args.data, cameras_per_clip=args.cameras, noise_px=args.noise_px, seed=args.seed,
                             max_clips=200 if args.quick else None)["train"]
-    test_seqs = load_clips(args.data, cameras_per_clip=1, noise_px=args.noise_px, seed=args.seed + 1,
-                           max_clips=args.test_clips)["test"]
+    test_splits = load_clips(args.test_data or args.data, cameras_per_clip=1, noise_px=args.noise_px,
+                             seed=args.seed + 1, max_clips=args.test_clips)
+    test_seqs = test_splits["test"] or test_splits["train"]
     train_data = WindowDataset(train_seqs, F, stride=F // 3, flip_prob=0.5, seed=args.seed)
     s2s = WindowDataset(test_seqs, F)
     s2f = WindowDataset(test_seqs, F, mode="seq2frame", stride=args.s2f_stride)
@@ -311,6 +315,8 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> int:
     total_min = clock.total() / 60
     command = "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(sys.argv[0], ROOT)] + (argv or sys.argv[1:]))
     s2f_frames = results["orig_s2f"]["frames"]
+    test_file_note = (f"\n- Test clips from `{args.test_data}` (`--test-data`), not from the training file; the "
+                      "numbers of test clips and frames above are that file's." if args.test_data else "")
     text = f"""# Accuracy: HoT on a small MixSTE trained on real motion capture
 
 Command (from the repository root): `{command}`
@@ -343,7 +349,7 @@ epochs.
   `normal`-style clips (evenly spread through the file), one camera each, {test_frames} frames. seq2seq rows score every
   test frame ({len(s2s)} non-overlapping windows, padding ignored); seq2frame rows score
   one frame in {args.s2f_stride} ({s2f_frames} frames, one {F}-frame window each) to fit the time budget, so their
-  numbers are on a subsample of the same clips. No test-time flip augmentation.
+  numbers are on a subsample of the same clips. No test-time flip augmentation.{test_file_note}
 - Model: the `mixste` recipe with F={F}, dim={args.dim}, depth={args.depth} (block pairs), {args.heads} heads,
   MLP ratio 2, no stochastic depth; trained from scratch for {args.train_steps} AdamW steps, batch {args.batch},
   lr {args.lr:g} with cosine decay, weight decay 0.1, gradient clip 1, MixSTE's losses (weighted MPJPE +

@@ -1,5 +1,6 @@
 """``benchmarks/accuracy.py --quick`` runs end to end on a tiny clips file and writes its table."""
 
+import json
 import sys
 from pathlib import Path
 
@@ -27,3 +28,15 @@ def test_quick_run_writes_every_row(tmp_path):
         assert name in text, name
     rows = [line for line in text.splitlines() if line.startswith("| ") and line[2].isdigit()]
     assert len(rows) == 13
+
+
+def test_test_data_scores_another_file(tmp_path):
+    data = write_clips(tmp_path / "clips.npz", lengths=(40, 36, 44, 38, 42, 35))
+    other = write_clips(tmp_path / "other.npz", lengths=(50, 31, 33, 45), seed=7)  # clips 0 and 3 are 'normal'
+    out = tmp_path / "acc.md"
+    assert accuracy.main(["--quick", "--data", str(data), "--test-data", str(other), "--out", str(out),
+                          "--work", str(tmp_path / "w"), "--test-clips", "2", "--json", str(tmp_path / "a.json")]) == 0
+    text = out.read_text()
+    assert f"Test clips from `{other}`" in text
+    rows = json.loads((tmp_path / "a.json").read_text())["rows"]
+    assert rows[0]["frames"] == 50 + 45  # the other file's two test clips, every frame scored once
