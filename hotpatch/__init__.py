@@ -6,6 +6,7 @@ from hotpatch.errors import (
     CheckpointError,
     ConfigError,
     DataError,
+    ExportError,
     HotpatchError,
     InputShapeError,
     NoTemporalBlocksError,
@@ -22,6 +23,7 @@ __all__ = [
     "CheckpointError",
     "ConfigError",
     "DataError",
+    "ExportError",
     "HotpatchError",
     "InputShapeError",
     "NoTemporalBlocksError",
@@ -33,9 +35,9 @@ __all__ = [
 
 from hotpatch.patch import Prepared, apply, prepare  # noqa: E402
 from hotpatch.prune import TPC, AttentionPrune, MotionPrune, UniformPrune  # noqa: E402
-from hotpatch.recover import TRA, LinearRecover, NearestRecover  # noqa: E402
+from hotpatch.recover import TRA, LinearRecover, LinearTRA, NearestRecover  # noqa: E402
 from hotpatch.profile import compare, profile  # noqa: E402  (the function shadows the submodule name)
-from hotpatch.saving import load, save  # noqa: E402
+from hotpatch.saving import load, save, save_model  # noqa: E402
 
 __all__ += [
     "apply",
@@ -43,12 +45,14 @@ __all__ += [
     "load",
     "profile",
     "save",
+    "save_model",
     "prepare",
     "Prepared",
     "TPC",
     "TRA",
     "AttentionPrune",
     "LinearRecover",
+    "LinearTRA",
     "MotionPrune",
     "NearestRecover",
     "UniformPrune",
