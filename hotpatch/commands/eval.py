@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from hotpatch.commands._data import add_data_arguments, load_splits
-from hotpatch.commands._shared import add_hot_arguments, consoles, describe_config, hot_settings
+from hotpatch.commands._shared import NamedProgress, add_hot_arguments, consoles, describe_config, hot_settings
 from hotpatch.errors import InputShapeError
 from hotpatch.targets import Target, add_target_arguments, describe, load_target
 
@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     frames, joints, channels = target.input_shape()
     _check_geometry(joints, channels, target)
     splits = load_splits(args)
-    with _Progress(err) as progress:
+    with NamedProgress(err, "evaluating") as progress:
         result = compare_models(original, patched, splits["test"], frames=frames, batch_size=args.batch,
                                 flip=args.flip, stride=args.stride, confidence=channels == 3, progress=progress)
     result["target"] = describe(target)
@@ -132,29 +132,3 @@ def table(result: dict[str, Any]) -> Any:
                       f"{_fmt(b[key + '_pruned'])}", "")
     t.add_row("frames scored", str(a["frames"]), str(b["frames"]), "")
     return t
-
-
-class _Progress:
-    """A rich progress bar on stderr, one task per model; a no-op when quiet."""
-
-    def __init__(self, console: Any) -> None:
-        self.console, self.bar, self.tasks = console, None, {}
-
-    def __enter__(self):
-        if self.console is None:
-            return None
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                            TimeElapsedColumn(), console=self.console, transient=True)
-        self.bar.start()
-        return self.update
-
-    def update(self, name: str, done: int, total: int) -> None:
-        if name not in self.tasks:
-            self.tasks[name] = self.bar.add_task(f"evaluating {name}", total=total)
-        self.bar.update(self.tasks[name], completed=done, total=total)
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.bar is not None:
-            self.bar.stop()

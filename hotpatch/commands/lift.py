@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from hotpatch.commands._shared import add_hot_arguments, consoles, describe_config, hot_settings
+from hotpatch.commands._shared import NamedProgress, add_hot_arguments, consoles, describe_config, hot_settings
 from hotpatch.errors import ConfigError, InputShapeError
 from hotpatch.targets import add_target_arguments, describe, load_target
 
@@ -97,11 +97,15 @@ def run(args: argparse.Namespace) -> int:
     common = dict(frames=frames, channels=channels, normalization=args.normalize, width=args.width,
                   height=args.height, stride=args.stride, batch_size=args.batch, flip=args.flip,
                   compile=args.compile)
-    with _Progress(err) as progress:
-        result = lift_track(model, track, progress=progress and progress("lifting"), **common)
+    with NamedProgress(err, "lifting with") as progress:
+        def bar(name: str):
+            return None if progress is None else lambda done, total: progress(name, done, total)
+
+        label = "the patched model" if patched else "the model"
+        result = lift_track(model, track, progress=bar(label), **common)
         reference = None
         if args.compare:
-            reference = lift_track(target.original(), track, progress=progress and progress("original"),
+            reference = lift_track(target.original(), track, progress=bar("the original"),
                                    pipeline=result.pipeline, **common)
     config = dict(model.hotpatch_config) if patched else None
     summary: dict[str, Any] = {
@@ -146,28 +150,3 @@ def _report(out: Any, s: dict[str, Any], args: argparse.Namespace) -> None:
         out.print(f"original: {s['original_fps']:.1f} frames/s, speed-up {s['speedup']:.2f}x; mean per-joint "
                   f"difference {s['mean_joint_difference']:.4g} (model units)", highlight=False, markup=False)
     out.print(f"wrote {args.output}" + (f" and {args.render}" if args.render else ""), highlight=False, markup=False)
-
-
-class _Progress:
-    """A rich progress bar on stderr; ``progress(name)`` gives a ``(done, total)`` callback. None when quiet."""
-
-    def __init__(self, console: Any) -> None:
-        self.console, self.bar = console, None
-
-    def __enter__(self):
-        if self.console is None:
-            return None
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                            TimeElapsedColumn(), console=self.console, transient=True)
-        self.bar.start()
-        return self.task
-
-    def task(self, name: str):
-        task = self.bar.add_task(f"{name} (windows)", total=None)
-        return lambda done, total: self.bar.update(task, completed=done, total=total)
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.bar is not None:
-            self.bar.stop()
