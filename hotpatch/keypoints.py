@@ -29,13 +29,13 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from hotpatch.data import NUM_JOINTS as H36M_JOINTS
 from hotpatch.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -44,7 +44,6 @@ __all__ = ["FORMATS", "KeypointTrack", "coco_to_h36m", "detect_format", "fill_ga
 
 FORMATS = ("coco", "alphapose", "mmpose", "h36m")
 COCO_JOINTS = 17
-H36M_JOINTS = 17
 
 #: Human3.6M-17 joint -> the COCO-17 joints it is the mean of.
 COCO_TO_H36M: tuple[tuple[int, ...], ...] = (
@@ -287,10 +286,3 @@ def fill_gaps(
         for c in range(2):
             xy[bad[:, j], j, c] = np.interp(t[bad[:, j]], t[good], xy[good, j, c])
     return xy, bad
-
-
-def joint_names() -> Sequence[str]:
-    """Human3.6M-17 joint names, in order."""
-    return ("pelvis", "right hip", "right knee", "right ankle", "left hip", "left knee", "left ankle", "spine",
-            "thorax", "neck/nose", "head", "left shoulder", "left elbow", "left wrist", "right shoulder",
-            "right elbow", "right wrist")
