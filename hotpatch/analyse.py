@@ -96,6 +96,7 @@ class Plan:
     data_dependent: dict[str, bool] = field(default_factory=dict, repr=False)
     notes: list[str] = field(default_factory=list)  # every decision taken, one line each
     reductions: list[Reduction] = field(default_factory=list)  # strided stages F -> F/s ...
+    tokens: dict[str, int] = field(default_factory=dict)  # patched: frames each block sees
 
     def note(self, text: str) -> None:
         """Record a decision (what was kept opaque, gathered, sliced, clamped ...)."""
@@ -112,8 +113,9 @@ class Plan:
         ]
         for b in self.blocks:
             level = f" level {b.level}" if b.kind == "temporal" else ""
+            tokens = f", {self.tokens[b.name]} frames" if b.name in self.tokens else ""
             why = f"  ({b.why})" if b.why else ""
-            lines.append(f"  {b.name:<28} {b.kind}{level}{why}")
+            lines.append(f"  {b.name:<28} {b.kind}{level}{tokens}{why}")
         lines.append(f"output: {', '.join(self.output_layouts) or 'no frame axis'}")
         if self.notes:
             lines.append("decisions:")

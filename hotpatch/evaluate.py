@@ -46,7 +46,6 @@ __all__ = [
 ]
 
 ProgressFn = Callable[[int, int], None]
-PRUNE_MODULE = "hotpatch_prune"
 
 
 def pipeline_of(model: nn.Module) -> str:
@@ -87,12 +86,15 @@ class Predictions:
 
 
 class _SelectionRecorder:
-    """Forward hook on ``hotpatch_prune`` that keeps the last kept-frame indices (B, f)."""
+    """Forward hook on the last pruning stage that keeps its kept-frame indices (B, f): the
+    original frames whose tokens reach the recovery."""
 
     def __init__(self, model: nn.Module) -> None:
+        from hotpatch.rewrite import stage_pruners
+
         self.index: torch.Tensor | None = None
-        module = dict(_unwrap(model).named_modules()).get(PRUNE_MODULE)
-        self.handle = module.register_forward_hook(self._hook) if module is not None else None
+        stages = stage_pruners(_unwrap(model))
+        self.handle = stages[-1][1].register_forward_hook(self._hook) if stages else None
 
     def _hook(self, module: nn.Module, args: Any, output: Any) -> None:
         self.index = output[-1].detach()

@@ -29,8 +29,8 @@ PIPELINES = ("auto", "seq2seq", "seq2frame")
 
 def apply(
     model: nn.Module,
-    n: int,
-    f: int,
+    n: int | Sequence[int],
+    f: int | Sequence[int],
     *,
     frames: int | None = None,
     example_input: torch.Tensor | None = None,
@@ -48,7 +48,12 @@ def apply(
     Args:
         model: any VPT whose ``forward`` takes one pose tensor (B, F, J, C).
         n: prune after the n-th temporal block (blocks 1..n see all F frames), 1 <= n < L.
-        f: frames kept in the blocks after the cut, 1 <= f <= F (f = F keeps every frame).
+            A list prunes in several stages (hierarchical pruning): ``n=[1, 3], f=[121, 61]``
+            gives blocks 1 and F frames, blocks 2..3 f[0] and the rest f[1]; n strictly
+            increasing, f never increasing, one f per n. Each later stage selects among the
+            tokens the previous one kept; recovery happens once, from the last stage.
+        f: frames kept in the blocks after the cut, 1 <= f <= F (f = F keeps every frame); a
+            list with a list n.
         frames: the clip length F; inferred from ``example_input`` or the model if omitted.
         example_input: one clip the model accepts, e.g. ``torch.randn(1, 243, 17, 2)``.
         pipeline: ``"seq2seq"`` (recover all F frames before the head, output shape kept),
@@ -72,6 +77,7 @@ def apply(
         plus ``hotpatch_prune`` / ``hotpatch_recover`` (new parameters live there). Its
         ``hotpatch_config`` and ``hotpatch_plan`` attributes describe the patch.
     """
+    n, f = stage_lists(n, f)
     _check_args(n, f, k, pipeline, prune, recover, recover_frames)
     prepared = prepare(model, frames=frames, example_input=example_input, leaf_modules=leaf_modules, inplace=inplace)
     return prepared.patch(
@@ -92,10 +98,12 @@ class Prepared:
         self._training, self._source = training, source
 
     def patch(
-        self, n: int, f: int, *, pipeline: str = "auto", prune: str = "tpc", recover: str | None = "tra",
-        k: int = 2, prune_pos_embed: bool = False, recover_frames: int | None = None, copy_modules: bool = True,
+        self, n: int | Sequence[int], f: int | Sequence[int], *, pipeline: str = "auto", prune: str = "tpc",
+        recover: str | None = "tra", k: int = 2, prune_pos_embed: bool = False, recover_frames: int | None = None,
+        copy_modules: bool = True,
     ) -> fx.GraphModule:
         """Patch with these settings (see :func:`apply` for their meaning)."""
+        n, f = stage_lists(n, f)
         _check_args(n, f, k, pipeline, prune, recover, recover_frames)
         _check_temporal_blocks(self.gm, self.plan)
         cfg = _config(self.plan, n, f, pipeline, prune, recover, k, prune_pos_embed, recover_frames)
@@ -106,8 +114,10 @@ class Prepared:
         patched.train(self._training)
         patched.hotpatch_config = cfg.to_dict()
         patched.hotpatch_config["input_shape"] = list(self.example.shape[1:])
-        # the analysis' plan plus this patch's own decisions (the rewrite's notes)
-        patched.hotpatch_plan = dataclasses.replace(self.plan, notes=[*self.plan.notes, *sites.notes])
+        # the analysis' plan plus this patch's own decisions (the rewrite's notes) and token counts
+        patched.hotpatch_plan = dataclasses.replace(
+            self.plan, notes=[*self.plan.notes, *sites.notes], tokens=sites.tokens,
+        )
         patched.hotpatch_source = self._source
         patched.hotpatch_sites = sites
         log.info("patched: cut before %s, recovery after %s", sites.cut_block, sites.recover_after)
@@ -151,13 +161,46 @@ def _refuse_patched(model: nn.Module) -> None:
         )
 
 
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def stage_lists(n, f) -> tuple[int | tuple[int, ...], int | tuple[int, ...]]:
+    """Check one cut (two ints) or several (two equally long lists); a list of one value is
+    one cut. Returns ints, or tuples for several stages."""
+    if not isinstance(n, (list, tuple)) and not isinstance(f, (list, tuple)):
+        return n, f
+    ns = list(n) if isinstance(n, (list, tuple)) else [n]
+    fs = list(f) if isinstance(f, (list, tuple)) else [f]
+    for name, values in (("n", ns), ("f", fs)):
+        if not values or not all(_is_int(v) for v in values):
+            raise ConfigError(f"{name}={values!r}: pass an int or a non-empty list of ints")
+    if len(ns) != len(fs):
+        raise ConfigError(
+            f"n={ns} and f={fs}: multi-stage pruning needs one f per cut (n=[1, 3], f=[121, 61] "
+            "prunes to 121 frames after block 1 and to 61 after block 3)"
+        )
+    if len(ns) == 1:
+        return ns[0], fs[0]
+    if any(b <= a for a, b in zip(ns, ns[1:])):
+        raise ConfigError(f"n={ns}: the cuts must come in order, strictly increasing (e.g. n=[1, 3])")
+    if any(b > a for a, b in zip(fs, fs[1:])):
+        raise ConfigError(
+            f"f={fs}: each stage keeps some of the tokens the previous one kept, so f must not "
+            "increase (e.g. f=[121, 61])"
+        )
+    return tuple(ns), tuple(fs)
+
+
 def _check_args(n, f, k, pipeline, prune, recover, recover_frames) -> None:
-    for name, value in (("n", n), ("f", f), ("k", k)):
-        if isinstance(value, bool) or not isinstance(value, int):
+    ns = n if isinstance(n, tuple) else (n,)
+    fs = f if isinstance(f, tuple) else (f,)
+    for name, value in [*(("n", v) for v in ns), *(("f", v) for v in fs), ("k", k)]:
+        if not _is_int(value):
             raise ConfigError(f"{name} must be an int, got {value!r}")
-    if n < 1:
+    if min(ns) < 1:
         raise ConfigError(f"n={n}: n counts temporal blocks from 1 (n=3 prunes after the 3rd); pass n >= 1")
-    if f < 1:
+    if min(fs) < 1:
         raise ConfigError(f"f={f}: at least one frame must be kept; pass 1 <= f <= F")
     if k < 1:
         raise ConfigError(f"k={k}: DPC-kNN needs at least one neighbour (the token itself); pass k >= 1")
@@ -204,13 +247,18 @@ def _config(plan: Plan, n, f, pipeline, prune, recover, k, pos_embed, recover_fr
             f"{names}). A block is an element of a ModuleList/Sequential that owns an attention "
             "and an MLP; if yours are built differently, pass leaf_modules=[YourBlockClass]."
         )
-    if n >= plan.levels:
+    last_n = n[-1] if isinstance(n, tuple) else n
+    first_f = f[0] if isinstance(f, tuple) else f
+    if last_n >= plan.levels:
         raise ConfigError(
-            f"n={n}, but the model has {plan.levels} levels of temporal blocks; the cut must leave "
-            f"at least one after it: pass 1 <= n <= {plan.levels - 1}."
+            f"n={list(n) if isinstance(n, tuple) else n}, but the model has {plan.levels} levels of temporal "
+            f"blocks; the last cut must leave at least one after it: pass 1 <= n <= {plan.levels - 1}."
         )
-    if f > plan.frames:
-        raise ConfigError(f"f={f} exceeds the clip length F={plan.frames}; pass 1 <= f <= {plan.frames}")
+    if first_f > plan.frames:
+        raise ConfigError(
+            f"f={list(f) if isinstance(f, tuple) else f} exceeds the clip length F={plan.frames}; "
+            f"pass 1 <= f <= {plan.frames}"
+        )
     resolved = "seq2frame" if pipeline == "seq2frame" else "seq2seq"
     return PatchConfig(
         n=n, f=f, frames=plan.frames, pipeline=resolved, prune=prune,

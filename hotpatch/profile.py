@@ -112,6 +112,7 @@ class BlockFlops:
     name: str
     flops: int
     is_block: bool
+    frames: int | None = None  # frames the block sees, for a model patched by hotpatch
 
 
 @dataclass
@@ -374,7 +375,8 @@ def _run(
                     elif name != "thop":
                         res.flops[name] = _count(name, work, args)
                 if by_block:
-                    res.blocks = _paper_blocks(macs, per_model)
+                    tokens = getattr(getattr(model, "hotpatch_plan", None), "tokens", None)
+                    res.blocks = _paper_blocks(macs, per_model, tokens)
             if fps:
                 timed = works
                 if compile is not None:
@@ -641,8 +643,10 @@ def _block_names(model: nn.Module, blocks: Sequence[str] | None) -> list[str]:
     return found
 
 
-def _paper_blocks(macs_by_module: dict[str, int], block_names: Sequence[str]) -> list[BlockFlops]:
-    """Paper FLOPs grouped by block; layers outside every block are grouped by top-level module."""
+def _paper_blocks(macs_by_module: dict[str, int], block_names: Sequence[str],
+                  frames: dict[str, int] | None = None) -> list[BlockFlops]:
+    """Paper FLOPs grouped by block; layers outside every block are grouped by top-level module.
+    ``frames``: the frames each block sees (a patched model's ``hotpatch_plan.tokens``)."""
     by_len = sorted(block_names, key=len, reverse=True)
     groups: dict[str, int] = {}
     for name, macs in macs_by_module.items():
@@ -654,7 +658,8 @@ def _paper_blocks(macs_by_module: dict[str, int], block_names: Sequence[str]) ->
     for b in block_names:
         groups.setdefault(b, 0)
     names = set(block_names)
-    return [BlockFlops(n, f, n in names) for n, f in groups.items()]
+    frames = frames or {}
+    return [BlockFlops(n, f, n in names, frames.get(n)) for n, f in groups.items()]
 
 
 def _merge_order(first: list[str], second: list[str]) -> list[str]:
@@ -920,8 +925,7 @@ def _rows(p: Profile) -> list[tuple[str, str, float | None]]:
                      _si(f.value) if f.error is None else "failed", f.value))
     if p.latency is not None:
         lat = p.latency
-        mode = f", compiled ({p.compile})" if p.compile else ""
-        rows.append((f"Latency ms, median (IQR) of {lat.repeats}, threads={lat.threads}, {p.device}{mode}",
+        rows.append((f"Latency ms, median (IQR) of {lat.repeats}",
                      f"{_ms(lat.median_ms)} ({_ms(lat.q25_ms)}–{_ms(lat.q75_ms)})", lat.median_ms))
         rows.append((f"FPS seq2seq (batch {p.batch} × {p.frames} frames / s)",
                      _si(p.fps_seq2seq), p.fps_seq2seq))
@@ -938,7 +942,11 @@ def _rows(p: Profile) -> list[tuple[str, str, float | None]]:
 
 
 def _legend(p: Profile) -> list[str]:
-    return [f"{f.unit} ({name}): {f.counts}" for name, f in p.flops.items()]
+    lines = [f"{f.unit} ({name}): {f.counts}" for name, f in p.flops.items()]
+    if p.latency is not None:  # here, not in the row label: a long label would wrap in a narrow table
+        mode = f", compiled ({p.compile})" if p.compile else ", eager"
+        lines.insert(0, f"Latency: {p.latency.threads} thread(s) on {p.device}{mode}")
+    return lines
 
 
 def _notes(p: Profile) -> list[str]:
@@ -993,11 +1001,15 @@ def _blocks_table(lists: list[list[BlockFlops]],
     t.add_column("block / part")
     if rows is None:
         total = sum(b.flops for b in lists[0]) or 1
+        tokens = any(b.frames is not None for b in lists[0])
+        if tokens:
+            t.add_column("frames", justify="right")
         t.add_column("FLOPs", justify="right")
         t.add_column("share", justify="right")
         for b in lists[0]:
             label = b.name + ("" if b.is_block else " (other)")
-            t.add_row(escape(label), _si(b.flops), f"{100 * b.flops / total:.1f}%")
+            seen = ["" if b.frames is None else str(b.frames)] if tokens else []
+            t.add_row(escape(label), *seen, _si(b.flops), f"{100 * b.flops / total:.1f}%")
         return t
     is_block = {b.name: b.is_block for lst in lists for b in lst}
     for name, justify in (("before", "right"), ("after", "right"), ("change", "right")):

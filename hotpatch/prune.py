@@ -64,10 +64,11 @@ def dpc_knn_scores(x: torch.Tensor, k: int = 2) -> tuple[torch.Tensor, torch.Ten
     return density * delta, density, delta
 
 
-def top_frames(score: torch.Tensor, keep: int, center: int | None = None) -> torch.Tensor:
+def top_frames(score: torch.Tensor, keep: int, center: int | torch.Tensor | None = None) -> torch.Tensor:
     """Indices (B, keep) of the highest scores, ties to the earlier frame, sorted in time.
 
-    With ``center`` set, that frame is always kept (it takes one of the ``keep`` places).
+    With ``center`` set (a frame, or one frame per sample as a (B,) tensor), that frame is
+    always kept (it takes one of the ``keep`` places).
     Compiled or exported, the order is each frame's rank (how many frames beat it: a higher
     score, or an equal score earlier in time): the ranks are distinct, so any sort of them
     (ONNX's TopK, a compiled kernel) gives the same frames without a stable sort, which
@@ -75,7 +76,8 @@ def top_frames(score: torch.Tensor, keep: int, center: int | None = None) -> tor
     """
     score = score.float()
     if center is not None:
-        is_center = torch.arange(score.shape[-1], device=score.device) == center
+        frames = torch.arange(score.shape[-1], device=score.device)
+        is_center = frames == (center.unsqueeze(-1) if isinstance(center, torch.Tensor) else center)
         score = torch.where(is_center, torch.full_like(score, float("inf")), score)
     if torch.compiler.is_compiling() or torch.compiler.is_exporting():
         n = score.shape[-1]
@@ -94,7 +96,11 @@ def pool_tokens(x: torch.Tensor) -> torch.Tensor:
 
 
 class FramePruner(nn.Module):
-    """Base class: keeps ``keep`` frames; ``center`` (an index) is always kept when set."""
+    """Base class: keeps ``keep`` frames; ``center`` (an index) is always kept when set.
+
+    ``select(features, center)`` may override the centre per call, e.g. with one position per
+    sample (a (B,) tensor) when a later pruning stage must keep the frame an earlier one kept.
+    """
 
     def __init__(self, keep: int, center: int | None = None) -> None:
         super().__init__()
@@ -103,8 +109,13 @@ class FramePruner(nn.Module):
         self.keep = keep
         self.center = center
 
-    def select(self, features: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+    def select(  # pragma: no cover - abstract
+        self, features: torch.Tensor, center: int | torch.Tensor | None = None
+    ) -> torch.Tensor:
         raise NotImplementedError
+
+    def _center(self, center: int | torch.Tensor | None) -> int | torch.Tensor | None:
+        return self.center if center is None else center
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Prune tokens (B, F, C) or (B, F, J, C); returns ``(kept tokens, index)``."""
@@ -135,9 +146,9 @@ class TPC(FramePruner):
         )
 
     @torch.no_grad()
-    def select(self, features: torch.Tensor) -> torch.Tensor:
+    def select(self, features: torch.Tensor, center: int | torch.Tensor | None = None) -> torch.Tensor:
         score, _, _ = dpc_knn_scores(features, self.k)
-        return top_frames(score, self.keep, self.center)
+        return top_frames(score, self.keep, self._center(center))
 
     def add_pos_embed(self, x: torch.Tensor) -> torch.Tensor:
         """Add the optional positional embedding to canonical kept tokens (B, f, ..., C)."""
@@ -158,13 +169,17 @@ class UniformPrune(FramePruner):
     """Evenly spaced frames (uniform sampling), the same for every clip."""
 
     @torch.no_grad()
-    def select(self, features: torch.Tensor) -> torch.Tensor:
+    def select(self, features: torch.Tensor, center: int | torch.Tensor | None = None) -> torch.Tensor:
         b, n = features.shape[:2]
         index = torch.linspace(0, n - 1, self.keep, device=features.device).round().long()
-        if self.center is not None:  # the sample nearest the centre moves onto it (a no-op if it is there)
-            nearest = torch.arange(self.keep, device=index.device) == (index - self.center).abs().argmin()
-            index = torch.where(nearest, torch.full_like(index, self.center), index)
-        return index.unsqueeze(0).expand(b, -1).contiguous()
+        index = index.unsqueeze(0).expand(b, -1)
+        center = self._center(center)
+        if center is not None:  # the sample nearest the centre moves onto it (a no-op if it is there)
+            c = center.view(-1, 1) if isinstance(center, torch.Tensor) else torch.full_like(index[:, :1], center)
+            slots = torch.arange(self.keep, device=index.device)
+            nearest = slots == (index - c).abs().argmin(dim=1, keepdim=True)
+            index = torch.where(nearest, c.expand_as(index), index)
+        return index.contiguous()
 
 
 class AttentionPrune(FramePruner):
@@ -175,21 +190,21 @@ class AttentionPrune(FramePruner):
     """
 
     @torch.no_grad()
-    def select(self, features: torch.Tensor) -> torch.Tensor:
+    def select(self, features: torch.Tensor, center: int | torch.Tensor | None = None) -> torch.Tensor:
         x = features.float()
         attn = torch.softmax(x @ x.transpose(1, 2) / math.sqrt(x.shape[-1]), dim=-1)
-        return top_frames(attn.mean(dim=1), self.keep, self.center)
+        return top_frames(attn.mean(dim=1), self.keep, self._center(center))
 
 
 class MotionPrune(FramePruner):
     """Frames with the largest feature motion ||x_t - x_(t-1)|| (frame 0 uses frame 1's)."""
 
     @torch.no_grad()
-    def select(self, features: torch.Tensor) -> torch.Tensor:
+    def select(self, features: torch.Tensor, center: int | torch.Tensor | None = None) -> torch.Tensor:
         x = features.float()
         motion = (x[:, 1:] - x[:, :-1]).norm(dim=-1)
         motion = torch.cat([motion[:, :1], motion], dim=1)
-        return top_frames(motion, self.keep, self.center)
+        return top_frames(motion, self.keep, self._center(center))
 
 
 PRUNERS: dict[str, type[FramePruner]] = {

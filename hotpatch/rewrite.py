@@ -44,10 +44,14 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class PatchConfig:
-    """The user's choices, validated by :func:`hotpatch.apply`."""
+    """The user's choices, validated by :func:`hotpatch.apply`.
 
-    n: int
-    f: int
+    ``n`` and ``f`` are ints for one cut, or equally long tuples for several (multi-stage
+    pruning: stage s prunes after block ``n[s]`` to ``f[s]`` frames).
+    """
+
+    n: int | tuple[int, ...]
+    f: int | tuple[int, ...]
     frames: int
     pipeline: str  # "seq2seq" or "seq2frame"
     prune: str = "tpc"
@@ -60,8 +64,18 @@ class PatchConfig:
     def center(self) -> int | None:
         return self.frames // 2 if self.pipeline == "seq2frame" else None
 
+    @property
+    def cuts(self) -> tuple[int, ...]:
+        """The n of every stage, in order."""
+        return self.n if isinstance(self.n, tuple) else (self.n,)
+
+    @property
+    def keeps(self) -> tuple[int, ...]:
+        """The f of every stage, in order."""
+        return self.f if isinstance(self.f, tuple) else (self.f,)
+
     def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in self.__dict__.items()}
 
 
 # --------------------------------------------------------------------------- runtime modules
@@ -102,19 +116,51 @@ class PruneAtCut(nn.Module):
 
     def forward(self, *xs: torch.Tensor) -> tuple[torch.Tensor, ...]:
         canon = [lay.to_canonical(x, self.frames) for lay, x in zip(self.layouts, xs)]
-        features = torch.cat([pool_tokens(c).float() for c in canon], dim=-1)
-        index = self.pruner.select(features)
-        keep = index.shape[1]
-        outs = []
-        for lay, c in zip(self.layouts, canon):
-            kept = gather_frames(c, index)
-            if isinstance(self.pruner, TPC):
-                kept = self.pruner.add_pos_embed(kept)
-            outs.append(lay.from_canonical(kept, keep))
-        return (*outs, index)
+        index = self.pruner.select(_features(canon))
+        return (*_keep(self.pruner, self.layouts, canon, index), index)
 
     def extra_repr(self) -> str:
         return f"frames={self.frames}, layouts=[{', '.join(l.describe() for l in self.layouts)}]"
+
+
+class PruneAgain(nn.Module):
+    """A later pruning stage: selects among the tokens an earlier stage kept.
+
+    Called as ``(*xs, index)`` with ``index`` (B, f_prev) the original frames of ``xs``'s
+    tokens; returns ``(*pruned, index')`` with ``index'`` (B, f) the original frames of the
+    tokens it keeps (the composed indices). With ``center`` set (seq2frame), the token of
+    that original frame is always kept.
+    """
+
+    def __init__(self, pruner: FramePruner, layouts: list[Layout], center: int | None = None) -> None:
+        super().__init__()
+        self.pruner, self.layouts, self.center = pruner, layouts, center
+
+    def forward(self, *args: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        *xs, before = args
+        canon = [lay.to_canonical(x, before.shape[1]) for lay, x in zip(self.layouts, xs)]
+        center = None if self.center is None else (before < self.center).sum(dim=1)  # its position
+        local = self.pruner.select(_features(canon), center)
+        return (*_keep(self.pruner, self.layouts, canon, local), before.gather(1, local))
+
+    def extra_repr(self) -> str:
+        return f"center={self.center}, layouts=[{', '.join(l.describe() for l in self.layouts)}]"
+
+
+def _features(canon: list[torch.Tensor]) -> torch.Tensor:
+    """The pruner's input: every tensor's pooled per-frame features, side by side."""
+    return torch.cat([pool_tokens(c).float() for c in canon], dim=-1)
+
+
+def _keep(pruner: FramePruner, layouts: list[Layout], canon: list[torch.Tensor], index: torch.Tensor) -> list[torch.Tensor]:
+    """Each canonical tensor's frames ``index`` (plus TPC's optional embedding), in its own layout."""
+    outs = []
+    for lay, c in zip(layouts, canon):
+        kept = gather_frames(c, index)
+        if isinstance(pruner, TPC):
+            kept = pruner.add_pos_embed(kept)
+        outs.append(lay.from_canonical(kept, index.shape[1]))
+    return outs
 
 
 class GatherAt(nn.Module):
@@ -218,41 +264,55 @@ _EINOPS = {einops.rearrange, einops.repeat, einops.reduce}
 
 @dataclass
 class Sites:
-    """Where the cut and the recovery go, as positions in the node list."""
+    """Where the cuts and the recovery go, as positions in the node list."""
 
-    cut: int
+    cut: int  # the first cut
     recover: int | None  # None for seq2frame: nothing is recovered
     cut_block: str
     recover_after: str | None
     notes: list[str] = field(default_factory=list)  # the rewrite's decisions, one line each
+    cuts: list[int] = field(default_factory=list)  # every stage's cut (the first is ``cut``)
+    cut_blocks: list[str] = field(default_factory=list)
+    tokens: dict[str, int] = field(default_factory=dict)  # frames each block sees (the pyramid)
 
 
 def locate(gm: fx.GraphModule, plan: Plan, cfg: PatchConfig) -> Sites:
     nodes = list(gm.graph.nodes)
     pos = {n.name: i for i, n in enumerate(nodes)}
-    blocks = {b.node: b for b in plan.blocks}
-    level_n = [pos[b.node] for b in plan.temporal_blocks if b.level == cfg.n]
-    after = [pos[b.node] for b in plan.blocks if pos[b.node] > max(level_n)]
-    cut = min(after)
-    for b in plan.blocks:
-        if pos[b.node] >= cut and b.kind == "temporal" and b.level <= cfg.n:
+    cuts = []
+    for n in cfg.cuts:
+        level_n = [pos[b.node] for b in plan.temporal_blocks if b.level == n]
+        cut = min(pos[b.node] for b in plan.blocks if pos[b.node] > max(level_n))
+        for b in plan.blocks:
+            if pos[b.node] >= cut and b.kind == "temporal" and b.level <= n:
+                raise RewriteError(
+                    f"temporal block {b.name} (level {b.level}) runs after the cut before "
+                    f"{nodes[cut].target}; its stream is computed out of order. Choose another n."
+                )
+        if cuts and cut <= cuts[-1]:
             raise RewriteError(
-                f"temporal block {b.name} (level {b.level}) runs after the cut before "
-                f"{nodes[cut].target}; its stream is computed out of order. Choose another n."
+                f"the cuts after levels {cfg.cuts} do not fall between distinct blocks; choose n "
+                "values further apart."
             )
-        if pos[b.node] >= cut and b.kind == "frame-channel":
+        cuts.append(cut)
+    for b in plan.blocks:
+        if pos[b.node] >= cuts[0] and b.kind == "frame-channel":
             raise RewriteError(
                 f"block {b.name} uses frames as its feature axis and runs after the cut; its "
                 "weights are sized for F frames, so it cannot see pruned tokens. Choose a larger n."
             )
+    cut = cuts[0]
+    counts = (cfg.frames, *cfg.keeps)
+    tokens = {b.name: counts[sum(1 for c in cuts if c <= pos[b.node])] for b in plan.blocks}
+    where = dict(cuts=cuts, cut_blocks=[nodes[c].target for c in cuts], tokens=tokens)
     if cfg.pipeline == "seq2frame":
-        return Sites(cut, None, nodes[cut].target, None)
+        return Sites(cut, None, nodes[cut].target, None, **where)
     last = max(pos[b.node] for b in plan.blocks if b.kind != "static")  # static: no frames to recover
     anchor = max([last] + [pos[u.name] for u in nodes[last].users if u.target is operator.getitem])
     norm = _norm_after(gm, plan, nodes, anchor, pos)
     if norm is not None:
         anchor = norm
-    return Sites(cut, anchor, nodes[cut].target, nodes[anchor].name)
+    return Sites(cut, anchor, nodes[cut].target, nodes[anchor].name, **where)
 
 
 def _norm_after(gm: fx.GraphModule, plan: Plan, nodes: list[fx.Node], anchor: int, pos: dict) -> int | None:
@@ -349,10 +409,14 @@ def make_recoverer(cfg: PatchConfig, dim: int, heads: int) -> nn.Module:
     raise RewriteError(f"unknown recover={cfg.recover!r}")
 
 
-def make_pruner(cfg: PatchConfig, pos_embed_dim: int | None) -> FramePruner:
+def make_pruner(cfg: PatchConfig, pos_embed_dim: int | None, keep: int | None = None, first: bool = True) -> FramePruner:
+    """The pruner of one stage (``keep`` frames; the first stage's f by default). Later stages
+    get no fixed centre: :class:`PruneAgain` passes each sample's centre position."""
+    keep = cfg.keeps[0] if keep is None else keep
+    center = cfg.center if first else None
     if cfg.prune == "tpc":
-        return TPC(cfg.f, k=cfg.k, center=cfg.center, pos_embed_dim=pos_embed_dim)
-    return PRUNERS[cfg.prune](cfg.f, center=cfg.center)
+        return TPC(keep, k=cfg.k, center=center, pos_embed_dim=pos_embed_dim)
+    return PRUNERS[cfg.prune](keep, center=center)
 
 
 class _Surgery:
@@ -366,10 +430,12 @@ class _Surgery:
         self.facts = plan.facts
         self.new_modules: dict[str, nn.Module] = {}
         self.pruned: set[fx.Node] = set()
-        self.index: fx.Node | None = None
+        self.indices: list[fx.Node] = []  # per stage: the original frames of its kept tokens (B, f_s)
+        self.new_stage: dict[fx.Node, int] = {}  # stage of the nodes added here
+        self.origin: dict[fx.Node, fx.Node] = {}  # a pruner's output -> the tensor it prunes
         self.post_frames = cfg.recover_frames or cfg.frames
         self.orig_args = {n: n.args for n in self.nodes}  # before inputs are replaced by pruned ones
-        self.holder: layers.KeptFrames | None = None  # index holder for layers inside blocks
+        self.holders: dict[int, layers.KeptFrames] = {}  # per stage: index holder for layers inside blocks
 
     def note(self, text: str) -> None:
         self.sites.notes.append(text)
@@ -381,7 +447,29 @@ class _Surgery:
 
     # -- helpers
     def fact(self, n: Any) -> NodeFacts | None:
-        return self.facts.get(n.name) if isinstance(n, fx.Node) else None
+        if not isinstance(n, fx.Node):
+            return None
+        return self.facts.get(self.origin.get(n, n).name)
+
+    def stage(self, n: fx.Node) -> int:
+        """0 before the first cut, s in stage s (after the s-th cut)."""
+        if n in self.new_stage:
+            return self.new_stage[n]
+        p = self.pos.get(n)
+        return 0 if p is None else sum(1 for c in self.sites.cuts if c <= p)
+
+    def frames_at(self, stage: int) -> int:
+        return self.cfg.frames if stage == 0 else self.cfg.keeps[stage - 1]
+
+    def index_for(self, n: fx.Node) -> fx.Node:
+        """The kept-frame index of ``n``'s stage."""
+        return self.indices[max(self.stage(n), 1) - 1]
+
+    def block_stage(self, name: str) -> int:
+        """The stage of the block ``name`` or of a block that holds it (``name`` qualified)."""
+        blocks = [b for b in self.plan.blocks if name == b.name or name.startswith(b.name + ".")]
+        block = max(blocks, key=lambda b: len(b.name))
+        return self.stage(self._node(block.node))
 
     def in_range(self, n: fx.Node) -> bool:
         end = self.sites.recover if self.sites.recover is not None else len(self.nodes) - 2
@@ -426,9 +514,12 @@ class _Surgery:
         self.check_frame_count()
         self.guard_input()
         self.insert_pruner()
+        self.mark_pruned()
+        for stage in range(2, len(self.cfg.keeps) + 1):
+            self.insert_stage_pruner(stage)
+            self.mark_pruned()
         self.swap_block_layers(block_layers)
         self.set_holder()
-        self.mark_pruned()
         self.fix_pruned_inputs()
         if self.sites.recover is not None:
             self.insert_recovery()
@@ -460,16 +551,47 @@ class _Surgery:
         pos_dim = self.fact(live[0]).shape[-1] if self.cfg.prune_pos_embed else None
         module = PruneAtCut(make_pruner(self.cfg, pos_dim), layouts, self.cfg.frames)
         name = self.add_module("hotpatch_prune", module)
+        self._prune_call(1, name, cut, live, ())
+
+    def insert_stage_pruner(self, stage: int) -> None:
+        """Stage ``stage`` >= 2: prune the tokens the previous stage kept that are alive at its
+        cut, again, and compose the indices (see :class:`PruneAgain`)."""
+        start = self.sites.cuts[stage - 1]
+        cut = self.nodes[start]
+        live = []
+        for n in self.graph.nodes:
+            if n is cut:
+                break
+            f = self.fact(n)
+            if n in self.pruned and f is not None and f.carries_frames and f.data_dependent and any(
+                self.in_range(u) and self.pos[u] >= start for u in n.users
+            ):
+                live.append(n)
+        if not live:
+            raise RewriteError(f"no pruned tensor is alive before {cut.target} (stage {stage}); nothing to prune")
+        layouts = [self.layout(n, f"tensor alive at the cut of stage {stage}") for n in live]
+        pos_dim = self.fact(live[0]).shape[-1] if self.cfg.prune_pos_embed else None
+        pruner = make_pruner(self.cfg, pos_dim, keep=self.cfg.keeps[stage - 1], first=False)
+        name = self.add_module(f"hotpatch_prune{stage}", PruneAgain(pruner, layouts, self.cfg.center))
+        self._prune_call(stage, name, cut, live, (self.indices[-1],))
+
+    def _prune_call(self, stage: int, name: str, cut: fx.Node, live: list[fx.Node], extra: tuple) -> None:
+        """Call the pruner ``name`` on ``live`` before ``cut``; the users of each live tensor
+        from ``cut`` on (and in the pruned range) take its pruned version instead."""
+        start = self.pos[cut]
         with self.graph.inserting_before(cut):
-            call = self.graph.call_module(name, tuple(live))
+            call = self.graph.call_module(name, (*live, *extra))
             outs = [self.graph.call_function(operator.getitem, (call, i)) for i in range(len(live))]
-            self.index = self.graph.call_function(operator.getitem, (call, len(live)))
+            index = self.graph.call_function(operator.getitem, (call, len(live)))
         for n, out in zip(live, outs):
             for u in list(n.users):
-                if self.in_range(u):
+                if self.in_range(u) and self.pos[u] >= start:
                     u.replace_input_with(n, out)
+            self.origin[out] = self.origin.get(n, n)
+        for node in (call, *outs, index):
+            self.new_stage[node] = stage
+        self.indices.append(index)
         self.pruned.update(outs)
-        self.cut_live = live
 
     def mark_pruned(self) -> None:
         for n in self.nodes[self.sites.cut :]:
@@ -477,31 +599,37 @@ class _Surgery:
                 self.pruned.add(n)
 
     def fix_pruned_inputs(self) -> None:
-        gathered: dict[fx.Node, fx.Node] = {}
+        gathered: dict[tuple[fx.Node, int], fx.Node] = {}
         for u in [n for n in self.nodes if n in self.pruned]:
+            stage = self.stage(u)
+            f = self.frames_at(stage)
             self.frame_sized_call(u)
             self.clamp_topk(u)
             for a in list(u.all_input_nodes):
-                if a in self.pruned or a is self.index:
-                    continue
                 fa = self.fact(a)
-                if fa is None:
+                if a in self.indices or fa is None:
+                    continue
+                if a in self.pruned:  # a count made in an earlier stage: rescale to this one's
+                    if fa.kind == "int" and fa.count and self.stage(a) < stage:
+                        self.replace_count(u, a, self.frames_at(self.stage(a)), f)
                     continue
                 if fa.kind == "int" and fa.count:
-                    self.replace_count(u, a, self.cfg.frames, self.cfg.f)
+                    self.replace_count(u, a, self.cfg.frames, f)
                 elif fa.carries_frames and fa.data_dependent:
-                    if a not in gathered:
+                    if (a, stage) not in gathered:
                         lay = self.layout(a, "tensor used after the cut")
                         name = self.add_module("hotpatch_gather", GatherAt(lay, self.cfg.frames))
                         with self.graph.inserting_before(u):
-                            gathered[a] = self.graph.call_module(name, (a, self.index))
-                        self.pruned.add(gathered[a])
-                    u.replace_input_with(a, gathered[a])
+                            node = self.graph.call_module(name, (a, self.index_for(u)))
+                        gathered[a, stage] = node
+                        self.new_stage[node] = stage
+                        self.pruned.add(node)
+                    u.replace_input_with(a, gathered[a, stage])
                 elif fa.carries_frames:
                     self.gather_constant(u, a)
                 elif fa.kind == "tensor" and not fa.data_dependent:
                     self.slice_reduced_constant(u, a)
-            self.replace_literals(u, self.cfg.f)
+            self.replace_literals(u, f)
             self.replace_reduced_literals(u)
 
     def replace_count(self, user: fx.Node, count: fx.Node, old: int, new: int) -> None:
@@ -519,24 +647,37 @@ class _Surgery:
         """f must fit the strided stages and the splits of the frame axis after the cut; then
         reduced lengths follow from f and literal split boundaries are moved to b·f/F."""
         self.refuse_reduced_cut(self.nodes[self.sites.cut])
-        frames, f = self.cfg.frames, self.cfg.f
+        frames, keeps = self.cfg.frames, self.cfg.keeps
         after = self.stages_after_cut()
-        region = [n for n in self.nodes if self.in_range(n)]
+        self.refuse_reduced_between_cuts(after)
+        last = len(keeps)  # strided stages come after the last cut: its f sets their lengths
         in_blocks, rebuilds = self.inspect_blocks()
-        found = splits.find_splits(region, self.facts, frames, self._input_axes) + in_blocks
-        reason = stages.misfit(after, frames, f) or next((s.reason() for s, _ in found if not s.fits(f, frames)), None)
-        if reason is not None:
-            valid = [
-                g for g in range(1, frames + 1)
-                if stages.misfit(after, frames, g) is None and all(s.fits(g, frames) for s, _ in found)
-            ]
-            raise stages.refuse(f, reason, valid)
-        self.lengths = stages.new_lengths(after, frames, f)
+        found = in_blocks + [
+            (split, fix, stage)
+            for stage in range(1, last + 1)
+            for split, fix in splits.find_splits(
+                [n for n in self.nodes if self.in_range(n) and self.stage(n) == stage],
+                self.facts, frames, self._input_axes,
+            )
+        ]
+        for stage in range(1, last + 1):
+            f = keeps[stage - 1]
+            here = [sp for sp, _, st in found if st == stage]
+            reductions = after if stage == last else []
+            reason = stages.misfit(reductions, frames, f) or next((sp.reason() for sp in here if not sp.fits(f, frames)), None)
+            if reason is not None:
+                valid = [
+                    g for g in range(1, frames + 1)
+                    if stages.misfit(reductions, frames, g) is None and all(sp.fits(g, frames) for sp in here)
+                ]
+                raise stages.refuse(f, reason, valid, name="f" if last == 1 else f"f of stage {stage}")
+        self.lengths = stages.new_lengths(after, frames, keeps[-1])
         for r in after:
             self.note(f"strided stage {r.describe()} after the cut: {self.lengths[r.length_in]} -> "
                       f"{self.lengths[r.length_out]} tokens")
         lines: dict[str, list[str]] = {}
-        for split, fix in found:
+        for split, fix, stage in found:
+            f = keeps[stage - 1]
             if fix is not None and f != frames:
                 fix(f)
             lines.setdefault(split.where, []).append(
@@ -544,16 +685,27 @@ class _Surgery:
             )
         for where, what in lines.items():
             self.note(f"frame split {where}: {', '.join(what)}")
-        if f != frames:
-            for rebuild in rebuilds:
-                rebuild(f)
+        for stage, rebuild in rebuilds:
+            if keeps[stage - 1] != frames:
+                rebuild(keeps[stage - 1])
+
+    def refuse_reduced_between_cuts(self, after: list[stages.Reduction]) -> None:
+        """With several stages, every strided stage must come after the last cut."""
+        last = self.sites.cuts[-1]
+        inside = [r for r in after if self.pos[self._node(r.node)] < last]
+        if inside:
+            raise RewriteError(
+                f"the strided stage {inside[0].describe()} falls between two pruning cuts; hotpatch "
+                "prunes full-length tokens only. Put every cut before it (smaller n values) or use one cut."
+            )
 
     def inspect_blocks(self) -> tuple[list, list]:
         """The passes inside the opaque blocks after the cut (blocks taking one (·, F, ·)
         tensor), on each block traced on its own: splits of the frame axis, ``A @ x`` with an
-        (F, F) constant, top-k over frames. Returns the splits and, per block that must change,
-        a function of f that edits its graph and puts it in place of the block (same
-        submodules, same qualified names; constants read the kept index from the holder)."""
+        (F, F) constant, top-k over frames. Returns the splits (with each block's stage) and,
+        per block that must change, its stage and a function of f that edits its graph and
+        puts it in place of the block (same submodules, same qualified names; constants read
+        the kept index from the stage's holder)."""
         frames = self.cfg.frames
         found_splits, rebuilds = [], []
         gen = torch.Generator().manual_seed(0)
@@ -582,14 +734,15 @@ class _Surgery:
                 f = fact_of(u.args[0]) if u.args else None
                 return f.axes if f is not None and f.kind == "tensor" else None
 
+            stage = self.stage(node)
             here = splits.find_splits(list(block_gm.graph.nodes), facts, frames, axes_of)
-            found_splits += [(replace(sp, where=f"inside block `{b.name}`: {sp.where}"), None) for sp, _ in here]
+            found_splits += [(replace(sp, where=f"inside block `{b.name}`: {sp.where}"), None, stage) for sp, _ in here]
             literal = [fix for _, fix in here if fix is not None]
             mms = [(u, m) for u in block_gm.graph.nodes
                    if (m := layers.frame_matmul(u, u.args, fact_of, frames, self.plan.joints)) is not None]
             topks = [(u, axes_of(u)) for u in block_gm.graph.nodes if u.target in ("topk", torch.topk)]
             if literal or mms or topks:
-                rebuilds.append(partial(self._rebuild_block, b.name, block_gm, literal, mms, topks))
+                rebuilds.append((stage, partial(self._rebuild_block, b.name, block_gm, literal, mms, topks)))
         return found_splits, rebuilds
 
     def _rebuild_block(self, name: str, block_gm: fx.GraphModule, literal: list, mms: list, topks: list, f: int) -> None:
@@ -598,7 +751,7 @@ class _Surgery:
             fix(f)
         for u, (layout, const_first) in mms:
             const, x = u.args if const_first else u.args[::-1]
-            mm = layers.FrameMatmul(layout, const_first, self.cfg.frames, self.kept_holder())
+            mm = layers.FrameMatmul(layout, const_first, self.cfg.frames, self.kept_holder(self.block_stage(name)))
             target = f"hotpatch_matmul{len([m for m in block_gm.modules() if isinstance(m, layers.FrameMatmul)])}"
             block_gm.add_module(target, mm)
             u.op, u.target, u.args, u.kwargs = "call_module", target, (const, x), {}
@@ -654,7 +807,7 @@ class _Surgery:
                 sliced = self.graph.call_function(torch.narrow, (const, caxis, 0, new))
             u.replace_input_with(const, sliced)
             self.note(f"`{const.name}` {tuple(fc.shape)} indexed by positions of the length-{length} stage: "
-                      f"sliced to its first {new} (the stage's length with f={self.cfg.f})")
+                      f"sliced to its first {new} (the stage's length with f={self.cfg.keeps[-1]})")
             return
 
     def replace_reduced_literals(self, u: fx.Node) -> None:
@@ -690,7 +843,7 @@ class _Surgery:
         idx_name = self.add_module("hotpatch_reduced_index", stages.ReducedIndex(stride, length, new))
         name = self.add_module("hotpatch_recover", RecoverAt(recoverer, lay, length))
         with self.graph.inserting_after(insert_at):
-            positions = self.graph.call_module(idx_name, (self.index,))
+            positions = self.graph.call_module(idx_name, (self.indices[-1],))
         with self.graph.inserting_after(positions):
             rec = self.graph.call_module(name, (e, positions))
         for u in [u for u in e.users if self.is_post(u)]:
@@ -754,22 +907,23 @@ class _Surgery:
     def _node(self, name: str) -> fx.Node:
         return next(n for n in self.nodes if n.name == name)
 
-    def kept_holder(self) -> layers.KeptFrames:
-        """The holder from which layers inside opaque blocks read the kept index."""
-        if self.holder is None:
-            self.holder = layers.KeptFrames()
-            self.add_module("hotpatch_kept", self.holder)
-        return self.holder
+    def kept_holder(self, stage: int) -> layers.KeptFrames:
+        """The holder from which layers inside opaque blocks of ``stage`` read its kept index."""
+        if stage not in self.holders:
+            self.holders[stage] = layers.KeptFrames()
+            self.add_module("hotpatch_kept" if stage == 1 else f"hotpatch_kept{stage}", self.holders[stage])
+        return self.holders[stage]
 
     def set_holder(self) -> None:
-        """Route the kept index through the holder (if any layer reads it) right after the cut."""
-        if self.holder is None:
-            return
-        name = next(k for k, m in self.new_modules.items() if m is self.holder)
-        with self.graph.inserting_after(self.index):
-            kept = self.graph.call_module(name, (self.index,))
-        self.index.replace_all_uses_with(kept, delete_user_cb=lambda u: u is not kept)
-        self.index = kept
+        """Route each stage's kept index through its holder (if any layer reads it) right after its cut."""
+        for stage, holder in sorted(self.holders.items()):
+            name = next(k for k, m in self.new_modules.items() if m is holder)
+            index = self.indices[stage - 1]
+            with self.graph.inserting_after(index):
+                kept = self.graph.call_module(name, (index,))
+            index.replace_all_uses_with(kept, delete_user_cb=lambda u, kept=kept: u is not kept)
+            self.indices[stage - 1] = kept
+            self.new_stage[kept] = stage
 
     def swap_block_layers(self, found: list[tuple[str, nn.Module, tuple, tuple]]) -> None:
         """Layers inside blocks read the kept index from a holder the graph sets after the cut."""
@@ -778,7 +932,7 @@ class _Surgery:
             if roles is None:
                 continue
             layout = self._layer_layout(name, m, in_axes)
-            layers.swap(self.gm, name, layout, self.cfg.frames, roles, self.kept_holder())
+            layers.swap(self.gm, name, layout, self.cfg.frames, roles, self.kept_holder(self.block_stage(name)))
             self.note(layers.describe(name, m, roles, "inside a block:"))
 
     def _layer_layout(self, name: str, m: nn.Module, in_axes: tuple) -> Layout:
@@ -805,13 +959,13 @@ class _Surgery:
         layout = self._layer_layout(u.target, m, fin.axes)
         if not isinstance(m, layers._FrameSized):
             layers.swap(self.gm, u.target, layout, self.cfg.frames, roles)
-        u.args = (*u.args, self.index)
+        u.args = (*u.args, self.index_for(u))
         self.note(layers.describe(u.target, m, roles, "layer"))
 
     def clamp_topk(self, u: fx.Node) -> None:
         """``x.topk(k, dim=<frames>)`` with a literal k larger than the kept frames: k = f."""
         fin = self.arg_fact(u, 0)
-        note = layers.clamp_topk(u, fin.axes if fin is not None else None, self.cfg.f)
+        note = layers.clamp_topk(u, fin.axes if fin is not None else None, self.frames_at(self.stage(u)))
         if note:
             self.note(note)
 
@@ -825,7 +979,7 @@ class _Surgery:
         if a is not const:
             return False
         name = self.add_module("hotpatch_matmul", layers.FrameMatmul(layout, const_first, self.cfg.frames))
-        u.op, u.target, u.args, u.kwargs = "call_module", name, (const, x, self.index), {}
+        u.op, u.target, u.args, u.kwargs = "call_module", name, (const, x, self.index_for(u)), {}
         frames = self.cfg.frames
         self.note(f"`{const.name}` ({frames}, {frames}) in `{'A @ x' if const_first else 'x @ A'}`: rows and "
                   "columns gathered per sample by the kept frames")
@@ -848,7 +1002,7 @@ class _Surgery:
         module = GatherConstant(self.fact(const).shape, lay, self.cfg.frames)
         name = self.add_module("hotpatch_gather", module)
         with self.graph.inserting_before(u):
-            kept = self.graph.call_module(name, (const, self.index))
+            kept = self.graph.call_module(name, (const, self.index_for(u)))
         u.replace_input_with(const, kept)
 
     def replace_literals(self, u: fx.Node, new: int) -> None:
@@ -888,7 +1042,7 @@ class _Surgery:
             if fe is not None and fe.kind == "int":
                 if fe.count:
                     for u in [u for u in e.users if self.is_post(u)]:
-                        self.replace_count(u, e, self.cfg.f, self.post_frames)
+                        self.replace_count(u, e, self.frames_at(self.stage(e)), self.post_frames)
                 continue
             if fe is not None and not fe.carries_frames and len(fe.reduced) == 1:
                 insert_at = self.recover_reduced(e, fe, insert_at)
@@ -901,7 +1055,7 @@ class _Surgery:
             recoverer = make_recoverer(self.cfg, dim, find_heads(self.gm, self.plan, dim))
             name = self.add_module("hotpatch_recover", RecoverAt(recoverer, lay, self.post_frames))
             with self.graph.inserting_after(insert_at):
-                rec = self.graph.call_module(name, (e, self.index))
+                rec = self.graph.call_module(name, (e, self.index_for(e)))
             insert_at = rec
             for u in [u for u in e.users if self.is_post(u)]:
                 u.replace_input_with(e, rec)
@@ -932,8 +1086,20 @@ class _Surgery:
             lay = self.layout(o, "model output")
             name = self.add_module("hotpatch_center", CenterSelect(lay, self.cfg.center))
             with self.graph.inserting_before(output):
-                replaced[o] = self.graph.call_module(name, (o, self.index))
+                replaced[o] = self.graph.call_module(name, (o, self.index_for(o)))
         output.args = map_arg(output.args, lambda a: replaced.get(a, a))
+
+
+def stage_pruners(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """The pruning modules of a patched model, one per stage in order (``hotpatch_prune``,
+    ``hotpatch_prune2``, ...). Each returns ``(*tokens, index)``; the index of the last one
+    holds the original frames of the tokens that reach the recovery."""
+    found = []
+    for name, m in model.named_children():
+        if isinstance(m, (PruneAtCut, PruneAgain)):
+            stage = name.removeprefix("hotpatch_prune")
+            found.append((int(stage) if stage.isdigit() else 1, name, m))
+    return [(name, m) for _, name, m in sorted(found, key=lambda t: t[0])]
 
 
 def rewrite(gm: fx.GraphModule, plan: Plan, cfg: PatchConfig) -> tuple[fx.GraphModule, Sites]:

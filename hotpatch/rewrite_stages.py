@@ -139,8 +139,8 @@ def near(valid: list[int], f: int, count: int = 4) -> str:
     return ", ".join(map(str, sorted(sorted(valid, key=lambda v: (abs(v - f), v))[:count])))
 
 
-def refuse(f: int, reason: str, valid: list[int]) -> ConfigError:
-    return ConfigError(f"f={f} does not fit {reason}. Valid f near {f}: {near(valid, f)}; pass one of them.")
+def refuse(f: int, reason: str, valid: list[int], name: str = "f") -> ConfigError:
+    return ConfigError(f"{name}={f} does not fit {reason}. Valid {name} near {f}: {near(valid, f)}; pass one of them.")
 
 
 class ReducedIndex(nn.Module):

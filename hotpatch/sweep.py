@@ -2,7 +2,8 @@
 
 ``sweep(model, n=[1, 2, 3], f=[27, 41, 61], ...)`` traces and analyses the model once
 (:func:`hotpatch.prepare`), then for every combination of ``n``, ``f``, ``prune`` and
-``recover`` patches it and measures params, paper FLOPs and latency — each setting timed
+``recover`` (and every multi-stage setting in ``stages``, e.g. ``[([1, 3], [121, 61])]``, with
+each prune and recover) patches it and measures params, paper FLOPs and latency — each setting timed
 interleaved with the original in one run (:func:`hotpatch.profile.compare`) — and, given test
 sequences, the zero-retraining MPJPE / P-MPJPE on the same windows as the original (seq2seq:
 also on the frames the pruner kept and on those it dropped). A row is on the Pareto front
@@ -35,8 +36,8 @@ class SweepRow:
     """One setting (``n`` is None for the original model) and what was measured for it."""
 
     label: str
-    n: int | None
-    f: int | None
+    n: int | list[int] | None  # a list for multi-stage pruning
+    f: int | list[int] | None
     prune: str | None
     recover: str | None
     pipeline: str
@@ -84,25 +85,44 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[bool]:
     return out
 
 
-def settings_grid(n: Iterable[int], f: Iterable[int], prune: Iterable[str], recover: Iterable[str | None]
-                  ) -> list[dict[str, Any]]:
-    """Every combination, in order, without duplicates."""
+Stages = Sequence[tuple[Sequence[int], Sequence[int]]]
+
+
+def settings_grid(n: Iterable[int], f: Iterable[int], prune: Iterable[str], recover: Iterable[str | None],
+                  stages: Stages = ()) -> list[dict[str, Any]]:
+    """Every combination, in order, without duplicates; then each multi-stage setting
+    (n list, f list) with every prune and recover."""
+    prune, recover = list(prune), list(recover)
     grid = [dict(n=a, f=b, prune=c, recover=d) for a, b, c, d in itertools.product(n, f, prune, recover)]
+    grid += [dict(n=list(ns), f=list(fs), prune=c, recover=d)
+             for (ns, fs), c, d in itertools.product(stages, prune, recover)]
     seen, out = set(), []
     for g in grid:
-        key = tuple(g.values())
+        key = tuple(tuple(v) if isinstance(v, list) else v for v in g.values())
         if key not in seen:
             seen.add(key)
             out.append(g)
     if not out:
-        raise ConfigError("the sweep is empty: give at least one value of n, f, prune and recover")
+        raise ConfigError("the sweep is empty: give at least one value of n, f (or a stage list), prune and recover")
     return out
+
+
+def _values(v: int | Sequence[int]) -> list[int]:
+    return list(v) if isinstance(v, (list, tuple)) else [v]
+
+
+def _text(v: int | Sequence[int]) -> str:
+    return ",".join(map(str, _values(v)))
 
 
 def _check_grid(grid: list[dict[str, Any]], levels: int, frames: int) -> None:
     """Every setting must be valid before the (slow) measurements start."""
-    bad_n = sorted({g["n"] for g in grid if not 1 <= g["n"] < levels})
-    bad_f = sorted({g["f"] for g in grid if not 1 <= g["f"] <= frames})
+    from hotpatch.patch import stage_lists
+
+    for g in grid:
+        stage_lists(g["n"], g["f"])  # order and lengths of stage lists
+    bad_n = sorted({v for g in grid for v in _values(g["n"]) if not 1 <= v < levels})
+    bad_f = sorted({v for g in grid for v in _values(g["f"]) if not 1 <= v <= frames})
     if bad_n:
         raise ConfigError(f"n={bad_n}: the model has {levels} levels of temporal blocks; use 1 <= n <= {levels - 1}")
     if bad_f:
@@ -112,8 +132,9 @@ def _check_grid(grid: list[dict[str, Any]], levels: int, frames: int) -> None:
 def sweep(
     model: nn.Module,
     *,
-    n: Sequence[int],
-    f: Sequence[int],
+    n: Sequence[int] = (),
+    f: Sequence[int] = (),
+    stages: Stages = (),
     prune: Sequence[str] = ("tpc",),
     recover: Sequence[str | None] = ("linear",),
     example_input: torch.Tensor,
@@ -139,7 +160,7 @@ def sweep(
 
     if pipeline not in ("seq2seq", "seq2frame"):
         raise ConfigError(f"pipeline={pipeline!r}; a sweep uses 'seq2seq' or 'seq2frame'")
-    grid = settings_grid(n, f, prune, recover if pipeline == "seq2seq" else (None,))
+    grid = settings_grid(n, f, prune, recover if pipeline == "seq2seq" else (None,), stages)
     prepared = prepare(model, example_input=example_input)
     frames = example_input.shape[1]
     _check_grid(grid, prepared.plan.levels, frames)
@@ -165,7 +186,7 @@ def sweep(
         patched = prepared.patch(g["n"], g["f"], pipeline=pipeline, prune=g["prune"], recover=g["recover"],
                                  prune_pos_embed=prune_pos_embed)
         cmp = compare(model, patched, example_input, pipeline=pipeline, **measure)
-        label = f"n={g['n']} f={g['f']} {g['prune']}" + (f"+{g['recover']}" if g["recover"] else "")
+        label = f"n={_text(g['n'])} f={_text(g['f'])} {g['prune']}" + (f"+{g['recover']}" if g["recover"] else "")
         rows.append(SweepRow(label, g["n"], g["f"], g["prune"], g["recover"], pipeline, cmp.after.params,
                              cmp.after.flops["paper"].value,
                              cmp.after.latency.median_ms if cmp.after.latency else None, cmp.speedup,

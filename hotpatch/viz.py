@@ -64,7 +64,7 @@ def joint_speed(positions: np.ndarray) -> np.ndarray:
 def kept_frames_plot(
     path: str | Path,
     speed: np.ndarray,
-    kept: Mapping[str, Sequence[int]],
+    kept: Mapping[str, Sequence[int] | Sequence[Sequence[int]]],
     *,
     start: int = 0,
     title: str = "",
@@ -72,21 +72,40 @@ def kept_frames_plot(
 ) -> Path:
     """One panel per pruner: the motion signal over the window's frames, kept frames marked.
 
-    ``speed``: (F,) signal of the window; ``kept``: pruner name -> kept frame indices (0..F-1);
-    ``start``: the window's first frame in the clip (for the x axis).
+    ``speed``: (F,) signal of the window; ``kept``: pruner name -> kept frame indices (0..F-1),
+    or one list per pruning stage (multi-stage pruning: each stage marked in its own colour,
+    the last one, whose tokens reach the recovery, in red); ``start``: the window's first
+    frame in the clip (for the x axis).
     """
     plt = _pyplot()
     path = Path(path)
     frames = np.arange(start, start + len(speed))
+    top = speed.max() * 1.05 if speed.max() > 0 else 1
     fig, axes = plt.subplots(len(kept), 1, figsize=(10, 2.2 * len(kept) + 0.6), dpi=100, sharex=True, squeeze=False)
-    for ax, (name, idx) in zip(axes[:, 0], kept.items()):
-        idx = np.asarray(sorted(idx), dtype=int)
+    for ax, (name, value) in zip(axes[:, 0], kept.items()):
+        stages = _stages(value)
         ax.plot(frames, speed, color="0.35", lw=1.3, label=ylabel)
-        ax.vlines(frames[idx], 0, speed.max() * 1.05 if speed.max() > 0 else 1, color="tab:red", alpha=0.35, lw=1)
-        ax.scatter(frames[idx], speed[idx], color="tab:red", s=16, zorder=3, label=f"kept by {name} ({len(idx)})")
+        colours = _STAGE_COLOURS[-len(stages):] if len(stages) <= len(_STAGE_COLOURS) else ["tab:red"] * len(stages)
+        for s, (idx, colour) in enumerate(zip(stages, colours)):
+            last = s == len(stages) - 1
+            what = f"kept by {name}" if len(stages) == 1 else f"stage {s + 1}: {name} keeps"
+            if last:
+                ax.vlines(frames[idx], 0, top, color=colour, alpha=0.35, lw=1)
+            ax.scatter(frames[idx], speed[idx], color=colour, s=16 + 22 * (len(stages) - 1 - s), zorder=3 + s,
+                       label=f"{what} ({len(idx)})")
         ax.set_ylabel(ylabel, fontsize=8)
         ax.set_title(name, fontsize=9, loc="left")
         ax.legend(loc="upper right", fontsize=8)
         ax.grid(True, alpha=0.3)
     axes[-1, 0].set_xlabel("frame")
     return save_figure(plt, fig, path, title)
+
+
+_STAGE_COLOURS = ["tab:green", "tab:orange", "tab:red"]
+
+
+def _stages(value: Sequence[int] | Sequence[Sequence[int]]) -> list[np.ndarray]:
+    """Kept frames as one sorted int array per stage."""
+    items = list(value)
+    nested = bool(items) and all(isinstance(v, (list, tuple, np.ndarray)) for v in items)
+    return [np.asarray(sorted(v), dtype=int) for v in (items if nested else [items])]

@@ -12,3 +12,31 @@ def frames_seen(shape, axes, batch: int, joints: int = 17) -> int:
     if "J" in axes[i]:
         size //= joints
     return size
+
+
+def frames_per_block(patched, x, blocks=None) -> dict[str, int]:
+    """Frames the first input of each block (default: every block of the plan) carries in one
+    forward of ``patched`` on ``x``, read with forward hooks."""
+    import torch
+
+    plan = patched.hotpatch_plan
+    nodes = {n.name: n for n in patched.graph.nodes}
+    seen: dict[str, int] = {}
+    hooks = []
+    for block in plan.blocks if blocks is None else blocks:
+        arg = nodes[block.node].args[0]
+        while arg.name not in plan.facts:  # a pruned or recovered input: follow it to the source
+            arg = arg.args[0]
+        axes = plan.facts[arg.name].axes
+
+        def hook(_m, args, _out, name=block.name, axes=axes):
+            seen[name] = frames_seen(args[0].shape, axes, x.shape[0])
+
+        hooks.append(patched.get_submodule(block.name).register_forward_hook(hook))
+    try:
+        with torch.no_grad():
+            patched(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    return seen

@@ -12,7 +12,7 @@ import torch
 
 import hotpatch
 import vpts_wild
-from checks import frames_seen
+from checks import frames_per_block
 
 F, N, KEEP = 27, 1, 9
 PATCHABLE = list(vpts_wild.PATCHABLE)
@@ -28,14 +28,6 @@ def _assert_unchanged(model, state, x, before):
     assert all(torch.equal(model.state_dict()[k], v) for k, v in state.items())
     with torch.no_grad():
         assert torch.equal(model(x), before)
-
-
-def _input_fact(gm, block_node: str):
-    node = next(n for n in gm.graph.nodes if n.name == block_node)
-    arg = node.args[0]
-    while arg.name not in gm.hotpatch_plan.facts:  # a pruned or recovered input: follow to the source
-        arg = arg.args[0]
-    return gm.hotpatch_plan.facts[arg.name]
 
 
 # ---------------------------------------------------------------- models that should patch
@@ -62,19 +54,7 @@ def test_temporal_blocks_after_the_cut_see_f_frames(name):
     model, x = vpts_wild.build(name)
     patched = hotpatch.apply(model, n=N, f=KEEP, example_input=x[:1])
     plan = patched.hotpatch_plan
-    seen: dict[str, int] = {}
-    hooks = []
-    for block in plan.temporal_blocks:
-        axes = _input_fact(patched, block.node).axes
-
-        def hook(mod, args, _out, name=block.name, axes=axes):
-            seen[name] = frames_seen(args[0].shape, axes, x.shape[0])
-
-        hooks.append(patched.get_submodule(block.name).register_forward_hook(hook))
-    with torch.no_grad():
-        patched(x)
-    for h in hooks:
-        h.remove()
+    seen = frames_per_block(patched, x, plan.temporal_blocks)
     assert len(plan.temporal_blocks) == 3
     for b in plan.temporal_blocks:
         assert seen[b.name] == (KEEP if b.level > N else F), b.name

@@ -10,7 +10,7 @@ import torch
 
 import hotpatch
 import vpts
-from checks import frames_seen
+from checks import frames_per_block
 
 MODELS = list(vpts.ALL)
 F, N, KEEP = 27, 1, 9
@@ -45,19 +45,7 @@ def test_shape_finite_and_original_untouched(name):
 def test_blocks_after_the_cut_see_f_frames(name):
     model, x, patched = patch(name)
     plan = patched.hotpatch_plan
-    seen: dict[str, int] = {}
-    hooks = []
-    for block in plan.blocks:
-        axes = plan.facts[_input_node(patched, block.node)].axes
-
-        def hook(mod, args, _out, name=block.name, axes=axes):
-            seen[name] = frames_seen(args[0].shape, axes, x.shape[0])
-
-        hooks.append(patched.get_submodule(block.name).register_forward_hook(hook))
-    with torch.no_grad():
-        patched(x)
-    for h in hooks:
-        h.remove()
+    seen = frames_per_block(patched, x)
     cut = patched.hotpatch_sites.cut_block
     names = [b.name for b in plan.blocks]
     after_cut = set(names[names.index(cut):])
@@ -69,15 +57,6 @@ def test_blocks_after_the_cut_see_f_frames(name):
         assert seen[b.name] == (KEEP if b.name in after_cut else F), b.name
     assert all(b.level > N for b in plan.temporal_blocks if b.name in after_cut)
     assert all(b.level <= N for b in plan.temporal_blocks if b.name not in after_cut)
-
-
-def _input_node(gm, block_node: str) -> str:
-    """Name of the original node feeding a block (the plan's facts are keyed by those)."""
-    node = next(n for n in gm.graph.nodes if n.name == block_node)
-    arg = node.args[0]
-    while arg.name not in gm.hotpatch_plan.facts:  # a pruned/gathered input: follow to the source
-        arg = arg.args[0]
-    return arg.name
 
 
 @pytest.mark.parametrize("name", MODELS)

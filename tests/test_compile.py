@@ -20,6 +20,8 @@ CASES = [
     ("poseformer", dict(prune="attention", recover="linear")),
     ("center_frame", dict(prune="motion", recover="tra")),
     ("mixste", dict(prune="uniform", pipeline="seq2frame")),
+    ("mixste", dict(n=[1, 2], f=[12, 6], prune="tpc", pipeline="seq2frame")),  # two stages, centre kept
+    ("motionbert", dict(n=[1, 2], f=[12, 6], prune="motion", recover="linear-tra")),
 ]
 
 
@@ -33,7 +35,8 @@ def _fresh_dynamo():
 @pytest.mark.parametrize("name, settings", CASES, ids=[f"{n}-{'-'.join(map(str, s.values()))}" for n, s in CASES])
 def test_fullgraph_compile_matches_eager(name, settings):
     model, x = vpts.build(name)
-    patched = hotpatch.apply(model, n=1, f=9, **settings).eval()
+    settings = {"n": 1, "f": 9, **settings}
+    patched = hotpatch.apply(model, **settings).eval()
     with torch.no_grad():
         for p in patched.parameters():  # a trained-looking TRA / pos-embed, not zeros
             if not p.any():

@@ -24,12 +24,14 @@ onnx_missing = pytest.mark.skipif(
     ("mixste", dict(recover="tra")),                                # TPC + TRA
     ("motionbert", dict(recover="linear", prune_pos_embed=True)),  # interpolation
     ("poseformer", dict(pipeline="seq2frame")),                     # centre frame
+    ("mixste", dict(n=[1, 2], f=[12, 6], pipeline="seq2frame")),     # two stages, centre kept
 ])
 def test_onnx_export_matches_the_patched_model_in_onnxruntime(tmp_path, name, settings):
     import onnxruntime as ort
 
     model, x = vpts.build(name)
-    patched = hotpatch.apply(model, n=1, f=9, **settings).eval()
+    settings = {"n": 1, "f": 9, **settings}
+    patched = hotpatch.apply(model, **settings).eval()
     with torch.no_grad():  # a non-zero TRA so that recovery is exercised
         for p in patched.parameters():
             if not p.any():

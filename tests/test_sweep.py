@@ -91,3 +91,54 @@ def test_cli_show_marks_kept_frames(capsys, tmp_path):
     rc = main(["--quiet", "show", *TINY, "--data", str(data), "--clip", "nope", "--n", "1", "--f", "3",
                "-o", str(out_png)])
     assert rc == 2 and "no clip named 'nope'" in capsys.readouterr().err
+
+
+def test_sweep_with_stage_lists():
+    model = tinypose.mixste(frames=9, depth=3).eval()
+    seqs = tinypose.sequences((20, 13))
+    result = sweep(model, n=[1], f=[5], stages=[([1, 2], [5, 3]), ([1, 2], [9, 9])], recover=["linear"],
+                   example_input=torch.zeros(1, 9, 17, 2), sequences=seqs, latency=False, batch_size=8)
+    assert [(r.n, r.f) for r in result.rows] == [(1, 5), ([1, 2], [5, 3]), ([1, 2], [9, 9])]
+    one, two, full = result.rows
+    assert two.label == "n=1,2 f=5,3 tpc+linear"
+    assert two.flops < one.flops  # the second stage removes more tokens
+    assert full.flops == result.original.flops and full.metrics["mpjpe"] == result.original.metrics["mpjpe"]
+    assert "mpjpe_selected" in two.metrics
+
+
+def test_cli_sweep_stages_to_json_and_csv(capsys, tmp_path):
+    rc = main(["--quiet", "sweep", *TINY, "--n", "1", "--f", "5", "--stages", "1,2:5,3", "--no-latency",
+               "--json", str(tmp_path / "s.json"), "--csv", str(tmp_path / "s.csv")])
+    assert rc == 0, capsys.readouterr().err
+    rows = json.loads((tmp_path / "s.json").read_text())["rows"]
+    assert [(r["n"], r["f"]) for r in rows] == [(None, None), (1, 5), ([1, 2], [5, 3])]
+    with open(tmp_path / "s.csv") as fh:
+        assert [(r["n"], r["f"]) for r in csv.DictReader(fh)][2] == ("1,2", "5,3")
+
+
+@pytest.mark.parametrize("value, message", [
+    ("2,1:5,3", "n must increase"), ("1,2:3,5", "n must increase and f must not"), ("1,2:5", "one f per cut"),
+    ("1,2", "N,N:F,F"), ("1,x:5,3", "N,N:F,F"),
+])
+def test_cli_sweep_bad_stages(capsys, value, message):
+    with pytest.raises(SystemExit) as exc:
+        main(["sweep", *TINY, "--stages", value])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and message in err and "Traceback" not in err
+
+
+def test_cli_sweep_needs_settings(capsys):
+    assert main(["--quiet", "sweep", *TINY, "--n", "1"]) == 2
+    assert "--stages" in capsys.readouterr().err
+
+
+def test_cli_show_marks_each_stage(capsys, tmp_path):
+    pytest.importorskip("matplotlib", reason="the plot needs the plot extra")
+    data = tinypose.write_clips(tmp_path / "clips.npz")
+    out_png = tmp_path / "stages.png"
+    rc = main(["--quiet", "show", *TINY, "--data", str(data), "--clip", "dataset-1_walk_normal_000",
+               "--n", "1,2", "--f", "6,3", "--prune", "tpc,uniform", "-o", str(out_png)])
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    assert out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert out.count("kept 3 frames") == 2  # the last stage's

@@ -10,12 +10,30 @@ from hotpatch.prune import PRUNERS
 from hotpatch.recover import RECOVERERS
 
 
+def stage_value(text: str) -> int | list[int]:
+    """``"3"`` -> 3; ``"1,3"`` -> [1, 3] (one value per pruning stage)."""
+    try:
+        values = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an integer or a comma-separated list of integers (e.g. 3, or 1,3 for two stages)"
+        ) from None
+    return values[0] if len(values) == 1 else values
+
+
+def stage_text(value: Any) -> str:
+    """``3`` -> ``"3"``, ``[1, 3]`` -> ``"1,3"``."""
+    return ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+
+
 def add_hot_arguments(parser: argparse.ArgumentParser) -> None:
     """``--n --f --pipeline --prune --recover --k --prune-pos-embed``; unset ones are None
     (``Target.patch`` then takes the target's defaults, e.g. a recipe's paper settings)."""
     group = parser.add_argument_group("HoT settings")
-    group.add_argument("--n", type=int, metavar="n", help="prune after the n-th temporal block")
-    group.add_argument("--f", type=int, metavar="f", help="representative frames kept after pruning (f <= F)")
+    group.add_argument("--n", type=stage_value, metavar="n", help="prune after the n-th temporal block; a list "
+                       "such as 1,3 prunes in stages (with --f 121,61)")
+    group.add_argument("--f", type=stage_value, metavar="f", help="representative frames kept after pruning "
+                       "(f <= F); one per stage, e.g. 121,61")
     group.add_argument("--pipeline", choices=("auto", "seq2seq", "seq2frame"),
                        help="seq2seq recovers all frames; seq2frame keeps the centre one (default: the recipe's, else auto)")
     group.add_argument("--prune", choices=tuple(PRUNERS), help="token pruning (default: tpc)")
@@ -49,7 +67,7 @@ def consoles(quiet: bool) -> tuple[Any, Any]:
 
 def describe_config(cfg: dict[str, Any]) -> str:
     """``n=3 f=81 F=243 seq2seq tpc+tra pos-embed`` from a ``hotpatch_config``."""
-    parts = [f"n={cfg['n']}", f"f={cfg['f']}", f"F={cfg['frames']}", cfg["pipeline"],
+    parts = [f"n={stage_text(cfg['n'])}", f"f={stage_text(cfg['f'])}", f"F={cfg['frames']}", cfg["pipeline"],
              cfg["prune"] + (f"+{cfg['recover']}" if cfg.get("recover") else "")]
     if cfg.get("prune_pos_embed"):
         parts.append("pos-embed")

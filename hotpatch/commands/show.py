@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from hotpatch.commands._shared import consoles
+from hotpatch.commands._shared import consoles, stage_text, stage_value
 from hotpatch.commands.sweep import name_list
 from hotpatch.errors import ConfigError, DataError
 from hotpatch.prune import PRUNERS
@@ -31,8 +31,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     g.add_argument("--clip", required=True, metavar="NAME", help="clip (sequence) name, or a prefix of it")
     g.add_argument("--camera", type=int, default=0, metavar="K", help="which of the clip's views (default: 0)")
     g.add_argument("--start", type=int, metavar="S", help="first frame of the window (default: centred in the clip)")
-    g.add_argument("--n", type=int, metavar="n", help="prune after the n-th temporal block (default: the recipe's)")
-    g.add_argument("--f", type=int, metavar="f", help="frames kept (default: the recipe's)")
+    g.add_argument("--n", type=stage_value, metavar="n",
+                   help="prune after the n-th temporal block, or a list such as 1,3 (default: the recipe's)")
+    g.add_argument("--f", type=stage_value, metavar="f", help="frames kept, one per stage (default: the recipe's)")
     g.add_argument("--prune", type=name_list(tuple(PRUNERS)), default=["tpc", "uniform"], metavar="P,..",
                    help=f"pruners side by side ({', '.join(PRUNERS)}) (default: tpc,uniform)")
     g.add_argument("-o", "--output", required=True, metavar="OUT.png", help="the picture")
@@ -84,14 +85,16 @@ def run(args: argparse.Namespace) -> int:
     if channels == 3:
         x = torch.cat([x, torch.ones_like(x[..., :1])], dim=-1)
     prepared = prepare(target.model, example_input=x)
-    kept: dict[str, list[int]] = {}
+    kept: dict[str, list[list[int]]] = {}
     for name in args.prune:
         patched = prepared.patch(n, f, prune=name, recover="linear", pipeline=target.defaults.get("pipeline") or "auto")
         kept[name] = _kept_frames(patched, x)
     speed = joint_speed(seq.positions[idx]) * 1000.0  # metres -> mm per frame
-    title = f"{seq.name}, frames {start}-{start + frames - 1}: n={n}, f={f} of F={frames} ({describe(target)})"
+    title = (f"{seq.name}, frames {start}-{start + frames - 1}: n={stage_text(n)}, f={stage_text(f)} of F={frames} "
+             f"({describe(target)})")
     kept_frames_plot(args.output, speed, kept, start=start, title=title, ylabel="joint speed (mm/frame)")
-    for name, frames_kept in kept.items():
+    for name, stages in kept.items():
+        frames_kept = stages[-1]
         fast = speed >= np.quantile(speed, 0.75)
         share = fast[frames_kept].mean() if len(frames_kept) else 0.0
         out.print(f"{name}: kept {len(frames_kept)} frames, {100 * share:.0f}% of them among the fastest quarter",
@@ -100,13 +103,17 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _kept_frames(patched: torch.nn.Module, x: torch.Tensor) -> list[int]:
+def _kept_frames(patched: torch.nn.Module, x: torch.Tensor) -> list[list[int]]:
+    """The frames each pruning stage keeps (original indices), first stage first."""
+    from hotpatch.rewrite import stage_pruners
+
     recorded: list[torch.Tensor] = []
-    handle = patched.get_submodule("hotpatch_prune").register_forward_hook(
-        lambda m, a, out: recorded.append(out[-1].detach()))
+    handles = [m.register_forward_hook(lambda m, a, out: recorded.append(out[-1].detach()))
+               for _, m in stage_pruners(patched)]
     try:
         with torch.no_grad():
             patched.eval()(x)
     finally:
-        handle.remove()
-    return recorded[0][0].tolist()
+        for handle in handles:
+            handle.remove()
+    return [index[0].tolist() for index in recorded]

@@ -1,4 +1,5 @@
-"""``hotpatch sweep TARGET --n 1,2,3 --f 27,41,61``: every setting measured, the Pareto front plotted."""
+"""``hotpatch sweep TARGET --n 1,2,3 --f 27,41,61 [--stages 1,3:121,61]``: every setting measured, the
+Pareto front plotted."""
 
 from __future__ import annotations
 
@@ -31,6 +32,24 @@ def int_list(text: str) -> list[int]:
     return values
 
 
+def stage_lists(text: str) -> tuple[list[int], list[int]]:
+    """``"1,3:121,61"`` -> ([1, 3], [121, 61]): the n and f of each pruning stage."""
+    parts = text.split(":")
+    try:
+        if len(parts) != 2:
+            raise ValueError
+        ns, fs = ([int(v) for v in part.split(",")] for part in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: give the stages as N,N:F,F, e.g. 1,3:121,61 (cuts after blocks 1 and 3, keeping 121 then 61)"
+        ) from None
+    if len(ns) != len(fs) or len(ns) < 2:
+        raise argparse.ArgumentTypeError(f"{text!r}: give two or more cuts and one f per cut, e.g. 1,3:121,61")
+    if any(b <= a for a, b in zip(ns, ns[1:])) or any(b > a for a, b in zip(fs, fs[1:])):
+        raise argparse.ArgumentTypeError(f"{text!r}: n must increase and f must not, e.g. 1,3:121,61")
+    return ns, fs
+
+
 def name_list(choices: tuple[str, ...]):
     def parse(text: str) -> list[str]:
         names = [v.strip() for v in text.split(",") if v.strip()]
@@ -51,8 +70,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                     "zero-retraining MPJPE / P-MPJPE.")
     add_target_arguments(p)
     g = p.add_argument_group("settings")
-    g.add_argument("--n", type=int_list, required=True, metavar="N,N,..", help="cut positions, e.g. 1,2,3")
-    g.add_argument("--f", type=int_list, required=True, metavar="F,F,..", help="kept frames, e.g. 27,41,61")
+    g.add_argument("--n", type=int_list, default=[], metavar="N,N,..", help="cut positions, e.g. 1,2,3")
+    g.add_argument("--f", type=int_list, default=[], metavar="F,F,..", help="kept frames, e.g. 27,41,61")
+    g.add_argument("--stages", type=stage_lists, action="append", default=[], metavar="N,N:F,F",
+                   help="a multi-stage setting, e.g. 1,3:121,61 (prune to 121 after block 1, to 61 after "
+                        "block 3); repeat for more")
     g.add_argument("--prune", type=name_list(tuple(PRUNERS)), default=["tpc"], metavar="P,..",
                    help=f"pruners ({', '.join(PRUNERS)}) (default: tpc)")
     g.add_argument("--recover", type=name_list(tuple(RECOVERERS)), default=["linear"], metavar="R,..",
@@ -86,6 +108,8 @@ def run(args: argparse.Namespace) -> int:
             check_writable(path)
     if args.plot and not args.plot.lower().endswith(".png"):
         raise ConfigError(f"--plot {args.plot}: the plot is a PNG; pass a path ending in .png")
+    if bool(args.n) != bool(args.f) or not (args.n or args.stages):
+        raise ConfigError("give --n and --f (every combination is measured), --stages N,N:F,F, or both")
     target = load_target(args)
     if target.patched:
         raise ConfigError(f"{target.name} is already patched; sweep the original model (a recipe, module:Class or "
@@ -96,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
     pos_embed = bool(d.get("prune_pos_embed")) if args.prune_pos_embed is None else args.prune_pos_embed
     sequences = load_splits(args)["test"] if args.data else None
     with _Progress(err) as progress:
-        result = sweep(target.model, n=args.n, f=args.f, prune=args.prune, recover=args.recover,
+        result = sweep(target.model, n=args.n, f=args.f, stages=args.stages, prune=args.prune, recover=args.recover,
                        example_input=torch.zeros(1, frames, joints, channels), pipeline=pipeline,
                        prune_pos_embed=pos_embed, sequences=sequences, batch_size=args.batch,
                        latency=args.latency, repeats=args.repeats, warmup=args.warmup, threads=args.threads,
@@ -130,7 +154,8 @@ def _write_csv(path: str, rows: list[dict[str, Any]]) -> None:
     with open(path, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=keys)
         writer.writeheader()
-        writer.writerows(rows)
+        for r in rows:  # stage lists as "1,3" (one cell)
+            writer.writerow({k: ",".join(map(str, v)) if isinstance(v, list) else v for k, v in r.items()})
 
 
 def _table(result: Any) -> Any:
