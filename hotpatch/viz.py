@@ -81,7 +81,7 @@ def kept_frames_plot(
     path = Path(path)
     frames = np.arange(start, start + len(speed))
     top = speed.max() * 1.05 if speed.max() > 0 else 1
-    fig, axes = plt.subplots(len(kept), 1, figsize=(10, 2.2 * len(kept) + 0.6), dpi=100, sharex=True, squeeze=False)
+    fig, axes = plt.subplots(len(kept), 1, figsize=(12, 2.2 * len(kept) + 0.6), dpi=100, sharex=True, squeeze=False)
     for ax, (name, value) in zip(axes[:, 0], kept.items()):
         stages = _stages(value)
         ax.plot(frames, speed, color="0.35", lw=1.3, label=ylabel)
@@ -95,7 +95,7 @@ def kept_frames_plot(
                        label=f"{what} ({len(idx)})")
         ax.set_ylabel(ylabel, fontsize=8)
         ax.set_title(name, fontsize=9, loc="left")
-        ax.legend(loc="upper right", fontsize=8)
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0, fontsize=8)  # beside: never on the data
         ax.grid(True, alpha=0.3)
     axes[-1, 0].set_xlabel("frame")
     return save_figure(plt, fig, path, title)
