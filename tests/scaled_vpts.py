@@ -13,15 +13,7 @@ import torch.nn as nn
 from einops import rearrange
 
 from vpts import Attention, Mlp
-
-
-class LayerScale(nn.Module):
-    def __init__(self, dim, init_values=1e-5):
-        super().__init__()
-        self.gamma = nn.Parameter(init_values * torch.ones(dim))
-
-    def forward(self, x):
-        return x * self.gamma
+from vpts_scaled import LayerScale
 
 
 class ScaledBlock(nn.Module):
