@@ -740,6 +740,8 @@ class _Surgery:
             literal = [fix for _, fix in here if fix is not None]
             mms = [(u, m) for u in block_gm.graph.nodes
                    if (m := layers.frame_matmul(u, u.args, fact_of, frames, self.plan.joints)) is not None]
+            mms += [(u, e) for u in block_gm.graph.nodes
+                    if (e := layers.frame_einsum(u, u.args, fact_of, frames)) is not None]
             topks = [(u, axes_of(u)) for u in block_gm.graph.nodes if u.target in ("topk", torch.topk)]
             if literal or mms or topks:
                 rebuilds.append((stage, partial(self._rebuild_block, b.name, block_gm, literal, mms, topks)))
@@ -749,14 +751,24 @@ class _Surgery:
         changed = bool(literal)
         for fix in literal:
             fix(f)
-        for u, (layout, const_first) in mms:
-            const, x = u.args if const_first else u.args[::-1]
-            mm = layers.FrameMatmul(layout, const_first, self.cfg.frames, self.kept_holder(self.block_stage(name)))
-            target = f"hotpatch_matmul{len([m for m in block_gm.modules() if isinstance(m, layers.FrameMatmul)])}"
-            block_gm.add_module(target, mm)
-            u.op, u.target, u.args, u.kwargs = "call_module", target, (const, x), {}
+        for u, spec in mms:
+            holder = self.kept_holder(self.block_stage(name))
+            count = len([m for m in block_gm.modules() if isinstance(m, (layers.FrameMatmul, layers.FrameEinsum))])
+            target = f"hotpatch_matmul{count}"
+            if isinstance(spec[0], str):  # an einsum
+                equation, gathered, pos = spec
+                const, operands = u.args[1 + pos], tuple(u.args[1:])
+                block_gm.add_module(target, layers.FrameEinsum(equation, gathered, pos, self.cfg.frames, holder))
+                u.op, u.target, u.args, u.kwargs = "call_module", target, operands, {}
+                what = f"einsum '{equation}'"
+            else:
+                layout, const_first = spec
+                const, x = u.args if const_first else u.args[::-1]
+                block_gm.add_module(target, layers.FrameMatmul(layout, const_first, self.cfg.frames, holder))
+                u.op, u.target, u.args, u.kwargs = "call_module", target, (const, x), {}
+                what = "A @ x" if const_first else "x @ A"
             self.note(f"inside block `{name}`: `{const.name}` ({self.cfg.frames}, {self.cfg.frames}) in "
-                      f"`{'A @ x' if const_first else 'x @ A'}`: rows and columns gathered per sample by the kept frames")
+                      f"`{what}`: rows and columns gathered per sample by the kept frames")
             changed = True
         for u, axes in topks:
             note = layers.clamp_topk(u, axes, f)
@@ -985,8 +997,20 @@ class _Surgery:
                   "columns gathered per sample by the kept frames")
         return True
 
+    def gather_einsum(self, u: fx.Node, const: fx.Node) -> bool:
+        """``torch.einsum("ts,bsc->btc", A, x)`` with an (F, F) constant: gather A per sample."""
+        found = layers.frame_einsum(u, self.orig_args.get(u, u.args), self.fact, self.cfg.frames)
+        if found is None or u.args[1 + found[2]] is not const:
+            return False
+        equation, gathered, pos = found
+        name = self.add_module("hotpatch_einsum", layers.FrameEinsum(equation, gathered, pos, self.cfg.frames))
+        u.op, u.target, u.args, u.kwargs = "call_module", name, tuple(u.args[1:]), {"index": self.index_for(u)}
+        self.note(f"`{const.name}` ({self.cfg.frames}, {self.cfg.frames}) in einsum '{equation}': rows and "
+                  "columns gathered per sample by the kept frames")
+        return True
+
     def gather_constant(self, u: fx.Node, const: fx.Node) -> None:
-        if self.gather_matmul(u, const):
+        if self.gather_matmul(u, const) or self.gather_einsum(u, const):
             return
         elementwise = (u.op == "call_function" and u.target in _ELEMENTWISE_FUNCS) or (
             u.op == "call_method" and u.target in _ELEMENTWISE_METHODS

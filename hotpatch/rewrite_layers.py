@@ -368,12 +368,74 @@ def frame_matmul(u: fx.Node, args: tuple, fact_of: Callable[[Any], Any], frames:
     return None
 
 
+class FrameEinsum(nn.Module):
+    """``torch.einsum("ts,bsc->btc", A, x)`` with a constant (F, F) ``A`` and a pruned ``x``:
+    runs ``"bts,bsc->btc"`` on A's rows and columns of each sample's kept frames (B, f, f).
+    Inside a block the index comes from a :class:`KeptFrames` holder."""
+
+    def __init__(self, equation: str, gathered: str, const_pos: int, frames: int,
+                 holder: KeptFrames | None = None) -> None:
+        super().__init__()
+        self.equation, self.gathered, self.const_pos, self.frames = equation, gathered, const_pos, frames
+        if holder is not None:
+            self.__dict__["hotpatch_kept"] = holder  # a reference, not a submodule
+
+    def forward(self, *operands: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
+        if index is None:
+            holder = self.__dict__.get("hotpatch_kept")
+            index = holder.index if holder is not None else None
+        if index is None or index.shape[1] == self.frames:
+            return torch.einsum(self.equation, *operands)
+        ops = list(operands)
+        ops[self.const_pos] = gather_rows_cols(ops[self.const_pos], index, True, True)
+        return torch.einsum(self.gathered, *ops)
+
+    def extra_repr(self) -> str:
+        return f"{self.equation!r} -> {self.gathered!r} on kept frames, F={self.frames}"
+
+
+def frame_einsum(u: fx.Node, args: tuple, fact_of: Callable[[Any], Any], frames: int) -> tuple[str, str, int] | None:
+    """``(equation, gathered equation, position of A)`` if ``u`` is a two-operand
+    ``torch.einsum`` of a constant (F, F) ``A`` (two distinct subscripts) and a tensor ``x``
+    whose only frame axis is one of them and whose batch axis is an axis of its own; the
+    gathered equation gives A that batch subscript. Else None."""
+    if u.op != "call_function" or u.target is not torch.einsum or u.kwargs or len(args) != 3:
+        return None
+    equation = args[0]
+    if not isinstance(equation, str) or "->" not in equation or "..." in equation:
+        return None
+    inputs, output = equation.replace(" ", "").split("->")
+    subs = inputs.split(",")
+    if len(subs) != 2:
+        return None
+    for const_pos in (0, 1):
+        const, x = args[1 + const_pos], args[2 - const_pos]
+        fc, fx_ = fact_of(const), fact_of(x)
+        a_sub, x_sub = subs[const_pos], subs[1 - const_pos]
+        if fc is None or fx_ is None or fc.kind != "tensor" or fc.data_dependent or not fx_.axes:
+            continue
+        if tuple(fc.shape) != (frames, frames) or len(set(a_sub)) != 2 or len(x_sub) != len(fx_.axes):
+            continue
+        frame_letters = [c for c, ax in zip(x_sub, fx_.axes) if ax is not None and "F" in ax]
+        batch_letters = [c for c, ax in zip(x_sub, fx_.axes) if ax == ("B",)]
+        if len(frame_letters) != 1 or fx_.axes[x_sub.index(frame_letters[0])] != ("F",) or len(batch_letters) != 1:
+            continue
+        if frame_letters[0] not in a_sub or batch_letters[0] not in output:
+            continue
+        gathered = list(subs)
+        gathered[const_pos] = batch_letters[0] + a_sub
+        return equation, ",".join(gathered) + "->" + output, const_pos
+    return None
+
+
 def may_gather(graph: fx.Graph) -> bool:
-    """Cheap pre-check: a matmul with an attribute (a buffer or parameter) or a top-k."""
+    """Cheap pre-check: a matmul or einsum with an attribute (a buffer or parameter) or a top-k."""
     for u in graph.nodes:
         if u.target in ("topk", torch.topk):
             return True
-        if u.target in (operator.matmul, torch.matmul, "matmul") and any(a.op == "get_attr" for a in u.all_input_nodes):
+        if u.target in (operator.matmul, torch.matmul, "matmul", torch.einsum) and any(
+            a.op == "get_attr" for a in u.all_input_nodes
+        ):
             return True
     return False
 

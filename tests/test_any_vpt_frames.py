@@ -385,3 +385,29 @@ def test_split_and_frame_sized_layer_in_the_same_block():
     full = hotpatch.apply(model, n=N, f=F, recover="nearest", example_input=x[:1])
     with torch.no_grad():
         assert torch.equal(full(x), model(x))
+
+
+def test_frame_einsum_gathers_each_samples_rows_and_columns():
+    from hotpatch.rewrite_layers import FrameEinsum
+
+    a = torch.randn(9, 9)
+    x = torch.randn(2, 4, 5, 3)  # (B, f, J, C): 4 kept frames
+    index = torch.tensor([[0, 2, 5, 8], [1, 3, 4, 7]])
+    first = FrameEinsum("ts,bsjc->btjc", "bts,bsjc->btjc", 0, 9)(a, x, index=index)
+    second = FrameEinsum("bsjc,st->btjc", "bsjc,bst->btjc", 1, 9)(x, a, index=index)
+    for b in range(2):
+        kept = a[index[b]][:, index[b]]
+        torch.testing.assert_close(first[b], torch.einsum("ts,sjc->tjc", kept, x[b]))
+        torch.testing.assert_close(second[b], torch.einsum("sjc,st->tjc", x[b], kept))
+    full = torch.randn(2, 9, 5, 3)
+    assert torch.equal(FrameEinsum("ts,bsjc->btjc", "bts,bsjc->btjc", 0, 9)(a, full),
+                       torch.einsum("ts,bsjc->btjc", a, full))
+
+
+def test_einsum_with_a_frame_matrix_is_rewritten_in_and_between_blocks():
+    model, x, patched = patch("einsumformer", n=1, f=9, recover="linear")
+    notes = "\n".join(patched.hotpatch_plan.notes)
+    assert "inside block `blocks.1`: `mix` (27, 27) in `einsum 'ts,bsjc->btjc'`" in notes
+    assert "`adj` (27, 27) in einsum 'bsjc,st->btjc'" in notes
+    with torch.no_grad():
+        assert patched(x).shape == model(x).shape

@@ -305,6 +305,52 @@ class WindowFormer(nn.Module):
         return self.head(self.norm(x)).view(b, f, j, 3)
 
 
+# --------------------------------------------------------------------------- EinsumFormer
+
+
+class EinsumBlock(nn.Module):
+    """Attention over frames per joint, then a learned (F, F) temporal mixing written as an
+    einsum over (B, F, J, C) tokens, inside the block's forward."""
+
+    def __init__(self, dim, num_frame, heads):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = Attention(dim, heads)
+        self.mix = nn.Parameter(torch.eye(num_frame) + 0.05 * torch.randn(num_frame, num_frame))
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = Mlp(dim, dim * 2)
+
+    def forward(self, x):
+        b, f, j, c = x.shape
+        t = rearrange(x, "b f j c -> (b j) f c")
+        t = t + self.attn(self.norm1(t))
+        x = rearrange(t, "(b j) f c -> b f j c", j=j)
+        x = x + 0.5 * torch.einsum("ts,bsjc->btjc", self.mix, self.norm2(x))
+        return x + self.mlp(self.norm2(x))
+
+
+class EinsumFormer(nn.Module):
+    """Joint tokens (B, F, J, C); blocks mix frames with einsum, and so does the model between
+    its blocks (a fixed chain adjacency, the frame index second: ``"bsjc,st->btjc"``)."""
+
+    def __init__(self, num_frame=27, num_joints=17, in_chans=2, dim=32, depth=3, heads=4):
+        super().__init__()
+        self.embed = nn.Linear(in_chans, dim)
+        self.pos_embed = nn.Parameter(torch.randn(1, num_frame, 1, dim) * 0.02)
+        self.register_buffer("adj", chain_adjacency(num_frame))
+        self.blocks = nn.ModuleList([EinsumBlock(dim, num_frame, heads) for _ in range(depth)])
+        self.norm = nn.LayerNorm(dim)
+        self.head = nn.Linear(dim, 3)
+
+    def forward(self, x):
+        x = self.embed(x) + self.pos_embed
+        for i, blk in enumerate(self.blocks):
+            x = blk(x)
+            if i == 1:
+                x = x + torch.einsum("bsjc,st->btjc", x, self.adj)
+        return self.head(self.norm(x))
+
+
 ALL = {
     "graphformer": (GraphFormer, (2, 27, 17, 2)),
     "mixerformer": (MixerFormer, (2, 27, 17, 2)),
@@ -312,6 +358,7 @@ ALL = {
     "stridedformer": (StridedFormer, (2, 27, 17, 2)),
     "segmentformer": (SegmentFormer, (2, 27, 17, 2)),
     "windowformer": (WindowFormer, (2, 27, 17, 2)),
+    "einsumformer": (EinsumFormer, (2, 27, 17, 2)),
 }
 
 
