@@ -411,3 +411,20 @@ def test_einsum_with_a_frame_matrix_is_rewritten_in_and_between_blocks():
     assert "`adj` (27, 27) in einsum 'bsjc,st->btjc'" in notes
     with torch.no_grad():
         assert patched(x).shape == model(x).shape
+
+
+def test_functional_strided_stages_follow_f():
+    """F.conv1d and F.max_pool1d with stride 3 are strided stages like their modules."""
+    model, x, patched = patch("functionalstrided", f=18)
+    notes = patched.hotpatch_plan.notes
+    assert "strided stage `conv1d` (stride 3, kernel 3: 27 -> 9) after the cut: 18 -> 6 tokens" in notes
+    assert "strided stage `max_pool1d` (stride 3, kernel 3: 9 -> 3) after the cut: 6 -> 2 tokens" in notes
+    seen = {}
+    for b in patched.hotpatch_plan.blocks:
+        patched.get_submodule(b.name).register_forward_hook(lambda m, a, o, name=b.name: seen.__setitem__(name, a[0].shape[1]))
+    with torch.no_grad():
+        out = patched(x)
+    assert seen == {"stages.0.0": 27, "stages.0.1": 18, "stages.1.0": 6, "stages.1.1": 6, "stages.2.0": 2}
+    assert out.shape == (2, 1, 17, 3) and torch.isfinite(out).all()
+    with pytest.raises(hotpatch.ConfigError, match=r"does not fit the strided stage `conv1d`.*Valid f near 10: 9, 18, 27"):
+        hotpatch.apply(model, n=1, f=10, example_input=x[:1])

@@ -222,6 +222,36 @@ class StridedFormer(nn.Module):
         return self.head(x).view(b, 1, j, 3)
 
 
+class FunctionalStridedFormer(nn.Module):
+    """StridedFormer with functional reductions: ``F.conv1d`` (its own weight) from F to F/3,
+    ``F.max_pool1d`` from F/3 to F/9."""
+
+    def __init__(self, num_frame=27, num_joints=17, in_chans=2, dim=32, heads=4):
+        super().__init__()
+        self.embed = nn.Linear(num_joints * in_chans, dim)
+        self.pos_embeds = nn.ParameterList([nn.Parameter(torch.randn(1, num_frame // 3**i, dim) * 0.02)
+                                            for i in range(3)])
+        self.stages = nn.ModuleList([nn.ModuleList([Block(dim, heads) for _ in range(d)]) for d in (2, 2, 1)])
+        self.weight = nn.Parameter(torch.randn(dim, dim, 3) * 0.1)
+        self.bias = nn.Parameter(torch.zeros(dim))
+        self.norm = nn.LayerNorm(dim)
+        self.head = nn.Linear(dim, num_joints * 3)
+
+    def forward(self, x):
+        b, f, j, c = x.shape
+        x = self.embed(x.reshape(b, f, j * c))
+        for i, blocks in enumerate(self.stages):
+            if i == 1:
+                x = F.conv1d(x.transpose(1, 2), self.weight, self.bias, stride=3).transpose(1, 2)
+            elif i == 2:
+                x = F.max_pool1d(x.transpose(1, 2), kernel_size=3, stride=3).transpose(1, 2)
+            x = x + self.pos_embeds[i]
+            for blk in blocks:
+                x = blk(x)
+        x = self.norm(x)
+        return self.head(x[:, x.shape[1] // 2]).view(b, 1, j, 3)
+
+
 # --------------------------------------------------------------------------- SegmentFormer
 
 
@@ -359,6 +389,7 @@ ALL = {
     "segmentformer": (SegmentFormer, (2, 27, 17, 2)),
     "windowformer": (WindowFormer, (2, 27, 17, 2)),
     "einsumformer": (EinsumFormer, (2, 27, 17, 2)),
+    "functionalstrided": (FunctionalStridedFormer, (2, 27, 17, 2)),
 }
 
 
