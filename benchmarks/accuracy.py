@@ -7,12 +7,15 @@ virtual cameras), then reports MPJPE, P-MPJPE, MPJVE and paper-convention FLOPs 
 * the original, seq2seq and seq2frame;
 * zero-retraining TPC seq2frame;
 * zero-retraining seq2seq: TPC + nearest / linear recovery, and uniform sampling with the same;
+* zero-retraining two-stage (hierarchical) TPC at about the FLOPs of the single cut, seq2frame
+  and seq2seq with linear recovery;
 * after the same short fine-tune: HoT (TPC + TRA), TPC + linear-TRA (linear recovery plus a
   learnable correction that starts at zero), TPC + linear (the interpolation control of the
   paper's Table 5) and the original itself (the fair control: the same extra training);
 
 with selected vs pruned frame errors for the seq2seq rows (the paper's Tables 4 and 5), and
-writes a Markdown table (``--out``, default ``benchmarks/results/accuracy.md``) with the
+writes a Markdown table (a second one with ``--test-data FILE``: every row scored again on
+that file's test clips, training unchanged) (``--out``, default ``benchmarks/results/accuracy.md``) with the
 command and the machine. Trained weights go to ``--work`` (outside the repository: they are
 derived from CC BY-NC data and must not be committed).
 
@@ -80,8 +83,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="also zero-retraining TPC rows at this n (0: none); n=1 cuts FLOPs by about half")
     p.add_argument("--test-clips", type=int, default=48, help="test clips (style 'normal'), one camera each")
     p.add_argument("--test-data", default=None,
-                   help="evaluate every row on the test clips of this clips .npz instead (same layout, e.g. motion "
-                        "capture from another studio; all its clips if none has style 'normal'); training stays on --data")
+                   help="also evaluate every row on the test clips of this clips .npz (same layout, e.g. motion "
+                        "capture from another studio, or benchmarks/derive_clips.py's shifted copy; all its clips if "
+                        "none has style 'normal'); training stays on --data")
+    p.add_argument("--stages", default=None, metavar="N,N:F,F",
+                   help="the two-stage rows' setting (default: cuts after blocks n-1 and n+1 at about the FLOPs of n, f)")
     p.add_argument("--s2f-stride", type=int, default=6, help="seq2frame: score every k-th frame")
     p.add_argument("--eval-batch", type=int, default=64)
     p.add_argument("--threads", type=int, default=1,
@@ -142,6 +148,28 @@ def row(name: str, pipeline: str, prune: str, recover: str, training: str, res: 
     return out
 
 
+def parse_stages(text: str) -> tuple[list[int], list[int]]:
+    """``"1,3:54,27"`` -> ([1, 3], [54, 27])."""
+    try:
+        ns, fs = ([int(v) for v in part.split(",")] for part in text.split(":"))
+    except ValueError:
+        raise SystemExit(f"--stages {text!r}: give N,N:F,F, e.g. 1,3:54,27") from None
+    if len(ns) != 2 or len(fs) != 2:
+        raise SystemExit(f"--stages {text!r}: the benchmark's two-stage rows take two cuts, e.g. 1,3:54,27")
+    return ns, fs
+
+
+def same_cost_stages(frames: int, depth: int, n: int, f: int) -> tuple[list[int], list[int]] | None:
+    """Two cuts around the single cut (n, f) with about its FLOPs: after blocks n-1 and n+1,
+    the last keeping f, the first as many frames as makes n-1 full, 2 middle and L-n-1 last
+    blocks cost what n full and L-n pruned blocks cost (block FLOPs grow with their tokens)."""
+    n1, n2 = n - 1, n + 1
+    if n1 < 1 or n2 >= depth:
+        return None
+    f1 = round((n * frames + (depth - n) * f - n1 * frames - (depth - n2) * f) / (n2 - n1))
+    return ([n1, n2], [f1, f]) if f <= f1 <= frames else None
+
+
 def _f(x: Any, digits: int = 1) -> str:
     return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
 
@@ -176,6 +204,14 @@ def claims(rows: dict[str, dict[str, Any]]) -> list[str]:
                        f"{_f(u['mpjpe'])} mm, selected frames {_f(t['mpjpe_selected'])} vs "
                        f"{_f(u['mpjpe_selected'])} mm, pruned {_f(t['mpjpe_pruned'])} vs {_f(u['mpjpe_pruned'])} mm. "
                        f"Paper: {PAPER['table4']}.")
+    for one_key, two_key, what in (("tpc_s2f", "tpc2_s2f", "seq2frame"), ("tpc_linear", "tpc2_linear", "seq2seq, linear")):
+        one, two = rows.get(one_key), rows.get(two_key)
+        if one and two:
+            gap = two["mpjpe"] - one["mpjpe"]
+            best = "the same to 0.1 mm" if abs(gap) < 0.05 else f"{'two stages' if gap < 0 else 'one cut'} by {abs(gap):.1f} mm"
+            out.append(f"- Two pruning stages vs one cut, zero-retraining ({what}): {two['row']} {_f(two['mpjpe'])} mm "
+                       f"at {two['flops_pct']:+.1f}% FLOPs vs {one['row']} {_f(one['mpjpe'])} mm at "
+                       f"{one['flops_pct']:+.1f}% FLOPs; lower error: {best}.")
     hot, lin = rows.get("hot_ft"), rows.get("linear_ft")
     if hot and lin:
         out.append(f"- Table 5 (recovery after the same fine-tune): TRA full / pruned / selected "
@@ -233,9 +269,14 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> int:
     t = time.perf_counter()
     train_seqs = load_clips(args.data, cameras_per_clip=args.cameras, noise_px=args.noise_px, seed=args.seed,
                             max_clips=200 if args.quick else None)["train"]
-    test_splits = load_clips(args.test_data or args.data, cameras_per_clip=1, noise_px=args.noise_px,
-                             seed=args.seed + 1, max_clips=args.test_clips)
-    test_seqs = test_splits["test"] or test_splits["train"]
+    test_seqs = load_clips(args.data, cameras_per_clip=1, noise_px=args.noise_px, seed=args.seed + 1,
+                           max_clips=args.test_clips)["test"]
+    other = None  # --test-data: its test clips (all clips if none is 'normal'), seq2seq and seq2frame windows
+    if args.test_data:
+        splits = load_clips(args.test_data, cameras_per_clip=1, noise_px=args.noise_px, seed=args.seed + 1,
+                            max_clips=args.test_clips)
+        other_seqs = splits["test"] or splits["train"]
+        other = (WindowDataset(other_seqs, F), WindowDataset(other_seqs, F, mode="seq2frame", stride=args.s2f_stride))
     train_data = WindowDataset(train_seqs, F, stride=F // 3, flip_prob=0.5, seed=args.seed)
     s2s = WindowDataset(test_seqs, F)
     s2f = WindowDataset(test_seqs, F, mode="seq2frame", stride=args.s2f_stride)
@@ -261,12 +302,16 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> int:
     original.eval()
 
     results: dict[str, dict[str, Any]] = {}
+    results_other: dict[str, dict[str, Any]] = {}  # the same rows on --test-data
 
     def ev(key: str, model: torch.nn.Module, data: WindowDataset, *labels: str) -> None:
         t0 = time.perf_counter()
         res = evaluate_model(model, data, batch_size=args.eval_batch)
         base = results.get("orig_s2s", res)["flops"]
         results[key] = row(*labels, res, base)
+        if other is not None:
+            res2 = evaluate_model(model, other[0] if data is s2s else other[1], batch_size=args.eval_batch)
+            results_other[key] = row(*labels, res2, base)
         clock.phase(f"eval {key}", time.perf_counter() - t0)
         log.info("%s: MPJPE %.1f mm, P-MPJPE %.1f mm", key, res["mpjpe"], res["p_mpjpe"])
 
@@ -287,6 +332,16 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> int:
         ev("tpc_linear_extra", hotpatch.apply(original, m, f, recover="linear"), s2s,
            f"TPC + linear (n={m})", "seq2seq", "tpc", "linear", "none (zero-retraining)")
         extra = ["tpc_s2f_extra", "tpc_linear_extra"]
+
+    stages = parse_stages(args.stages) if args.stages else same_cost_stages(F, args.depth, n, f)
+    if stages is not None:
+        (n1, n2), (f1, f2) = stages
+        what = f"n={n1},{n2}, f={f1},{f2}"
+        ev("tpc2_s2f", hotpatch.apply(original, [n1, n2], [f1, f2], pipeline="seq2frame"), s2f,
+           f"TPC, two stages ({what})", "seq2frame", "tpc", "–", "none (zero-retraining)")
+        ev("tpc2_linear", hotpatch.apply(original, [n1, n2], [f1, f2], recover="linear"), s2s,
+           f"TPC + linear, two stages ({what})", "seq2seq", "tpc", "linear", "none (zero-retraining)")
+        extra += ["tpc2_s2f", "tpc2_linear"]
 
     budget = f"+{args.ft_steps} steps"
     finetuned = {
@@ -312,11 +367,23 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> int:
              *extra, "hot_ft", "lineartra_ft", "linear_ft", "orig_ft"]
     rows = [results[k] for k in order]
     table = markdown_table(rows)
+    other_rows = [results_other[k] for k in order] if other is not None else []
     total_min = clock.total() / 60
     command = "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(sys.argv[0], ROOT)] + (argv or sys.argv[1:]))
     s2f_frames = results["orig_s2f"]["frames"]
-    test_file_note = (f"\n- Test clips from `{args.test_data}` (`--test-data`), not from the training file; the "
-                      "numbers of test clips and frames above are that file's." if args.test_data else "")
+    test_file_note = ""
+    other_section = ""
+    if other is not None:
+        test_file_note = (f"\n- `--test-data`: every row also scored on the test clips of `{args.test_data}` "
+                          f"({len(other[0].sequences)} sequences, {sum(map(len, other[0].sequences))} frames; seq2frame "
+                          f"rows on one frame in {args.s2f_stride}), with the same models (trained on the file above).")
+        other_section = f"""
+## The same rows on `--test-data` (`{args.test_data}`)
+
+{markdown_table(other_rows)}
+
+{chr(10).join(claims(results_other))}
+"""
     text = f"""# Accuracy: HoT on a small MixSTE trained on real motion capture
 
 Command (from the repository root): `{command}`
@@ -339,7 +406,7 @@ leans little on long-range temporal detail and zero-retraining pruning costs it 
 fine-tunes are a few hundred steps: TRA starts from zero queries and random projections and must
 learn to place every recovered frame in time, while the paper trains HoT from scratch for 160
 epochs.
-
+{other_section}
 ## Setup
 
 - Data: Bandai-Namco-Research-Motiondataset 1 and 2 (CC BY-NC 4.0, Kobayashi et al., arXiv:2306.08861),
@@ -367,8 +434,8 @@ epochs.
     out.write_text(text)
     print(text)
     if args.json:
-        Path(args.json).write_text(json.dumps({"rows": rows, "pretrain": pretrain_history, "finetune": ft_history,
-                                               "args": vars(args)}, indent=2, default=str))
+        Path(args.json).write_text(json.dumps({"rows": rows, "test_data_rows": other_rows, "pretrain": pretrain_history,
+                                               "finetune": ft_history, "args": vars(args)}, indent=2, default=str))
     log.info("wrote %s (%.1f min)", out, total_min)
     return 0
 

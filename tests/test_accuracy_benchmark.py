@@ -24,10 +24,10 @@ def test_quick_run_writes_every_row(tmp_path):
     text = out.read_text()
     for name in ("TPC (n=2, f=9)", "TPC + nearest", "uniform sampling + linear", "HoT (TPC + TRA)", "TPC + linear-TRA",
                  "fine-tuned +5 steps", "Table 2", "Table 4", "Table 5", "Fair control", "starts as interpolation",
-                 "Command"):
+                 "Command", "TPC, two stages (n=1,3, f=18,9)", "TPC + linear, two stages", "Two pruning stages vs one cut"):
         assert name in text, name
     rows = [line for line in text.splitlines() if line.startswith("| ") and line[2].isdigit()]
-    assert len(rows) == 13
+    assert len(rows) == 15
 
 
 def test_test_data_scores_another_file(tmp_path):
@@ -37,6 +37,12 @@ def test_test_data_scores_another_file(tmp_path):
     assert accuracy.main(["--quick", "--data", str(data), "--test-data", str(other), "--out", str(out),
                           "--work", str(tmp_path / "w"), "--test-clips", "2", "--json", str(tmp_path / "a.json")]) == 0
     text = out.read_text()
-    assert f"Test clips from `{other}`" in text
-    rows = json.loads((tmp_path / "a.json").read_text())["rows"]
-    assert rows[0]["frames"] == 50 + 45  # the other file's two test clips, every frame scored once
+    assert f"every row also scored on the test clips of `{other}`" in text
+    assert f"## The same rows on `--test-data` (`{other}`)" in text
+    result = json.loads((tmp_path / "a.json").read_text())
+    rows, others = result["rows"], result["test_data_rows"]
+    assert others[0]["frames"] == 50 + 45  # the other file's two test clips, every frame scored once
+    assert rows[0]["frames"] == 40 + 38  # the training file's test clips (0 and 3) as without --test-data
+    assert [r["row"] for r in rows] == [r["row"] for r in others]
+    for r in rows:
+        assert {"row", "pipeline", "prune", "recover", "training", "mpjpe", "p_mpjpe", "flops"} <= set(r)
