@@ -21,7 +21,7 @@ import torch
 
 from hotpatch.commands._data import add_data_arguments, load_splits
 from hotpatch.commands.eval import json_safe
-from hotpatch.commands._shared import add_hot_arguments, consoles, describe_config, hot_settings
+from hotpatch.commands._shared import add_hot_arguments, consoles, describe_config, hot_settings, stage_value
 from hotpatch.errors import ConfigError, InputShapeError
 from hotpatch.targets import add_target_arguments, describe, load_target
 
@@ -41,8 +41,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     add_target_arguments(p)
     add_hot_arguments(p)
     add_data_arguments(p)
-    p.add_argument("--prune-after", dest="n", type=int, metavar="N",
-                   help="same as --n; torchrun's own parser rejects --n as ambiguous, so use this under torchrun")
+    p.add_argument("--prune-after", dest="n", type=stage_value, metavar="N",
+                   help="same as --n (also N,N for stages); torchrun's own parser rejects --n as ambiguous, so use "
+                        "this under torchrun")
     add_training_arguments(p, lr=4e-5)
     p.set_defaults(run=run)
     return p
