@@ -1,6 +1,6 @@
 """Accuracy benchmark: HoT on a small MixSTE trained on real motion capture, on a 2-core CPU.
 
-Trains a small MixSTE-style model (the ``mixste`` recipe, F=81, dim 64, 4 block pairs by
+Trains a small MixSTE-style model (the ``mixste`` recipe, F=81, dim 32, 4 block pairs by
 default) from scratch on the shared Bandai-Namco mocap clips (2D inputs projected through
 virtual cameras), then reports MPJPE, P-MPJPE, MPJVE and paper-convention FLOPs for:
 
@@ -16,7 +16,7 @@ writes a Markdown table (``--out``, default ``benchmarks/results/accuracy.md``) 
 command and the machine. Trained weights go to ``--work`` (outside the repository: they are
 derived from CC BY-NC data and must not be committed).
 
-    python benchmarks/accuracy.py                      # the full run (under 30 min on 2 cores)
+    python benchmarks/accuracy.py --threads 2          # the full run (about 25 min on 2 quiet cores)
     python benchmarks/accuracy.py --quick --out /tmp/a.md   # a smoke test (a minute)
 """
 
@@ -63,17 +63,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", default=str(DEFAULT_DATA), help="clips .npz (default: ../shared/data/bandai_h36m17.npz)")
     p.add_argument("--frames", type=int, default=81)
-    p.add_argument("--dim", type=int, default=64)
+    p.add_argument("--dim", type=int, default=32)
     p.add_argument("--depth", type=int, default=4)
     p.add_argument("--heads", type=int, default=4)
     p.add_argument("--n", type=int, default=2, help="prune after the n-th temporal block (default: 2 of 4)")
     p.add_argument("--f", type=int, default=27, help="frames kept (default: 27 of 81, the paper's f/F = 1/3)")
     p.add_argument("--cameras", type=int, default=2, help="virtual cameras per training clip")
     p.add_argument("--noise-px", type=float, default=2.0, help="2D detector-like noise, pixels")
-    p.add_argument("--train-steps", type=int, default=600, help="optimiser steps training the original")
-    p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--ft-steps", type=int, default=200, help="fine-tune steps (each of the three fine-tunes)")
+    p.add_argument("--train-steps", type=int, default=2200, help="optimiser steps training the original")
+    p.add_argument("--batch", type=int, default=8, help="training and fine-tune batch (windows)")
+    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--ft-steps", type=int, default=300, help="fine-tune steps (each of the four fine-tunes)")
     p.add_argument("--ft-lr", type=float, default=2e-4)
     p.add_argument("--new-lr-scale", type=float, default=10.0,
                    help="fine-tune LR multiplier of the new (hotpatch_*) parameters: TRA, the pos-embed")
