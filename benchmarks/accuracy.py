@@ -1,6 +1,6 @@
 """Accuracy benchmark: HoT on a small MixSTE trained on real motion capture, on a 2-core CPU.
 
-Trains a small MixSTE-style model (the ``mixste`` recipe, F=81, dim 64, 4 block pairs by
+Trains a small MixSTE-style model (the ``mixste`` recipe, F=81, dim 32, 4 block pairs by
 default) from scratch on the shared Bandai-Namco mocap clips (2D inputs projected through
 virtual cameras), then reports MPJPE, P-MPJPE, MPJVE and paper-convention FLOPs for:
 
@@ -19,7 +19,7 @@ that file's test clips, training unchanged) (``--out``, default ``benchmarks/res
 command and the machine. Trained weights go to ``--work`` (outside the repository: they are
 derived from CC BY-NC data and must not be committed).
 
-    python benchmarks/accuracy.py                      # the full run (under 30 min on 2 cores)
+    python benchmarks/accuracy.py --threads 2          # the full run (about 25 min on 2 quiet cores)
     python benchmarks/accuracy.py --quick --out /tmp/a.md   # a smoke test (a minute)
 """
 
@@ -38,6 +38,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 import hotpatch
@@ -65,17 +66,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", default=str(DEFAULT_DATA), help="clips .npz (default: ../shared/data/bandai_h36m17.npz)")
     p.add_argument("--frames", type=int, default=81)
-    p.add_argument("--dim", type=int, default=64)
+    p.add_argument("--dim", type=int, default=32)
     p.add_argument("--depth", type=int, default=4)
     p.add_argument("--heads", type=int, default=4)
     p.add_argument("--n", type=int, default=2, help="prune after the n-th temporal block (default: 2 of 4)")
     p.add_argument("--f", type=int, default=27, help="frames kept (default: 27 of 81, the paper's f/F = 1/3)")
     p.add_argument("--cameras", type=int, default=2, help="virtual cameras per training clip")
     p.add_argument("--noise-px", type=float, default=2.0, help="2D detector-like noise, pixels")
-    p.add_argument("--train-steps", type=int, default=600, help="optimiser steps training the original")
-    p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--ft-steps", type=int, default=200, help="fine-tune steps (each of the three fine-tunes)")
+    p.add_argument("--train-steps", type=int, default=2200, help="optimiser steps training the original")
+    p.add_argument("--batch", type=int, default=8, help="training and fine-tune batch (windows)")
+    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--ft-steps", type=int, default=300, help="fine-tune steps (each of the four fine-tunes)")
     p.add_argument("--ft-lr", type=float, default=2e-4)
     p.add_argument("--new-lr-scale", type=float, default=10.0,
                    help="fine-tune LR multiplier of the new (hotpatch_*) parameters: TRA, the pos-embed")
@@ -90,6 +91,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="the two-stage rows' setting (default: cuts after blocks n-1 and n+1 at about the FLOPs of n, f)")
     p.add_argument("--s2f-stride", type=int, default=6, help="seq2frame: score every k-th frame")
     p.add_argument("--eval-batch", type=int, default=64)
+    p.add_argument("--curve-points", type=int, default=8,
+                   help="learning curve: evaluate the original this many times while it trains (0: never)")
+    p.add_argument("--curve-windows", type=int, default=32,
+                   help="learning curve: a fixed, evenly spread subset of this many seq2seq test windows")
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads (default 1: on a shared 2-core machine 2 threads stall each other)")
     p.add_argument("--seed", type=int, default=0)
@@ -132,12 +137,58 @@ def step_logger(name: str, every: int = 25):
     return progress
 
 
+class LearningCurve:
+    """A ``finetune`` progress callback: MPJPE on a fixed subset of test windows at ``count``
+    evenly spaced steps, the last one included (see :func:`curve_points`).
+
+    ``train_loss`` at a point is the mean step loss since the previous point. The seconds spent
+    evaluating are kept in ``seconds`` (so the caller can keep them out of the training time).
+    """
+
+    def __init__(self, model: torch.nn.Module, data: WindowDataset, windows: np.ndarray, count: int,
+                 batch: int) -> None:
+        self.model, self.data, self.windows, self.batch, self.count = model, data, windows, batch, count
+        self.points: set[int] | None = None
+        self.rows: list[dict[str, Any]] = []
+        self.seconds = 0.0
+        self._losses: list[float] = []
+
+    def __call__(self, event: Any) -> None:
+        if event.kind != "step":
+            return
+        if self.points is None:  # the loop's real number of steps (fewer than asked on a small file)
+            self.points = set(curve_points(event.steps, self.count))
+        self._losses.append(event.loss)
+        if event.step not in self.points:
+            return
+        t0 = time.perf_counter()
+        res = evaluate_model(self.model, self.data, batch_size=self.batch, windows=self.windows, flops=False)
+        self.seconds += time.perf_counter() - t0
+        self.rows.append({"step": event.step, "train_loss": sum(self._losses) / len(self._losses), "lr": event.lr,
+                          "mpjpe": res["mpjpe"], "p_mpjpe": res["p_mpjpe"]})
+        self._losses = []
+        log.info("learning curve: step %d, test MPJPE (subset) %.1f mm", event.step, res["mpjpe"])
+
+
+def curve_points(steps: int, count: int) -> list[int]:
+    """``count`` evenly spaced steps ending at ``steps`` (fewer when ``steps`` is small)."""
+    return sorted({max(1, round(steps * k / count)) for k in range(1, count + 1)}) if count > 0 else []
+
+
 def train(model: torch.nn.Module, data: WindowDataset, steps: int, lr: float, batch: int, seed: int,
-          name: str, warmup: int = 0, new_lr_scale: float = 1.0) -> list[dict[str, Any]]:
+          name: str, warmup: int = 0, new_lr_scale: float = 1.0,
+          on_step: Any = None) -> list[dict[str, Any]]:
     cfg = FinetuneConfig(epochs=1, steps_per_epoch=steps, batch_size=batch, lr=lr, weight_decay=0.1,
                          schedule="cosine", warmup_steps=warmup, seed=seed, grad_clip=1.0,
                          new_lr_scale=new_lr_scale)
-    return finetune(model, data, cfg, progress=step_logger(name)).history
+    logger = step_logger(name)
+
+    def progress(event: Any) -> None:
+        logger(event)
+        if on_step is not None:
+            on_step(event)
+
+    return finetune(model, data, cfg, progress=progress).history
 
 
 def row(name: str, pipeline: str, prune: str, recover: str, training: str, res: dict[str, Any],
@@ -186,6 +237,16 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
         pct = f"{r['flops_pct']:+.1f}%" if r.get("flops_pct") is not None else "–"
         lines.append(f"| {i} | {model} | {r['pipeline']} | {r['training']} | {_f(r['mpjpe'])} | {_f(r['p_mpjpe'])} "
                      f"| {_f(r.get('mpjve'), 2)} | {_f(r['flops'] / 1e6, 1)} | {pct} | {split} | {gap} |")
+    return "\n".join(lines)
+
+
+def curve_table(curve: list[dict[str, Any]] | None) -> str:
+    if curve is None:
+        return "(not recorded: the original's weights were reused with `--reuse` from a run that kept no curve)"
+    if not curve:
+        return "(not recorded: `--curve-points 0`)"
+    lines = ["| step | train loss | test MPJPE (subset) |", "|---|---|---|"]
+    lines += [f"| {c['step']} | {c['train_loss']:.4f} | {_f(c['mpjpe'])} |" for c in curve]
     return "\n".join(lines)
 
 
@@ -288,18 +349,29 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> int:
     torch.manual_seed(args.seed)
     original = get_recipe("mixste").build(F, dim=args.dim, depth=args.depth, num_heads=args.heads,
                                           drop_path_rate=0.0)
-    weights = work / f"original_F{F}_d{args.dim}_L{args.depth}_s{args.train_steps}.pt"
+    weights = work / (f"original_F{F}_d{args.dim}_L{args.depth}_h{args.heads}_b{args.batch}_lr{args.lr:g}"
+                      f"_c{args.cameras}_s{args.train_steps}.pt")
+    curve_file = weights.with_suffix(".curve.json")
+    curve_idx = np.unique(np.linspace(0, len(s2s) - 1, min(args.curve_windows, len(s2s))).round().astype(np.int64))
+    warmup = min(30, args.train_steps // 10)
     t = time.perf_counter()
     if args.reuse and weights.is_file():
         original.load_state_dict(torch.load(weights, weights_only=True))
         pretrain_history = None
+        learning_curve = json.loads(curve_file.read_text()) if curve_file.is_file() else None
         log.info("reusing %s", weights)
+        clock.phase("train original", time.perf_counter() - t)
     else:
+        curve = LearningCurve(original, s2s, curve_idx, args.curve_points, args.eval_batch)
         pretrain_history = train(original, train_data, args.train_steps, args.lr, args.batch, args.seed,
-                                 "train original", warmup=min(30, args.train_steps // 10))
+                                 "train original", warmup=warmup, on_step=curve)
         torch.save(original.state_dict(), weights)
-    clock.phase("train original", time.perf_counter() - t)
+        learning_curve = curve.rows
+        curve_file.write_text(json.dumps(learning_curve, indent=2))
+        clock.phase("train original", time.perf_counter() - t - curve.seconds)
+        clock.phase("learning curve", curve.seconds)
     original.eval()
+    curve_frames = int(sum(v.sum() for v in (s2s[int(i)]["valid"].numpy() for i in curve_idx)))
 
     results: dict[str, dict[str, Any]] = {}
     results_other: dict[str, dict[str, Any]] = {}  # the same rows on --test-data
@@ -371,6 +443,7 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> int:
     total_min = clock.total() / 60
     command = "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(sys.argv[0], ROOT)] + (argv or sys.argv[1:]))
     s2f_frames = results["orig_s2f"]["frames"]
+    o2s, o2f, t2f = results["orig_s2s"], results["orig_s2f"], results["tpc_s2f"]
     test_file_note = ""
     other_section = ""
     if other is not None:
@@ -400,27 +473,36 @@ Paper claims, next to ours:
 
 {chr(10).join(claims(results))}
 
-Caveats: this is a small model trained briefly on 2 CPU cores (MPJPE around 80 mm, against about
-41 mm for the paper's MixSTE on Human3.6M); its seq2frame and seq2seq errors are close, which suggests it
-leans little on long-range temporal detail and zero-retraining pruning costs it little. The
-fine-tunes are a few hundred steps: TRA starts from zero queries and random projections and must
-learn to place every recovered frame in time, while the paper trains HoT from scratch for 160
-epochs.
+Caveats: this is a small model trained for {args.train_steps} steps ({args.train_steps * args.batch / len(train_data):.2f}
+epochs of the training windows) on 2 CPU cores: MPJPE {_f(o2s['mpjpe'])} mm seq2seq and {_f(o2f['mpjpe'])} mm seq2frame,
+against about 41 mm for the paper's MixSTE on Human3.6M; zero-retraining TPC changes its seq2frame
+MPJPE by {t2f['mpjpe'] - o2f['mpjpe']:+.1f} mm. The fine-tunes are {args.ft_steps} steps: TRA starts from zero
+queries and random projections and must learn to place every recovered frame in time, while the
+paper trains HoT from scratch for 160 epochs.
+
+## Learning curve of the original
+
+Test MPJPE (mm) on a fixed subset of {len(curve_idx)} of the {len(s2s)} seq2seq test windows ({curve_frames} frames,
+evenly spread), measured while the original trains; train loss is the mean training loss (MixSTE's
+combined loss) over the steps since the previous row.
+
+{curve_table(learning_curve)}
+
 {other_section}
 ## Setup
 
 - Data: Bandai-Namco-Research-Motiondataset 1 and 2 (CC BY-NC 4.0, Kobayashi et al., arXiv:2306.08861),
   17 Human3.6M joints, 30 fps; 2D inputs projected through virtual Human3.6M-like cameras with
-  {args.noise_px:g} px Gaussian noise. Train: the {len(train_seqs) // max(1, args.cameras)} non-`normal` clips × {args.cameras} cameras
+  {args.noise_px:g} px Gaussian noise. Train: the {len(train_seqs) // max(1, args.cameras)} non-`normal` clips × {args.cameras} camera{"s" if args.cameras != 1 else ""}
   ({len(train_data)} windows of {F} frames, stride {F // 3}, random flips). Test: a subset of {len(test_seqs)} of the 485
   `normal`-style clips (evenly spread through the file), one camera each, {test_frames} frames. seq2seq rows score every
   test frame ({len(s2s)} non-overlapping windows, padding ignored); seq2frame rows score
   one frame in {args.s2f_stride} ({s2f_frames} frames, one {F}-frame window each) to fit the time budget, so their
   numbers are on a subsample of the same clips. No test-time flip augmentation.{test_file_note}
 - Model: the `mixste` recipe with F={F}, dim={args.dim}, depth={args.depth} (block pairs), {args.heads} heads,
-  MLP ratio 2, no stochastic depth; trained from scratch for {args.train_steps} AdamW steps, batch {args.batch},
-  lr {args.lr:g} with cosine decay, weight decay 0.1, gradient clip 1, MixSTE's losses (weighted MPJPE +
-  0.5 TCLoss + 2.0 velocity).
+  MLP ratio 2, no stochastic depth ({sum(p.numel() for p in original.parameters())} parameters); trained from scratch for
+  {args.train_steps} AdamW steps, batch {args.batch}, lr {args.lr:g} ({warmup} warm-up steps, then cosine
+  decay to 0), weight decay 0.1, gradient clip 1, MixSTE's losses (weighted MPJPE + 0.5 TCLoss + 2.0 velocity).
 - HoT settings: n={n}, f={f}{f" (and zero-retraining rows at n={args.extra_n})" if extra else ""}. With {args.depth} block pairs, n={n} keeps the first {n} pairs at full
   resolution (the paper's MixSTE default n=3 of 8 keeps 3/8) and f/F = {f}/{F} matches the paper's 81/243.
 - Fine-tunes (the last four rows): the same {args.ft_steps} steps, batch {args.batch}, lr {args.ft_lr:g} cosine
@@ -434,7 +516,8 @@ epochs.
     out.write_text(text)
     print(text)
     if args.json:
-        Path(args.json).write_text(json.dumps({"rows": rows, "test_data_rows": other_rows, "pretrain": pretrain_history,
+        Path(args.json).write_text(json.dumps({"rows": rows, "test_data_rows": other_rows,
+                                               "learning_curve": learning_curve, "pretrain": pretrain_history,
                                                "finetune": ft_history, "args": vars(args)}, indent=2, default=str))
     log.info("wrote %s (%.1f min)", out, total_min)
     return 0

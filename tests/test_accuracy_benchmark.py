@@ -26,7 +26,8 @@ def test_quick_run_writes_every_row(tmp_path):
                  "fine-tuned +5 steps", "Table 2", "Table 4", "Table 5", "Fair control", "starts as interpolation",
                  "Command", "TPC, two stages (n=1,3, f=18,9)", "TPC + linear, two stages", "Two pruning stages vs one cut"):
         assert name in text, name
-    rows = [line for line in text.splitlines() if line.startswith("| ") and line[2].isdigit()]
+    rows = [line for line in text.splitlines() if line.startswith("| ") and line[2].isdigit()
+            and line.count("|") == 12]  # the results table's rows (not the learning curve's)
     assert len(rows) == 15
 
 
@@ -46,3 +47,8 @@ def test_test_data_scores_another_file(tmp_path):
     assert [r["row"] for r in rows] == [r["row"] for r in others]
     for r in rows:
         assert {"row", "pipeline", "prune", "recover", "training", "mpjpe", "p_mpjpe", "flops"} <= set(r)
+    curve = result["learning_curve"]  # 8 evenly spaced points, the last one after the last step
+    steps = result["pretrain"][0]["steps"]  # fewer than --quick's 20 on this tiny file
+    assert [c["step"] for c in curve][-1] == steps and len(curve) == min(8, steps)
+    assert all(c["mpjpe"] > 0 and c["train_loss"] > 0 for c in curve)
+    assert "| step | train loss | test MPJPE (subset) |" in text
