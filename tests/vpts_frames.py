@@ -222,20 +222,15 @@ class StridedFormer(nn.Module):
         return self.head(x).view(b, 1, j, 3)
 
 
-class FunctionalStridedFormer(nn.Module):
+class FunctionalStridedFormer(StridedFormer):
     """StridedFormer with functional reductions: ``F.conv1d`` (its own weight) from F to F/3,
     ``F.max_pool1d`` from F/3 to F/9."""
 
     def __init__(self, num_frame=27, num_joints=17, in_chans=2, dim=32, heads=4):
-        super().__init__()
-        self.embed = nn.Linear(num_joints * in_chans, dim)
-        self.pos_embeds = nn.ParameterList([nn.Parameter(torch.randn(1, num_frame // 3**i, dim) * 0.02)
-                                            for i in range(3)])
-        self.stages = nn.ModuleList([nn.ModuleList([Block(dim, heads) for _ in range(d)]) for d in (2, 2, 1)])
+        super().__init__(num_frame, num_joints, in_chans, dim, heads)
+        del self.reduce
         self.weight = nn.Parameter(torch.randn(dim, dim, 3) * 0.1)
         self.bias = nn.Parameter(torch.zeros(dim))
-        self.norm = nn.LayerNorm(dim)
-        self.head = nn.Linear(dim, num_joints * 3)
 
     def forward(self, x):
         b, f, j, c = x.shape
