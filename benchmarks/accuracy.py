@@ -42,9 +42,11 @@ import numpy as np
 import torch
 
 import hotpatch
+from hotpatch.commands.sweep import stage_lists
 from hotpatch.data import WindowDataset, load_clips
 from hotpatch.evaluate import evaluate_model
 from hotpatch.finetune import FinetuneConfig, finetune
+from hotpatch.patch import stage_text
 from hotpatch.recipes import get as get_recipe
 
 log = logging.getLogger("benchmarks.accuracy")
@@ -87,8 +89,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="also evaluate every row on the test clips of this clips .npz (same layout, e.g. motion "
                         "capture from another studio, or benchmarks/derive_clips.py's shifted copy; all its clips if "
                         "none has style 'normal'); training stays on --data")
-    p.add_argument("--stages", default=None, metavar="N,N:F,F",
-                   help="the two-stage rows' setting (default: cuts after blocks n-1 and n+1 at about the FLOPs of n, f)")
+    p.add_argument("--stages", type=stage_lists, default=None, metavar="N,N:F,F",
+                   help="the multi-stage rows' setting (default: cuts after blocks n-1 and n+1 at about the FLOPs of n, f)")
     p.add_argument("--s2f-stride", type=int, default=6, help="seq2frame: score every k-th frame")
     p.add_argument("--eval-batch", type=int, default=64)
     p.add_argument("--curve-points", type=int, default=8,
@@ -197,17 +199,6 @@ def row(name: str, pipeline: str, prune: str, recover: str, training: str, res: 
     if base_flops and res.get("flops") is not None:
         out["flops_pct"] = 100.0 * (res["flops"] - base_flops) / base_flops
     return out
-
-
-def parse_stages(text: str) -> tuple[list[int], list[int]]:
-    """``"1,3:54,27"`` -> ([1, 3], [54, 27])."""
-    try:
-        ns, fs = ([int(v) for v in part.split(",")] for part in text.split(":"))
-    except ValueError:
-        raise SystemExit(f"--stages {text!r}: give N,N:F,F, e.g. 1,3:54,27") from None
-    if len(ns) != 2 or len(fs) != 2:
-        raise SystemExit(f"--stages {text!r}: the benchmark's two-stage rows take two cuts, e.g. 1,3:54,27")
-    return ns, fs
 
 
 def same_cost_stages(frames: int, depth: int, n: int, f: int) -> tuple[list[int], list[int]] | None:
@@ -405,14 +396,15 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> int:
            f"TPC + linear (n={m})", "seq2seq", "tpc", "linear", "none (zero-retraining)")
         extra = ["tpc_s2f_extra", "tpc_linear_extra"]
 
-    stages = parse_stages(args.stages) if args.stages else same_cost_stages(F, args.depth, n, f)
+    stages = args.stages or same_cost_stages(F, args.depth, n, f)
     if stages is not None:
-        (n1, n2), (f1, f2) = stages
-        what = f"n={n1},{n2}, f={f1},{f2}"
-        ev("tpc2_s2f", hotpatch.apply(original, [n1, n2], [f1, f2], pipeline="seq2frame"), s2f,
-           f"TPC, two stages ({what})", "seq2frame", "tpc", "–", "none (zero-retraining)")
-        ev("tpc2_linear", hotpatch.apply(original, [n1, n2], [f1, f2], recover="linear"), s2s,
-           f"TPC + linear, two stages ({what})", "seq2seq", "tpc", "linear", "none (zero-retraining)")
+        ns, fs = stages
+        what = f"n={stage_text(ns)}, f={stage_text(fs)}"
+        count = {2: "two", 3: "three"}.get(len(ns), str(len(ns)))
+        ev("tpc2_s2f", hotpatch.apply(original, ns, fs, pipeline="seq2frame"), s2f,
+           f"TPC, {count} stages ({what})", "seq2frame", "tpc", "–", "none (zero-retraining)")
+        ev("tpc2_linear", hotpatch.apply(original, ns, fs, recover="linear"), s2s,
+           f"TPC + linear, {count} stages ({what})", "seq2seq", "tpc", "linear", "none (zero-retraining)")
         extra += ["tpc2_s2f", "tpc2_linear"]
 
     budget = f"+{args.ft_steps} steps"

@@ -192,6 +192,11 @@ def stage_lists(n, f) -> tuple[int | tuple[int, ...], int | tuple[int, ...]]:
     return tuple(ns), tuple(fs)
 
 
+def stage_text(value: int | Sequence[int]) -> str:
+    """``3`` -> ``"3"``, ``[1, 3]`` -> ``"1,3"``: an n or f as the command line writes it."""
+    return ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+
+
 def _check_args(n, f, k, pipeline, prune, recover, recover_frames) -> None:
     ns = n if isinstance(n, tuple) else (n,)
     fs = f if isinstance(f, tuple) else (f,)

@@ -276,6 +276,11 @@ class Sites:
     tokens: dict[str, int] = field(default_factory=dict)  # frames each block sees (the pyramid)
 
 
+def stage_at(position: int, cuts: list[int]) -> int:
+    """0 before the first cut, s from the s-th cut on (``cuts``: node positions, increasing)."""
+    return sum(1 for c in cuts if c <= position)
+
+
 def locate(gm: fx.GraphModule, plan: Plan, cfg: PatchConfig) -> Sites:
     nodes = list(gm.graph.nodes)
     pos = {n.name: i for i, n in enumerate(nodes)}
@@ -303,7 +308,7 @@ def locate(gm: fx.GraphModule, plan: Plan, cfg: PatchConfig) -> Sites:
             )
     cut = cuts[0]
     counts = (cfg.frames, *cfg.keeps)
-    tokens = {b.name: counts[sum(1 for c in cuts if c <= pos[b.node])] for b in plan.blocks}
+    tokens = {b.name: counts[stage_at(pos[b.node], cuts)] for b in plan.blocks}
     where = dict(cuts=cuts, cut_blocks=[nodes[c].target for c in cuts], tokens=tokens)
     if cfg.pipeline == "seq2frame":
         return Sites(cut, None, nodes[cut].target, None, **where)
@@ -456,7 +461,7 @@ class _Surgery:
         if n in self.new_stage:
             return self.new_stage[n]
         p = self.pos.get(n)
-        return 0 if p is None else sum(1 for c in self.sites.cuts if c <= p)
+        return 0 if p is None else stage_at(p, self.sites.cuts)
 
     def frames_at(self, stage: int) -> int:
         return self.cfg.frames if stage == 0 else self.cfg.keeps[stage - 1]

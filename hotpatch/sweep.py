@@ -111,10 +111,6 @@ def _values(v: int | Sequence[int]) -> list[int]:
     return list(v) if isinstance(v, (list, tuple)) else [v]
 
 
-def _text(v: int | Sequence[int]) -> str:
-    return ",".join(map(str, _values(v)))
-
-
 def _check_grid(grid: list[dict[str, Any]], levels: int, frames: int) -> None:
     """Every setting must be valid before the (slow) measurements start."""
     from hotpatch.patch import stage_lists
@@ -155,7 +151,7 @@ def sweep(
     ``progress(done, total, label)`` is called after each setting.
     """
     from hotpatch.evaluate import evaluate_model
-    from hotpatch.patch import prepare
+    from hotpatch.patch import prepare, stage_text
     from hotpatch.profile import compare, profile
 
     if pipeline not in ("seq2seq", "seq2frame"):
@@ -186,7 +182,7 @@ def sweep(
         patched = prepared.patch(g["n"], g["f"], pipeline=pipeline, prune=g["prune"], recover=g["recover"],
                                  prune_pos_embed=prune_pos_embed)
         cmp = compare(model, patched, example_input, pipeline=pipeline, **measure)
-        label = f"n={_text(g['n'])} f={_text(g['f'])} {g['prune']}" + (f"+{g['recover']}" if g["recover"] else "")
+        label = f"n={stage_text(g['n'])} f={stage_text(g['f'])} {g['prune']}" + (f"+{g['recover']}" if g["recover"] else "")
         rows.append(SweepRow(label, g["n"], g["f"], g["prune"], g["recover"], pipeline, cmp.after.params,
                              cmp.after.flops["paper"].value,
                              cmp.after.latency.median_ms if cmp.after.latency else None, cmp.speedup,

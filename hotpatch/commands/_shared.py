@@ -6,6 +6,7 @@ import argparse
 import sys
 from typing import Any
 
+from hotpatch.patch import stage_text
 from hotpatch.prune import PRUNERS
 from hotpatch.recover import RECOVERERS
 
@@ -19,11 +20,6 @@ def stage_value(text: str) -> int | list[int]:
             f"{text!r} is not an integer or a comma-separated list of integers (e.g. 3, or 1,3 for two stages)"
         ) from None
     return values[0] if len(values) == 1 else values
-
-
-def stage_text(value: Any) -> str:
-    """``3`` -> ``"3"``, ``[1, 3]`` -> ``"1,3"``."""
-    return ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
 
 
 def add_hot_arguments(parser: argparse.ArgumentParser) -> None:

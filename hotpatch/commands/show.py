@@ -9,7 +9,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from hotpatch.commands._shared import consoles, stage_text, stage_value
+from hotpatch.commands._shared import consoles, stage_value
+from hotpatch.patch import stage_text
 from hotpatch.commands.sweep import name_list
 from hotpatch.errors import ConfigError, DataError
 from hotpatch.prune import PRUNERS

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from hotpatch.commands._shared import consoles
+from hotpatch.patch import stage_text
 from hotpatch.errors import ConfigError
 from hotpatch.prune import PRUNERS
 from hotpatch.recover import RECOVERERS
@@ -155,7 +156,7 @@ def _write_csv(path: str, rows: list[dict[str, Any]]) -> None:
         writer = csv.DictWriter(fh, fieldnames=keys)
         writer.writeheader()
         for r in rows:  # stage lists as "1,3" (one cell)
-            writer.writerow({k: ",".join(map(str, v)) if isinstance(v, list) else v for k, v in r.items()})
+            writer.writerow({k: stage_text(v) if isinstance(v, list) else v for k, v in r.items()})
 
 
 def _table(result: Any) -> Any:
