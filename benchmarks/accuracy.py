@@ -42,7 +42,7 @@ import numpy as np
 import torch
 
 import hotpatch
-from hotpatch.commands.sweep import stage_lists
+from hotpatch.cli.sweep import stage_lists
 from hotpatch.data import WindowDataset, load_clips
 from hotpatch.evaluate import evaluate_model
 from hotpatch.finetune import FinetuneConfig, finetune

@@ -90,7 +90,7 @@ class _SelectionRecorder:
     original frames whose tokens reach the recovery."""
 
     def __init__(self, model: nn.Module) -> None:
-        from hotpatch.rewrite import stage_pruners
+        from hotpatch.engine.rewrite import stage_pruners
 
         self.index: torch.Tensor | None = None
         stages = stage_pruners(_unwrap(model))

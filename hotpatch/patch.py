@@ -12,15 +12,15 @@ import torch
 import torch.fx as fx
 import torch.nn as nn
 
-from hotpatch.analyse import Plan, analyse, fake_tensors, worth_faking
+from hotpatch.engine.analyse import Plan, analyse, fake_tensors, worth_faking
 from hotpatch.errors import (
     AlreadyPatchedError, ConfigError, HotpatchError, InputShapeError, NoTemporalBlocksError, RewriteError, TraceFailure,
 )
-from hotpatch.opaque import forget_mixed_frames, pin_frame_sized_blocks
+from hotpatch.engine.opaque import forget_mixed_frames, pin_frame_sized_blocks
 from hotpatch.prune import PRUNERS
 from hotpatch.recover import RECOVERERS
-from hotpatch.rewrite import PatchConfig, rewrite
-from hotpatch.trace import ShapeNeeded, trace
+from hotpatch.engine.rewrite import PatchConfig, rewrite
+from hotpatch.engine.trace import ShapeNeeded, trace
 
 log = logging.getLogger(__name__)
 
@@ -348,7 +348,7 @@ def _analyse_input(
 ) -> tuple[fx.GraphModule, Plan, torch.Tensor]:
     """Trace and analyse with ``example_input`` (one clip), or with the first inferred shape
     that the model accepts. The model is traced once, or once per tried shape if its
-    ``forward`` branches on the input's sizes (see :mod:`hotpatch.specialise`)."""
+    ``forward`` branches on the input's sizes (see :mod:`hotpatch.engine.specialise`)."""
     if example_input is not None:
         if not isinstance(example_input, torch.Tensor) or example_input.dim() < 3:
             raise InputShapeError(

@@ -1,4 +1,4 @@
-"""hotpatch.apply on six small VPTs written in their authors' styles (tests/vpts.py)."""
+"""hotpatch.apply on six small VPTs written in their authors' styles (tests/models/author_vpts.py)."""
 
 from __future__ import annotations
 
@@ -9,15 +9,15 @@ import pytest
 import torch
 
 import hotpatch
-import vpts
+import author_vpts
 from checks import frames_per_block
 
-MODELS = list(vpts.ALL)
+MODELS = list(author_vpts.ALL)
 F, N, KEEP = 27, 1, 9
 
 
 def patch(name: str, **kw):
-    model, x = vpts.build(name)
+    model, x = author_vpts.build(name)
     kw.setdefault("n", N)
     kw.setdefault("f", KEEP)
     return model, x, hotpatch.apply(model, example_input=x[:1], **kw)
@@ -25,7 +25,7 @@ def patch(name: str, **kw):
 
 @pytest.mark.parametrize("name", MODELS)
 def test_shape_finite_and_original_untouched(name):
-    model, x = vpts.build(name)
+    model, x = author_vpts.build(name)
     with torch.no_grad():
         before = model(x)
     state = copy.deepcopy(model.state_dict())
@@ -76,7 +76,7 @@ def test_gradients_reach_every_original_parameter(name):
 @pytest.mark.parametrize("name", MODELS)
 @pytest.mark.parametrize("prune", ["tpc", "uniform", "attention", "motion"])
 def test_all_frames_kept_reproduces_original(name, prune):
-    model, x = vpts.build(name)
+    model, x = author_vpts.build(name)
     with torch.no_grad():
         ref = model(x)
     for recover in ("nearest", "linear"):
@@ -119,7 +119,7 @@ def test_parameter_free_recovery_adds_no_parameters():
 
 @pytest.mark.parametrize("name", ["mixste", "poseformer", "encoder_layer"])
 def test_train_mode_dropout_and_droppath_follow_train_eval(name):
-    model, x = vpts.build(name)
+    model, x = author_vpts.build(name)
     patched = hotpatch.apply(model, n=N, f=F, recover="nearest", example_input=x[:1])
     model.train()
     patched.train()
@@ -136,7 +136,7 @@ def test_train_mode_dropout_and_droppath_follow_train_eval(name):
 
 
 def test_training_flag_is_kept():
-    model, x = vpts.build("mixste")
+    model, x = author_vpts.build("mixste")
     model.train()
     patched = hotpatch.apply(model, n=1, f=9, example_input=x[:1])
     assert patched.training and model.training
@@ -144,7 +144,7 @@ def test_training_flag_is_kept():
 
 
 def test_inplace_shares_parameters_and_copy_does_not():
-    model, x = vpts.build("mixste")
+    model, x = author_vpts.build("mixste")
     copied = hotpatch.apply(model, n=1, f=9, example_input=x[:1])
     shared = hotpatch.apply(model, n=1, f=9, example_input=x[:1], inplace=True)
     assert copied.head[1].weight is not model.head[1].weight
@@ -155,7 +155,7 @@ def test_inplace_shares_parameters_and_copy_does_not():
 
 
 def test_seq2frame_returns_the_centre_frame():
-    model, x = vpts.build("mhformer")
+    model, x = author_vpts.build("mhformer")
     with torch.no_grad():
         ref = model(x)
     full = hotpatch.apply(model, n=1, f=F, pipeline="seq2frame", example_input=x[:1])
@@ -181,7 +181,7 @@ def test_seq2frame_keeps_the_centre_among_f_tokens():
 
 
 def test_seq2frame_needs_an_output_with_frames():
-    model, x = vpts.build("center_frame")
+    model, x = author_vpts.build("center_frame")
     with pytest.raises(hotpatch.RewriteError, match="seq2frame"):
         hotpatch.apply(model, n=1, f=9, pipeline="seq2frame", example_input=x[:1])
 
@@ -220,7 +220,7 @@ def _dpc_knn_by_hand(tokens: torch.Tensor, keep: int, k: int) -> list[int]:
     return sorted(best)
 
 
-def _hot_mixste_by_hand(m: vpts.MixSTELike, tra: hotpatch.TRA, x: torch.Tensor, n: int, keep: int) -> torch.Tensor:
+def _hot_mixste_by_hand(m: author_vpts.MixSTELike, tra: hotpatch.TRA, x: torch.Tensor, n: int, keep: int) -> torch.Tensor:
     b, frames, joints, _ = x.shape
     c = m.Temporal_pos_embed.shape[-1]
 
@@ -260,7 +260,7 @@ def _hot_mixste_by_hand(m: vpts.MixSTELike, tra: hotpatch.TRA, x: torch.Tensor, 
 
 @pytest.mark.parametrize("n", [1, 2])
 def test_patched_mixste_equals_hand_written_hot(n):
-    model, x = vpts.build("mixste")
+    model, x = author_vpts.build("mixste")
     patched = hotpatch.apply(model, n=n, f=KEEP, example_input=x[:1])
     tra = patched.hotpatch_recover.recoverer
     torch.manual_seed(5)
@@ -281,7 +281,7 @@ class _FixedDropout(torch.nn.Module):
         super().__init__()
         self.always = always
         self.embed = torch.nn.Linear(34, 16)
-        self.blocks = torch.nn.ModuleList([vpts.Block(16, 2) for _ in range(3)])
+        self.blocks = torch.nn.ModuleList([author_vpts.Block(16, 2) for _ in range(3)])
         self.head = torch.nn.Linear(16, 51)
 
     def forward(self, x):

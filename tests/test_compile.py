@@ -9,7 +9,7 @@ import torch
 
 import hotpatch
 from hotpatch.errors import ConfigError
-import vpts
+import author_vpts
 
 # Every model, pruner and recoverer at least once; the outputs of a compiled graph that
 # runs the same aten ops (aot_eager) must equal eager's to float rounding (atol 1e-6).
@@ -34,7 +34,7 @@ def _fresh_dynamo():
 
 @pytest.mark.parametrize("name, settings", CASES, ids=[f"{n}-{'-'.join(map(str, s.values()))}" for n, s in CASES])
 def test_fullgraph_compile_matches_eager(name, settings):
-    model, x = vpts.build(name)
+    model, x = author_vpts.build(name)
     settings = {"n": 1, "f": 9, **settings}
     patched = hotpatch.apply(model, **settings).eval()
     with torch.no_grad():
@@ -48,7 +48,7 @@ def test_fullgraph_compile_matches_eager(name, settings):
 @pytest.mark.skipif(shutil.which("g++") is None and shutil.which("cc") is None,
                     reason="torch.compile's inductor backend needs a C++ compiler on CPU")
 def test_inductor_compile_of_a_patched_model():
-    model, x = vpts.build("mixste")
+    model, x = author_vpts.build("mixste")
     patched = hotpatch.apply(model, n=1, f=9, recover="linear").eval()
     with torch.no_grad():
         compiled = torch.compile(patched, fullgraph=True)
@@ -70,14 +70,14 @@ def test_profile_times_the_compiled_models(monkeypatch, capsys):
         return real(model, backend="eager", fullgraph=fullgraph)
 
     monkeypatch.setattr(profile_mod.torch, "compile", fake_compile)
-    model, x = vpts.build("mixste")
+    model, x = author_vpts.build("mixste")
     patched = hotpatch.apply(model, n=1, f=9, recover="linear")
     cmp = profile_mod.compare(model, patched, x[:1], counters=("paper",), repeats=2, warmup=0, memory=False,
                               compile="reduce-overhead")
     assert [c[1:] for c in calls] == [("reduce-overhead", True)] * 2
     assert cmp.before.compile == cmp.after.compile == "reduce-overhead"
     assert cmp.before.compile_seconds > 0 and cmp.after.compile_seconds > 0 and cmp.speedup > 0
-    assert main(["--quiet", "profile", "vpts:MixSTELike", "--set", "depth=2", "--n", "1", "--f", "9",
+    assert main(["--quiet", "profile", "author_vpts:MixSTELike", "--set", "depth=2", "--n", "1", "--f", "9",
                  "--counters", "paper", "--repeats", "2", "--warmup", "0", "--compile"]) == 0
     out = capsys.readouterr().out
     assert "compiled (default)" in out and "Compile seconds" in out and calls[-1][1:] == ("default", True)
@@ -97,7 +97,7 @@ def test_lift_with_a_compiled_model_gives_the_same_poses(monkeypatch):
         return real(model, backend="aot_eager", fullgraph=fullgraph)
 
     monkeypatch.setattr(torch, "compile", fake_compile)
-    model, _ = vpts.build("mixste")
+    model, _ = author_vpts.build("mixste")
     patched = hotpatch.apply(model, n=1, f=9, recover="linear")
     inputs = np.random.default_rng(0).normal(size=(70, 17, 2)).astype(np.float32)
     eager = lift(patched, inputs, frames=27, batch_size=2)

@@ -7,12 +7,12 @@ import torch
 import torch.nn as nn
 
 import hotpatch
-import vpts
+import author_vpts
 
 
 @pytest.fixture(scope="module")
 def mixste():
-    return vpts.build("mixste")
+    return author_vpts.build("mixste")
 
 
 @pytest.mark.parametrize(
@@ -42,7 +42,7 @@ class SpatialOnly(nn.Module):
     def __init__(self):
         super().__init__()
         self.embed = nn.Linear(2, 16)
-        self.blocks = nn.ModuleList([vpts.Block(16, 2) for _ in range(3)])
+        self.blocks = nn.ModuleList([author_vpts.Block(16, 2) for _ in range(3)])
         self.head = nn.Linear(16, 3)
 
     def forward(self, x):
@@ -86,7 +86,7 @@ class Untraceable(nn.Module):
         super().__init__()
         self.embed = nn.Linear(2 * 17, 16)
         self.gate = Gate()
-        self.blocks = nn.ModuleList([vpts.Block(16, 2) for _ in range(3)])
+        self.blocks = nn.ModuleList([author_vpts.Block(16, 2) for _ in range(3)])
 
     def forward(self, x):
         b, f, j, c = x.shape
@@ -129,13 +129,13 @@ def test_untraceable_part_can_be_made_a_leaf():
 @pytest.mark.parametrize("kw", [{"num_frame": 17}, {"num_frame": 32}])
 def test_ambiguous_frame_axis(kw):
     # F == J (17) or F == C (32): the frame axis cannot be told apart
-    model = vpts.MixSTELike(**kw).eval()
+    model = author_vpts.MixSTELike(**kw).eval()
     with pytest.raises(hotpatch.AmbiguousFrameAxisError, match="another clip length"):
         hotpatch.apply(model, n=1, f=5, example_input=torch.randn(1, kw["num_frame"], 17, 2))
 
 
 def test_missing_input_shape():
-    model = vpts.EncoderLayerVPT().eval()
+    model = author_vpts.EncoderLayerVPT().eval()
     with pytest.raises(hotpatch.InputShapeError, match="example_input="):
         hotpatch.apply(model, n=1, f=9)
     assert hotpatch.apply(model, n=1, f=9, frames=27)(torch.randn(1, 27, 17, 2)).shape == (1, 27, 17, 3)

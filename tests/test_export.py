@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 
 import hotpatch
-import vpts
+import author_vpts
 from hotpatch.cli import main
 from hotpatch.errors import ExportError
 from hotpatch.export import export_onnx, export_program
@@ -29,7 +29,7 @@ onnx_missing = pytest.mark.skipif(
 def test_onnx_export_matches_the_patched_model_in_onnxruntime(tmp_path, name, settings):
     import onnxruntime as ort
 
-    model, x = vpts.build(name)
+    model, x = author_vpts.build(name)
     settings = {"n": 1, "f": 9, **settings}
     patched = hotpatch.apply(model, **settings).eval()
     with torch.no_grad():  # a non-zero TRA so that recovery is exercised
@@ -47,7 +47,7 @@ def test_onnx_export_matches_the_patched_model_in_onnxruntime(tmp_path, name, se
 
 
 def test_torch_export_round_trip_is_exact(tmp_path):
-    model, x = vpts.build("mixste")
+    model, x = author_vpts.build("mixste")
     patched = hotpatch.apply(model, n=1, f=9, recover="linear")
     check = export_program(patched, tmp_path / "m.pt2", example=x)
     program = torch.export.load(str(tmp_path / "m.pt2"))
@@ -81,7 +81,7 @@ def test_export_needs_an_input_shape(tmp_path):
 @onnx_missing
 def test_cli_export_both_formats(capsys, tmp_path):
     out_pt = tmp_path / "hot.pt"
-    assert main(["--quiet", "patch", "vpts:MixSTELike", "--set", "depth=2", "--n", "1", "--f", "9",
+    assert main(["--quiet", "patch", "author_vpts:MixSTELike", "--set", "depth=2", "--n", "1", "--f", "9",
                  "--recover", "linear", "-o", str(out_pt)]) == 0
     capsys.readouterr()
     rc = main(["--quiet", "export", str(out_pt), "--onnx", str(tmp_path / "m.onnx"),

@@ -12,7 +12,7 @@ import torch.nn as nn
 
 import hotpatch
 import tinypose
-import vpts
+import author_vpts
 from hotpatch.cli import main
 from hotpatch.data import (
     PoseSequence,
@@ -186,7 +186,7 @@ def test_lift_equals_evaluate_on_the_same_2d_input(tmp_path):
 
 
 def test_seq2frame_lifts_one_window_per_frame():
-    model, _ = vpts.build("mixste")
+    model, _ = author_vpts.build("mixste")
     patched = hotpatch.apply(model, n=1, f=9, pipeline="seq2frame")
     inputs = np.random.default_rng(0).normal(size=(11, 17, 2)).astype(np.float32)
     got = lift(patched, inputs, frames=27)

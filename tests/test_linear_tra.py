@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import hotpatch
-import vpts
+import author_vpts
 from hotpatch.evaluate import untrained_recovery
 from hotpatch.recover import LinearRecover, LinearTRA
 
@@ -26,7 +26,7 @@ def test_module_equals_linear_recovery_at_init_and_learns_a_correction():
 
 @pytest.mark.parametrize("name", ["mixste", "motionbert", "mhformer", "poseformer"])
 def test_patched_model_equals_linear_recovery_at_init(name):
-    model, x = vpts.build(name)
+    model, x = author_vpts.build(name)
     prepared = hotpatch.prepare(model, example_input=x[:1])
     linear = prepared.patch(1, 9, recover="linear")
     refined = prepared.patch(1, 9, recover="linear-tra")
@@ -39,7 +39,7 @@ def test_patched_model_equals_linear_recovery_at_init(name):
 
 def test_fine_tuning_lowers_the_error_of_linear_recovery():
     torch.manual_seed(0)
-    model, x = vpts.build("mixste")
+    model, x = author_vpts.build("mixste")
     patched = hotpatch.apply(model, n=1, f=9, recover="linear-tra")
     target = model(x).detach()
     params = [p for n, p in patched.named_parameters() if n.startswith("hotpatch_recover")]
@@ -54,12 +54,12 @@ def test_fine_tuning_lowers_the_error_of_linear_recovery():
 
 
 def test_save_load_round_trip(tmp_path):
-    model, x = vpts.build("mixste")
+    model, x = author_vpts.build("mixste")
     patched = hotpatch.apply(model, n=1, f=9, recover="linear-tra")
     with torch.no_grad():
         for p in patched.hotpatch_recover.parameters():
             p.normal_(0, 0.05)
-    hotpatch.save(patched, tmp_path / "p.pt", source={"class": "vpts:MixSTELike", "kwargs": {}})
+    hotpatch.save(patched, tmp_path / "p.pt", source={"class": "author_vpts:MixSTELike", "kwargs": {}})
     loaded = hotpatch.load(tmp_path / "p.pt")
     with torch.no_grad():
         assert torch.equal(loaded(x), patched(x))

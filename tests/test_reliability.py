@@ -10,8 +10,8 @@ import pytest
 import torch
 
 import hotpatch
-import scaled_vpts
-import vpts
+import layerscale_vpt
+import author_vpts
 from hotpatch import analyse
 from hotpatch.errors import RewriteError
 from hotpatch.profile import profile
@@ -51,13 +51,13 @@ def _round_trip(patched, source, tmp_path):
 # ----------------------------------------------------------------------------- save / load
 
 
-@pytest.mark.parametrize("name", list(vpts.ALL))
+@pytest.mark.parametrize("name", list(author_vpts.ALL))
 def test_round_trip_is_exact_for_every_test_vpt(name, tmp_path):
-    model, x = vpts.build(name)
+    model, x = author_vpts.build(name)
     _perturb(model, 1)
     patched = hotpatch.apply(model, n=1, f=9, example_input=x)
     _perturb(patched, 2, 0.01)  # fine-tuned: TRA queries and everything else move
-    loaded = _round_trip(patched, {"class": f"vpts:{type(model).__name__}", "kwargs": {}}, tmp_path)
+    loaded = _round_trip(patched, {"class": f"author_vpts:{type(model).__name__}", "kwargs": {}}, tmp_path)
     assert torch.equal(_out(patched, x), _out(loaded, x))
 
 
@@ -75,8 +75,8 @@ FRESH_HIDES = {
 @pytest.mark.parametrize("case", list(FRESH_HIDES))
 def test_load_rebuilds_the_saved_patch_whatever_the_fresh_weights(case, tmp_path):
     cls, kwargs = FRESH_HIDES[case]
-    patched = hotpatch.apply(_trained(getattr(scaled_vpts, cls), **kwargs), n=1, f=9)
-    loaded = _round_trip(patched, {"class": f"scaled_vpts:{cls}", "kwargs": kwargs}, tmp_path)
+    patched = hotpatch.apply(_trained(getattr(layerscale_vpt, cls), **kwargs), n=1, f=9)
+    loaded = _round_trip(patched, {"class": f"layerscale_vpt:{cls}", "kwargs": kwargs}, tmp_path)
     assert loaded.hotpatch_prune.extra_repr() == patched.hotpatch_prune.extra_repr()  # same layouts
     x = torch.randn(3, 27, 17, 2)
     assert torch.equal(_out(patched, x), _out(loaded, x))
@@ -87,8 +87,8 @@ def test_files_written_before_a_field_existed_still_load(drop, tmp_path):
     """Older files lack config fields and the analysis record; without the record the
     analysis runs on the saved weights (not a fresh initialisation)."""
     kwargs = {"zero_embed": True, "joint_major": True}
-    patched = hotpatch.apply(_trained(scaled_vpts.TrajectoryVPT, **kwargs), n=2, f=9)
-    path = hotpatch.save(patched, tmp_path / "new.pt", source={"class": "scaled_vpts:TrajectoryVPT", "kwargs": kwargs})
+    patched = hotpatch.apply(_trained(layerscale_vpt.TrajectoryVPT, **kwargs), n=2, f=9)
+    path = hotpatch.save(patched, tmp_path / "new.pt", source={"class": "layerscale_vpt:TrajectoryVPT", "kwargs": kwargs})
     payload = torch.load(path, weights_only=True)
     for key in drop:
         payload.pop(key, None)
@@ -100,8 +100,8 @@ def test_files_written_before_a_field_existed_still_load(drop, tmp_path):
 
 
 def test_the_file_records_block_kinds_and_batch_orders(tmp_path):
-    patched = hotpatch.apply(_trained(scaled_vpts.TrajectoryVPT, joint_major=True), n=1, f=9)
-    path = hotpatch.save(patched, tmp_path / "m.pt", source={"class": "scaled_vpts:TrajectoryVPT", "kwargs": {}})
+    patched = hotpatch.apply(_trained(layerscale_vpt.TrajectoryVPT, joint_major=True), n=1, f=9)
+    path = hotpatch.save(patched, tmp_path / "m.pt", source={"class": "layerscale_vpt:TrajectoryVPT", "kwargs": {}})
     record = torch.load(path, weights_only=True)["analysis"]
     assert record["blocks"] == [[f"blocks.{i}", "temporal", i + 1] for i in range(3)]
     assert record["axes"]["blocks_0"] == [["J", "B"], ["F"], [32]]
@@ -118,7 +118,7 @@ def test_order_test_reports_ambiguity_instead_of_guessing():
 def test_fresh_zero_embedding_model_is_refused_not_guessed():
     """All tokens equal: (B·J) and (J·B) cannot be told apart, so apply must not pick one."""
     torch.manual_seed(0)
-    model = scaled_vpts.TrajectoryVPT(zero_embed=True, joint_major=True)
+    model = layerscale_vpt.TrajectoryVPT(zero_embed=True, joint_major=True)
     with pytest.raises(RewriteError, match="cannot read"):
         hotpatch.apply(model, n=1, f=9)
 
@@ -159,10 +159,10 @@ def test_apply_is_reproducible_under_the_callers_seed():
 # ----------------------------------------------------------------------------- behaviour
 
 
-@pytest.mark.parametrize("name", list(vpts.ALL))
+@pytest.mark.parametrize("name", list(author_vpts.ALL))
 def test_patched_models_are_batch_invariant(name):
     """Sample i of a batch gives what it gives alone (to 1e-5: batched matmuls may round differently)."""
-    model, x = vpts.build(name)
+    model, x = author_vpts.build(name)
     x = torch.cat([x, torch.randn(2, *x.shape[1:])])
     patched = hotpatch.apply(model, n=1, f=9, example_input=x)
     _perturb(patched.hotpatch_recover if hasattr(patched, "hotpatch_recover") else patched, 2, 0.01)
@@ -173,7 +173,7 @@ def test_patched_models_are_batch_invariant(name):
 
 def test_every_stream_is_pruned_with_the_same_indices():
     """MHFormer-like: three hypothesis streams alive at the cut, all gathered at one index."""
-    model, x = vpts.build("mhformer")
+    model, x = author_vpts.build("mhformer")
     patched = hotpatch.apply(model, n=1, f=9)
     seen = {}
     patched.hotpatch_prune.register_forward_hook(lambda m, a, out: seen.update(inputs=a, outputs=out))
@@ -210,7 +210,7 @@ def test_hand_written_hot_computes_what_the_patched_model_computes(name, build, 
 
 def test_a_constant_example_input_does_not_hide_the_layout():
     """A zero clip gives every joint the same token; the analysis uses a random clip of its shape."""
-    model = _trained(scaled_vpts.TrajectoryVPT, joint_major=True)
+    model = _trained(layerscale_vpt.TrajectoryVPT, joint_major=True)
     torch.manual_seed(0)
     patched = hotpatch.apply(model, n=1, f=9, example_input=torch.zeros(1, 27, 17, 2))
     assert "(J·B, F, 32)" in patched.hotpatch_prune.extra_repr()
@@ -221,10 +221,10 @@ def test_a_constant_example_input_does_not_hide_the_layout():
     assert torch.equal(_out(patched, x), _out(reference, x))
 
 
-@pytest.mark.parametrize("name", list(vpts.ALL))
+@pytest.mark.parametrize("name", list(author_vpts.ALL))
 def test_keeping_every_frame_reproduces_the_original_exactly(name):
     """The README's "exactly": f = F with nearest/linear recovery gives the original's outputs, bit for bit."""
-    model, x = vpts.build(name)
+    model, x = author_vpts.build(name)
     reference = _out(model, x)
     prepared = hotpatch.prepare(model, example_input=x[:1])
     for prune in ("tpc", "uniform", "attention", "motion"):

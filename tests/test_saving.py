@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import hotpatch
-import vpts
+import author_vpts
 from hotpatch import saving
 from hotpatch.errors import CheckpointError, ConfigError, TargetError
 from hotpatch.recipes import mixste, motionbert
@@ -57,12 +57,12 @@ def test_round_trip_recipe_is_exact_also_after_training_tra(tmp_path):
 
 def test_round_trip_user_class_needs_a_source(tmp_path):
     torch.manual_seed(0)
-    model = vpts.MixSTELike(depth=4)
+    model = author_vpts.MixSTELike(depth=4)
     _perturb(model, 4)
     patched = hotpatch.apply(model, n=2, f=9, recover="linear")
     with pytest.raises(ConfigError, match="source="):
         hotpatch.save(patched, tmp_path / "x.pt")
-    source = {"class": "vpts:MixSTELike", "kwargs": {"depth": 4}}
+    source = {"class": "author_vpts:MixSTELike", "kwargs": {"depth": 4}}
     path = hotpatch.save(patched, tmp_path / "x.pt", source=source)
     loaded = hotpatch.load(path)
     assert loaded.hotpatch_source == source and loaded.hotpatch_config["recover"] == "linear"
@@ -71,14 +71,14 @@ def test_round_trip_user_class_needs_a_source(tmp_path):
 
 
 def test_save_refuses_unpatched_models_and_unplain_sources(tmp_path):
-    model = vpts.MixSTELike()
+    model = author_vpts.MixSTELike()
     with pytest.raises(ConfigError, match="hotpatch.apply"):
         hotpatch.save(model, tmp_path / "x.pt")
     patched = hotpatch.apply(model, n=1, f=9)
     with pytest.raises(ConfigError, match="plain data"):
-        hotpatch.save(patched, tmp_path / "x.pt", source={"class": "vpts:MixSTELike", "kwargs": {"w": torch.ones(1)}})
+        hotpatch.save(patched, tmp_path / "x.pt", source={"class": "author_vpts:MixSTELike", "kwargs": {"w": torch.ones(1)}})
     with pytest.raises(TargetError, match="has no attribute"):
-        hotpatch.save(patched, tmp_path / "x.pt", source={"class": "vpts:NoSuchModel", "kwargs": {}})
+        hotpatch.save(patched, tmp_path / "x.pt", source={"class": "author_vpts:NoSuchModel", "kwargs": {}})
     assert not list(tmp_path.iterdir())  # nothing half-written
 
 
@@ -107,9 +107,9 @@ def test_bad_files_are_checkpoint_errors(tmp_path, case, match):
         torch.save({"a": torch.ones(3)}, path)
         path.write_bytes(path.read_bytes()[:40])
     elif case == "state_dict":
-        torch.save(vpts.MixSTELike().state_dict(), path)
+        torch.save(author_vpts.MixSTELike().state_dict(), path)
     elif case == "pickled":
-        torch.save(vpts.MixSTELike(), path)
+        torch.save(author_vpts.MixSTELike(), path)
     elif case == "future":
         torch.save(_payload(format="hotpatch/9"), path)
     elif case == "incomplete":

@@ -1,4 +1,4 @@
-"""hotpatch.apply on VPT code written the way other authors write it (tests/vpts_wild.py):
+"""hotpatch.apply on VPT code written the way other authors write it (tests/models/wild_vpts.py):
 branches on the input's shape, helpers torch.fx cannot trace, submodules that iterate tensors,
 lifters that are not transformers, and models that are already patched."""
 
@@ -11,11 +11,11 @@ import pytest
 import torch
 
 import hotpatch
-import vpts_wild
+import wild_vpts
 from checks import frames_per_block
 
 F, N, KEEP = 27, 1, 9
-PATCHABLE = list(vpts_wild.PATCHABLE)
+PATCHABLE = list(wild_vpts.PATCHABLE)
 PACKAGE_DIR = os.path.dirname(hotpatch.__file__)
 
 
@@ -35,7 +35,7 @@ def _assert_unchanged(model, state, x, before):
 
 @pytest.mark.parametrize("name", PATCHABLE)
 def test_shape_finite_original_untouched_and_quiet(name, capfd):
-    model, x = vpts_wild.build(name)
+    model, x = wild_vpts.build(name)
     with torch.no_grad():
         before = model(x)
     state = _state(model)
@@ -51,7 +51,7 @@ def test_shape_finite_original_untouched_and_quiet(name, capfd):
 
 @pytest.mark.parametrize("name", PATCHABLE)
 def test_temporal_blocks_after_the_cut_see_f_frames(name):
-    model, x = vpts_wild.build(name)
+    model, x = wild_vpts.build(name)
     patched = hotpatch.apply(model, n=N, f=KEEP, example_input=x[:1])
     plan = patched.hotpatch_plan
     seen = frames_per_block(patched, x, plan.temporal_blocks)
@@ -62,7 +62,7 @@ def test_temporal_blocks_after_the_cut_see_f_frames(name):
 
 @pytest.mark.parametrize("name", PATCHABLE)
 def test_gradients_reach_every_original_parameter(name):
-    model, x = vpts_wild.build(name)
+    model, x = wild_vpts.build(name)
     patched = hotpatch.apply(model, n=N, f=KEEP, example_input=x[:1]).train()
     patched(x).square().mean().backward()
     grads = {k: p.grad for k, p in patched.named_parameters()}
@@ -74,7 +74,7 @@ def test_gradients_reach_every_original_parameter(name):
 @pytest.mark.parametrize("name", PATCHABLE)
 @pytest.mark.parametrize("recover", ["nearest", "linear"])
 def test_all_frames_kept_reproduces_original(name, recover):
-    model, x = vpts_wild.build(name)
+    model, x = wild_vpts.build(name)
     with torch.no_grad():
         ref = model(x)
         out = hotpatch.apply(model, n=N, f=F, recover=recover, example_input=x[:1])(x)
@@ -85,7 +85,7 @@ def test_all_frames_kept_reproduces_original(name, recover):
 
 
 def test_shape_branches_are_decided_for_the_example_and_noted():
-    model, x = vpts_wild.build("shape_branch")
+    model, x = wild_vpts.build("shape_branch")
     patched = hotpatch.apply(model, n=N, f=KEEP, example_input=x[:1])
     notes = [n for n in patched.hotpatch_plan.notes if n.startswith("branch ")]
     assert len(notes) == 5  # each branch once (not again for the train-mode trace)
@@ -102,7 +102,7 @@ def test_shape_branches_are_decided_for_the_example_and_noted():
 
 
 def test_shape_branches_without_example_input():
-    model, _ = vpts_wild.build("shape_branch")
+    model, _ = wild_vpts.build("shape_branch")
     patched = hotpatch.apply(model, n=N, f=KEEP)  # the input shape is inferred, then traced for it
     assert patched.hotpatch_config["input_shape"] == [27, 17, 2]
     assert any("`if c == 3:" in n and " not taken" in n for n in patched.hotpatch_plan.notes)
@@ -115,14 +115,14 @@ def test_shape_branches_without_example_input():
      "`if x.shape[1] == self.pos_embed.shape[1]:`"),
 ])
 def test_branches_that_cannot_be_decided_once_are_refused(name, match, line):
-    model, x = vpts_wild.build(name)
+    model, x = wild_vpts.build(name)
     with torch.no_grad():
         before = model(x)
     state = _state(model)
     with pytest.raises(hotpatch.TraceFailure, match=match) as err:
         hotpatch.apply(model, n=N, f=KEEP, example_input=x[:1])
     msg = str(err.value)
-    assert line in msg and "vpts_wild.py:" in msg and "Fix:" in msg
+    assert line in msg and "wild_vpts.py:" in msg and "Fix:" in msg
     assert PACKAGE_DIR not in msg
     _assert_unchanged(model, state, x, before)
 
@@ -131,17 +131,17 @@ def test_branches_that_cannot_be_decided_once_are_refused(name, match, line):
 
 
 def test_untraceable_helper_function_is_kept_opaque_and_named():
-    model, x = vpts_wild.build("freq")
+    model, x = wild_vpts.build("freq")
     patched = hotpatch.apply(model, n=N, f=KEEP, example_input=x[:1])
     notes = patched.hotpatch_plan.notes
     assert "kept wild_dct.dct(...) as one opaque call: torch.fx cannot trace it ('len' is not supported in " \
         "symbolic tracing by default)" in notes
-    calls = [n for n in patched.graph.nodes if n.op == "call_function" and n.target is vpts_wild.wild_dct.dct]
+    calls = [n for n in patched.graph.nodes if n.op == "call_function" and n.target is wild_vpts.wild_dct.dct]
     assert len(calls) == 1
 
 
 def test_blocks_after_a_transform_over_time_are_not_temporal():
-    model, x = vpts_wild.build("freq")
+    model, x = wild_vpts.build("freq")
     patched = hotpatch.apply(model, n=2, f=KEEP, example_input=x[:1])
     kinds = {b.name: b.kind for b in patched.hotpatch_plan.blocks}
     assert kinds == {"time_blocks.0": "temporal", "time_blocks.1": "temporal", "time_blocks.2": "temporal",
@@ -158,7 +158,7 @@ def test_blocks_after_a_transform_over_time_are_not_temporal():
 
 
 def test_every_block_on_coefficients_is_refused():
-    model, x = vpts_wild.build("freq_only")
+    model, x = wild_vpts.build("freq_only")
     with torch.no_grad():
         before = model(x)
     state = _state(model)
@@ -169,14 +169,14 @@ def test_every_block_on_coefficients_is_refused():
 
 
 def test_submodule_that_iterates_a_tensor_becomes_an_opaque_leaf():
-    model, x = vpts_wild.build("iter_norm")
+    model, x = wild_vpts.build("iter_norm")
     patched = hotpatch.apply(model, n=N, f=KEEP, example_input=x[:1])
     assert any(n.startswith("kept normalise (RootRelative) as one opaque call") for n in patched.hotpatch_plan.notes)
     assert [n.target for n in patched.graph.nodes if n.op == "call_module" and n.target == "normalise"] == ["normalise"]
 
 
 def test_untraceable_block_container_is_not_hidden():
-    model, x = vpts_wild.build("guarded_encoder")
+    model, x = wild_vpts.build("guarded_encoder")
     with torch.no_grad():
         before = model(x)
     state = _state(model)
@@ -184,7 +184,7 @@ def test_untraceable_block_container_is_not_hidden():
         hotpatch.apply(model, n=N, f=KEEP, example_input=x[:1])
     _assert_unchanged(model, state, x, before)
     msg = str(err.value)
-    assert "`if torch.isnan(x).any():`" in msg and "vpts_wild.py:" in msg
+    assert "`if torch.isnan(x).any():`" in msg and "wild_vpts.py:" in msg
     assert "GuardedEncoder holds transformer blocks" in msg and "leaf_modules=[GuardedEncoder]" not in msg
     assert PACKAGE_DIR not in msg
 
@@ -199,7 +199,7 @@ def test_untraceable_block_container_is_not_hidden():
     ("mixer", "blocks blocks.0, blocks.1, blocks.2 mix frames but accept only F=27 tokens"),
 ])
 def test_lifters_that_are_not_transformers_are_refused_clearly(name, found, capfd):
-    model, x = vpts_wild.build(name)
+    model, x = wild_vpts.build(name)
     with torch.no_grad():
         before = model(x)
     state = _state(model)
@@ -218,7 +218,7 @@ def test_lifters_that_are_not_transformers_are_refused_clearly(name, found, capf
 
 @pytest.mark.parametrize("entry", ["apply", "prepare", "wrapped"])
 def test_patching_a_patched_model_says_how_to_repatch(entry):
-    model, x = vpts_wild.build("iter_norm")
+    model, x = wild_vpts.build("iter_norm")
     patched = hotpatch.apply(model, n=N, f=KEEP, example_input=x[:1])
     state = _state(patched)
     with pytest.raises(hotpatch.AlreadyPatchedError) as err:
@@ -237,7 +237,7 @@ def test_patching_a_patched_model_says_how_to_repatch(entry):
 
 
 def test_repatching_the_original_after_a_refusal_works():
-    model, x = vpts_wild.build("iter_norm")
+    model, x = wild_vpts.build("iter_norm")
     first = hotpatch.apply(model, n=1, f=KEEP, example_input=x[:1])
     with pytest.raises(hotpatch.AlreadyPatchedError):
         hotpatch.apply(first, n=2, f=3, example_input=x[:1])
@@ -246,17 +246,17 @@ def test_repatching_the_original_after_a_refusal_works():
 
 
 def test_star_unpack_shape_loops_and_an_own_helper():
-    model, x = vpts_wild.build("star_unpack")
+    model, x = wild_vpts.build("star_unpack")
     patched = hotpatch.apply(model, n=N, f=KEEP, example_input=x[:1])
     notes = patched.hotpatch_plan.notes
-    assert notes == ["kept vpts_wild._root_centre(...) as one opaque call: torch.fx cannot trace it "
+    assert notes == ["kept wild_vpts._root_centre(...) as one opaque call: torch.fx cannot trace it "
                      "('Proxy' object cannot be interpreted as an integer)"]
     with torch.no_grad():  # the batch stays free: *lead and the loop over x.shape are not baked in
         assert patched(torch.randn(5, 27, 17, 2)).shape == (5, 27, 17, 3)
 
 
 def test_branches_after_the_blocks():
-    model, x = vpts_wild.build("head_branch")
+    model, x = wild_vpts.build("head_branch")
     patched = hotpatch.apply(model, n=N, f=KEEP, example_input=x[:1])
     notes = patched.hotpatch_plan.notes
     assert notes[0].startswith("kept head (PoseHead) as one opaque call: torch.fx cannot trace its forward "
@@ -272,7 +272,7 @@ def test_branches_after_the_blocks():
 
 
 def test_a_patch_with_decided_branches_checks_the_input_shape():
-    model, x = vpts_wild.build("shape_branch")
+    model, x = wild_vpts.build("shape_branch")
     patched = hotpatch.apply(model, n=N, f=KEEP, example_input=x[:1])  # decided for C=3
     with torch.no_grad():
         assert model(x[..., :2]).shape == (2, 27, 17, 3)  # the original takes C=2 too, by another branch

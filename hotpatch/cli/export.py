@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from hotpatch.commands._shared import consoles, describe_config
+from hotpatch.cli._options import consoles, describe_config
 from hotpatch.errors import ConfigError
-from hotpatch.targets import add_target_arguments, describe, load_target
+from hotpatch.cli._targets import add_target_arguments, describe, load_target
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:

@@ -7,7 +7,7 @@ every int node whose value is the frame count (F) or batch×frames (B·F) is mar
 probe runs on fake tensors where that is cheaper than arithmetic; the B=2 probe skips the
 arithmetic of shape-keeping blocks. A block is temporal when one of its attentions attends
 over tokens that come from a frame axis of its input, followed op by op inside the block
-(:mod:`hotpatch.mixing`); only blocks whose ops cannot be followed are classified by
+(:mod:`hotpatch.engine.mixing`); only blocks whose ops cannot be followed are classified by
 perturbing one frame. The result is a printable :class:`Plan`.
 """
 
@@ -30,8 +30,8 @@ from hotpatch.errors import (
     InputShapeError,
 )
 from hotpatch.layout import Axis, Layout
-from hotpatch.mixing import Mixing, plain, trace_mixing
-from hotpatch.rewrite_stages import Reduction, find_reductions
+from hotpatch.engine.mixing import Mixing, plain, trace_mixing
+from hotpatch.engine.passes.strided_stages import Reduction, find_reductions
 
 log = logging.getLogger(__name__)
 

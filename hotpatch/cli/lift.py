@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from hotpatch.commands._shared import NamedProgress, add_hot_arguments, consoles, describe_config, hot_settings
+from hotpatch.cli._options import NamedProgress, add_hot_arguments, consoles, describe_config, hot_settings
 from hotpatch.errors import ConfigError, InputShapeError
-from hotpatch.targets import add_target_arguments, describe, load_target
+from hotpatch.cli._targets import add_target_arguments, describe, load_target
 
 log = logging.getLogger(__name__)
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-import hotpatch.commands
-import vpts
+import hotpatch.cli
+import author_vpts
 from hotpatch import cli
 from hotpatch.cli import main
 from hotpatch.data import H36M_LEFT, H36M_RIGHT, H36M_TEST_SUBJECTS, H36M_TRAIN_SUBJECTS, WindowDataset, load_clips
@@ -44,7 +44,7 @@ def _one_line_error(err: str, command: str) -> str:
 
 
 def test_every_command_module_is_registered_and_the_registry_is_the_truth():
-    modules = {m.name for m in pkgutil.iter_modules(hotpatch.commands.__path__) if not m.name.startswith("_")}
+    modules = {m.name for m in pkgutil.iter_modules(hotpatch.cli.__path__) if not m.name.startswith("_")}
     assert set(cli.COMMANDS) == modules
     choices = cli.build_parser()._subparsers._group_actions[0].choices
     assert set(choices) == set(cli.COMMANDS)
@@ -129,9 +129,9 @@ def test_profile_by_block_and_train(capsys):
 
 
 def test_kwargs_build_a_class_target(capsys):
-    rc, out, _ = run(capsys, "profile", "vpts:MixSTELike", "--kwargs", '{"depth": 2, "dim": 16}', "--frames", "27",
+    rc, out, _ = run(capsys, "profile", "author_vpts:MixSTELike", "--kwargs", '{"depth": 2, "dim": 16}', "--frames", "27",
                      "--no-fps", "--counters", "paper", "--json", "-")
-    expected = sum(p.numel() for p in vpts.MixSTELike(depth=2, dim=16).parameters())
+    expected = sum(p.numel() for p in author_vpts.MixSTELike(depth=2, dim=16).parameters())
     assert rc == 0 and json.loads(out)["params"] == expected
 
 

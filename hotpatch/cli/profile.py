@@ -12,9 +12,9 @@ from typing import Any
 
 import torch
 
-from hotpatch.commands._shared import add_hot_arguments, consoles, describe_config, hot_settings
+from hotpatch.cli._options import add_hot_arguments, consoles, describe_config, hot_settings
 from hotpatch.errors import ConfigError
-from hotpatch.targets import Target, add_target_arguments, describe, load_target
+from hotpatch.cli._targets import Target, add_target_arguments, describe, load_target
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Stage 3: graph surgery from the :class:`~hotpatch.analyse.Plan`.
+"""Stage 3: graph surgery from the :class:`~hotpatch.engine.analyse.Plan`.
 
 The graph is split into three regions, each with its own frame count:
 
@@ -28,16 +28,16 @@ import torch.fx as fx
 import torch.nn as nn
 from torch.fx.node import map_arg
 
-from hotpatch import rewrite_layers as layers
-from hotpatch import rewrite_splits as splits
-from hotpatch import rewrite_stages as stages
-from hotpatch.analyse import _NORMS, NodeFacts, Plan, _axis_atoms, _batch_order, probe
+from hotpatch.engine.passes import frame_layers as layers
+from hotpatch.engine.passes import splits as splits
+from hotpatch.engine.passes import strided_stages as stages
+from hotpatch.engine.analyse import _NORMS, NodeFacts, Plan, _axis_atoms, _batch_order, probe
 from hotpatch.errors import AmbiguousFrameAxisError, HotpatchError, RewriteError
 from hotpatch.layout import Layout, gather_frames
 from hotpatch.prune import PRUNERS, TPC, FramePruner, pool_tokens
 from hotpatch.recover import TRA, LinearRecover, LinearTRA, NearestRecover
-from hotpatch.trace import HotpatchTracer, build_graph_module
-from hotpatch.trace import trace as trace_module
+from hotpatch.engine.trace import HotpatchTracer, build_graph_module
+from hotpatch.engine.trace import trace as trace_module
 
 log = logging.getLogger(__name__)
 
@@ -644,7 +644,7 @@ class _Surgery:
             scaled = self.graph.call_function(rescale_count, (count, old, new))
         user.replace_input_with(count, scaled)
 
-    # -- strided stages (hotpatch.rewrite_stages)
+    # -- strided stages (hotpatch.engine.passes.strided_stages)
     def stages_after_cut(self) -> list[stages.Reduction]:
         return [r for r in self.plan.reductions if self.pos[self._node(r.node)] >= self.sites.cut]
 
@@ -869,7 +869,7 @@ class _Surgery:
                   f"recovered to {length} (token i at the reduced position of its window's middle kept frame)")
         return rec
 
-    # -- frame-sized layers (hotpatch.rewrite_layers)
+    # -- frame-sized layers (hotpatch.engine.passes.frame_layers)
     def probe_block_layers(self) -> list[tuple[str, nn.Module, tuple, tuple]]:
         """Frame-sized layers inside the opaque blocks after the cut, with the axes of their
         input and output read from two probes (B=1, B=2) of the unpatched graph."""

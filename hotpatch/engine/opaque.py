@@ -43,7 +43,7 @@ class Opaque:
         """Add the call that made this trace fail; False if there is none that is safe to hide."""
         if exc is None or len(self.functions) + len(self.modules) >= _MAX_OPAQUE:
             return False
-        from hotpatch.trace import _is_library  # a late import: trace imports this module
+        from hotpatch.engine.trace import _is_library  # a late import: trace imports this module
 
         frames = _frames(exc.__traceback__)
         names = {id(m): q for q, m in model.named_modules()}
@@ -163,7 +163,7 @@ def forget_mixed_frames(gm: fx.GraphModule, plan: Any, example: torch.Tensor) ->
     returns, and everything computed from that alone, carries no frames. Blocks left without
     frame-carrying inputs become ``static``; levels are recounted. Decisions go to plan notes.
     """
-    from hotpatch.analyse import _assign_levels
+    from hotpatch.engine.analyse import _assign_levels
 
     functions = set(gm.meta.get("hotpatch_opaque_functions", ()))
     calls = [n for n in gm.graph.nodes if n.op == "call_function" and n.target in functions]
@@ -301,8 +301,8 @@ def pin_frame_sized_blocks(gm: fx.GraphModule, plan: Any, example: torch.Tensor)
     buffer sized by F: an MLP-Mixer token MLP ``Linear(F, ..)``, a ``BatchNorm1d(F)``) that fails
     on one frame fewer has no tokens for HoT: it becomes ``frame-channel`` and no longer counts
     as a level of temporal blocks. Blocks that attend over frames stay temporal: their
-    frame-sized layers are gathered per sample after the cut (:mod:`hotpatch.rewrite_layers`)."""
-    from hotpatch.analyse import ATTENDS_OVER_FRAMES, _assign_levels
+    frame-sized layers are gathered per sample after the cut (:mod:`hotpatch.engine.passes.frame_layers`)."""
+    from hotpatch.engine.analyse import ATTENDS_OVER_FRAMES, _assign_levels
 
     by_name = {n.name: n for n in gm.graph.nodes}
     temporal = [by_name[b.node] for b in plan.blocks

@@ -12,12 +12,12 @@ from typing import Any
 
 import torch
 
-from hotpatch.commands._shared import consoles
+from hotpatch.cli._options import consoles
 from hotpatch.patch import stage_text
 from hotpatch.errors import ConfigError
 from hotpatch.prune import PRUNERS
 from hotpatch.recover import RECOVERERS
-from hotpatch.targets import add_target_arguments, describe, load_target
+from hotpatch.cli._targets import add_target_arguments, describe, load_target
 
 
 def int_list(text: str) -> list[int]:
@@ -62,7 +62,7 @@ def name_list(choices: tuple[str, ...]):
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    from hotpatch.commands._data import add_data_arguments
+    from hotpatch.cli._data import add_data_arguments
 
     p = subparsers.add_parser(
         "sweep", help="measure many HoT settings (FLOPs, latency, zero-retraining MPJPE) and plot the Pareto front",
@@ -99,7 +99,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace) -> int:
-    from hotpatch.commands._data import load_splits
+    from hotpatch.cli._data import load_splits
     from hotpatch.saving import check_writable
     from hotpatch.sweep import sweep
 

@@ -10,19 +10,19 @@ import pytest
 import torch
 
 import hotpatch
-import vpts
+import author_vpts
 from checks import frames_per_block
 from hotpatch.errors import ConfigError, RewriteError
 from hotpatch.prune import TPC, UniformPrune, top_frames
 from hotpatch.layout import Layout
-from hotpatch.rewrite import PruneAgain, stage_pruners
+from hotpatch.engine.rewrite import PruneAgain, stage_pruners
 
-MODELS = list(vpts.ALL)
+MODELS = list(author_vpts.ALL)
 F, CUTS, KEEPS = 27, [1, 2], [15, 7]
 
 
 def patch(name: str, **kw):
-    model, x = vpts.build(name)
+    model, x = author_vpts.build(name)
     kw.setdefault("n", CUTS)
     kw.setdefault("f", KEEPS)
     return model, x, hotpatch.apply(model, example_input=x[:1], **kw)
@@ -62,7 +62,7 @@ def test_blocks_see_the_token_pyramid(name):
 @pytest.mark.parametrize("name", [m for m in MODELS if m != "center_frame"])
 @pytest.mark.parametrize("prune", ["tpc", "uniform", "attention", "motion"])
 def test_all_frames_kept_in_every_stage_reproduces_original(name, prune):
-    model, x = vpts.build(name)
+    model, x = author_vpts.build(name)
     prepared = hotpatch.prepare(model, example_input=x[:1])
     with torch.no_grad():
         ref = model(x)
@@ -130,7 +130,7 @@ def test_one_positional_embedding_per_stage():
 
 
 def test_single_stage_lists_and_ints_agree():
-    model, x = vpts.build("mixste")
+    model, x = author_vpts.build("mixste")
     prepared = hotpatch.prepare(model, example_input=x[:1])
     a, b = prepared.patch(2, 9, recover="linear"), prepared.patch([2], [9], recover="linear")
     with torch.no_grad():
@@ -154,7 +154,7 @@ def test_save_and_load_two_stages(tmp_path):
     with torch.no_grad():
         for prm in patched.parameters():
             prm.add_(0.01 * torch.randn_like(prm))
-    path = hotpatch.save(patched, tmp_path / "two.pt", source={"class": "vpts:MixSTELike", "kwargs": {}})
+    path = hotpatch.save(patched, tmp_path / "two.pt", source={"class": "author_vpts:MixSTELike", "kwargs": {}})
     loaded = hotpatch.load(path)
     assert loaded.hotpatch_config["n"] == CUTS and loaded.hotpatch_config["f"] == KEEPS
     with torch.no_grad():
@@ -178,15 +178,15 @@ def test_save_and_load_two_stages(tmp_path):
     ],
 )
 def test_bad_stage_lists_are_refused(n, f, match):
-    model, x = vpts.build("mixste")
+    model, x = author_vpts.build("mixste")
     with pytest.raises(ConfigError, match=match):
         hotpatch.apply(model, n=n, f=f, example_input=x[:1])
 
 
 def test_strided_stage_between_cuts_is_refused():
-    import vpts_frames
+    import frame_use_vpts
 
-    model, x = vpts_frames.build("stridedformer")
+    model, x = frame_use_vpts.build("stridedformer")
     with pytest.raises(RewriteError, match="between two pruning cuts"):
         hotpatch.apply(model, n=[1, 2], f=[18, 9], example_input=x[:1])
 

@@ -5,8 +5,8 @@ A *block* is found by structure, never by name: an element of an ``nn.ModuleList
 two projection layers) and an MLP (two more), and that contains no smaller such element.
 
 Code fx cannot follow as written is handled where that is safe: branches on the input's sizes
-are decided for the example input (:mod:`hotpatch.specialise`), and helper functions or
-submodules that cannot be traced are kept as one opaque call (:mod:`hotpatch.opaque`).
+are decided for the example input (:mod:`hotpatch.engine.specialise`), and helper functions or
+submodules that cannot be traced are kept as one opaque call (:mod:`hotpatch.engine.opaque`).
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from hotpatch.errors import HotpatchError, TraceFailure
-from hotpatch.opaque import Opaque
-from hotpatch.specialise import ShapeNeeded, guard_input, shape_rank, specialise_branch
+from hotpatch.engine.opaque import Opaque
+from hotpatch.engine.specialise import ShapeNeeded, guard_input, shape_rank, specialise_branch
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +112,7 @@ def _traced_len(obj: Any) -> Any:
 
 
 _LIBRARY_DIRS = tuple(p.rsplit("/", 1)[0] + "/" for p in (torch.__file__, einops.__file__))
-_PACKAGE_DIR = __file__.rsplit("/", 1)[0] + "/"
+_PACKAGE_DIR = __file__.rsplit("/", 2)[0] + "/"  # hotpatch/, above engine/
 
 
 def _is_library(filename: str) -> bool:
@@ -256,7 +256,7 @@ def trace(
     ``example_shape`` is the shape of the input the patch is built for; Python branches on the
     input's rank or fixed sizes are decided with it (without it such a branch raises
     :class:`ShapeNeeded`). A free function or a submodule that fx cannot trace is retried as
-    one opaque call (see :mod:`hotpatch.opaque`). The decisions are listed in
+    one opaque call (see :mod:`hotpatch.engine.opaque`). The decisions are listed in
     ``graph_module.meta["hotpatch_notes"]``.
 
     Returns ``(graph_module, block_names)``. Raises :class:`TraceFailure`

@@ -1,6 +1,6 @@
 """The ``hotpatch`` command line: ``hotpatch profile | patch | eval | train | finetune | sweep | show | lift | export``.
 
-Each subcommand lives in ``hotpatch/commands/<name>.py`` with ``add_parser(subparsers)``
+Each subcommand lives in ``hotpatch/cli/<name>.py`` with ``add_parser(subparsers)``
 and ``run(args) -> int``. Errors end the program with one line and exit code 2 (a
 traceback only with ``--debug``).
 """
@@ -29,10 +29,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:  # the source of truth: a listed command that cannot be imported is a bug
         try:
-            module = importlib.import_module(f"hotpatch.commands.{name}")
+            module = importlib.import_module(f"hotpatch.cli.{name}")
         except ImportError as err:
             raise ImportError(
-                f"hotpatch command {name!r} is listed in hotpatch.cli.COMMANDS but hotpatch.commands.{name} "
+                f"hotpatch command {name!r} is listed in hotpatch.cli.COMMANDS but hotpatch.cli.{name} "
                 f"cannot be imported ({type(err).__name__}: {err}); the installation is broken or incomplete"
             ) from err
         module.add_parser(sub)

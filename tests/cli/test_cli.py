@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import hotpatch
-import vpts
+import author_vpts
 from hotpatch import saving
 from hotpatch.cli import build_parser, main
 from hotpatch.errors import TargetError
@@ -65,7 +65,7 @@ def test_profile_json_to_stdout_is_only_json(capsys):
 
 def test_pickled_model_needs_trust(capsys, tmp_path):
     path = tmp_path / "model.pt"
-    torch.save(vpts.MixSTELike(depth=2), path)
+    torch.save(author_vpts.MixSTELike(depth=2), path)
     rc, out, err = run(capsys, "profile", str(path), *FAST, "--counters", "paper")
     assert rc == 2 and out == ""
     assert "runs code" in err and "--trust" in err and "Traceback" not in err
@@ -75,11 +75,11 @@ def test_pickled_model_needs_trust(capsys, tmp_path):
 
 def test_patch_then_profile_the_saved_file(capsys, tmp_path):
     torch.manual_seed(0)
-    original = vpts.MixSTELike(depth=2)
+    original = author_vpts.MixSTELike(depth=2)
     ck = tmp_path / "ck.pt"
     torch.save({"model_pos": original.state_dict()}, ck)
     out_pt = tmp_path / "hot.pt"
-    rc, out, _ = run(capsys, "patch", "vpts:MixSTELike", "--set", "depth=2", "--checkpoint", str(ck),
+    rc, out, _ = run(capsys, "patch", "author_vpts:MixSTELike", "--set", "depth=2", "--checkpoint", str(ck),
                      "--n", "1", "--f", "9", "--recover", "linear", "-o", str(out_pt))
     assert rc == 0 and "wrote" in out
     loaded = hotpatch.load(out_pt)
@@ -104,7 +104,7 @@ def test_header_lines_do_not_depend_on_terminal_width_or_path_length(capsys, tmp
     deep = tmp_path / ("a-rather-long-directory-name-" * 4)
     deep.mkdir()
     out_pt = deep / "hot.pt"
-    rc, out, _ = run(capsys, "patch", "vpts:MixSTELike", "--set", "depth=2", "--n", "1", "--f", "9",
+    rc, out, _ = run(capsys, "patch", "author_vpts:MixSTELike", "--set", "depth=2", "--n", "1", "--f", "9",
                      "--recover", "linear", "-o", str(out_pt))
     assert rc == 0 and f"wrote {out_pt}:" in out.splitlines()[0]
     rc, out, _ = run(capsys, "profile", str(out_pt), *FAST, "--counters", "paper", "--no-fps")
@@ -130,7 +130,7 @@ def _not_a_model(tmp_path):
 
 def _weights(tmp_path):
     path = tmp_path / "weights.pt"
-    torch.save(vpts.MixSTELike(depth=2).state_dict(), path)
+    torch.save(author_vpts.MixSTELike(depth=2).state_dict(), path)
     return str(path)
 
 
@@ -139,13 +139,13 @@ def _weights(tmp_path):
     (lambda t: ["profile", _not_a_model(t)], "not a model file"),
     (lambda t: ["profile", _weights(t)], "weights only"),
     (lambda t: ["profile", "poseformer"], "mixste"),
-    (lambda t: ["profile", "vpts:NoSuchModel"], "has no attribute"),
+    (lambda t: ["profile", "author_vpts:NoSuchModel"], "has no attribute"),
     (lambda t: ["profile", "no_such_module:Model"], "cannot import module"),
-    (lambda t: ["profile", "vpts:MixSTELike", "--frames", "10", "--n", "1", "--f", "3"], "F=27"),
+    (lambda t: ["profile", "author_vpts:MixSTELike", "--frames", "10", "--n", "1", "--f", "3"], "F=27"),
     (lambda t: ["profile", *TINY, "--n", "1", "--f", "30"], "f=30 exceeds the clip length F=27"),
     (lambda t: ["profile", *TINY, "--n", "2", "--f", "9"], "n=2"),
     (lambda t: ["profile", *TINY, "--n", "1"], "both --n and --f"),
-    (lambda t: ["patch", "vpts:MixSTELike", "--n", "1", "--f", "9", "-o", str(t / "no_dir" / "x.pt")], "no_dir"),
+    (lambda t: ["patch", "author_vpts:MixSTELike", "--n", "1", "--f", "9", "-o", str(t / "no_dir" / "x.pt")], "no_dir"),
 ], ids=["missing", "not-a-model", "weights-only", "unknown-recipe", "bad-class", "bad-module", "wrong-frames",
         "f-gt-F", "n-too-large", "n-without-f", "bad-output"])
 def test_bad_input_exits_nonzero_with_one_line(capsys, tmp_path, argv, message):

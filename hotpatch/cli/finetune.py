@@ -19,11 +19,11 @@ from typing import Any
 
 import torch
 
-from hotpatch.commands._data import add_data_arguments, load_splits
-from hotpatch.commands.eval import json_safe
-from hotpatch.commands._shared import add_hot_arguments, consoles, describe_config, hot_settings, stage_value
+from hotpatch.cli._data import add_data_arguments, load_splits
+from hotpatch.cli.eval import json_safe
+from hotpatch.cli._options import add_hot_arguments, consoles, describe_config, hot_settings, stage_value
 from hotpatch.errors import ConfigError, InputShapeError
-from hotpatch.targets import add_target_arguments, describe, load_target
+from hotpatch.cli._targets import add_target_arguments, describe, load_target
 
 log = logging.getLogger(__name__)
 

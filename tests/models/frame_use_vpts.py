@@ -23,7 +23,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from einops import rearrange
 
-from vpts import Attention, Block, DropPath, Mlp
+from author_vpts import Attention, Block, DropPath, Mlp
 
 
 def chain_adjacency(num_frame: int) -> torch.Tensor:

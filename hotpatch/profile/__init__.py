@@ -245,7 +245,7 @@ def profile(
     gives seq2seq FPS = batch·frames / median latency; seq2frame FPS = batch / median latency.
     ``memory`` measures peak memory of one forward, and of one training step (forward and
     backward of the output's sum) if ``train``. ``by_block`` adds paper FLOPs per block
-    (``blocks`` or ``hotpatch.trace.find_blocks(model)``). ``progress(done, total)`` is
+    (``blocks`` or ``hotpatch.engine.trace.find_blocks(model)``). ``progress(done, total)`` is
     called after each timed forward. ``compile`` (``"default"``, ``"reduce-overhead"``,
     ``"max-autotune"``) times ``torch.compile(model, mode=compile, fullgraph=True)`` instead of
     the eager model; its first, compiling call is timed apart (``compile_seconds``). The model
@@ -628,7 +628,7 @@ def _block_names(model: nn.Module, blocks: Sequence[str] | None) -> list[str]:
             raise ConfigError(f"blocks {missing} are not submodules of {type(model).__name__}; "
                               f"pass qualified names such as {sample}")
         return list(blocks)
-    from hotpatch.trace import _owns_block_parts, find_blocks
+    from hotpatch.engine.trace import _owns_block_parts, find_blocks
 
     found = find_blocks(model)
     if not found:

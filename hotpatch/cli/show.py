@@ -9,18 +9,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from hotpatch.commands._shared import consoles, stage_value
+from hotpatch.cli._options import consoles, stage_value
 from hotpatch.patch import stage_text
-from hotpatch.commands.sweep import name_list
+from hotpatch.cli.sweep import name_list
 from hotpatch.errors import ConfigError, DataError
 from hotpatch.prune import PRUNERS
-from hotpatch.targets import add_target_arguments, describe, load_target
+from hotpatch.cli._targets import add_target_arguments, describe, load_target
 
 log = logging.getLogger(__name__)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    from hotpatch.commands._data import add_data_arguments
+    from hotpatch.cli._data import add_data_arguments
 
     p = subparsers.add_parser(
         "show", help="plot one clip's motion with the frames each pruner keeps (PNG)",
@@ -58,7 +58,7 @@ def find_sequence(sequences: list, clip: str, camera: int) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hotpatch.commands._data import load_splits
+    from hotpatch.cli._data import load_splits
     from hotpatch.data import window_frames
     from hotpatch.patch import prepare
     from hotpatch.saving import check_writable
@@ -106,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _kept_frames(patched: torch.nn.Module, x: torch.Tensor) -> list[list[int]]:
     """The frames each pruning stage keeps (original indices), first stage first."""
-    from hotpatch.rewrite import stage_pruners
+    from hotpatch.engine.rewrite import stage_pruners
 
     recorded: list[torch.Tensor] = []
     handles = [m.register_forward_hook(lambda m, a, out: recorded.append(out[-1].detach()))

@@ -12,8 +12,8 @@ import torch
 import torch.nn as nn
 from einops import rearrange
 
-from vpts import Attention, Mlp
-from vpts_scaled import LayerScale
+from author_vpts import Attention, Mlp
+from gated_vpts import LayerScale
 
 
 class ScaledBlock(nn.Module):

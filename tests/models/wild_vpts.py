@@ -1,4 +1,4 @@
-"""VPT code in the styles found in the wild, beyond tests/vpts.py.
+"""VPT code in the styles found in the wild, beyond tests/models/author_vpts.py.
 
 Patterns: Python branches on the input's rank and sizes at the top of ``forward``; a helper from
 a small package that torch.fx cannot trace (a DCT over time that loops over ``x.shape``); a
@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from einops import rearrange
 
 import wild_dct
-from vpts import Block
+from author_vpts import Block
 
 # ------------------------------------------------------------- branches on the input's shape
 

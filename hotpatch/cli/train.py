@@ -13,11 +13,11 @@ import logging
 
 import torch
 
-from hotpatch.commands._data import add_data_arguments
-from hotpatch.commands._shared import consoles
-from hotpatch.commands.finetune import _rank, add_training_arguments, train_and_save
+from hotpatch.cli._data import add_data_arguments
+from hotpatch.cli._options import consoles
+from hotpatch.cli.finetune import _rank, add_training_arguments, train_and_save
 from hotpatch.errors import TargetError
-from hotpatch.targets import add_target_arguments, describe, load_target
+from hotpatch.cli._targets import add_target_arguments, describe, load_target
 
 log = logging.getLogger(__name__)
 

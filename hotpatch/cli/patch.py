@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from hotpatch.commands._shared import add_hot_arguments, consoles, describe_config, hot_settings
+from hotpatch.cli._options import add_hot_arguments, consoles, describe_config, hot_settings
 from hotpatch.errors import TargetError
 from hotpatch.saving import check_writable, save
-from hotpatch.targets import add_target_arguments, describe, load_target
+from hotpatch.cli._targets import add_target_arguments, describe, load_target
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:

@@ -16,10 +16,10 @@ from typing import Any
 
 import torch
 
-from hotpatch.commands._data import add_data_arguments, load_splits
-from hotpatch.commands._shared import NamedProgress, add_hot_arguments, consoles, describe_config, hot_settings
+from hotpatch.cli._data import add_data_arguments, load_splits
+from hotpatch.cli._options import NamedProgress, add_hot_arguments, consoles, describe_config, hot_settings
 from hotpatch.errors import InputShapeError
-from hotpatch.targets import Target, add_target_arguments, describe, load_target
+from hotpatch.cli._targets import Target, add_target_arguments, describe, load_target
 
 log = logging.getLogger(__name__)
 

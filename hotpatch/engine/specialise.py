@@ -18,7 +18,7 @@ only when that is safe:
   frame count (as the analysis labels axes by their size).
 
 A refused branch inside a submodule makes that submodule one opaque call instead
-(:mod:`hotpatch.opaque`), which runs the branch as written.
+(:mod:`hotpatch.engine.opaque`), which runs the branch as written.
 
 Each decided branch becomes one note in the plan.
 """

@@ -9,9 +9,9 @@ from einops import rearrange
 from torch._subclasses.fake_tensor import FakeTensor
 
 import hotpatch
-import hotpatch.analyse as analyse
-import vpts
-import vpts_scaled
+import hotpatch.engine.analyse as analyse
+import author_vpts
+import gated_vpts
 from test_recipes import _input, _tiny
 
 S, T, FC = "spatial", "temporal", "frame-channel"
@@ -40,14 +40,14 @@ def _labels(plan) -> list[tuple[str, int]]:
 
 @pytest.mark.parametrize("name", list(PINNED))
 def test_test_vpts_keep_their_labels(name):
-    model, x = vpts.build(name)
+    model, x = author_vpts.build(name)
     plan = hotpatch.prepare(model, example_input=x[:1]).plan
     assert _labels(plan) == PINNED[name]
 
 
 @pytest.mark.parametrize("name", list(PINNED))
 def test_test_vpts_are_decided_by_structure(name):
-    model, x = vpts.build(name)
+    model, x = author_vpts.build(name)
     plan = hotpatch.prepare(model, example_input=x[:1]).plan
     assert all(b.why for b in plan.blocks)
     assert not [n for n in plan.notes if "perturbation" in n]
@@ -72,20 +72,20 @@ def test_the_attention_that_mixes_frames_is_named():
 
 
 def _prepared(name):
-    model, x = vpts.build(name)
+    model, x = author_vpts.build(name)
     return hotpatch.prepare(model, example_input=x[:1])
 
 
 # ------------------------------------------------------------ residual branches scaled to ~0
 
 
-@pytest.mark.parametrize("name", list(vpts_scaled.ALL))
+@pytest.mark.parametrize("name", list(gated_vpts.ALL))
 def test_scaled_branches_are_found_and_f_equal_F_reproduces_the_original(name, probe_mode):
-    model, x = vpts_scaled.build(name)
+    model, x = gated_vpts.build(name)
     with torch.no_grad():
         ref = model(x)
     patched = hotpatch.apply(model, n=1, f=x.shape[1], recover="linear", example_input=x[:1])
-    assert [b.kind for b in patched.hotpatch_plan.blocks] == vpts_scaled.KINDS[name]
+    assert [b.kind for b in patched.hotpatch_plan.blocks] == gated_vpts.KINDS[name]
     with torch.no_grad():
         out = patched(x)
     # every frame kept, in order, and linear recovery at integer positions: nothing is
@@ -93,9 +93,9 @@ def test_scaled_branches_are_found_and_f_equal_F_reproduces_the_original(name, p
     assert torch.equal(out, ref)
 
 
-@pytest.mark.parametrize("name", list(vpts_scaled.ALL))
+@pytest.mark.parametrize("name", list(gated_vpts.ALL))
 def test_scaled_branches_are_patched_with_fewer_frames(name):
-    model, x = vpts_scaled.build(name)
+    model, x = gated_vpts.build(name)
     patched = hotpatch.apply(model, n=1, f=9, example_input=x[:1])
     with torch.no_grad():
         out = patched(x)
@@ -104,9 +104,9 @@ def test_scaled_branches_are_patched_with_fewer_frames(name):
 
 
 def test_which_of_two_attentions_mixes_frames_is_recorded():
-    plan = hotpatch.prepare(vpts_scaled.build("layer_scale")[0], example_input=torch.randn(1, 27, 17, 2)).plan
+    plan = hotpatch.prepare(gated_vpts.build("layer_scale")[0], example_input=torch.randn(1, 27, 17, 2)).plan
     assert all("attn_t" in b.why for b in plan.blocks)  # attn_s runs first and is not the reason
-    plan = hotpatch.prepare(vpts_scaled.build("rezero")[0], example_input=torch.randn(1, 27, 17, 2)).plan
+    plan = hotpatch.prepare(gated_vpts.build("rezero")[0], example_input=torch.randn(1, 27, 17, 2)).plan
     assert all(b.why.endswith("in temporal attends over frames") for b in plan.blocks)
 
 
@@ -137,7 +137,7 @@ class TemporalConvBlock(nn.Module):
 
     def __init__(self, dim, frames):
         super().__init__()
-        self.attn = vpts.Attention(dim, 4)
+        self.attn = author_vpts.Attention(dim, 4)
         self.tconv = nn.Conv1d(dim, dim, kernel_size=3, padding=1, groups=dim)
         self.fc1, self.fc2 = nn.Linear(dim, dim), nn.Linear(dim, dim)
         self.frames = frames
@@ -227,9 +227,9 @@ def _summary(plan):
     return [(b.name, b.kind, b.level, b.why) for b in plan.blocks], facts, plan.output_shapes, plan.notes
 
 
-@pytest.mark.parametrize("name", list(vpts.ALL) + ["scaled:" + n for n in vpts_scaled.ALL])
+@pytest.mark.parametrize("name", list(author_vpts.ALL) + ["scaled:" + n for n in gated_vpts.ALL])
 def test_fake_and_real_probes_give_the_same_plan(name, monkeypatch):
-    model, x = vpts_scaled.build(name[7:]) if name.startswith("scaled:") else vpts.build(name)
+    model, x = gated_vpts.build(name[7:]) if name.startswith("scaled:") else author_vpts.build(name)
     plans = []
     for above in (0, float("inf")):
         monkeypatch.setattr(analyse, "FAKE_ABOVE", above)
@@ -241,13 +241,13 @@ def test_paper_size_models_are_probed_on_fake_tensors():
     from hotpatch.recipes import mixste
 
     assert analyse.worth_faking(mixste.build(), torch.zeros(1, 243, 17, 2))
-    assert not analyse.worth_faking(vpts.build("mixste")[0], torch.zeros(1, 27, 17, 2))
+    assert not analyse.worth_faking(author_vpts.build("mixste")[0], torch.zeros(1, 27, 17, 2))
 
 
 def test_prepare_runs_no_block_on_real_values(probe_mode):
     if probe_mode == "real":
         pytest.skip("tiny models are probed on real values")
-    model, x = vpts.build("mixste")
+    model, x = author_vpts.build("mixste")
     real_calls = []
 
     def count(module, args):
@@ -271,8 +271,8 @@ class NeedsValues(nn.Module):
         super().__init__()
         self.embed = nn.Linear(2, dim)
         self.pos = nn.Parameter(torch.randn(1, frames, 1, dim) * 0.02)
-        self.spatial = nn.ModuleList([vpts.Block(dim, 4) for _ in range(2)])
-        self.temporal = nn.ModuleList([vpts.Block(dim, 4) for _ in range(2)])
+        self.spatial = nn.ModuleList([author_vpts.Block(dim, 4) for _ in range(2)])
+        self.temporal = nn.ModuleList([author_vpts.Block(dim, 4) for _ in range(2)])
         self.head = nn.Linear(dim, 3)
 
     def forward(self, x):

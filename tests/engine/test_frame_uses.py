@@ -1,4 +1,4 @@
-"""hotpatch.apply on VPTs that use the frame count beyond sizes (tests/vpts_frames.py):
+"""hotpatch.apply on VPTs that use the frame count beyond sizes (tests/models/frame_use_vpts.py):
 frame-sized layers (BatchNorm1d(F), Linear(F, F), Conv1d(F, F, 1), (F, F) adjacency) and
 top-k over frames, at graph level and inside opaque blocks."""
 
@@ -13,18 +13,18 @@ import torch.nn as nn
 from einops import rearrange
 
 import hotpatch
-import vpts_frames
+import frame_use_vpts
 from hotpatch.layout import Layout
-from hotpatch.rewrite_layers import FrameBatchNorm1d, FrameLinear, FrameMatmul, swap
-from hotpatch.rewrite_splits import Split
-from hotpatch.rewrite_stages import Reduction, ReducedIndex, valid_frames
+from hotpatch.engine.passes.frame_layers import FrameBatchNorm1d, FrameLinear, FrameMatmul, swap
+from hotpatch.engine.passes.splits import Split
+from hotpatch.engine.passes.strided_stages import Reduction, ReducedIndex, valid_frames
 
-MODELS = list(vpts_frames.ALL)
+MODELS = list(frame_use_vpts.ALL)
 F, N, KEEP = 27, 1, 9
 
 
 def patch(name: str, **kw):
-    model, x = vpts_frames.build(name)
+    model, x = frame_use_vpts.build(name)
     kw.setdefault("n", N)
     kw.setdefault("f", KEEP)
     return model, x, hotpatch.apply(model, example_input=x[:1], **kw)
@@ -32,7 +32,7 @@ def patch(name: str, **kw):
 
 @pytest.mark.parametrize("name", MODELS)
 def test_shape_finite_and_original_untouched(name):
-    model, x = vpts_frames.build(name)
+    model, x = frame_use_vpts.build(name)
     with torch.no_grad():
         before = model(x)
     state = copy.deepcopy(model.state_dict())
@@ -87,7 +87,7 @@ def test_gradients_reach_every_original_parameter(name):
 @pytest.mark.parametrize("name", MODELS)
 @pytest.mark.parametrize("recover", ["nearest", "linear"])
 def test_all_frames_kept_reproduces_original(name, recover):
-    model, x = vpts_frames.build(name)
+    model, x = frame_use_vpts.build(name)
     patched = hotpatch.apply(model, n=N, f=F, recover=recover, example_input=x[:1])
     with torch.no_grad():
         assert torch.equal(patched(x), model(x))
@@ -96,7 +96,7 @@ def test_all_frames_kept_reproduces_original(name, recover):
 @pytest.mark.parametrize("name", MODELS)
 def test_all_frames_kept_reproduces_original_training_step(name):
     """Train mode at f = F: same output and the same running statistics after one step."""
-    model, x = vpts_frames.build(name)
+    model, x = frame_use_vpts.build(name)
     patched = hotpatch.apply(model, n=N, f=F, recover="nearest", example_input=x[:1])
     ref_model = copy.deepcopy(model).train()
     patched.train()
@@ -124,7 +124,7 @@ def test_plan_records_every_gathered_layer():
 
 
 def test_topk_smaller_than_f_is_not_clamped():
-    model, x = vpts_frames.build("graphformer")
+    model, x = frame_use_vpts.build("graphformer")
     model.num_key = 5
     patched = hotpatch.apply(model, n=N, f=KEEP, example_input=x[:1])
     assert not any("clamped" in line for line in patched.hotpatch_plan.notes)
@@ -163,7 +163,7 @@ def _index(b=2, f=4):
 
 def test_batchnorm_eval_equals_the_original_on_the_kept_frames():
     bn = nn.BatchNorm1d(F).eval()
-    vpts_frames._as_trained(bn)
+    frame_use_vpts._as_trained(bn)
     full = torch.randn(2, F, 8)
     index = _index()
     kept = torch.stack([full[s, index[s]] for s in range(2)])
@@ -237,7 +237,7 @@ def test_stage_embedding_is_sliced_not_gathered():
 
 @pytest.mark.parametrize("f", [10, 20, 4])
 def test_f_that_does_not_fit_the_strides_is_refused_with_valid_values(f):
-    model, x = vpts_frames.build("stridedformer")
+    model, x = frame_use_vpts.build("stridedformer")
     state = copy.deepcopy(model.state_dict())
     with pytest.raises(hotpatch.ConfigError, match=r"does not fit the strided stage `reduce.0`.*Valid f near") as err:
         hotpatch.apply(model, n=1, f=f, example_input=x[:1])
@@ -246,7 +246,7 @@ def test_f_that_does_not_fit_the_strides_is_refused_with_valid_values(f):
 
 
 def test_cut_after_a_strided_stage_is_refused():
-    model, x = vpts_frames.build("stridedformer")
+    model, x = frame_use_vpts.build("stridedformer")
     with pytest.raises(hotpatch.RewriteError, match=r"falls after the strided stage `reduce.0`.*choose n <= 1"):
         hotpatch.apply(model, n=2, f=9, example_input=x[:1])
 
@@ -283,7 +283,7 @@ def test_literal_frame_slices_and_split_sizes_follow_f():
 
 @pytest.mark.parametrize("f", [10, 13, 2])
 def test_f_that_splits_a_frame_is_refused_with_valid_values(f):
-    model, x = vpts_frames.build("segmentformer")
+    model, x = frame_use_vpts.build("segmentformer")
     state = copy.deepcopy(model.state_dict())
     with pytest.raises(hotpatch.ConfigError, match=r"does not fit `getitem_\d+` \(slice .* of the frame axis\).*Valid f near") as err:
         hotpatch.apply(model, n=1, f=f, example_input=x[:1])
@@ -306,8 +306,8 @@ def test_splits_inside_opaque_blocks_follow_f():
     assert "frame split inside block `blocks.1`: `rearrange` (einops 'b (w t) c -> (b w) t c'): 3 even parts of 9" in notes
     assert any(n.startswith("frame split inside block `blocks.2`: `getitem_") and "(slice [:9] of the frame axis): boundary 9 -> 3" in n for n in notes)
     assert not any("`blocks.0`" in n for n in notes)  # before the cut
-    assert type(patched.blocks[0]) is vpts_frames.WindowBlock
-    assert type(model.blocks[1]) is vpts_frames.WindowBlock  # the user's block is not replaced
+    assert type(patched.blocks[0]) is frame_use_vpts.WindowBlock
+    assert type(model.blocks[1]) is frame_use_vpts.WindowBlock  # the user's block is not replaced
     slices = [n.args[1] for n in patched.blocks[1].graph.nodes if n.target is operator.getitem and isinstance(n.args[1], tuple)]
     assert (slice(None, None, None), slice(None, 3, None)) in slices
     with torch.no_grad():
@@ -316,7 +316,7 @@ def test_splits_inside_opaque_blocks_follow_f():
 
 
 def test_f_that_splits_a_window_inside_a_block_is_refused():
-    model, x = vpts_frames.build("windowformer")
+    model, x = frame_use_vpts.build("windowformer")
     with pytest.raises(hotpatch.ConfigError, match=r"f=10 does not fit inside block `blocks.1`: `rearrange`.*3 parts.*Valid f near 10: 6, 9, 12, 15"):
         hotpatch.apply(model, n=1, f=10, example_input=x[:1])
 
@@ -328,7 +328,7 @@ def test_adjacency_and_topk_inside_a_block_use_the_kept_frames():
     notes = patched.hotpatch_plan.notes
     assert "inside block `blocks.1`: `adj` (27, 27) in `A @ x`: rows and columns gathered per sample by the kept frames" in notes
     assert "inside block `blocks.2`: `topk`: top-k over frames, k=12 clamped to the f=9 kept frames" in notes
-    assert type(model.blocks[1]) is vpts_frames.GraphBlock and "adj" in dict(patched.blocks[1].named_buffers())
+    assert type(model.blocks[1]) is frame_use_vpts.GraphBlock and "adj" in dict(patched.blocks[1].named_buffers())
     index = _index(2, KEEP)
     tokens = torch.randn(2, KEEP, 32)
     patched.hotpatch_kept(index)
@@ -343,7 +343,7 @@ def test_adjacency_and_topk_inside_a_block_use_the_kept_frames():
 
 @pytest.mark.parametrize("name", ["mixerformer", "windowformer", "adjacencyformer"])
 def test_inplace_shares_parameters_but_never_swaps_the_users_modules(name):
-    model, x = vpts_frames.build(name)
+    model, x = frame_use_vpts.build(name)
     classes = {k: type(m) for k, m in model.named_modules()}
     patched = hotpatch.apply(model, n=N, f=KEEP, example_input=x[:1], inplace=True)
     assert {k: type(m) for k, m in model.named_modules()} == classes
@@ -353,7 +353,7 @@ def test_inplace_shares_parameters_but_never_swaps_the_users_modules(name):
         assert patched(x).shape == model(x).shape
 
 
-class _WindowBNBlock(vpts_frames.WindowBlock):
+class _WindowBNBlock(frame_use_vpts.WindowBlock):
     """A literal split and a BatchNorm1d(F) in one block: both passes edit the same block."""
 
     def __init__(self, dim, heads, num_frame):
@@ -369,10 +369,10 @@ class _WindowBNBlock(vpts_frames.WindowBlock):
 
 
 def test_split_and_frame_sized_layer_in_the_same_block():
-    model, x = vpts_frames.build("windowformer")
+    model, x = frame_use_vpts.build("windowformer")
     torch.manual_seed(1)
     model.blocks = nn.ModuleList([_WindowBNBlock(32, 4, F) for _ in range(3)])
-    vpts_frames._as_trained(model)
+    frame_use_vpts._as_trained(model)
     model.eval()
     patched = hotpatch.apply(model, n=N, f=KEEP, example_input=x[:1])
     notes = "\n".join(patched.hotpatch_plan.notes)
@@ -388,7 +388,7 @@ def test_split_and_frame_sized_layer_in_the_same_block():
 
 
 def test_frame_einsum_gathers_each_samples_rows_and_columns():
-    from hotpatch.rewrite_layers import FrameEinsum
+    from hotpatch.engine.passes.frame_layers import FrameEinsum
 
     a = torch.randn(9, 9)
     x = torch.randn(2, 4, 5, 3)  # (B, f, J, C): 4 kept frames

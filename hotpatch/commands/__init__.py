@@ -1,1 +1,0 @@
-"""Subcommands of the ``hotpatch`` CLI, one module each (see :mod:`hotpatch.cli`)."""

@@ -1,0 +1,1 @@
+"""Rewrite passes: one module per kind of frame-count use after the cut."""
