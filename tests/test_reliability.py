@@ -12,7 +12,7 @@ import torch
 import hotpatch
 import layerscale_vpt
 import author_vpts
-from hotpatch import analyse
+from hotpatch.engine import analyse
 from hotpatch.errors import RewriteError
 from hotpatch.profile import profile
 from hotpatch.recipes import mixste, motionbert
@@ -109,10 +109,10 @@ def test_the_file_records_block_kinds_and_batch_orders(tmp_path):
 
 def test_order_test_reports_ambiguity_instead_of_guessing():
     half = torch.randn(4, 5)
-    assert analyse._batch_order(torch.cat([half, half]), 0, 4) == "major"
-    assert analyse._batch_order(half.repeat_interleave(2, dim=0), 0, 4) == "minor"
-    assert analyse._batch_order(torch.ones(8, 5), 0, 4) == "ambiguous"
-    assert analyse._batch_order(torch.randn(8, 5), 0, 4) is None
+    assert analyse.batch_order(torch.cat([half, half]), 0, 4) == "major"
+    assert analyse.batch_order(half.repeat_interleave(2, dim=0), 0, 4) == "minor"
+    assert analyse.batch_order(torch.ones(8, 5), 0, 4) == "ambiguous"
+    assert analyse.batch_order(torch.randn(8, 5), 0, 4) is None
 
 
 def test_fresh_zero_embedding_model_is_refused_not_guessed():

@@ -35,7 +35,7 @@ from hotpatch.engine.passes.strided_stages import Reduction, find_reductions
 
 log = logging.getLogger(__name__)
 
-_NORMS = (nn.LayerNorm, nn.GroupNorm, nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm)
+NORMS = (nn.LayerNorm, nn.GroupNorm, nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm)
 _SHAPE_ATTRS = {"shape"}
 _SHAPE_METHODS = {"size", "dim"}
 
@@ -123,7 +123,7 @@ class Plan:
         return "\n".join(lines)
 
 
-def _axis_atoms(s1: int, s2: int, order: str | None, frames: int, joints: int | None) -> Axis | None:
+def axis_atoms(s1: int, s2: int, order: str | None, frames: int, joints: int | None) -> Axis | None:
     """Layout atoms of an axis of size ``s1`` at B=1 and ``s2`` at B=2."""
     if s2 == s1:
         if s1 == frames:
@@ -139,7 +139,7 @@ def _axis_atoms(s1: int, s2: int, order: str | None, frames: int, joints: int | 
     return (inner, "B") if order == "minor" else ("B", inner)
 
 
-def _batch_order(t: torch.Tensor, axis: int, half: int) -> str | None:
+def batch_order(t: torch.Tensor, axis: int, half: int) -> str | None:
     """With two identical samples: is the batch the outer ("major") or inner ("minor")
     factor of this axis of size 2·half? (Compares a strided sample of the two halves.)
 
@@ -349,10 +349,10 @@ def probe(
                 return
             axes = []
             for i, (s1, s2) in enumerate(zip(v1, v2)):
-                order = _batch_order(result, i, s1) if s2 == 2 * s1 and s1 > 1 else None
+                order = batch_order(result, i, s1) if s2 == 2 * s1 and s1 > 1 else None
                 # an order the values cannot tell leaves the axis unread (None) where it matters
                 ambiguous = order == "ambiguous" and dep[n.name]
-                axes.append(None if ambiguous else _axis_atoms(s1, s2, order, frames, joints))
+                axes.append(None if ambiguous else axis_atoms(s1, s2, order, frames, joints))
             facts[n.name] = NodeFacts("tensor", v1, tuple(axes), data_dependent=dep[n.name])
         else:
             facts[n.name] = NodeFacts("other")
@@ -497,7 +497,7 @@ def analyse(gm: fx.GraphModule, blocks: list[str], example: torch.Tensor) -> Pla
         if why.startswith("no attention followed"):
             notes.append(f"{n.target}: {kind} by perturbation ({why.split('; ', 1)[1]})")
 
-    _assign_levels(gm.graph, infos)
+    assign_levels(gm.graph, infos)
     levels = max((b.level for b in infos), default=0)
     output = next(n for n in gm.graph.nodes if n.op == "output")
     out_layouts = [
@@ -513,7 +513,7 @@ def analyse(gm: fx.GraphModule, blocks: list[str], example: torch.Tensor) -> Pla
     return plan
 
 
-def _assign_levels(graph: fx.Graph, infos: list[BlockInfo]) -> None:
+def assign_levels(graph: fx.Graph, infos: list[BlockInfo]) -> None:
     by_node = {b.node: b for b in infos}
     depth: dict[str, int] = {}
     for n in graph.nodes:

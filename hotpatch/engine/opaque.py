@@ -28,6 +28,8 @@ import torch.fx as fx
 import torch.nn as nn
 from torch.fx.node import map_aggregate
 
+from hotpatch.engine.callsite import is_library
+
 _MAX_OPAQUE = 16
 
 
@@ -43,17 +45,15 @@ class Opaque:
         """Add the call that made this trace fail; False if there is none that is safe to hide."""
         if exc is None or len(self.functions) + len(self.modules) >= _MAX_OPAQUE:
             return False
-        from hotpatch.engine.trace import _is_library  # a late import: trace imports this module
-
         frames = _frames(exc.__traceback__)
         names = {id(m): q for q, m in model.named_modules()}
         owners = [i for i, fr in enumerate(frames) if id(_receiver(fr)) in names
-                  and not _is_library(fr.f_code.co_filename)]
+                  and not is_library(fr.f_code.co_filename)]
         if not owners:
             return False
         i = owners[-1]
         reason = _reason(exc)
-        callee = next((fr for fr in frames[i + 1:] if not _is_library(fr.f_code.co_filename)), None)
+        callee = next((fr for fr in frames[i + 1:] if not is_library(fr.f_code.co_filename)), None)
         fn = _function_of(callee, frames[i]) if callee is not None else None
         if fn is not None and fn not in self.functions:
             name = f"{fn.__module__}.{fn.__qualname__}"
@@ -163,7 +163,7 @@ def forget_mixed_frames(gm: fx.GraphModule, plan: Any, example: torch.Tensor) ->
     returns, and everything computed from that alone, carries no frames. Blocks left without
     frame-carrying inputs become ``static``; levels are recounted. Decisions go to plan notes.
     """
-    from hotpatch.engine.analyse import _assign_levels
+    from hotpatch.engine.analyse import assign_levels
 
     functions = set(gm.meta.get("hotpatch_opaque_functions", ()))
     calls = [n for n in gm.graph.nodes if n.op == "call_function" and n.target in functions]
@@ -197,7 +197,7 @@ def forget_mixed_frames(gm: fx.GraphModule, plan: Any, example: torch.Tensor) ->
             b.kind = "static"
             lost[b.name] = b.node
         b.level = 0
-    _assign_levels(gm.graph, plan.blocks)
+    assign_levels(gm.graph, plan.blocks)
     plan.levels = max((b.level for b in plan.blocks), default=0)
     output = next(n for n in gm.graph.nodes if n.op == "output")
     plan.output_layouts = [
@@ -302,7 +302,7 @@ def pin_frame_sized_blocks(gm: fx.GraphModule, plan: Any, example: torch.Tensor)
     on one frame fewer has no tokens for HoT: it becomes ``frame-channel`` and no longer counts
     as a level of temporal blocks. Blocks that attend over frames stay temporal: their
     frame-sized layers are gathered per sample after the cut (:mod:`hotpatch.engine.passes.frame_layers`)."""
-    from hotpatch.engine.analyse import ATTENDS_OVER_FRAMES, _assign_levels
+    from hotpatch.engine.analyse import ATTENDS_OVER_FRAMES, assign_levels
 
     by_name = {n.name: n for n in gm.graph.nodes}
     temporal = [by_name[b.node] for b in plan.blocks
@@ -330,7 +330,7 @@ def pin_frame_sized_blocks(gm: fx.GraphModule, plan: Any, example: torch.Tensor)
         return
     for b in plan.blocks:
         b.level = 0
-    _assign_levels(gm.graph, plan.blocks)
+    assign_levels(gm.graph, plan.blocks)
     plan.levels = max((b.level for b in plan.blocks), default=0)
     plan.note(
         f"blocks {', '.join(pinned)} mix frames but accept only F={plan.frames} tokens ({reason}): a "

@@ -31,7 +31,7 @@ from torch.fx.node import map_arg
 from hotpatch.engine.passes import frame_layers as layers
 from hotpatch.engine.passes import splits as splits
 from hotpatch.engine.passes import strided_stages as stages
-from hotpatch.engine.analyse import _NORMS, NodeFacts, Plan, _axis_atoms, _batch_order, probe
+from hotpatch.engine.analyse import NORMS, NodeFacts, Plan, axis_atoms, batch_order, probe
 from hotpatch.errors import AmbiguousFrameAxisError, HotpatchError, RewriteError
 from hotpatch.layout import Layout, gather_frames
 from hotpatch.prune import PRUNERS, TPC, FramePruner, pool_tokens
@@ -351,7 +351,7 @@ def _norm_width(gm: fx.GraphModule, n: fx.Node) -> int | None:
             return int(m.normalized_shape[-1])
         if isinstance(m, nn.GroupNorm):
             return m.num_channels
-        if isinstance(m, _NORMS):
+        if isinstance(m, NORMS):
             return getattr(m, "num_features", None)
     if n.op == "call_function" and n.target is torch.nn.functional.layer_norm:
         shape = n.args[1] if len(n.args) > 1 else n.kwargs.get("normalized_shape")
@@ -917,8 +917,8 @@ class _Surgery:
             return ()
         axes = []
         for i, (s1, s2) in enumerate(zip(t1.shape, t2.shape)):
-            order = _batch_order(t2, i, s1) if s2 == 2 * s1 and s1 > 1 else None
-            axes.append(_axis_atoms(s1, s2, order, self.cfg.frames, self.plan.joints))
+            order = batch_order(t2, i, s1) if s2 == 2 * s1 and s1 > 1 else None
+            axes.append(axis_atoms(s1, s2, order, self.cfg.frames, self.plan.joints))
         return tuple(axes)
 
     def _node(self, name: str) -> fx.Node:

@@ -132,7 +132,7 @@ def _evaluate(tracer: Any, nodes: list[fx.Node], shape: Sequence[int]) -> dict[f
                 if n.op == "placeholder":
                     env[n] = torch.zeros(tuple(shape))
                 elif n.op == "get_attr":
-                    env[n] = _resolve(root, n.target)
+                    env[n] = resolve(root, n.target)
                 elif n.op == "call_function":
                     env[n] = n.target(*args, **kwargs)
                 elif n.op == "call_method":
@@ -146,7 +146,8 @@ def _evaluate(tracer: Any, nodes: list[fx.Node], shape: Sequence[int]) -> dict[f
     return env
 
 
-def _resolve(root: nn.Module, target: str) -> Any:
+def resolve(root: nn.Module, target: str) -> Any:
+    """The attribute at dotted path ``target`` of ``root`` (a submodule, parameter or buffer)."""
     obj: Any = root
     for part in target.split("."):
         obj = getattr(obj, part)

@@ -31,7 +31,8 @@ import torch.nn.functional as F
 
 from hotpatch.errors import HotpatchError, TraceFailure
 from hotpatch.engine.opaque import Opaque
-from hotpatch.engine.specialise import ShapeNeeded, guard_input, shape_rank, specialise_branch
+from hotpatch.engine.callsite import is_library, user_frame
+from hotpatch.engine.specialise import ShapeNeeded, guard_input, resolve, shape_rank, specialise_branch
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ _DROPOUT_FUNCS = {
 }
 
 
-def _owns_block_parts(module: nn.Module) -> bool:
+def owns_block_parts(module: nn.Module) -> bool:
     """True if ``module``'s sub-tree has attention and an MLP (counted by layer types)."""
     projections = 0
     has_mha = False
@@ -75,7 +76,7 @@ def find_blocks(model: nn.Module, leaf_modules: Sequence[type] = ()) -> list[str
                 found.append(qual)
                 continue
             in_container = isinstance(module, (nn.ModuleList, nn.Sequential))
-            if in_container and _owns_block_parts(child) and not _has_inner_block(child):
+            if in_container and owns_block_parts(child) and not _has_inner_block(child):
                 found.append(qual)
                 continue
             visit(qual + ".", child)
@@ -89,7 +90,7 @@ def find_blocks(model: nn.Module, leaf_modules: Sequence[type] = ()) -> list[str
 def _has_inner_block(module: nn.Module) -> bool:
     for parent in module.modules():
         if isinstance(parent, (nn.ModuleList, nn.Sequential)):
-            if any(_owns_block_parts(c) for c in parent.children()):
+            if any(owns_block_parts(c) for c in parent.children()):
                 return True
     return False
 
@@ -109,24 +110,6 @@ def _traced_len(obj: Any) -> Any:
     if isinstance(obj, fx.Proxy):
         return obj.tracer.create_proxy("call_function", builtins.len, (obj,), {})
     return builtins.len(obj)
-
-
-_LIBRARY_DIRS = tuple(p.rsplit("/", 1)[0] + "/" for p in (torch.__file__, einops.__file__))
-_PACKAGE_DIR = __file__.rsplit("/", 2)[0] + "/"  # hotpatch/, above engine/
-
-
-def _is_library(filename: str) -> bool:
-    """Frames of torch, einops and hotpatch itself; recipes and user code are not library code
-    (recipes are installed inside the hotpatch package, so only its own modules count)."""
-    if filename.startswith(_PACKAGE_DIR):
-        return not filename.startswith(_PACKAGE_DIR + "recipes/")
-    return filename.startswith(_LIBRARY_DIRS)
-
-
-def _user_frame(frame: types.FrameType | None) -> types.FrameType | None:
-    while frame is not None and _is_library(frame.f_code.co_filename):
-        frame = frame.f_back
-    return frame
 
 
 def _is_assert_jump(frame: types.FrameType) -> bool:
@@ -184,7 +167,7 @@ class HotpatchTracer(fx.Tracer):
         return _is_training_switch(m) or super().is_leaf_module(m, module_qualified_name)
 
     def to_bool(self, obj: fx.Proxy) -> bool:
-        frame = _user_frame(sys._getframe(1))
+        frame = user_frame(sys._getframe(1))
         if frame is not None and _is_assert_jump(frame):
             return True  # a shape assert: the probes check the real shapes later
         value = specialise_branch(self, obj.node, frame)
@@ -316,7 +299,7 @@ def _trace_failure_message(model: nn.Module, exc: Exception, blocks: Iterable[st
     owner = None
     while tb is not None:
         frame = tb.tb_frame
-        if not _is_library(frame.f_code.co_filename):
+        if not is_library(frame.f_code.co_filename):
             site = frame
         tb = tb.tb_next
     reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -393,7 +376,7 @@ def build_graph_module(
             if node.target in new_modules:
                 targets[node.target] = new_modules[node.target]
             else:
-                targets[node.target] = _resolve(root, node.target)
+                targets[node.target] = resolve(root, node.target)
     gm = fx.GraphModule(targets, graph, class_name=class_name)
     gm._modules.clear()
     gm._modules.update(root._modules)
@@ -412,13 +395,6 @@ def build_graph_module(
                 setattr(gm, node.target, value)
     gm.training = root.training
     return gm
-
-
-def _resolve(root: nn.Module, target: str) -> Any:
-    obj: Any = root
-    for part in target.split("."):
-        obj = getattr(obj, part)
-    return obj
 
 
 def _has_attr(gm: nn.Module, name: str) -> bool:

@@ -628,14 +628,14 @@ def _block_names(model: nn.Module, blocks: Sequence[str] | None) -> list[str]:
             raise ConfigError(f"blocks {missing} are not submodules of {type(model).__name__}; "
                               f"pass qualified names such as {sample}")
         return list(blocks)
-    from hotpatch.engine.trace import _owns_block_parts, find_blocks
+    from hotpatch.engine.trace import owns_block_parts, find_blocks
 
     found = find_blocks(model)
     if not found:
         # A GraphModule keeps qualified names but turns ModuleLists into plain Modules:
         # look for numbered children that own attention and an MLP, innermost first.
         cands = [n for n, m in modules.items()
-                 if n and n.rsplit(".", 1)[-1].isdigit() and _owns_block_parts(m)]
+                 if n and n.rsplit(".", 1)[-1].isdigit() and owns_block_parts(m)]
         found = [n for n in cands if not any(o != n and o.startswith(n + ".") for o in cands)]
     if not found:
         log.info("no transformer blocks found in %s; pass blocks=[...] for a per-block breakdown",
