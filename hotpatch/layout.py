@@ -43,7 +43,13 @@ class Layout:
                 return i
         raise ValueError(f"layout {self} has no frame axis")
 
-    def _atom_size(self, atom: Atom, frames: int) -> int:
+    @property
+    def order(self) -> tuple[int, ...]:
+        """The permutation of :attr:`atoms` into canonical order (batch, frames, rest)."""
+        return self._order
+
+    def atom_size(self, atom: Atom, frames: int) -> int:
+        """Size of ``atom`` with ``frames`` frames (-1 for the batch)."""
         if atom == "B":
             return -1
         if atom == "F":
@@ -63,7 +69,7 @@ class Layout:
 
     def to_canonical(self, x: torch.Tensor, frames: int) -> torch.Tensor:
         """View ``x`` (this layout, ``frames`` frames) as (B, F, *rest); B is 1 if absent."""
-        sizes = [self._atom_size(a, frames) for a in self.atoms]
+        sizes = [self.atom_size(a, frames) for a in self.atoms]
         x = x.reshape(sizes).permute(self._order)
         return x if "B" in self.atoms else x.unsqueeze(0)
 

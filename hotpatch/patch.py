@@ -19,7 +19,8 @@ from hotpatch.errors import (
 from hotpatch.engine.opaque import forget_mixed_frames, pin_frame_sized_blocks
 from hotpatch.prune import PRUNERS
 from hotpatch.recover import RECOVERERS
-from hotpatch.engine.rewrite import PatchConfig, rewrite
+from hotpatch.engine.config import PatchConfig
+from hotpatch.engine.rewrite import rewrite
 from hotpatch.engine.trace import ShapeNeeded, trace
 
 log = logging.getLogger(__name__)

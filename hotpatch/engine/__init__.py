@@ -1,1 +1,15 @@
-"""The torch.fx engine: trace, analyse, rewrite. Knows no data set, no CLI, no training."""
+"""The torch.fx engine: trace, analyse, rewrite. Knows no data set, no CLI, no training.
+
+Pipeline: :func:`trace` (``trace.py``, with ``specialise.py`` for branches on the input's
+sizes and ``opaque.py`` for code fx cannot trace) -> :func:`analyse` (``analyse.py``, with
+``mixing.py`` for which ops mix frames and ``reductions.py`` for strided stages) ->
+:func:`rewrite` (``rewrite.py``: the ordered list of passes in ``passes/``, sharing the graph
+under edit of ``edit.py`` and inserting the modules of ``wrappers.py``).
+"""
+
+from hotpatch.engine.analyse import Plan, analyse
+from hotpatch.engine.config import PatchConfig
+from hotpatch.engine.rewrite import PASSES, rewrite, stage_pruners
+from hotpatch.engine.trace import trace
+
+__all__ = ["PASSES", "PatchConfig", "Plan", "analyse", "rewrite", "stage_pruners", "trace"]

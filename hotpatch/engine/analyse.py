@@ -31,7 +31,7 @@ from hotpatch.errors import (
 )
 from hotpatch.layout import Axis, Layout
 from hotpatch.engine.mixing import Mixing, plain, trace_mixing
-from hotpatch.engine.passes.strided_stages import Reduction, find_reductions
+from hotpatch.engine.reductions import Reduction, find_reductions
 
 log = logging.getLogger(__name__)
 

@@ -301,7 +301,7 @@ def pin_frame_sized_blocks(gm: fx.GraphModule, plan: Any, example: torch.Tensor)
     buffer sized by F: an MLP-Mixer token MLP ``Linear(F, ..)``, a ``BatchNorm1d(F)``) that fails
     on one frame fewer has no tokens for HoT: it becomes ``frame-channel`` and no longer counts
     as a level of temporal blocks. Blocks that attend over frames stay temporal: their
-    frame-sized layers are gathered per sample after the cut (:mod:`hotpatch.engine.passes.frame_layers`)."""
+    frame-sized layers are gathered per sample after the cut (:mod:`hotpatch.engine.frame_layers`)."""
     from hotpatch.engine.analyse import ATTENDS_OVER_FRAMES, assign_levels
 
     by_name = {n.name: n for n in gm.graph.nodes}

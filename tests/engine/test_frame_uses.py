@@ -15,7 +15,7 @@ from einops import rearrange
 import hotpatch
 import frame_use_vpts
 from hotpatch.layout import Layout
-from hotpatch.engine.passes.frame_layers import FrameBatchNorm1d, FrameLinear, FrameMatmul, swap
+from hotpatch.engine.frame_layers import FrameBatchNorm1d, FrameLinear, FrameMatmul, swap
 from hotpatch.engine.passes.splits import Split
 from hotpatch.engine.passes.strided_stages import Reduction, ReducedIndex, valid_frames
 
@@ -388,7 +388,7 @@ def test_split_and_frame_sized_layer_in_the_same_block():
 
 
 def test_frame_einsum_gathers_each_samples_rows_and_columns():
-    from hotpatch.engine.passes.frame_layers import FrameEinsum
+    from hotpatch.engine.frame_layers import FrameEinsum
 
     a = torch.randn(9, 9)
     x = torch.randn(2, 4, 5, 3)  # (B, f, J, C): 4 kept frames

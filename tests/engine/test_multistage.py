@@ -15,7 +15,8 @@ from checks import frames_per_block
 from hotpatch.errors import ConfigError, RewriteError
 from hotpatch.prune import TPC, UniformPrune, top_frames
 from hotpatch.layout import Layout
-from hotpatch.engine.rewrite import PruneAgain, stage_pruners
+from hotpatch.engine.rewrite import stage_pruners
+from hotpatch.engine.wrappers import PruneAgain
 
 MODELS = list(author_vpts.ALL)
 F, CUTS, KEEPS = 27, [1, 2], [15, 7]

@@ -1,14 +1,7 @@
-"""Stages that change the frame count: strided temporal convolutions and pooling.
+"""Stages that change the frame count after the cut: strided temporal convolutions and pooling.
 
-Hierarchical VPTs (the Strided Transformer, P-STMO) shrink the sequence between stages,
-F -> F/3 -> F/9, with a stride-s ``Conv1d`` or pooling over the frame axis, and give each
-stage its own positional embedding of the reduced length. The analysis finds these
-*reductions* (a strided ``nn.Conv1d`` / ``nn.MaxPool1d`` / ``nn.AvgPool1d``, or the functional
-``F.conv1d`` / ``F.avg_pool1d`` / ``F.max_pool1d``, whose length axis is the frame axis or an
-earlier reduced axis) and marks every later axis of the reduced length
-(``NodeFacts.reduced``: axis -> length in the original model).
-
-After the cut, a reduced length follows from f through the same strides. A constant indexed
+The analysis finds the strided stages (:mod:`hotpatch.engine.reductions`). After the cut, a
+reduced length follows from f through the same strides. A constant indexed
 by reduced positions (a (1, F/3, C) embedding) is used as the model uses it, sliced to the new
 length; it is not gathered as if its rows were frames. f must leave each stride the remainder
 it leaves with F (no frame dropped that the original kept), else a :class:`ConfigError` lists
@@ -19,125 +12,18 @@ the kept frame in the middle of its window.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import replace
 
 import torch
 import torch.fx as fx
 import torch.nn as nn
 
+from hotpatch.engine.analyse import NodeFacts
+from hotpatch.engine.edit import Edit, RewritePass, edit_sizes, is_elementwise, is_sizing
+from hotpatch.engine.reductions import Reduction
+from hotpatch.engine.wrappers import RecoverAt, find_heads, make_recoverer
 from hotpatch.errors import ConfigError
-
-_REDUCERS = (nn.Conv1d, nn.MaxPool1d, nn.AvgPool1d)
-_POOL_FUNCTIONS = (torch.nn.functional.avg_pool1d, torch.nn.functional.max_pool1d, torch.max_pool1d)
-
-
-def _arg(n: fx.Node, i: int, name: str, default):
-    return n.args[i] if len(n.args) > i else n.kwargs.get(name, default)
-
-
-def _params(gm: fx.GraphModule, n: fx.Node, facts: dict) -> tuple[int, int, int, int] | None:
-    """(kernel, stride, padding, dilation) of a strided reduction over the last axis: an
-    ``nn.Conv1d`` / pooling module, or ``F.conv1d`` / ``F.avg_pool1d`` / ``F.max_pool1d`` with
-    int arguments. None for anything else (or a stride of 1)."""
-    if n.op == "call_module":
-        m = gm.get_submodule(n.target)
-        if type(m) not in _REDUCERS:
-            return None
-        found = (_one(m.kernel_size), _one(m.stride), _one(m.padding), _one(getattr(m, "dilation", 1)))
-    elif n.op == "call_function" and n.target is torch.nn.functional.conv1d:
-        weight = facts.get(n.args[1].name) if len(n.args) > 1 and isinstance(n.args[1], fx.Node) else None
-        if weight is None or weight.kind != "tensor" or len(weight.shape) != 3:
-            return None
-        found = (weight.shape[-1], _arg(n, 3, "stride", 1), _arg(n, 4, "padding", 0), _arg(n, 5, "dilation", 1))
-    elif n.op == "call_function" and n.target in _POOL_FUNCTIONS:
-        kernel = _arg(n, 1, "kernel_size", None)
-        stride = _arg(n, 2, "stride", None)
-        found = (kernel, kernel if stride in (None, [], ()) else stride, _arg(n, 3, "padding", 0),
-                 _arg(n, 4, "dilation", 1) if n.target is not torch.nn.functional.avg_pool1d else 1)
-    else:
-        return None
-    try:
-        kernel, stride, padding, dilation = (_one(v) for v in found)
-    except (TypeError, ValueError):  # a size computed at run time, or padding="same"
-        return None
-    return (kernel, stride, padding, dilation) if stride > 1 else None
-
-
-def _one(v) -> int:
-    return int(v[0]) if isinstance(v, (tuple, list)) else int(v)
-
-
-@dataclass(frozen=True)
-class Reduction:
-    """One length-changing op: ``length_in`` -> ``length_out`` (sizes in the original model)."""
-
-    node: str
-    target: str
-    length_in: int
-    length_out: int
-    kernel: int
-    stride: int
-    padding: int
-    dilation: int
-
-    def span(self, n: int) -> int:
-        return n + 2 * self.padding - self.dilation * (self.kernel - 1) - 1
-
-    def out_length(self, n: int) -> int:
-        return self.span(n) // self.stride + 1
-
-    def fits(self, n: int) -> bool:
-        """Length ``n`` leaves the same remainder as the original length (no frame dropped
-        that the original kept) and at least one output token."""
-        return self.span(n) >= 0 and self.span(n) % self.stride == self.span(self.length_in) % self.stride
-
-    def describe(self) -> str:
-        return f"`{self.target}` (stride {self.stride}, kernel {self.kernel}: {self.length_in} -> {self.length_out})"
-
-
-def find_reductions(gm: fx.GraphModule, facts: dict, frames: int, joints: int | None) -> list[Reduction]:
-    """Find the strided stages and mark later axes of their reduced lengths in ``facts``."""
-    found: list[Reduction] = []
-    for n in gm.graph.nodes:
-        if n.op not in ("call_module", "call_function") or not n.args or not isinstance(n.args[0], fx.Node):
-            continue
-        params = _params(gm, n, facts)
-        if params is None:
-            continue
-        fin, fout = facts.get(n.args[0].name), facts.get(n.name)
-        if fin is None or fout is None or fin.kind != "tensor" or fout.kind != "tensor" or not fin.axes:
-            continue
-        last = len(fin.axes) - 1
-        length = frames if fin.axes[last] == ("F",) else fin.reduced.get(last)
-        if length is None or fout.axes[-1] != (fout.shape[-1],):
-            continue
-        kernel, stride, padding, dilation = params
-        target = n.target if isinstance(n.target, str) else n.name  # a function: its node
-        red = Reduction(n.name, target, length, fout.shape[-1], kernel, stride, padding, dilation)
-        found.append(red)
-        _mark_downstream(n, facts, red.length_out, joints)
-    return found
-
-
-def _mark_downstream(start: fx.Node, facts: dict, length: int, joints: int | None) -> None:
-    """Mark axes of ``length`` on the paths from ``start`` while the axis survives (a node
-    without such an axis ends the path, so a later (…, 3) coordinate axis is not mistaken)."""
-    if length == joints:
-        return
-    seen, stack = {start}, [start]
-    while stack:
-        node = stack.pop()
-        f = facts.get(node.name)
-        if f is None or f.kind != "tensor" or not f.axes:
-            continue
-        hits = [i for i, a in enumerate(f.axes) if a is not None and length in a and "F" not in a]
-        if len(hits) != 1:
-            continue
-        f.reduced[hits[0]] = length
-        for u in node.users:
-            if u not in seen:
-                seen.add(u)
-                stack.append(u)
+from hotpatch.layout import Layout
 
 
 def new_lengths(reductions: list[Reduction], frames: int, f: int) -> dict[int, int]:
@@ -204,3 +90,79 @@ def total_stride(reductions: list[Reduction], frames: int, length: int) -> int:
         stride *= r.stride
         length = r.length_in
     return stride
+
+
+class StridedStageUses(RewritePass):
+    """Constants and literals of the reduced lengths after the cut follow f (pass "strided stages")."""
+
+    name = "strided stages"
+
+    def run(self, edit: Edit) -> None:
+        for u in edit.pruned_nodes():
+            for a in list(u.all_input_nodes):
+                fa = edit.fact(a)
+                if (a not in edit.indices and a not in edit.pruned and fa is not None
+                        and fa.kind == "tensor" and not fa.data_dependent and not fa.carries_frames):
+                    slice_reduced_constant(edit, u, a)
+            replace_reduced_literals(edit, u)
+
+
+def slice_reduced_constant(edit: Edit, u: fx.Node, const: fx.Node) -> None:
+    """A constant next to a reduced-length tensor (a (1, F/3, C) stage embedding) is
+    sliced to the new reduced length: its rows are positions of the stage, not frames."""
+    if not is_elementwise(u):
+        return
+    fc = edit.fact(const)
+    for a in edit.orig_args.get(u, u.args):
+        fa = edit.fact(a)
+        if a is const or fa is None or len(fa.reduced) != 1 or not fa.shape:
+            continue
+        (axis, length), = fa.reduced.items()
+        caxis = axis - (len(fa.shape) - len(fc.shape))
+        new = edit.lengths.get(length)
+        if caxis < 0 or fc.shape[caxis] != length or new is None or new == length:
+            return
+        with edit.graph.inserting_before(u):
+            sliced = edit.graph.call_function(torch.narrow, (const, caxis, 0, new))
+        u.replace_input_with(const, sliced)
+        edit.note(f"`{const.name}` {tuple(fc.shape)} indexed by positions of the length-{length} stage: "
+                  f"sliced to its first {new} (the stage's length with f={edit.cfg.keeps[-1]})")
+        return
+
+
+def replace_reduced_literals(edit: Edit, u: fx.Node) -> None:
+    """Int literals equal to a reduced length in the sizes of a view/reshape that makes it."""
+    f = edit.fact(u)
+    if f is None or f.kind != "tensor" or not f.reduced or not edit.lengths or not is_sizing(u):
+        return
+
+    def change(axis: int, size):
+        length = f.reduced.get(axis)
+        new = edit.lengths.get(length) if length is not None else None
+        return new if type(size) is int and size == length and new not in (None, length) else size
+
+    edit_sizes(u, change)
+
+
+def recover_reduced(edit: Edit, e: fx.Node, fe: NodeFacts, insert_at: fx.Node) -> fx.Node:
+    """Recover a reduced-length tensor leaving the pruned region to its original length."""
+    (axis, length), = fe.reduced.items()
+    new = edit.lengths.get(length, length)
+    axes = list(fe.axes)
+    axes[axis] = tuple("F" if a == length else a for a in axes[axis])
+    lay = Layout(tuple(axes), edit.plan.joints)
+    dim = lay.to_canonical(torch.empty(fe.shape), length).shape[-1]
+    sub = replace(edit.cfg, frames=length, recover_frames=None)
+    recoverer = make_recoverer(sub, dim, find_heads(edit.gm, edit.plan, dim))
+    stride = total_stride(edit.plan.reductions, edit.cfg.frames, length)
+    idx_name = edit.add_module("hotpatch_reduced_index", ReducedIndex(stride, length, new))
+    name = edit.add_module("hotpatch_recover", RecoverAt(recoverer, lay, length))
+    with edit.graph.inserting_after(insert_at):
+        positions = edit.graph.call_module(idx_name, (edit.indices[-1],))
+    with edit.graph.inserting_after(positions):
+        rec = edit.graph.call_module(name, (e, positions))
+    for u in [u for u in e.users if edit.is_post(u)]:
+        u.replace_input_with(e, rec)
+    edit.note(f"`{e.name}` leaves the pruned region with {new} tokens of the length-{length} stage: "
+              f"recovered to {length} (token i at the reduced position of its window's middle kept frame)")
+    return rec

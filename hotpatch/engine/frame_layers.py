@@ -1,4 +1,6 @@
-"""Rewrite pass: layers whose size is the frame count (frames used as features).
+"""Layers whose size is the frame count (frames used as features), and their gathering twins.
+
+The frame-sized-layers pass (:mod:`hotpatch.engine.passes.frame_sized`) finds and swaps them.
 
 Temporal graph convolutions normalise with ``BatchNorm1d(F)`` on (B, F, C), MLP-Mixer-style
 models mix time with ``Linear(F, F)`` on (B, C, F) or a 1x1 ``Conv1d(F, F, 1)``, and adjacency
@@ -69,7 +71,7 @@ def per_frame(v: torch.Tensor | None, index: torch.Tensor, ndim: int) -> torch.T
     return v[index].view(*index.shape, *([1] * (ndim - 2)))
 
 
-class _FrameSized:
+class FrameSized:
     """Mixin of the frame-gathering layers; ``hotpatch_*`` attributes are set by :func:`swap`."""
 
     hotpatch_frames: int  # F
@@ -90,7 +92,7 @@ class _FrameSized:
         return f"{base}, gathered by kept frames (F={self.hotpatch_frames}, input {self.hotpatch_layout.describe()})"
 
 
-class FrameLinear(_FrameSized, nn.Linear):
+class FrameLinear(FrameSized, nn.Linear):
     """``nn.Linear`` whose input and/or output features are frames (e.g. Linear(F, F))."""
 
     def forward(self, x: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
@@ -106,7 +108,7 @@ class FrameLinear(_FrameSized, nn.Linear):
         return self.hotpatch_layout.from_canonical(y, w.shape[1])
 
 
-class FrameConv1d(_FrameSized, nn.Conv1d):
+class FrameConv1d(FrameSized, nn.Conv1d):
     """``nn.Conv1d`` on (N, F, L) whose channels are frames (e.g. a 1x1 Conv1d(F, F, 1))."""
 
     def forward(self, x: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
@@ -130,7 +132,7 @@ class FrameConv1d(_FrameSized, nn.Conv1d):
         return layout.from_canonical(y, out)
 
 
-class _FrameBatchNorm(_FrameSized):
+class _FrameBatchNorm(FrameSized):
     """BatchNorm over frames as channels; see the module docstring for training mode."""
 
     def forward(self, x: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
@@ -186,7 +188,7 @@ class FrameBatchNorm2d(_FrameBatchNorm, nn.BatchNorm2d):
     """``nn.BatchNorm2d(F)`` applied with frames as channels, e.g. on (B, F, J, C)."""
 
 
-class FrameLayerNorm(_FrameSized, nn.LayerNorm):
+class FrameLayerNorm(FrameSized, nn.LayerNorm):
     """``nn.LayerNorm(F)`` normalising over the frame axis (the last axis): over kept frames."""
 
     def forward(self, x: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
@@ -295,7 +297,7 @@ def replace_module(root: nn.Module, qualname: str, new: nn.Module) -> None:
 def _shallow_copy(m: nn.Module) -> nn.Module:
     """A copy of ``m`` with its own child/parameter/buffer registries (the tensors shared);
     modules made by the patch itself are already private and returned as they are."""
-    if isinstance(m, _FrameSized) or m.__dict__.get("hotpatch_owned"):
+    if isinstance(m, FrameSized) or m.__dict__.get("hotpatch_owned"):
         return m
     new = copy.copy(m)
     for attr in ("_modules", "_parameters", "_buffers"):

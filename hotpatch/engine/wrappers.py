@@ -1,0 +1,235 @@
+"""Modules and functions the rewrite inserts into the patched graph.
+
+Each adapts one tensor's layout to the canonical (B, F, ..., C) view that pruners and
+recoverers work on: :class:`PruneAtCut` / :class:`PruneAgain` prune every frame-carrying
+tensor alive at a cut with one set of indices, :class:`GatherAt` prunes one more tensor,
+:class:`GatherConstant` gathers a frame-indexed constant (a positional embedding),
+:class:`RecoverAt` recovers all frames, :class:`CenterSelect` picks the centre frame
+(seq2frame). ``check_frames`` guards the input and ``rescale_count`` rescales frame counts at
+run time. :func:`make_pruner` / :func:`make_recoverer` build the token modules of a config.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+import torch.fx as fx
+import torch.nn as nn
+
+from hotpatch.engine.analyse import Plan
+from hotpatch.engine.config import PatchConfig
+from hotpatch.errors import HotpatchError, RewriteError
+from hotpatch.layout import Layout, gather_frames
+from hotpatch.prune import PRUNERS, TPC, FramePruner, pool_tokens
+from hotpatch.recover import TRA, LinearRecover, LinearTRA, NearestRecover
+
+log = logging.getLogger(__name__)
+
+
+def rescale_count(value: int, old: int, new: int) -> int:
+    """Turn a frame count (F or B·F) measured with ``old`` frames into one with ``new``."""
+    return value // old * new
+
+
+def check_frames(x: torch.Tensor, frames: int) -> torch.Tensor:
+    """Guard at the model input: the patch was built for ``frames`` frames (axis 1)."""
+    if x.dim() < 2 or x.shape[1] != frames:
+        raise HotpatchError(
+            f"this model was patched for clips of F={frames} frames (axis 1 of the input), "
+            f"got an input of shape {tuple(x.shape)}; pad or window the clip to {frames} frames "
+            "or patch again with frames= set to the clip length."
+        )
+    return x
+
+
+torch.fx.wrap("rescale_count")
+torch.fx.wrap("check_frames")
+
+
+class PruneAtCut(nn.Module):
+    """Prunes every frame-carrying tensor alive at the cut with one set of indices.
+
+    The pruner sees the tensors' pooled features concatenated along channels; each tensor
+    is gathered in its own layout. Returns ``(*pruned, index)``.
+    """
+
+    def __init__(self, pruner: FramePruner, layouts: list[Layout], frames: int) -> None:
+        super().__init__()
+        self.pruner = pruner
+        self.layouts = layouts
+        self.frames = frames
+
+    def forward(self, *xs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        canon = [lay.to_canonical(x, self.frames) for lay, x in zip(self.layouts, xs)]
+        index = self.pruner.select(features(canon))
+        return (*keep_frames(self.pruner, self.layouts, canon, index), index)
+
+    def extra_repr(self) -> str:
+        return f"frames={self.frames}, layouts=[{', '.join(l.describe() for l in self.layouts)}]"
+
+
+class PruneAgain(nn.Module):
+    """A later pruning stage: selects among the tokens an earlier stage kept.
+
+    Called as ``(*xs, index)`` with ``index`` (B, f_prev) the original frames of ``xs``'s
+    tokens; returns ``(*pruned, index')`` with ``index'`` (B, f) the original frames of the
+    tokens it keeps (the composed indices). With ``center`` set (seq2frame), the token of
+    that original frame is always kept.
+    """
+
+    def __init__(self, pruner: FramePruner, layouts: list[Layout], center: int | None = None) -> None:
+        super().__init__()
+        self.pruner, self.layouts, self.center = pruner, layouts, center
+
+    def forward(self, *args: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        *xs, before = args
+        canon = [lay.to_canonical(x, before.shape[1]) for lay, x in zip(self.layouts, xs)]
+        center = None if self.center is None else (before < self.center).sum(dim=1)  # its position
+        local = self.pruner.select(features(canon), center)
+        return (*keep_frames(self.pruner, self.layouts, canon, local), before.gather(1, local))
+
+    def extra_repr(self) -> str:
+        return f"center={self.center}, layouts=[{', '.join(l.describe() for l in self.layouts)}]"
+
+
+def features(canon: list[torch.Tensor]) -> torch.Tensor:
+    """The pruner's input: every tensor's pooled per-frame features, side by side."""
+    return torch.cat([pool_tokens(c).float() for c in canon], dim=-1)
+
+
+def keep_frames(pruner: FramePruner, layouts: list[Layout], canon: list[torch.Tensor], index: torch.Tensor) -> list[torch.Tensor]:
+    """Each canonical tensor's frames ``index`` (plus TPC's optional embedding), in its own layout."""
+    outs = []
+    for lay, c in zip(layouts, canon):
+        kept = gather_frames(c, index)
+        if isinstance(pruner, TPC):
+            kept = pruner.add_pos_embed(kept)
+        outs.append(lay.from_canonical(kept, index.shape[1]))
+    return outs
+
+
+class GatherAt(nn.Module):
+    """Prunes one more tensor (in its layout) with indices chosen at the cut."""
+
+    def __init__(self, layout: Layout, frames: int) -> None:
+        super().__init__()
+        self.layout, self.frames = layout, frames
+
+    def forward(self, x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        kept = gather_frames(self.layout.to_canonical(x, self.frames), index)
+        return self.layout.from_canonical(kept, index.shape[1])
+
+
+class GatherConstant(nn.Module):
+    """Gathers a frame-indexed constant (e.g. a (1, F, C) positional embedding) used next
+    to a pruned tensor, so that it broadcasts against that tensor's layout."""
+
+    def __init__(self, const_shape: tuple[int, ...], partner: Layout, frames: int) -> None:
+        super().__init__()
+        self.partner, self.frames = partner, frames
+        ndim = len(partner.axes)
+        if len(const_shape) > ndim:
+            raise RewriteError(f"constant of shape {const_shape} has more axes than {partner.describe()}")
+        padded = (1,) * (ndim - len(const_shape)) + tuple(const_shape)
+        sizes: list[int] = []
+        self.expand_atoms: list[int] = []  # atom positions to expand to full size
+        for axis, size in zip(partner.axes, padded):
+            full = [partner.atom_size(a, frames) for a in axis]
+            if size == 1:
+                sizes += [1] * len(axis)
+                if "B" in axis:
+                    self.expand_atoms += [len(sizes) - len(axis) + i for i, a in enumerate(axis) if a != "B"]
+            elif "B" not in axis and size == prod(full):
+                sizes += full
+            else:
+                raise RewriteError(
+                    f"a frame-indexed constant of shape {tuple(const_shape)} is combined with a "
+                    f"tensor of layout {partner.describe()} after the cut; hotpatch cannot gather it "
+                    "per sample. Choose n so that the cut comes after this use."
+                )
+        self.atom_sizes = sizes
+
+    def forward(self, const: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        lay = self.partner
+        c = const.reshape(self.atom_sizes)
+        order = lay.order
+        c = c.permute(order)
+        c = c.expand(index.shape[0], *c.shape[1:])
+        kept = gather_frames(c, index)
+        full = [lay.atom_size(a, index.shape[1]) for a in lay.atoms]
+        canon_pos = {atom_i: j for j, atom_i in enumerate(order)}
+        shape = list(kept.shape)
+        for atom_i in self.expand_atoms:
+            shape[canon_pos[atom_i]] = full[atom_i]
+        return lay.from_canonical(kept.expand(shape), index.shape[1])
+
+
+class RecoverAt(nn.Module):
+    """Recovers one tensor (in its layout) from ``f`` kept frames to ``frames`` frames."""
+
+    def __init__(self, recoverer: nn.Module, layout: Layout, frames: int) -> None:
+        super().__init__()
+        self.recoverer, self.layout, self.frames = recoverer, layout, frames
+
+    def forward(self, x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        canon = self.layout.to_canonical(x, index.shape[1])
+        return self.layout.from_canonical(self.recoverer(canon, index), self.frames)
+
+
+class CenterSelect(nn.Module):
+    """seq2frame output: the prediction of the centre frame, kept by the pruner."""
+
+    def __init__(self, layout: Layout, center: int) -> None:
+        super().__init__()
+        self.layout, self.center = layout, center
+
+    def forward(self, x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        canon = self.layout.to_canonical(x, index.shape[1])
+        position = (index < self.center).sum(dim=1, keepdim=True)
+        return self.layout.from_canonical(gather_frames(canon, position), 1)
+
+
+def prod(xs: list[int]) -> int:
+    out = 1
+    for x in xs:
+        out *= x
+    return out
+
+
+
+def find_heads(gm: fx.GraphModule, plan: Plan, dim: int) -> int:
+    """Number of attention heads of the host's last temporal block (for TRA)."""
+    for b in reversed(plan.temporal_blocks):
+        for m in gm.get_submodule(b.name).modules():
+            for attr in ("num_heads", "heads", "n_head", "nhead", "n_heads", "h"):
+                h = getattr(m, attr, None)
+                if isinstance(h, int) and not isinstance(h, bool) and h > 0 and dim % h == 0:
+                    return h
+    heads = next((h for h in (8, 4, 2) if dim % h == 0), 1)
+    log.warning("could not read the host's number of heads; TRA uses %d", heads)
+    return heads
+
+
+def make_recoverer(cfg: PatchConfig, dim: int, heads: int) -> nn.Module:
+    out_frames = cfg.recover_frames or cfg.frames
+    if cfg.recover == "tra":
+        return TRA(dim, out_frames, heads)
+    if cfg.recover == "nearest":
+        return NearestRecover(cfg.frames)
+    if cfg.recover == "linear":
+        return LinearRecover(cfg.frames)
+    if cfg.recover == "linear-tra":
+        return LinearTRA(dim, cfg.frames, heads)
+    raise RewriteError(f"unknown recover={cfg.recover!r}")
+
+
+def make_pruner(cfg: PatchConfig, pos_embed_dim: int | None, keep: int | None = None, first: bool = True) -> FramePruner:
+    """The pruner of one stage (``keep`` frames; the first stage's f by default). Later stages
+    get no fixed centre: :class:`PruneAgain` passes each sample's centre position."""
+    keep = cfg.keeps[0] if keep is None else keep
+    center = cfg.center if first else None
+    if cfg.prune == "tpc":
+        return TPC(keep, k=cfg.k, center=center, pos_embed_dim=pos_embed_dim)
+    return PRUNERS[cfg.prune](keep, center=center)
+
