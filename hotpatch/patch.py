@@ -13,6 +13,7 @@ import torch.fx as fx
 import torch.nn as nn
 
 from hotpatch.engine.analyse import Plan, analyse, fake_tensors, worth_faking
+from hotpatch.engine.inputs import Inputs, bind_inputs
 from hotpatch.errors import (
     AlreadyPatchedError, ConfigError, HotpatchError, InputShapeError, NoTemporalBlocksError, RewriteError, TraceFailure,
 )
@@ -26,6 +27,8 @@ from hotpatch.engine.trace import ShapeNeeded, trace
 log = logging.getLogger(__name__)
 
 PIPELINES = ("auto", "seq2seq", "seq2frame")
+ExampleInput = torch.Tensor | tuple | list | dict
+"""One clip, or a tuple (positional) / dict (by name) of every input of ``forward``."""
 
 
 def apply(
@@ -34,7 +37,7 @@ def apply(
     f: int | Sequence[int],
     *,
     frames: int | None = None,
-    example_input: torch.Tensor | None = None,
+    example_input: ExampleInput | None = None,
     pipeline: str = "auto",
     prune: str = "tpc",
     recover: str | None = "tra",
@@ -47,7 +50,8 @@ def apply(
     """Insert HoT token pruning and recovery into a video pose transformer.
 
     Args:
-        model: any VPT whose ``forward`` takes one pose tensor (B, F, J, C).
+        model: any VPT whose ``forward`` takes a pose tensor (B, F, J, C), alone or with other
+            inputs (a diffusion denoiser's ``forward(x_2d, y_noisy, t)``, ``forward(x, mask)``).
         n: prune after the n-th temporal block (blocks 1..n see all F frames), 1 <= n < L.
             A list prunes in several stages (hierarchical pruning): ``n=[1, 3], f=[121, 61]``
             gives blocks 1 and F frames, blocks 2..3 f[0] and the rest f[1]; n strictly
@@ -56,7 +60,13 @@ def apply(
         f: frames kept in the blocks after the cut, 1 <= f <= F (f = F keeps every frame); a
             list with a list n.
         frames: the clip length F; inferred from ``example_input`` or the model if omitted.
-        example_input: one clip the model accepts, e.g. ``torch.randn(1, 243, 17, 2)``.
+        example_input: one clip the model accepts, e.g. ``torch.randn(1, 243, 17, 2)``; for a
+            model with several inputs a tuple of them in ``forward``'s order or a dict by name
+            (``{"x": x, "t": t}``), each with the batch on axis 0. The clip is the first input of
+            rank 3 or more (its axis 1 is F); the analysis finds the frame axis of the others,
+            and those without one (a timestep (B,), a camera (B, 9)) pass through untouched.
+            Parameters with defaults that are not given stay fixed to their defaults; the
+            patched model keeps ``forward``'s parameter names (positional and keyword calls).
         pipeline: ``"seq2seq"`` (recover all F frames before the head, output shape kept),
             ``"seq2frame"`` (no recovery; the centre frame is always kept and its prediction
             (B, 1, ...) is returned) or ``"auto"`` (seq2seq).
@@ -94,8 +104,9 @@ class Prepared:
     Each patch owns a copy of the model's modules.
     """
 
-    def __init__(self, gm: fx.GraphModule, plan: Plan, example: torch.Tensor, training: bool, source) -> None:
-        self.gm, self.plan, self.example = gm, plan, example
+    def __init__(self, gm: fx.GraphModule, plan: Plan, inputs: Inputs, training: bool, source) -> None:
+        self.gm, self.plan, self.inputs = gm, plan, inputs
+        self.example = inputs.clip  # the clip (B=1); ``inputs`` holds every traced input
         self._training, self._source = training, source
 
     def patch(
@@ -111,10 +122,16 @@ class Prepared:
         gm = copy.deepcopy(self.gm) if copy_modules else self.gm
         with torch.random.fork_rng(devices=[]):  # new modules (TRA) draw their init; the caller's RNG is kept
             patched, sites = rewrite(gm, self.plan, cfg)
-        _check_patched(patched, self.example, self.plan.output_shapes, cfg)
+        _check_patched(patched, self.inputs, self.plan.output_shapes, cfg)
         patched.train(self._training)
         patched.hotpatch_config = cfg.to_dict()
         patched.hotpatch_config["input_shape"] = list(self.example.shape[1:])
+        if len(self.inputs) > 1:  # what hotpatch.load needs to build the example again
+            patched.hotpatch_config["inputs"] = [i.record() for i in self.plan.inputs]
+            # integer / bool inputs (a timestep, a mask) cannot be drawn at random: save keeps them
+            patched.hotpatch_example = {
+                k: v.detach().cpu().clone() for k, v in self.inputs.values.items() if not v.is_floating_point()
+            }
         # the analysis' plan plus this patch's own decisions (the rewrite's notes) and token counts
         patched.hotpatch_plan = dataclasses.replace(
             self.plan, notes=[*self.plan.notes, *sites.notes], tokens=sites.tokens,
@@ -129,7 +146,7 @@ def prepare(
     model: nn.Module,
     *,
     frames: int | None = None,
-    example_input: torch.Tensor | None = None,
+    example_input: ExampleInput | None = None,
     leaf_modules: Sequence[type] = (),
     inplace: bool = False,
 ) -> Prepared:
@@ -139,11 +156,11 @@ def prepare(
     source = model if inplace else copy.deepcopy(model)
     source.eval()
     try:
-        gm, plan, example = _analyse_input(source, leaf_modules, frames, example_input)
+        gm, plan, inputs = _analyse_input(source, leaf_modules, frames, example_input)
     finally:
         if inplace:
             model.train(was_training)
-    return Prepared(gm, plan, example, was_training, getattr(model, "hotpatch_source", None))
+    return Prepared(gm, plan, inputs, was_training, getattr(model, "hotpatch_source", None))
 
 
 def _refuse_patched(model: nn.Module) -> None:
@@ -283,7 +300,7 @@ def _tensors(value) -> list[torch.Tensor]:
     return []
 
 
-def _check_patched(patched: fx.GraphModule, example: torch.Tensor, reference, cfg: PatchConfig) -> None:
+def _check_patched(patched: fx.GraphModule, example: Inputs, reference, cfg: PatchConfig) -> None:
     """Run the patched graph once; name the failing node if it breaks.
 
     The run is on fake tensors (shapes only, no arithmetic) where that is the cheaper; only if
@@ -293,7 +310,7 @@ def _check_patched(patched: fx.GraphModule, example: torch.Tensor, reference, cf
     if worth_faking(patched, example):
         try:
             with torch.no_grad(), fake_tensors() as mode:
-                out = patched(mode.from_tensor(example))
+                out = patched(*example.map(mode.from_tensor).args(patched.graph))
         except Exception:
             out = None
     if out is None:
@@ -303,10 +320,10 @@ def _check_patched(patched: fx.GraphModule, example: torch.Tensor, reference, cf
         raise RewriteError(f"the patched model returns shapes {shapes}, the original {reference}")
 
 
-def _check_real(patched: fx.GraphModule, example: torch.Tensor):
+def _check_real(patched: fx.GraphModule, example: Inputs):
     try:
         with torch.no_grad():
-            out = _Tracking(patched).run(example)
+            out = _Tracking(patched).run(*example.args(patched.graph))
     except _NodeFailure as exc:
         raise RewriteError(
             f"the patched model fails at `{exc.node.format_node()}`: {exc.cause}. A frame count "
@@ -335,7 +352,7 @@ class _Tracking(fx.Interpreter):
 # --------------------------------------------------------------------------- input shape
 
 
-def _analyse(gm: fx.GraphModule, blocks: list[str], example: torch.Tensor) -> Plan:
+def _analyse(gm: fx.GraphModule, blocks: list[str], example: Inputs) -> Plan:
     """Analyse; the trace's decisions go first in the plan's notes."""
     plan = analyse(gm, blocks, example)
     plan.notes[:0] = gm.meta.get("hotpatch_notes", [])
@@ -346,30 +363,19 @@ def _analyse(gm: fx.GraphModule, blocks: list[str], example: torch.Tensor) -> Pl
 
 def _analyse_input(
     model: nn.Module, leaf_modules: Sequence[type], frames: int | None, example_input: torch.Tensor | None
-) -> tuple[fx.GraphModule, Plan, torch.Tensor]:
-    """Trace and analyse with ``example_input`` (one clip), or with the first inferred shape
+) -> tuple[fx.GraphModule, Plan, Inputs]:
+    """Trace and analyse with ``example_input`` (one clip, or every input), or with the first inferred shape
     that the model accepts. The model is traced once, or once per tried shape if its
     ``forward`` branches on the input's sizes (see :mod:`hotpatch.engine.specialise`)."""
     if example_input is not None:
-        if not isinstance(example_input, torch.Tensor) or example_input.dim() < 3:
-            raise InputShapeError(
-                f"example_input must be a tensor (B, F, J, C) or (B, F, C), got {_describe(example_input)}"
-            )
-        if frames is not None and example_input.shape[1] != frames:
-            raise InputShapeError(
-                f"frames={frames} but example_input has {example_input.shape[1]} frames on axis 1; "
-                "pass one or make them agree"
-            )
-        example = example_input[:1].detach().clone()
-        constant = example.is_floating_point() and example.numel() and bool((example == example.flatten()[0]).all())
-        if constant:  # a constant clip (zeros) hides how axes are laid out: analyse a random one of its shape
-            gen = torch.Generator().manual_seed(0)
-            example = torch.randn(example.shape, generator=gen, dtype=example.dtype).to(example.device)
-        gm, blocks = trace(model, leaf_modules, example_shape=tuple(example.shape))
-        plan = _analyse(gm, blocks, example)
-        if constant:
-            plan.note(f"example_input is constant: analysed a random clip of its shape {tuple(example.shape)}")
-        return gm, plan, example
+        inputs, constant = _example_inputs(model, example_input, frames)
+        specs = {k: (tuple(v.shape), v.dtype) for k, v in inputs.values.items()}
+        gm, blocks = trace(model, leaf_modules, example_inputs=specs)
+        plan = _analyse(gm, blocks, inputs)
+        for name in constant:
+            what = "example_input" if len(inputs) == 1 else f"example_input {name}"
+            plan.note(f"{what} is constant: analysed a random clip of its shape {tuple(inputs.values[name].shape)}")
+        return gm, plan, inputs
     try:
         generic = trace(model, leaf_modules)
     except ShapeNeeded:  # branches on the input's sizes: trace once per tried shape
@@ -393,7 +399,7 @@ def _analyse_input(
             failures.append(exc)
             continue
         log.info("inferred input shape %s", shape)
-        return gm, plan, example
+        return gm, plan, Inputs({plan.inputs[0].name: example})
     if failures and len(failures) == len(tried):
         raise failures[0]
     guesses = f"tried {', '.join(str(t) for t in tried)}" if tried else (
@@ -403,6 +409,35 @@ def _analyse_input(
         f"could not infer the input shape of {type(model).__name__} ({guesses}); "
         "pass example_input=torch.randn(1, F, J, C), or frames=F if the input is (B, F, 17, 2|3)"
     )
+
+
+def _example_inputs(model: nn.Module, example_input, frames: int | None) -> tuple[Inputs, list[str]]:
+    """``example_input`` bound to ``forward``'s parameters (batch 1), checked: the clip is
+    (B, F, J, C) or (B, F, C) with ``frames`` frames; a constant float input (zeros) hides how
+    axes are laid out, so a random tensor of its shape stands in for it (their names are
+    returned too)."""
+    if isinstance(example_input, torch.Tensor) and example_input.dim() < 3:
+        raise InputShapeError(
+            f"example_input must be a tensor (B, F, J, C) or (B, F, C), got {_describe(example_input)}"
+        )
+    inputs = bind_inputs(model, example_input)
+    clip = inputs.clip
+    if clip.dim() < 3:
+        shapes = ", ".join(f"{k} {tuple(v.shape)}" for k, v in inputs.values.items())
+        raise InputShapeError(f"example_input has no pose clip (B, F, J, C) or (B, F, C) ({shapes}); "
+                              "give the clip with its frames on axis 1")
+    if frames is not None and clip.shape[1] != frames:
+        raise InputShapeError(
+            f"frames={frames} but example_input{'' if len(inputs) == 1 else ' ' + inputs.clip_name} has "
+            f"{clip.shape[1]} frames on axis 1; pass one or make them agree"
+        )
+    constant = [k for k, v in inputs.values.items() if _constant(v)]
+    gen = torch.Generator().manual_seed(0)  # a private generator: the caller's RNG is not touched
+    return inputs.map(lambda v: torch.randn(v.shape, generator=gen, dtype=v.dtype).to(v.device) if _constant(v) else v), constant
+
+
+def _constant(v: torch.Tensor) -> bool:
+    return v.is_floating_point() and v.dim() >= 2 and v.numel() > 0 and bool((v == v.flatten()[0]).all())
 
 
 def _describe(x) -> str:

@@ -11,6 +11,11 @@ The file is ``torch.save`` of a plain dict, readable with ``torch.load(weights_o
                   "axes": {node: [[atom, ...] | None, ...]}},  # layouts of merged batch axes
      "state_dict": {name: tensor}}           # the patched model's, strict
 
+A model patched with several inputs (``example_input=(x_2d, y_noisy, t)``) also has
+``config["inputs"]`` (``[{"name", "shape", "dtype", "frame_axis"}, ...]`` in ``forward``'s order)
+and ``"example": {name: tensor}``, the example's integer and bool inputs (a timestep, a mask),
+which cannot be drawn at random; its float inputs are drawn from their recorded shapes.
+
 ``load`` builds the original from ``source`` (without touching the global RNG), loads the saved
 weights into it, analyses it with a clip of the saved input shape, replaces the analysis'
 weight-dependent decisions (block kinds and levels, the order of merged batch axes) by the
@@ -80,6 +85,7 @@ def save(patched: nn.Module, path: str | os.PathLike, *, source: Mapping[str, An
         "config": _plain(dict(config), "hotpatch_config"),
         "source": source,
         "analysis": _plain(plan_record(plan), "analysis") if plan is not None else None,
+        **({"example": _example_record(patched)} if "inputs" in config else {}),
         "state_dict": {k: v.detach().cpu().clone() for k, v in patched.state_dict().items()},
     }
     path = Path(path)
@@ -208,8 +214,7 @@ def from_payload(payload: Mapping[str, Any], where: str, *, leaf_modules: Sequen
     with torch.random.fork_rng(devices=[]):  # building the model draws its initial weights
         model = sources.build(source).eval()
     _load_matching(model, state)  # analyse the saved weights, not a fresh initialisation
-    gen = torch.Generator().manual_seed(0)
-    example = torch.randn(1, *cfg["input_shape"], generator=gen)
+    example = example_inputs(payload, where)
     prepared = prepare(model, example_input=example, leaf_modules=leaf_modules, inplace=True)
     record = payload.get("analysis")
     if record is not None:
@@ -222,6 +227,35 @@ def from_payload(payload: Mapping[str, Any], where: str, *, leaf_modules: Sequen
     load_state_dict(patched, state, strict=True, source=where)
     patched.hotpatch_source = source
     return patched.eval()
+
+
+def _example_record(patched: nn.Module) -> dict[str, torch.Tensor]:
+    saved = getattr(patched, "hotpatch_example", None) or {}
+    return {str(k): v.detach().cpu().clone() for k, v in saved.items() if isinstance(v, torch.Tensor)}
+
+
+def example_inputs(payload: Mapping[str, Any], where: str) -> torch.Tensor | dict[str, torch.Tensor]:
+    """The example (batch 1) a saved patch is rebuilt with: a random clip of ``input_shape``, or
+    for a model patched with several inputs a dict of them by name (integer and bool inputs as
+    saved, float ones random of their recorded shape)."""
+    cfg = payload["config"]
+    gen = torch.Generator().manual_seed(0)
+    if "inputs" not in cfg:
+        return torch.randn(1, *cfg["input_shape"], generator=gen)
+    saved = payload.get("example") or {}
+    out: dict[str, torch.Tensor] = {}
+    try:
+        for entry in cfg["inputs"]:
+            name, shape, dtype = str(entry["name"]), [int(s) for s in entry["shape"]], getattr(torch, str(entry["dtype"]))
+            if name in saved:
+                out[name] = saved[name]
+            elif dtype.is_floating_point:
+                out[name] = torch.randn(1, *shape, generator=gen, dtype=dtype)
+            else:
+                out[name] = torch.zeros(1, *shape, dtype=dtype)
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
+        raise CheckpointError(f"{where} has a malformed config['inputs'] ({err}); save the model again with hotpatch.save") from err
+    return out
 
 
 def _load_matching(model: nn.Module, state: Mapping[str, torch.Tensor]) -> None:

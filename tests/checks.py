@@ -16,8 +16,17 @@ def frames_seen(shape, axes, batch: int, joints: int = 17) -> int:
 
 def frames_per_block(patched, x, blocks=None) -> dict[str, int]:
     """Frames the first input of each block (default: every block of the plan) carries in one
-    forward of ``patched`` on ``x``, read with forward hooks."""
+    forward of ``patched`` on ``x`` (a tensor, or a tuple / dict of the model's inputs whose
+    first tensor is the clip), read with forward hooks."""
     import torch
+
+    if isinstance(x, dict):
+        args, kwargs = (), x
+    elif isinstance(x, (tuple, list)):
+        args, kwargs = tuple(x), {}
+    else:
+        args, kwargs = (x,), {}
+    batch = next(iter([*args, *kwargs.values()])).shape[0]
 
     plan = patched.hotpatch_plan
     nodes = {n.name: n for n in patched.graph.nodes}
@@ -30,12 +39,12 @@ def frames_per_block(patched, x, blocks=None) -> dict[str, int]:
         axes = plan.facts[arg.name].axes
 
         def hook(_m, args, _out, name=block.name, axes=axes):
-            seen[name] = frames_seen(args[0].shape, axes, x.shape[0])
+            seen[name] = frames_seen(args[0].shape, axes, batch)
 
         hooks.append(patched.get_submodule(block.name).register_forward_hook(hook))
     try:
         with torch.no_grad():
-            patched(x)
+            patched(*args, **kwargs)
     finally:
         for h in hooks:
             h.remove()

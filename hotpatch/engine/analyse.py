@@ -30,6 +30,7 @@ from hotpatch.errors import (
     InputShapeError,
 )
 from hotpatch.layout import Axis, Layout
+from hotpatch.engine.inputs import InputInfo, Inputs, as_inputs
 from hotpatch.engine.mixing import Mixing, plain, trace_mixing
 from hotpatch.engine.reductions import Reduction, find_reductions
 
@@ -97,6 +98,7 @@ class Plan:
     notes: list[str] = field(default_factory=list)  # every decision taken, one line each
     reductions: list[Reduction] = field(default_factory=list)  # strided stages F -> F/s ...
     tokens: dict[str, int] = field(default_factory=dict)  # patched: frames each block sees
+    inputs: list[InputInfo] = field(default_factory=list)  # every traced input, the clip among them
 
     def note(self, text: str) -> None:
         """Record a decision (what was kept opaque, gathered, sliced, clamped ...)."""
@@ -107,8 +109,14 @@ class Plan:
         return [b for b in self.blocks if b.kind == "temporal"]
 
     def __str__(self) -> str:
-        lines = [
-            f"input (B, F, ...) = {self.input_shape}, F = {self.frames}, J = {self.joints}",
+        lines = [f"input (B, F, ...) = {self.input_shape}, F = {self.frames}, J = {self.joints}"]
+        if len(self.inputs) > 1:
+            lines += [
+                f"  input {i.name} {i.shape}: " + (f"frames on axis {i.frame_axis}" if i.frame_axis is not None
+                                                   else "no frame axis, passed through")
+                for i in self.inputs
+            ]
+        lines += [
             f"{len(self.blocks)} blocks, {len(self.temporal_blocks)} temporal in {self.levels} levels:",
         ]
         for b in self.blocks:
@@ -184,12 +192,13 @@ def _data_dependence(graph: fx.Graph) -> dict[str, bool]:
 FAKE_ABOVE = 2e9  # parameters × tokens per clip above which shapes-only runs are the cheaper
 
 
-def worth_faking(model: nn.Module, example: torch.Tensor) -> bool:
+def worth_faking(model: nn.Module, example: torch.Tensor | Inputs) -> bool:
     """Whether a run on fake tensors (a fixed cost of about half a millisecond per op) is
     cheaper than a real one (which grows with parameters × tokens). Both give the same shapes,
     so this only decides the cost: paper-size VPTs are faked, tiny test models run for real."""
     params = sum(p.numel() for p in model.parameters())
-    tokens = example[0, ..., 0].numel()  # F·J, or F
+    clip = example.clip if isinstance(example, Inputs) else example
+    tokens = clip[0, ..., 0].numel()  # F·J, or F
     return params * tokens > FAKE_ABOVE
 
 
@@ -254,7 +263,7 @@ def _axis_labels(i: int, t: torch.Tensor):
     return plain(t.shape, axis_labels={ax: (i, ax) for ax in range(t.dim())})
 
 
-def _run_first(gm: fx.GraphModule, example: torch.Tensor, blocks: set[str], fake: bool):
+def _run_first(gm: fx.GraphModule, example: Inputs, blocks: set[str], fake: bool):
     """The B=1 probe: shapes and int values of every node, and one :class:`_BlockRun` per
     block (its attentions followed axis by axis). On fake tensors it does no arithmetic."""
     sizes: dict[str, Any] = {}
@@ -281,9 +290,9 @@ def _run_first(gm: fx.GraphModule, example: torch.Tensor, blocks: set[str], fake
     with torch.no_grad():
         if fake:
             with fake_tensors() as mode:
-                _Probe(gm, blocks, record, call_block).run(mode.from_tensor(example))
+                _Probe(gm, blocks, record, call_block).run(*example.map(mode.from_tensor).args(gm.graph))
         else:
-            _Probe(gm, blocks, record, call_block).run(example)
+            _Probe(gm, blocks, record, call_block).run(*example.args(gm.graph))
     return sizes, runs, output_shapes
 
 
@@ -312,7 +321,7 @@ def _identity_output(run: _BlockRun, args: tuple, kwargs: dict) -> Any | None:
 
 
 def probe(
-    gm: fx.GraphModule, example: torch.Tensor, blocks: list[str], joints: int | None
+    gm: fx.GraphModule, example: torch.Tensor | Inputs, blocks: list[str], joints: int | None
 ) -> tuple[dict[str, NodeFacts], dict[str, _BlockRun], list[tuple[int, ...]]]:
     """Run the two probes; return node facts, one :class:`_BlockRun` per block call and the
     B=1 output shapes of the model.
@@ -321,7 +330,8 @@ def probe(
     (:func:`worth_faking`), on real tensors otherwise or if the model needs values.
     The B=2 probe needs values for the batch-order test, but not inside the blocks: a block
     whose outputs have its inputs' shapes is stood in for by its inputs."""
-    frames = example.shape[1]
+    example = as_inputs(gm.graph, example)
+    frames = example.frames
     block_set = set(blocks)
     first = None
     if worth_faking(gm, example):
@@ -362,7 +372,7 @@ def probe(
         return out if out is not None else gm.get_submodule(n.target)(*args, **kwargs)
 
     with torch.no_grad():
-        _Probe(gm, block_set, record2, call_block2).run(torch.cat([example, example]))
+        _Probe(gm, block_set, record2, call_block2).run(*example.twice().args(gm.graph))
     return facts, runs, output_shapes
 
 
@@ -463,15 +473,20 @@ def _perturbation_kind(module: nn.Module, run: _BlockRun, frame_inputs: dict[int
     return "spatial", "no attention followed; changing one frame leaves the others unchanged"
 
 
-def analyse(gm: fx.GraphModule, blocks: list[str], example: torch.Tensor) -> Plan:
-    """Probe ``gm`` with ``example`` (one clip, B=1) and build the :class:`Plan`."""
-    frames = example.shape[1]
-    joints = example.shape[2] if example.dim() == 4 else None
+def analyse(gm: fx.GraphModule, blocks: list[str], example: torch.Tensor | Inputs) -> Plan:
+    """Probe ``gm`` with ``example`` (one clip, B=1, or :class:`Inputs` for a model with several
+    inputs) and build the :class:`Plan`."""
+    example = as_inputs(gm.graph, example)
+    clip = example.clip
+    frames = example.frames
+    joints = clip.shape[2] if clip.dim() == 4 else None
     try:
         facts, runs, output_shapes = probe(gm, example, blocks, joints)
     except Exception as exc:
+        shapes = ", ".join(f"{k} {tuple(v.shape)}" for k, v in example.values.items())
+        what = f"of shape {tuple(clip.shape)}" if len(example) == 1 else f"({shapes})"
         raise InputShapeError(
-            f"the model rejects example_input of shape {tuple(example.shape)} (or a batch of two "
+            f"the model rejects example_input {what} (or a batch of two "
             f"copies of it): {type(exc).__name__}: {exc}. Pass example_input= with one clip the "
             "model accepts."
         ) from exc
@@ -506,11 +521,24 @@ def analyse(gm: fx.GraphModule, blocks: list[str], example: torch.Tensor) -> Pla
         if a.name in facts and facts[a.name].carries_frames and None not in facts[a.name].axes
     ]
     dep = _data_dependence(gm.graph)
-    plan = Plan(tuple(example.shape), frames, joints, infos, levels, out_layouts, output_shapes, facts, dep, notes)
+    plan = Plan(tuple(clip.shape), frames, joints, infos, levels, out_layouts, output_shapes, facts, dep, notes)
     plan.reductions = reductions
+    plan.inputs = _input_infos(gm, example, facts)
     for r in reductions:
         plan.note(f"strided stage {r.describe()}: later axes of length {r.length_out} are reduced frame axes")
     return plan
+
+
+def _input_infos(gm: fx.GraphModule, example: Inputs, facts: dict[str, NodeFacts]) -> list[InputInfo]:
+    """Each traced input with the axis the probes labelled as frames (None if there is none)."""
+    infos = []
+    for n in gm.graph.nodes:
+        if n.op == "placeholder" and n.target in example.values:
+            value = example.values[n.target]
+            f = facts.get(n.name)
+            axes = f.frame_axes if f is not None and f.kind == "tensor" else []
+            infos.append(InputInfo(n.target, tuple(value.shape), value.dtype, axes[0] if axes else None))
+    return infos
 
 
 def assign_levels(graph: fx.Graph, infos: list[BlockInfo]) -> None:

@@ -29,6 +29,7 @@ import torch.nn as nn
 from torch.fx.node import map_aggregate
 
 from hotpatch.engine.callsite import is_library
+from hotpatch.engine.inputs import Inputs, as_inputs
 
 _MAX_OPAQUE = 16
 
@@ -155,7 +156,7 @@ def _reason(exc: BaseException) -> str:
 # ------------------------------------------------------------------ frames lost in an opaque call
 
 
-def forget_mixed_frames(gm: fx.GraphModule, plan: Any, example: torch.Tensor) -> None:
+def forget_mixed_frames(gm: fx.GraphModule, plan: Any, example: torch.Tensor | Inputs) -> None:
     """Remove the frame axis from what an opaque function that mixes frames computes.
 
     Each opaque function call whose input carries frames is tested like a block (one frame of
@@ -274,7 +275,7 @@ def _counts_frames(n: fx.Node, plan: Any) -> bool:
     return f is not None and f.kind == "int" and f.count is not None
 
 
-def _capture(gm: fx.GraphModule, calls: list[fx.Node], example: torch.Tensor) -> dict[str, tuple]:
+def _capture(gm: fx.GraphModule, calls: list[fx.Node], example: torch.Tensor | Inputs) -> dict[str, tuple]:
     wanted = {n.name for n in calls}
     captured: dict[str, tuple] = {}
 
@@ -289,14 +290,14 @@ def _capture(gm: fx.GraphModule, calls: list[fx.Node], example: torch.Tensor) ->
             return result
 
     with torch.no_grad():
-        _Capture(gm).run(example)
+        _Capture(gm).run(*as_inputs(gm.graph, example).args(gm.graph))
     return captured
 
 
 # ------------------------------------------------------------ blocks that accept only F tokens
 
 
-def pin_frame_sized_blocks(gm: fx.GraphModule, plan: Any, example: torch.Tensor) -> None:
+def pin_frame_sized_blocks(gm: fx.GraphModule, plan: Any, example: torch.Tensor | Inputs) -> None:
     """A temporal block with no attention over frames (it mixes them only through a weight or
     buffer sized by F: an MLP-Mixer token MLP ``Linear(F, ..)``, a ``BatchNorm1d(F)``) that fails
     on one frame fewer has no tokens for HoT: it becomes ``frame-channel`` and no longer counts

@@ -29,7 +29,7 @@ import builtins
 import linecache
 import operator
 import types
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -38,6 +38,9 @@ import torch.nn as nn
 from torch.fx.node import map_arg
 
 from hotpatch.errors import InputShapeError, TraceFailure
+
+InputSpecs = Mapping[Any, tuple[tuple[int, ...], torch.dtype]]
+"""Shape and dtype of each traced input by ``forward`` parameter name (``None``: the first input)."""
 
 _MODULE_CALL = nn.Module.__call__  # the originals: fx replaces them while it traces
 _MODULE_GETATTR = nn.Module.__getattr__
@@ -115,11 +118,42 @@ def _multiple_of(value: Any, frames: int) -> bool:
     return any(isinstance(v, int) and v > 0 and v % frames == 0 for v in sizes)
 
 
-def _evaluate(tracer: Any, nodes: list[fx.Node], shape: Sequence[int]) -> dict[fx.Node, Any]:
-    """Values of ``nodes`` (graph order) for a zero input of ``shape``; runs the submodules on
-    the way in eval mode, so no state (BatchNorm statistics) changes."""
+def _vary(specs: InputSpecs, batch: int = 1, extra_frame: bool = False) -> dict[Any, tuple]:
+    """``specs`` with ``batch`` times the batch and, with ``extra_frame``, one frame more on every
+    input whose axis 1 has the clip's frame count."""
+    frames = _frames(specs)
+    out = {}
+    for name, (shape, dtype) in specs.items():
+        shape = (batch * shape[0], *shape[1:])
+        if extra_frame and len(shape) >= 2 and shape[1] == frames:
+            shape = (shape[0], frames + 1, *shape[2:])
+        out[name] = (shape, dtype)
+    return out
+
+
+def _frames(specs: InputSpecs) -> int:
+    """The clip's frame count: axis 1 of the first input of rank 3 or more (else of the first)."""
+    shapes = [shape for shape, _ in specs.values()]
+    clip = next((s for s in shapes if len(s) >= 3), shapes[0])
+    return clip[1] if len(clip) > 1 else clip[0]
+
+
+def _shapes_text(specs: InputSpecs) -> str:
+    """``(B, 27, 17, 2)`` for one input, ``x (B, 27, 17, 2), t (B)`` for several."""
+    def one(shape):
+        return f"(B{''.join(f', {s}' for s in shape[1:])})"
+    if len(specs) == 1:
+        return one(next(iter(specs.values()))[0])
+    return ", ".join(f"{name} {one(shape)}" for name, (shape, _) in specs.items())
+
+
+def _evaluate(tracer: Any, nodes: list[fx.Node], specs: InputSpecs) -> dict[fx.Node, Any]:
+    """Values of ``nodes`` (graph order) for zero inputs of ``specs``' shapes and dtypes (a
+    parameter fixed while tracing has its default); runs the submodules on the way in eval mode,
+    so no state (BatchNorm statistics) changes."""
     root: nn.Module = tracer.root
     env: dict[fx.Node, Any] = {}
+    first = next((n for n in nodes[0].graph.nodes if n.op == "placeholder"), None) if nodes else None
     was_training = root.training
     root.eval()
     traced_call, traced_getattr = nn.Module.__call__, nn.Module.__getattr__
@@ -130,7 +164,8 @@ def _evaluate(tracer: Any, nodes: list[fx.Node], shape: Sequence[int]) -> dict[f
                 args = map_arg(n.args, env.__getitem__)
                 kwargs = map_arg(n.kwargs, env.__getitem__)
                 if n.op == "placeholder":
-                    env[n] = torch.zeros(tuple(shape))
+                    spec = specs.get(n.target, specs.get(None) if n is first else None)
+                    env[n] = torch.zeros(spec[0], dtype=spec[1]) if spec is not None else (n.args[0] if n.args else None)
                 elif n.op == "get_attr":
                     env[n] = resolve(root, n.target)
                 elif n.op == "call_function":
@@ -168,12 +203,13 @@ def specialise_branch(tracer: Any, node: fx.Node, frame: types.FrameType | None)
     nodes = [n for n in node.graph.nodes if n in _ancestors(node)]
     if _reads_values(nodes):
         return None
-    if tracer.example_shape is None:
+    if tracer.example_inputs is None:
         raise ShapeNeeded(_site(frame))
-    shape = tracer.example_shape
+    specs = tracer.example_inputs
+    frames = _frames(specs)
     try:
-        env = _evaluate(tracer, nodes, shape)
-        batch_value = bool(_evaluate(tracer, nodes, (2 * shape[0], *shape[1:]))[node])
+        env = _evaluate(tracer, nodes, specs)
+        batch_value = bool(_evaluate(tracer, nodes, _vary(specs, batch=2))[node])
     except Exception:  # cannot be computed apart from the model: fail as fx does
         return None
     value = bool(env[node])
@@ -187,11 +223,10 @@ def specialise_branch(tracer: Any, node: fx.Node, frame: types.FrameType | None)
     reads = _size_reads(node)
     # before the first block every tensor has the input's F frames (the cut comes after a block)
     after_block = any(n.op == "call_module" and n.target in tracer.blocks for n in nodes)
-    other = (shape[0], shape[1] + 1, *shape[2:])
     try:
-        frame_dependent = bool(_evaluate(tracer, nodes, other)[node]) != value
+        frame_dependent = bool(_evaluate(tracer, nodes, _vary(specs, extra_frame=True))[node]) != value
     except Exception:  # the model accepts only its own F: judge the sizes read by their values
-        frame_dependent = any(_multiple_of(env[r], shape[1]) for r in reads if not _reads_rank(r))
+        frame_dependent = any(_multiple_of(env[r], frames) for r in reads if not _reads_rank(r))
     if after_block and frame_dependent:
         raise TraceFailure(
             f"the branch at {_full_site(frame)} depends on the frame count of tokens that a transformer "
@@ -200,9 +235,9 @@ def specialise_branch(tracer: Any, node: fx.Node, frame: types.FrameType | None)
         )
     taken = "taken" if value else "not taken"
     if not frame_dependent:
-        detail = f"fixed for inputs of shape (B, {', '.join(str(s) for s in shape[1:])})"
+        detail = f"fixed for inputs of shape {_shapes_text(specs)}"
     else:
-        detail = f"decided for F={shape[1]}, the only clip length the patched model accepts"
+        detail = f"decided for F={frames}, the only clip length the patched model accepts"
     note = f"branch {where} {taken}: {detail}"
     if note not in tracer.notes:  # a branch in a loop, or `a and b` on one line, is noted once
         tracer.notes.append(note)
@@ -230,30 +265,39 @@ def shape_rank(tracer: Any, node: fx.Node) -> int | None:
     if not is_shape:
         return None
     nodes = [n for n in node.graph.nodes if n in _ancestors(node)]
-    if tracer.example_shape is None:
+    if tracer.example_inputs is None:
         raise ShapeNeeded("a shape is iterated")
-    return len(_evaluate(tracer, nodes, tracer.example_shape)[node])
+    return len(_evaluate(tracer, nodes, tracer.example_inputs)[node])
 
 
-def check_input_shape(x: torch.Tensor, sizes: tuple[int, ...]) -> torch.Tensor:
-    """Guard at the input of a graph whose ``forward`` branched on the input's shape: the
+def check_input_shape(x: torch.Tensor, sizes: tuple[int, ...], name: str = "") -> torch.Tensor:
+    """Guard at an input of a graph whose ``forward`` branched on the inputs' shapes: the
     branches were decided for inputs of shape (B, *sizes) only."""
-    if tuple(x.shape[1:]) != tuple(sizes):
+    if not isinstance(x, torch.Tensor) or tuple(x.shape[1:]) != tuple(sizes):
+        got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        which = f"input {name} of " if name else "input of "
         raise InputShapeError(
-            f"this model's forward branches on the input's shape, and hotpatch decided those "
-            f"branches for inputs of shape (B, {', '.join(map(str, sizes))}) (see hotpatch_plan); "
-            f"got {tuple(x.shape)}. Pass inputs of that shape, or patch the original model again "
+            f"this model's forward branches on its inputs' shapes, and hotpatch decided those "
+            f"branches for the {which}shape (B, {', '.join(map(str, sizes))}) (see hotpatch_plan); "
+            f"got {got}. Pass inputs of that shape, or patch the original model again "
             "with example_input= of the shape you use."
         )
     return x
 
 
-def guard_input(graph: fx.Graph, sizes: Sequence[int]) -> None:
-    """Insert :func:`check_input_shape` right after the input placeholder."""
-    x = next(n for n in graph.nodes if n.op == "placeholder")
-    with graph.inserting_after(x):
-        guard = graph.call_function(check_input_shape, (x, tuple(sizes)))
-    x.replace_all_uses_with(guard, delete_user_cb=lambda u: u is not guard)
+def guard_input(graph: fx.Graph, sizes: Sequence[int] | Mapping[Any, Sequence[int]]) -> None:
+    """Insert :func:`check_input_shape` right after each input placeholder: ``sizes`` are the
+    non-batch sizes of the one input, or a dict by input name (``None``: the first input)."""
+    placeholders = [n for n in graph.nodes if n.op == "placeholder"]
+    by_name = sizes if isinstance(sizes, Mapping) else {None: sizes}
+    for name, shape in by_name.items():
+        x = placeholders[0] if name is None else next((n for n in placeholders if n.target == name), None)
+        if x is None:
+            continue
+        shown = "" if len(by_name) == 1 else str(x.target)
+        with graph.inserting_after(x):
+            guard = graph.call_function(check_input_shape, (x, tuple(shape), shown))
+        x.replace_all_uses_with(guard, delete_user_cb=lambda u, g=guard: u is not g)
 
 
 torch.fx.wrap("check_input_shape")

@@ -32,7 +32,8 @@ import torch.nn.functional as F
 from hotpatch.errors import HotpatchError, TraceFailure
 from hotpatch.engine.opaque import Opaque
 from hotpatch.engine.callsite import is_library, user_frame
-from hotpatch.engine.specialise import ShapeNeeded, guard_input, resolve, shape_rank, specialise_branch
+from hotpatch.engine.inputs import forward_parameters
+from hotpatch.engine.specialise import InputSpecs, ShapeNeeded, guard_input, resolve, shape_rank, specialise_branch
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +137,8 @@ class HotpatchTracer(fx.Tracer):
     shape asserts are assumed to hold, functional dropout becomes an ``nn.Dropout`` module
     (so the patched model still follows ``.train()``/``.eval()``), DropPath-like
     modules that read ``self.training`` stay opaque calls, branches on the input's sizes are
-    decided for ``example_shape``, shapes are iterated by their rank, and the calls listed in
+    decided for the example inputs (``example_inputs``: shape and dtype by input name; a plain
+    ``example_shape`` is one input's), shapes are iterated by their rank, and the calls listed in
     ``opaque`` are recorded as single nodes.
     """
 
@@ -146,11 +148,14 @@ class HotpatchTracer(fx.Tracer):
         leaf_types: Sequence[type] = (),
         example_shape: Sequence[int] | None = None,
         opaque: Opaque | None = None,
+        example_inputs: InputSpecs | None = None,
     ) -> None:
         super().__init__(autowrap_modules=(math,), autowrap_functions=_EINOPS_FUNCS)
         self.blocks = set(blocks)
         self.leaf_types = tuple(leaf_types)
-        self.example_shape = tuple(example_shape) if example_shape is not None else None
+        if example_inputs is None and example_shape is not None:
+            example_inputs = {None: (tuple(example_shape), torch.float32)}  # the first input, whatever its name
+        self.example_inputs = dict(example_inputs) if example_inputs is not None else None
         self.opaque = opaque if opaque is not None else Opaque()
         self.dropouts: dict[str, nn.Module] = {}
         self.dropout_training: list[bool] = []
@@ -217,52 +222,58 @@ def _forward_globals(root: nn.Module) -> list[dict]:
     return list(seen.values())
 
 
-def concrete_flags(model: nn.Module) -> tuple[list[str], dict[str, Any]]:
-    """Split ``forward``'s parameters into inputs (no default) and flags fixed to their
-    defaults through ``concrete_args`` (``return_rep=False``, ``index=None`` ...)."""
-    inputs, flags = [], {}
-    for name, p in inspect.signature(model.forward).parameters.items():
-        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
-            continue
-        if p.default is inspect.Parameter.empty:
-            inputs.append(name)
-        else:
-            flags[name] = p.default
-    return inputs, flags
+def concrete_flags(model: nn.Module, inputs: Sequence[str] | None = None) -> tuple[list[str], dict[str, Any]]:
+    """Split ``forward``'s parameters into traced inputs and flags fixed to their defaults
+    through ``concrete_args`` (``return_rep=False``, ``index=None`` ...). The inputs are
+    ``inputs`` if given (the parameters an example gives), else those without a default."""
+    params = forward_parameters(model)
+    if inputs is None:
+        inputs = [p.name for p in params if p.default is inspect.Parameter.empty]
+    flags = {p.name: p.default for p in params if p.name not in inputs}
+    return [p.name for p in params if p.name in inputs], flags
 
 
 def trace(
-    model: nn.Module, leaf_modules: Sequence[type] = (), example_shape: Sequence[int] | None = None
+    model: nn.Module,
+    leaf_modules: Sequence[type] = (),
+    example_shape: Sequence[int] | None = None,
+    *,
+    example_inputs: InputSpecs | None = None,
 ) -> tuple[fx.GraphModule, list[str]]:
     """Trace ``model`` (already in eval mode) with blocks as leaves.
 
-    ``example_shape`` is the shape of the input the patch is built for; Python branches on the
-    input's rank or fixed sizes are decided with it (without it such a branch raises
+    ``example_shape`` is the shape of the input the patch is built for; a model with several
+    inputs gives ``example_inputs`` instead (name -> (shape, dtype), in ``forward``'s order):
+    those parameters are traced as inputs, the others fixed to their defaults. Python branches
+    on the inputs' rank or fixed sizes are decided with them (without them such a branch raises
     :class:`ShapeNeeded`). A free function or a submodule that fx cannot trace is retried as
     one opaque call (see :mod:`hotpatch.engine.opaque`). The decisions are listed in
-    ``graph_module.meta["hotpatch_notes"]``.
+    ``graph_module.meta["hotpatch_notes"]``. The graph's ``forward`` has the model's parameter
+    names, so it can be called with keywords as the model is.
 
     Returns ``(graph_module, block_names)``. Raises :class:`TraceFailure`
     naming the offending source line when tracing is impossible.
     """
     blocks = find_blocks(model, leaf_modules)
-    inputs, flags = concrete_flags(model)
-    if len(inputs) != 1:
+    inputs, flags = concrete_flags(model, list(example_inputs) if example_inputs is not None else None)
+    if example_inputs is None and len(inputs) != 1:
         raise TraceFailure(
-            f"{type(model).__name__}.forward takes {len(inputs)} required inputs {inputs}; "
-            "hotpatch patches models whose forward takes one pose tensor (B, F, J, C). "
-            "Give the others default values or wrap the model in a module with one input."
+            f"{type(model).__name__}.forward takes {len(inputs)} required inputs {inputs}; pass one example of "
+            "each as example_input=(a, b, ...) or a dict by name (CLI: --example-input inputs.pt), or give "
+            "the others default values."
         )
+    if example_inputs is None and example_shape is not None:
+        example_inputs = {inputs[0]: (tuple(example_shape), torch.float32)}
     opaque = Opaque()
     while True:
-        tracer = HotpatchTracer(blocks, leaf_modules, example_shape, opaque)
+        tracer = HotpatchTracer(blocks, leaf_modules, opaque=opaque, example_inputs=example_inputs)
         try:
             graph = _run_tracer(tracer, model, flags)
             break
         except TraceFailure as failure:
             if not opaque.learn(failure.__cause__ or failure, model, blocks):
                 raise
-    train_tracer = HotpatchTracer(blocks, leaf_modules, example_shape, opaque)
+    train_tracer = HotpatchTracer(blocks, leaf_modules, opaque=opaque, example_inputs=example_inputs)
     model.train()
     try:
         _run_tracer(train_tracer, model, flags)
@@ -271,15 +282,28 @@ def trace(
     finally:
         model.eval()
     _decide_dropouts(graph, tracer, train_tracer)
+    _keep_parameter_names(graph, model)
     notes = [*opaque.notes, *tracer.notes]
-    if tracer.notes and example_shape is not None:  # branches were decided for this shape
-        sizes = tuple(example_shape)[1:]
+    if tracer.notes and example_inputs is not None:  # branches were decided for these shapes
+        sizes = {name: shape[1:] for name, (shape, _) in example_inputs.items()}
         guard_input(graph, sizes)
-        notes.append(f"inputs are checked to be (B, {', '.join(map(str, sizes))}): the branches were decided for them")
+        shown = ", ".join(f"(B, {', '.join(map(str, s))})" if len(sizes) == 1 else f"{k} (B, {', '.join(map(str, s))})"
+                          for k, s in sizes.items())
+        notes.append(f"inputs are checked to be {shown}: the branches were decided for them")
     gm = build_graph_module(model, graph, tracer.dropouts, type(model).__name__ + "Traced")
     gm.meta["hotpatch_notes"] = notes
     gm.meta["hotpatch_opaque_functions"] = list(opaque.functions)
     return gm, blocks
+
+
+def _keep_parameter_names(graph: fx.Graph, model: nn.Module) -> None:
+    """fx renames a parameter fixed through ``concrete_args`` (``mask`` -> ``mask_1``); give every
+    placeholder back the name of its ``forward`` parameter, so keyword calls work as on the model."""
+    placeholders = [n for n in graph.nodes if n.op == "placeholder"]
+    params = forward_parameters(model)
+    if len(placeholders) == len(params):
+        for node, p in zip(placeholders, params):
+            node.target = p.name
 
 
 def _run_tracer(tracer: HotpatchTracer, model: nn.Module, flags: dict[str, Any]) -> fx.Graph:

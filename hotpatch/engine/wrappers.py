@@ -32,12 +32,20 @@ def rescale_count(value: int, old: int, new: int) -> int:
     return value // old * new
 
 
-def check_frames(x: torch.Tensor, frames: int) -> torch.Tensor:
-    """Guard at the model input: the patch was built for ``frames`` frames (axis 1)."""
-    if x.dim() < 2 or x.shape[1] != frames:
+def check_frames(x: torch.Tensor, frames: int | None, axis: int = 1, name: str = "") -> torch.Tensor:
+    """Guard at a model input: the patch was built for ``frames`` frames on ``axis`` (None: the
+    input has no frame axis, it only has to be a tensor). ``name`` names the input of a model
+    with several."""
+    which = f"input {name}" if name else "the input"
+    if not isinstance(x, torch.Tensor):
         raise HotpatchError(
-            f"this model was patched for clips of F={frames} frames (axis 1 of the input), "
-            f"got an input of shape {tuple(x.shape)}; pad or window the clip to {frames} frames "
+            f"this model was patched with a tensor as {which}, got {type(x).__name__}; pass a tensor "
+            "shaped like the example_input it was patched with."
+        )
+    if frames is not None and (x.dim() <= axis or x.shape[axis] != frames):
+        raise HotpatchError(
+            f"this model was patched for clips of F={frames} frames (axis {axis} of {which}), "
+            f"got {which} of shape {tuple(x.shape)}; pad or window the clip to {frames} frames "
             "or patch again with frames= set to the clip length."
         )
     return x
@@ -93,9 +101,16 @@ class PruneAgain(nn.Module):
         return f"center={self.center}, layouts=[{', '.join(l.describe() for l in self.layouts)}]"
 
 
+def is_token(c: torch.Tensor) -> bool:
+    """A canonical (B, F, ..., C) tensor of float features; a (B, F) mask or index is not one."""
+    return c.dim() >= 3 and c.is_floating_point()
+
+
 def features(canon: list[torch.Tensor]) -> torch.Tensor:
-    """The pruner's input: every tensor's pooled per-frame features, side by side."""
-    return torch.cat([pool_tokens(c).float() for c in canon], dim=-1)
+    """The pruner's input: every token tensor's pooled per-frame features, side by side (masks
+    and other per-frame values alive at the cut are pruned with them but do not choose)."""
+    tokens = [c for c in canon if is_token(c)] or [c if c.dim() >= 3 else c.unsqueeze(-1) for c in canon]
+    return torch.cat([pool_tokens(c).float() for c in tokens], dim=-1)
 
 
 def keep_frames(pruner: FramePruner, layouts: list[Layout], canon: list[torch.Tensor], index: torch.Tensor) -> list[torch.Tensor]:
@@ -103,7 +118,7 @@ def keep_frames(pruner: FramePruner, layouts: list[Layout], canon: list[torch.Te
     outs = []
     for lay, c in zip(layouts, canon):
         kept = gather_frames(c, index)
-        if isinstance(pruner, TPC):
+        if isinstance(pruner, TPC) and is_token(c):
             kept = pruner.add_pos_embed(kept)
         outs.append(lay.from_canonical(kept, index.shape[1]))
     return outs

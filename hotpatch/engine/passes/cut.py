@@ -19,15 +19,24 @@ from hotpatch.errors import RewriteError
 
 
 class GuardInput(RewritePass):
-    """The patched model checks that its input has the F frames it was patched for."""
+    """The patched model checks that its input has the F frames it was patched for; with
+    several inputs, that each is a tensor and each that carries frames has F of them."""
 
     name = "guard"
 
     def run(self, edit: Edit) -> None:
-        x = next(n for n in edit.nodes if n.op == "placeholder")
-        with edit.graph.inserting_after(x):
-            guard = edit.graph.call_function(check_frames, (x, edit.cfg.frames))
-        x.replace_all_uses_with(guard, delete_user_cb=lambda u: u is not guard)
+        placeholders = [n for n in edit.nodes if n.op == "placeholder"]
+        inputs = edit.plan.inputs
+        if len(inputs) <= 1:
+            guards = [(placeholders[0], 1, "")]
+        else:
+            by_name = {n.target: n for n in placeholders}
+            guards = [(by_name[i.name], i.frame_axis, i.name) for i in inputs if i.name in by_name]
+        for x, axis, name in guards:
+            frames = edit.cfg.frames if axis is not None else None
+            with edit.graph.inserting_after(x):
+                guard = edit.graph.call_function(check_frames, (x, frames, axis or 1, name))
+            x.replace_all_uses_with(guard, delete_user_cb=lambda u, g=guard: u is not g)
 
 
 class PruneAtCuts(RewritePass):
