@@ -7,6 +7,7 @@ import dataclasses
 import logging
 from collections import Counter
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.fx as fx
@@ -161,6 +162,37 @@ def prepare(
         if inplace:
             model.train(was_training)
     return Prepared(gm, plan, inputs, was_training, getattr(model, "hotpatch_source", None))
+
+
+def example_from_config(
+    config: dict[str, Any], saved: dict[str, torch.Tensor] | None = None, *, batch: int = 1, zeros: bool = False,
+) -> torch.Tensor | dict[str, torch.Tensor]:
+    """An input for a patched model from its ``hotpatch_config``: a clip (batch, *input_shape), or
+    for a model patched with several inputs a dict of them by name, in ``forward``'s order.
+    Integer and bool inputs (a timestep, a mask) are ``saved``'s values (the example it was patched
+    with, ``hotpatch_example``) repeated over the batch, else zeros; float inputs are random
+    (seeded, the caller's RNG untouched) or, with ``zeros``, zeros."""
+    gen = torch.Generator().manual_seed(0)
+
+    def draw(shape, dtype=torch.float32):
+        return torch.zeros(shape, dtype=dtype) if zeros else torch.randn(shape, generator=gen, dtype=dtype)
+
+    if "inputs" not in config:
+        return draw((batch, *config["input_shape"]))
+    saved = saved or {}
+    out: dict[str, torch.Tensor] = {}
+    for entry in config["inputs"]:
+        name, shape = str(entry["name"]), tuple(int(s) for s in entry["shape"])
+        dtype = getattr(torch, str(entry["dtype"]))
+        if not isinstance(dtype, torch.dtype):
+            raise ValueError(f"unknown dtype {entry['dtype']!r} of input {name}")
+        if name in saved:
+            out[name] = saved[name][:1].to(dtype).expand(batch, *shape).clone()
+        elif dtype.is_floating_point:
+            out[name] = draw((batch, *shape), dtype)
+        else:
+            out[name] = torch.zeros((batch, *shape), dtype=dtype)
+    return out
 
 
 def _refuse_patched(model: nn.Module) -> None:

@@ -235,27 +235,13 @@ def _example_record(patched: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def example_inputs(payload: Mapping[str, Any], where: str) -> torch.Tensor | dict[str, torch.Tensor]:
-    """The example (batch 1) a saved patch is rebuilt with: a random clip of ``input_shape``, or
-    for a model patched with several inputs a dict of them by name (integer and bool inputs as
-    saved, float ones random of their recorded shape)."""
-    cfg = payload["config"]
-    gen = torch.Generator().manual_seed(0)
-    if "inputs" not in cfg:
-        return torch.randn(1, *cfg["input_shape"], generator=gen)
-    saved = payload.get("example") or {}
-    out: dict[str, torch.Tensor] = {}
+    """The example (batch 1) a saved patch is rebuilt with (see :func:`hotpatch.patch.example_from_config`)."""
+    from hotpatch.patch import example_from_config
+
     try:
-        for entry in cfg["inputs"]:
-            name, shape, dtype = str(entry["name"]), [int(s) for s in entry["shape"]], getattr(torch, str(entry["dtype"]))
-            if name in saved:
-                out[name] = saved[name]
-            elif dtype.is_floating_point:
-                out[name] = torch.randn(1, *shape, generator=gen, dtype=dtype)
-            else:
-                out[name] = torch.zeros(1, *shape, dtype=dtype)
+        return example_from_config(payload["config"], payload.get("example"))
     except (KeyError, TypeError, ValueError, AttributeError) as err:
         raise CheckpointError(f"{where} has a malformed config['inputs'] ({err}); save the model again with hotpatch.save") from err
-    return out
 
 
 def _load_matching(model: nn.Module, state: Mapping[str, torch.Tensor]) -> None:

@@ -275,10 +275,10 @@ def check_input_shape(x: torch.Tensor, sizes: tuple[int, ...], name: str = "") -
     branches were decided for inputs of shape (B, *sizes) only."""
     if not isinstance(x, torch.Tensor) or tuple(x.shape[1:]) != tuple(sizes):
         got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-        which = f"input {name} of " if name else "input of "
+        which = f"its input {name} of shape" if name else "inputs of shape"
         raise InputShapeError(
-            f"this model's forward branches on its inputs' shapes, and hotpatch decided those "
-            f"branches for the {which}shape (B, {', '.join(map(str, sizes))}) (see hotpatch_plan); "
+            f"this model's forward branches on the input's shape, and hotpatch decided those "
+            f"branches for {which} (B, {', '.join(map(str, sizes))}) (see hotpatch_plan); "
             f"got {got}. Pass inputs of that shape, or patch the original model again "
             "with example_input= of the shape you use."
         )

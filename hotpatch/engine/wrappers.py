@@ -45,7 +45,7 @@ def check_frames(x: torch.Tensor, frames: int | None, axis: int = 1, name: str =
     if frames is not None and (x.dim() <= axis or x.shape[axis] != frames):
         raise HotpatchError(
             f"this model was patched for clips of F={frames} frames (axis {axis} of {which}), "
-            f"got {which} of shape {tuple(x.shape)}; pad or window the clip to {frames} frames "
+            f"got {'input ' + name if name else 'an input'} of shape {tuple(x.shape)}; pad or window the clip to {frames} frames "
             "or patch again with frames= set to the clip length."
         )
     return x

@@ -113,12 +113,18 @@ def test_save_load_round_trip_is_exact(name, tmp_path):
     with torch.no_grad():
         assert torch.equal(call(loaded, inputs), call(patched.eval(), inputs))
     assert loaded.hotpatch_config["inputs"] == patched.hotpatch_config["inputs"]
+    saved = hotpatch.saving.read(tmp_path / "hot.pt")
+    # the integer timestep / bool mask are kept as given (random ones may be invalid); floats are drawn
+    assert set(saved["example"]) == ({"t"} if name == "denoiser" else {"mask"})
+    kept = first(inputs)["t" if name == "denoiser" else "mask"] if name == "masked" else first(inputs)[2]
+    assert torch.equal(saved["example"]["t" if name == "denoiser" else "mask"], kept)
 
 
 def test_each_inputs_frame_axis_is_found_and_the_timestep_passes_through():
     model, inputs, patched = patch("denoiser")
     plan = patched.hotpatch_plan
     assert [(i.name, i.frame_axis) for i in plan.inputs] == [("x_2d", 1), ("y_noisy", 1), ("t", None)]
+    assert "input t (1,): no frame axis, passed through" in str(plan)
     assert patched.hotpatch_config["inputs"] == [
         {"name": "x_2d", "shape": [F, 17, 2], "dtype": "float32", "frame_axis": 1},
         {"name": "y_noisy", "shape": [F, 17, 3], "dtype": "float32", "frame_axis": 1},
