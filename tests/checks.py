@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import torch
+
+from hotpatch.engine.rewrite import stage_pruners
+
 
 def frames_seen(shape, axes, batch: int, joints: int = 17) -> int:
     """Frames in a block input of layout ``axes`` (from the plan) at batch size ``batch``."""
@@ -18,7 +22,6 @@ def frames_per_block(patched, x, blocks=None) -> dict[str, int]:
     """Frames the first input of each block (default: every block of the plan) carries in one
     forward of ``patched`` on ``x``, read with forward hooks."""
     import torch
-
     plan = patched.hotpatch_plan
     nodes = {n.name: n for n in patched.graph.nodes}
     seen: dict[str, int] = {}
@@ -40,3 +43,15 @@ def frames_per_block(patched, x, blocks=None) -> dict[str, int]:
         for h in hooks:
             h.remove()
     return seen
+
+
+def stage_indices(patched, x) -> list[torch.Tensor]:
+    """The index (original frames) each stage returns."""
+    out, handles = [], []
+    for _, m in stage_pruners(patched):
+        handles.append(m.register_forward_hook(lambda _m, _a, o: out.append(o[-1].clone())))
+    with torch.no_grad():
+        patched(x)
+    for h in handles:
+        h.remove()
+    return out
