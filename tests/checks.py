@@ -40,3 +40,18 @@ def frames_per_block(patched, x, blocks=None) -> dict[str, int]:
         for h in hooks:
             h.remove()
     return seen
+
+
+def state_of(model) -> dict:
+    """A copy of ``model``'s state_dict, to check later that patching left it unchanged."""
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def assert_unchanged(model, state, x, before) -> None:
+    """``model`` still has the ``state`` of :func:`state_of` and still maps ``x`` to ``before``."""
+    import torch
+
+    assert model.state_dict().keys() == state.keys()
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in state.items())
+    with torch.no_grad():
+        assert torch.equal(model(x), before)
