@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 
 def frames_seen(shape, axes, batch: int, joints: int = 17) -> int:
     """Frames in a block input of layout ``axes`` (from the plan) at batch size ``batch``."""
@@ -55,3 +57,10 @@ def assert_unchanged(model, state, x, before) -> None:
     assert all(torch.equal(model.state_dict()[k], v) for k, v in state.items())
     with torch.no_grad():
         assert torch.equal(model(x), before)
+
+
+onnx_missing = pytest.mark.skipif(
+    any(__import__("importlib").util.find_spec(m) is None for m in ("onnx", "onnxscript", "onnxruntime")),
+    reason="ONNX export needs the export extra: pip install 'hotpatch[export]'",
+)
+

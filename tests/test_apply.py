@@ -333,7 +333,6 @@ def test_patching_a_patched_model_says_how_to_repatch(entry):
     assert isinstance(err.value, hotpatch.HotpatchError)
 
 
-
 def test_repatching_the_original_after_a_refusal_works():
     model, x = wild_vpts.build("iter_norm")
     first = hotpatch.apply(model, n=1, f=KEEP, example_input=x[:1])
@@ -341,4 +340,3 @@ def test_repatching_the_original_after_a_refusal_works():
         hotpatch.apply(first, n=2, f=3, example_input=x[:1])
     second = hotpatch.prepare(copy.deepcopy(model), example_input=x[:1]).patch(2, 3)
     assert second.hotpatch_config["n"] == 2 and second(x).shape == x.shape[:3] + (3,)
-

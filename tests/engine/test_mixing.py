@@ -26,11 +26,9 @@ def test_the_attention_that_mixes_frames_is_named():
     assert "attends over frames" in str(plan)
 
 
-
 def _prepared(name):
     model, x = author_vpts.build(name)
     return hotpatch.prepare(model, example_input=x[:1])
-
 
 
 # ------------------------------------------------------------ residual branches scaled to ~0
@@ -50,7 +48,6 @@ def test_scaled_branches_are_found_and_f_equal_F_reproduces_the_original(name, p
     assert torch.equal(out, ref)
 
 
-
 @pytest.mark.parametrize("name", list(gated_vpts.ALL))
 def test_scaled_branches_are_patched_with_fewer_frames(name):
     model, x = gated_vpts.build(name)
@@ -61,13 +58,11 @@ def test_scaled_branches_are_patched_with_fewer_frames(name):
     assert patched.hotpatch_sites.cut_block is not None
 
 
-
 def test_which_of_two_attentions_mixes_frames_is_recorded():
     plan = hotpatch.prepare(gated_vpts.build("layer_scale")[0], example_input=torch.randn(1, 27, 17, 2)).plan
     assert all("attn_t" in b.why for b in plan.blocks)  # attn_s runs first and is not the reason
     plan = hotpatch.prepare(gated_vpts.build("rezero")[0], example_input=torch.randn(1, 27, 17, 2)).plan
     assert all(b.why.endswith("in temporal attends over frames") for b in plan.blocks)
-
 
 
 # ------------------------------------------------------------------------- other designs
@@ -91,7 +86,6 @@ class CrossHalves(nn.Module):
         return x + self.fc2(self.fc1(x))
 
 
-
 class TemporalConvBlock(nn.Module):
     """Spatial attention over joints plus a depthwise temporal convolution: frames are mixed,
     but not by an attention."""
@@ -111,7 +105,6 @@ class TemporalConvBlock(nn.Module):
         return x + self.fc2(self.fc1(x))
 
 
-
 class FourierBlock(nn.Module):
     """Mixes tokens with an FFT (no attention, no rule for the op): decided by perturbation."""
 
@@ -124,7 +117,6 @@ class FourierBlock(nn.Module):
         n = x.shape[self.axis]
         x = x + torch.fft.irfft(torch.fft.rfft(self.fc1(x), dim=self.axis), n=n, dim=self.axis)
         return x + self.fc4(self.fc3(self.fc2(x)))
-
 
 
 class Stack(nn.Module):
@@ -151,11 +143,9 @@ class Stack(nn.Module):
         return self.head(x)
 
 
-
 def _plan(model):
     torch.manual_seed(0)
     return hotpatch.prepare(model.eval(), example_input=torch.randn(1, 12, 17, 2)).plan
-
 
 
 def test_cross_attention_between_parts_of_the_frame_axis_is_temporal():
@@ -164,12 +154,10 @@ def test_cross_attention_between_parts_of_the_frame_axis_is_temporal():
     assert all("multi_head_attention" in b.why or "scaled_dot_product" in b.why or "softmax" in b.why for b in plan.blocks)
 
 
-
 def test_a_temporal_convolution_mixes_frames_without_attention():
     plan = _plan(Stack([TemporalConvBlock(16, 12) for _ in range(2)], "(b f) j c"))
     assert [b.kind for b in plan.blocks] == [T, T]
     assert all("convolution in tconv mixes frames" in b.why for b in plan.blocks)
-
 
 
 def test_blocks_without_followable_attention_fall_back_to_perturbation():

@@ -27,7 +27,6 @@ def test_untraceable_helper_function_is_kept_opaque_and_named():
     assert len(calls) == 1
 
 
-
 def test_blocks_after_a_transform_over_time_are_not_temporal():
     model, x = wild_vpts.build("freq")
     patched = hotpatch.apply(model, n=2, f=KEEP, example_input=x[:1])
@@ -45,7 +44,6 @@ def test_blocks_after_a_transform_over_time_are_not_temporal():
     assert seen == [KEEP, F]
 
 
-
 def test_every_block_on_coefficients_is_refused():
     model, x = wild_vpts.build("freq_only")
     with torch.no_grad():
@@ -57,13 +55,11 @@ def test_every_block_on_coefficients_is_refused():
     assert_unchanged(model, state, x, before)
 
 
-
 def test_submodule_that_iterates_a_tensor_becomes_an_opaque_leaf():
     model, x = wild_vpts.build("iter_norm")
     patched = hotpatch.apply(model, n=N, f=KEEP, example_input=x[:1])
     assert any(n.startswith("kept normalise (RootRelative) as one opaque call") for n in patched.hotpatch_plan.notes)
     assert [n.target for n in patched.graph.nodes if n.op == "call_module" and n.target == "normalise"] == ["normalise"]
-
 
 
 def test_untraceable_block_container_is_not_hidden():
@@ -78,7 +74,6 @@ def test_untraceable_block_container_is_not_hidden():
     assert "`if torch.isnan(x).any():`" in msg and "wild_vpts.py:" in msg
     assert "GuardedEncoder holds transformer blocks" in msg and "leaf_modules=[GuardedEncoder]" not in msg
     assert PACKAGE_DIR not in msg
-
 
 
 def test_star_unpack_shape_loops_and_an_own_helper():

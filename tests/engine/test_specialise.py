@@ -34,14 +34,12 @@ def test_shape_branches_are_decided_for_the_example_and_noted():
         torch.testing.assert_close(patched(y), patched(x), atol=0, rtol=0)
 
 
-
 def test_shape_branches_without_example_input():
     model, _ = wild_vpts.build("shape_branch")
     patched = hotpatch.apply(model, n=N, f=KEEP)  # the input shape is inferred, then traced for it
     assert patched.hotpatch_config["input_shape"] == [27, 17, 2]
     assert any("`if c == 3:" in n and " not taken" in n for n in patched.hotpatch_plan.notes)
     assert patched(torch.randn(2, 27, 17, 2)).shape == (2, 27, 17, 3)
-
 
 
 @pytest.mark.parametrize("name, match, line", [
@@ -62,7 +60,6 @@ def test_branches_that_cannot_be_decided_once_are_refused(name, match, line):
     assert_unchanged(model, state, x, before)
 
 
-
 def test_branches_after_the_blocks():
     model, x = wild_vpts.build("head_branch")
     patched = hotpatch.apply(model, n=N, f=KEEP, example_input=x[:1])
@@ -77,7 +74,6 @@ def test_branches_after_the_blocks():
     with torch.no_grad():
         patched(x)
     assert seen == [F]  # the head runs after recovery, on all F frames
-
 
 
 def test_a_patch_with_decided_branches_checks_the_input_shape():
