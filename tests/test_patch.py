@@ -1,4 +1,5 @@
-"""hotpatch.apply on six small VPTs written in their authors' styles (tests/models/author_vpts.py)."""
+"""hotpatch.apply (hotpatch/patch.py) on six small VPTs written in their authors' styles
+(tests/models/author_vpts.py), and what it says when given a model it has already patched."""
 
 from __future__ import annotations
 
