@@ -14,7 +14,7 @@ import torch
 
 import hotpatch
 import wild_vpts
-from hotpatch.engine import callsite, trace
+from hotpatch.engine import callsite, mixing
 from hotpatch.recipes import mixste
 
 PACKAGE = os.path.dirname(hotpatch.__file__)
@@ -24,7 +24,7 @@ PACKAGE = os.path.dirname(hotpatch.__file__)
     (torch.__file__, True),
     (torch.fx.__file__, True),
     (einops.__file__, True),
-    (trace.__file__, True),  # hotpatch/engine/
+    (mixing.__file__, True),  # hotpatch/engine/
     (hotpatch.__file__, True),  # hotpatch/ itself
     (mixste.__file__, False),  # a recipe: model code, although installed inside hotpatch
     (wild_vpts.__file__, False),
@@ -50,11 +50,11 @@ def _chain(*filenames: str) -> types.FrameType:
 
 
 def test_user_frame_walks_past_library_frames_to_the_user_code_that_called_them():
-    frame = _chain(USER_FILE, trace.__file__, torch.__file__)  # user code -> hotpatch -> torch
+    frame = _chain(USER_FILE, mixing.__file__, torch.__file__)  # user code -> hotpatch -> torch
     assert frame.f_code.co_filename == torch.__file__
     found = callsite.user_frame(frame)
     assert found is frame.f_back.f_back and found.f_code.co_filename == USER_FILE
-    from_here = callsite.user_frame(_chain(trace.__file__, einops.__file__))
+    from_here = callsite.user_frame(_chain(mixing.__file__, einops.__file__))
     assert from_here.f_code.co_filename == __file__ and from_here.f_code.co_name == "_chain"
 
 

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 import frame_use_vpts
 import hotpatch
+from checks import block_input_shapes
 from hotpatch.prune import UniformPrune
 
 FRAMES = 27
@@ -20,18 +21,8 @@ SOURCES = {"avgpoolstrided": "frame_use_vpts:AvgPoolStridedFormer",
 
 
 def _tokens_per_block(patched, x) -> dict[str, int]:
-    """Tokens (axis 1) of each block's input in one forward, read with forward hooks."""
-    seen: dict[str, int] = {}
-    hooks = [patched.get_submodule(b.name).register_forward_hook(
-        lambda _m, args, _out, name=b.name: seen.__setitem__(name, args[0].shape[1]))
-        for b in patched.hotpatch_plan.blocks]
-    try:
-        with torch.no_grad():
-            patched(x)
-    finally:
-        for h in hooks:
-            h.remove()
-    return seen
+    """Tokens (axis 1) of each block's input in one forward (a reduced stage has no frame axis)."""
+    return {name: shape[1] for name, shape in block_input_shapes(patched, x).items()}
 
 
 @pytest.mark.parametrize("name", list(MODELS))
