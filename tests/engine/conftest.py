@@ -1,8 +1,11 @@
 """Fixtures shared by the engine tests."""
 
+import importlib
+
 import pytest
 
-from hotpatch.engine import analyse
+# the module, also where hotpatch.engine exports a function of the same name
+analyse = importlib.import_module("hotpatch.engine.analyse")
 
 
 @pytest.fixture(params=["fake", "real"])
