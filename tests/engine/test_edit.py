@@ -5,7 +5,6 @@ from __future__ import annotations
 import operator
 
 import pytest
-import torch
 import torch.fx as fx
 
 from hotpatch.engine.edit import RewritePass, edit_sizes, is_elementwise, is_sizing
