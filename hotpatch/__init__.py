@@ -15,7 +15,7 @@ from hotpatch.errors import (
     TraceFailure,
 )
 
-__version__ = "0.1.0"
+from hotpatch._version import __version__
 
 __all__ = [
     "AlreadyPatchedError",

@@ -49,3 +49,15 @@ class TargetError(HotpatchError):
 
 class ExportError(HotpatchError):
     """A model could not be exported (ONNX, torch.export), or its export computes something else."""
+
+
+class DataFileNotFoundError(DataError, FileNotFoundError):
+    """A data file does not exist."""
+
+
+class DataKeyError(DataError, LookupError):
+    """A data file lacks a key (an array, a subject, an action)."""
+
+
+class DataShapeError(DataError, ValueError):
+    """An array in a data file (or passed in) has the wrong shape or type."""

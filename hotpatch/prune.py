@@ -197,11 +197,14 @@ class AttentionPrune(FramePruner):
 
 
 class MotionPrune(FramePruner):
-    """Frames with the largest feature motion ||x_t - x_(t-1)|| (frame 0 uses frame 1's)."""
+    """Frames with the largest feature motion ||x_t - x_(t-1)|| (frame 0 uses frame 1's; a
+    single frame, as a later stage may see, has no motion and is kept)."""
 
     @torch.no_grad()
     def select(self, features: torch.Tensor, center: int | torch.Tensor | None = None) -> torch.Tensor:
         x = features.float()
+        if x.shape[1] == 1:
+            return torch.zeros(x.shape[0], 1, dtype=torch.long, device=x.device)
         motion = (x[:, 1:] - x[:, :-1]).norm(dim=-1)
         motion = torch.cat([motion[:, :1], motion], dim=1)
         return top_frames(motion, self.keep, self._center(center))

@@ -59,7 +59,7 @@ def save(patched: nn.Module, path: str | os.PathLike, *, source: Mapping[str, An
     ``hotpatch_source`` (set by the recipes' ``build``). For a model of your own pass
     ``source={"class": "package.module:Class", "kwargs": {...}}``.
     """
-    from hotpatch import __version__
+    from hotpatch._version import __version__
 
     config = getattr(patched, "hotpatch_config", None)
     if not isinstance(config, Mapping):
@@ -306,7 +306,7 @@ def save_model(model: nn.Module, path: str | os.PathLike, *, source: Mapping[str
     Every ``hotpatch`` command accepts the file as TARGET, and :func:`load` rebuilds the model.
     ``source`` as in :func:`save` (default: the model's ``hotpatch_source``).
     """
-    from hotpatch import __version__
+    from hotpatch._version import __version__
 
     if getattr(model, "hotpatch_config", None) is not None:
         raise ConfigError("the model is patched; write it with hotpatch.save (save_model is for unpatched models)")

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+import torch
+
+from hotpatch.engine.rewrite import stage_pruners
+
 
 def frames_seen(shape, axes, batch: int, joints: int = 17) -> int:
     """Frames in a block input of layout ``axes`` (from the plan) at batch size ``batch``."""
@@ -14,38 +19,84 @@ def frames_seen(shape, axes, batch: int, joints: int = 17) -> int:
     return size
 
 
-def frames_per_block(patched, x, blocks=None) -> dict[str, int]:
-    """Frames the first input of each block (default: every block of the plan) carries in one
-    forward of ``patched`` on ``x`` (a tensor, or a tuple / dict of the model's inputs whose
-    first tensor is the clip), read with forward hooks."""
+def call_with(model, x):
+    """``model`` on ``x``: one tensor, a tuple of positional inputs or a dict of keyword inputs."""
+    if isinstance(x, dict):
+        return model(**x)
+    return model(*x) if isinstance(x, (tuple, list)) else model(x)
+
+
+def batch_of(x) -> int:
+    """The batch size of ``x`` (a tensor, or a tuple / dict of inputs with the batch on axis 0)."""
+    first = next(iter(x.values())) if isinstance(x, dict) else x[0] if isinstance(x, (tuple, list)) else x
+    return first.shape[0]
+
+
+def block_input_shapes(patched, x, blocks=None) -> dict[str, tuple[int, ...]]:
+    """Shape of the first input of each block (default: every block of the plan) in one forward
+    of ``patched`` on ``x`` (a tensor, or a tuple / dict of the model's inputs), read with
+    forward hooks."""
     import torch
 
-    if isinstance(x, dict):
-        args, kwargs = (), x
-    elif isinstance(x, (tuple, list)):
-        args, kwargs = tuple(x), {}
-    else:
-        args, kwargs = (x,), {}
-    batch = next(iter([*args, *kwargs.values()])).shape[0]
-
-    plan = patched.hotpatch_plan
-    nodes = {n.name: n for n in patched.graph.nodes}
-    seen: dict[str, int] = {}
-    hooks = []
-    for block in plan.blocks if blocks is None else blocks:
-        arg = nodes[block.node].args[0]
-        while arg.name not in plan.facts:  # a pruned or recovered input: follow it to the source
-            arg = arg.args[0]
-        axes = plan.facts[arg.name].axes
-
-        def hook(_m, args, _out, name=block.name, axes=axes):
-            seen[name] = frames_seen(args[0].shape, axes, batch)
-
-        hooks.append(patched.get_submodule(block.name).register_forward_hook(hook))
+    seen: dict[str, tuple[int, ...]] = {}
+    hooks = [
+        patched.get_submodule(b.name).register_forward_hook(
+            lambda _m, args, _out, name=b.name: seen.__setitem__(name, tuple(args[0].shape)))
+        for b in (patched.hotpatch_plan.blocks if blocks is None else blocks)
+    ]
     try:
         with torch.no_grad():
-            patched(*args, **kwargs)
+            call_with(patched, x)
     finally:
         for h in hooks:
             h.remove()
     return seen
+
+
+def frames_per_block(patched, x, blocks=None) -> dict[str, int]:
+    """Frames the first input of each block (default: every block of the plan) carries in one
+    forward of ``patched`` on ``x``, read with forward hooks."""
+    plan = patched.hotpatch_plan
+    nodes = {n.name: n for n in patched.graph.nodes}
+    blocks = plan.blocks if blocks is None else blocks
+    axes = {}
+    for block in blocks:
+        arg = nodes[block.node].args[0]
+        while arg.name not in plan.facts:  # a pruned or recovered input: follow it to the source
+            arg = arg.args[0]
+        axes[block.name] = plan.facts[arg.name].axes
+    shapes = block_input_shapes(patched, x, blocks)
+    return {name: frames_seen(shape, axes[name], batch_of(x)) for name, shape in shapes.items()}
+
+
+def state_of(model) -> dict:
+    """A copy of ``model``'s state_dict, to check later that patching left it unchanged."""
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def assert_unchanged(model, state, x, before) -> None:
+    """``model`` still has the ``state`` of :func:`state_of` and still maps ``x`` to ``before``."""
+    import torch
+
+    assert model.state_dict().keys() == state.keys()
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in state.items())
+    with torch.no_grad():
+        assert torch.equal(model(x), before)
+
+
+onnx_missing = pytest.mark.skipif(
+    any(__import__("importlib").util.find_spec(m) is None for m in ("onnx", "onnxscript", "onnxruntime")),
+    reason="ONNX export needs the export extra: pip install 'hotpatch[export]'",
+)
+
+
+def stage_indices(patched, x) -> list[torch.Tensor]:
+    """The index (original frames) each stage returns."""
+    out, handles = [], []
+    for _, m in stage_pruners(patched):
+        handles.append(m.register_forward_hook(lambda _m, _a, o: out.append(o[-1].clone())))
+    with torch.no_grad():
+        patched(x)
+    for h in handles:
+        h.remove()
+    return out

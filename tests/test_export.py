@@ -9,14 +9,9 @@ import torch.nn as nn
 
 import hotpatch
 import author_vpts
-from hotpatch.cli import main
+from checks import onnx_missing
 from hotpatch.errors import ExportError
 from hotpatch.export import export_onnx, export_program
-
-onnx_missing = pytest.mark.skipif(
-    any(__import__("importlib").util.find_spec(m) is None for m in ("onnx", "onnxscript", "onnxruntime")),
-    reason="ONNX export needs the export extra: pip install 'hotpatch[export]'",
-)
 
 
 @onnx_missing
@@ -76,19 +71,3 @@ def test_unexportable_op_is_named(tmp_path):
 def test_export_needs_an_input_shape(tmp_path):
     with pytest.raises(ExportError, match="example="):
         export_program(_Bucketize(), tmp_path / "b.pt2")
-
-
-@onnx_missing
-def test_cli_export_both_formats(capsys, tmp_path):
-    out_pt = tmp_path / "hot.pt"
-    assert main(["--quiet", "patch", "author_vpts:MixSTELike", "--set", "depth=2", "--n", "1", "--f", "9",
-                 "--recover", "linear", "-o", str(out_pt)]) == 0
-    capsys.readouterr()
-    rc = main(["--quiet", "export", str(out_pt), "--onnx", str(tmp_path / "m.onnx"),
-               "--torch-export", str(tmp_path / "m.pt2"), "--batch", "2"])
-    out, err = capsys.readouterr()
-    assert rc == 0, err
-    assert (tmp_path / "m.onnx").stat().st_size > 0 and (tmp_path / "m.pt2").stat().st_size > 0
-    assert "onnxruntime vs eager" in out and "reloaded program vs eager" in out and "(2, 27, 17, 2)" in out
-    rc = main(["--quiet", "export", str(out_pt)])
-    assert rc == 2 and "--onnx" in capsys.readouterr().err

@@ -1,18 +1,11 @@
-"""``hotpatch.sweep``, its Pareto front and plot, and ``hotpatch show``."""
+"""``hotpatch.sweep`` and its Pareto front (the commands: tests/cli/test_cli_sweep.py, test_cli_show.py)."""
 
 from __future__ import annotations
 
-import csv
-import json
-
-import pytest
 import torch
 
 import tinypose
-from hotpatch.cli import main
 from hotpatch.sweep import pareto_front, sweep
-
-TINY = ["mixste", "--frames", "9", "--set", "dim=16", "--set", "depth=3", "--set", "num_heads=2"]
 
 
 def test_pareto_front_by_hand():
@@ -40,59 +33,6 @@ def test_sweep_rows_front_and_exact_f_equals_F():
     assert by[1, 3].pareto  # the cheapest setting is always on the front
 
 
-def test_cli_sweep_writes_json_csv_and_png(capsys, tmp_path):
-    Image = pytest.importorskip("PIL.Image", reason="the plot needs the plot extra")
-    pytest.importorskip("matplotlib", reason="the plot needs the plot extra")
-    data = tinypose.write_clips(tmp_path / "clips.npz")
-    rc = main(["--quiet", "sweep", *TINY, "--n", "1,2", "--f", "3,5", "--prune", "tpc,uniform", "--data", str(data),
-               "--cameras", "1", "--repeats", "1", "--warmup", "0", "--json", str(tmp_path / "s.json"),
-               "--csv", str(tmp_path / "s.csv"), "--plot", str(tmp_path / "s.png")])
-    out, err = capsys.readouterr()
-    assert rc == 0, err
-    data = json.loads((tmp_path / "s.json").read_text())
-    assert len(data["rows"]) == 1 + 2 * 2 * 2 and data["error"] == "mpjpe" and data["frontier"]
-    row = data["rows"][1]
-    assert {"n", "f", "prune", "recover", "params", "flops", "latency_ms", "speedup", "mpjpe", "pareto"} <= set(row)
-    with open(tmp_path / "s.csv") as fh:
-        assert len(list(csv.DictReader(fh))) == 9
-    with Image.open(tmp_path / "s.png") as im:
-        assert im.format == "PNG" and im.size == (800, 550)
-    assert "hotpatch sweep" in out and "Pareto" in out
-
-
-@pytest.mark.parametrize("flag, value, message", [
-    ("--f", "0", "positive integers"), ("--n", "3,1", "increasing order"), ("--f", "3,x", "integers"),
-])
-def test_cli_sweep_bad_lists(capsys, flag, value, message):
-    argv = {"--n": "1", "--f": "3"}
-    argv[flag] = value
-    with pytest.raises(SystemExit) as exc:
-        main(["sweep", *TINY, "--n", argv["--n"], "--f", argv["--f"]])
-    err = capsys.readouterr().err
-    assert exc.value.code == 2 and message in err and "Traceback" not in err
-
-
-def test_cli_sweep_setting_out_of_range_is_one_line(capsys):
-    rc = main(["--quiet", "sweep", *TINY, "--n", "1", "--f", "3,12", "--no-latency"])
-    err = capsys.readouterr().err
-    assert rc == 2 and len(err.strip().splitlines()) == 1 and "f=[12]" in err and "F=9" in err
-
-
-def test_cli_show_marks_kept_frames(capsys, tmp_path):
-    pytest.importorskip("matplotlib", reason="the plot needs the plot extra")
-    data = tinypose.write_clips(tmp_path / "clips.npz")
-    out_png = tmp_path / "show.png"
-    rc = main(["--quiet", "show", *TINY, "--data", str(data), "--clip", "dataset-1_walk_normal_000",
-               "--n", "1", "--f", "3", "--prune", "tpc,uniform,motion", "-o", str(out_png)])
-    out, err = capsys.readouterr()
-    assert rc == 0, err
-    assert out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert out.count("kept 3 frames") == 3
-    rc = main(["--quiet", "show", *TINY, "--data", str(data), "--clip", "nope", "--n", "1", "--f", "3",
-               "-o", str(out_png)])
-    assert rc == 2 and "no clip named 'nope'" in capsys.readouterr().err
-
-
 def test_sweep_with_stage_lists():
     model = tinypose.mixste(frames=9, depth=3).eval()
     seqs = tinypose.sequences((20, 13))
@@ -104,41 +44,3 @@ def test_sweep_with_stage_lists():
     assert two.flops < one.flops  # the second stage removes more tokens
     assert full.flops == result.original.flops and full.metrics["mpjpe"] == result.original.metrics["mpjpe"]
     assert "mpjpe_selected" in two.metrics
-
-
-def test_cli_sweep_stages_to_json_and_csv(capsys, tmp_path):
-    rc = main(["--quiet", "sweep", *TINY, "--n", "1", "--f", "5", "--stages", "1,2:5,3", "--no-latency",
-               "--json", str(tmp_path / "s.json"), "--csv", str(tmp_path / "s.csv")])
-    assert rc == 0, capsys.readouterr().err
-    rows = json.loads((tmp_path / "s.json").read_text())["rows"]
-    assert [(r["n"], r["f"]) for r in rows] == [(None, None), (1, 5), ([1, 2], [5, 3])]
-    with open(tmp_path / "s.csv") as fh:
-        assert [(r["n"], r["f"]) for r in csv.DictReader(fh)][2] == ("1,2", "5,3")
-
-
-@pytest.mark.parametrize("value, message", [
-    ("2,1:5,3", "n must increase"), ("1,2:3,5", "n must increase and f must not"), ("1,2:5", "one f per cut"),
-    ("1,2", "N,N:F,F"), ("1,x:5,3", "N,N:F,F"),
-])
-def test_cli_sweep_bad_stages(capsys, value, message):
-    with pytest.raises(SystemExit) as exc:
-        main(["sweep", *TINY, "--stages", value])
-    err = capsys.readouterr().err
-    assert exc.value.code == 2 and message in err and "Traceback" not in err
-
-
-def test_cli_sweep_needs_settings(capsys):
-    assert main(["--quiet", "sweep", *TINY, "--n", "1"]) == 2
-    assert "--stages" in capsys.readouterr().err
-
-
-def test_cli_show_marks_each_stage(capsys, tmp_path):
-    pytest.importorskip("matplotlib", reason="the plot needs the plot extra")
-    data = tinypose.write_clips(tmp_path / "clips.npz")
-    out_png = tmp_path / "stages.png"
-    rc = main(["--quiet", "show", *TINY, "--data", str(data), "--clip", "dataset-1_walk_normal_000",
-               "--n", "1,2", "--f", "6,3", "--prune", "tpc,uniform", "-o", str(out_png)])
-    out, err = capsys.readouterr()
-    assert rc == 0, err
-    assert out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert out.count("kept 3 frames") == 2  # the last stage's

@@ -13,7 +13,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from hotpatch import __version__
+from hotpatch._version import __version__
 from hotpatch.errors import HotpatchError
 
 COMMANDS = ("profile", "patch", "eval", "train", "finetune", "sweep", "show", "lift", "export")

@@ -126,7 +126,7 @@ class _progress:
 
 
 def _write_json(result: Any, config: dict[str, Any] | None, target: Target, args: argparse.Namespace) -> None:
-    from hotpatch import __version__
+    from hotpatch._version import __version__
 
     data: dict[str, Any] = {
         "target": describe(target),

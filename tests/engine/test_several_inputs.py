@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import hotpatch
+from checks import call_with as call
 from checks import frames_per_block
 from denoiser_vpts import DiffusionDenoiser, MaskedSeqVPT, denoiser_inputs, masked_inputs
 from hotpatch.errors import HotpatchError, InputShapeError
@@ -31,10 +32,6 @@ def build(name: str):
         model, inputs = MaskedSeqVPT().eval(), masked_inputs()
     model.hotpatch_source = SOURCES[name]
     return model, inputs
-
-
-def call(model, inputs):
-    return model(**inputs) if isinstance(inputs, dict) else model(*inputs)
 
 
 def first(inputs):

@@ -10,6 +10,9 @@
   ``torch.matmul(self.adj, x)`` and a fixed-k ``topk`` over frames in the block's forward.
 * :class:`StridedFormer` — stages on F, F/3, F/9 tokens joined by stride-3 ``Conv1d``, each
   with its own (1, F/3**i, C) positional embedding; returns the centre frame.
+  :class:`FunctionalStridedFormer`, :class:`AvgPoolStridedFormer` and
+  :class:`FunctionalAvgPoolStridedFormer` join the stages with ``F.conv1d`` / ``F.max_pool1d``,
+  ``nn.AvgPool1d`` and ``F.avg_pool1d``.
 * :class:`SegmentFormer` — splits of the frame axis: ``T // 3`` slices, ``chunk``, ``split``
   and a literal ``x[:, :9]``.
 * :class:`WindowFormer` — splits inside opaque blocks: windowed attention through
@@ -247,6 +250,39 @@ class FunctionalStridedFormer(StridedFormer):
         return self.head(x[:, x.shape[1] // 2]).view(b, 1, j, 3)
 
 
+class AvgPoolStridedFormer(StridedFormer):
+    """StridedFormer whose stages are joined by ``nn.AvgPool1d(3, stride=3)`` over the frames
+    (pooling instead of a convolution, as in pooled hierarchical lifters)."""
+
+    def __init__(self, num_frame=27, num_joints=17, in_chans=2, dim=32, heads=4, stride=3, depths=(2, 2, 1)):
+        super().__init__(num_frame, num_joints, in_chans, dim, heads, stride, depths)
+        self.reduce = nn.ModuleList([nn.AvgPool1d(kernel_size=stride, stride=stride) for _ in range(len(depths) - 1)])
+
+
+class FunctionalAvgPoolStridedFormer(StridedFormer):
+    """StridedFormer with functional pooling: ``F.avg_pool1d`` with stride 3 from F to F/3
+    (keyword arguments) and from F/3 to F/9 (positional, the stride left to default to the
+    kernel size)."""
+
+    def __init__(self, num_frame=27, num_joints=17, in_chans=2, dim=32, heads=4):
+        super().__init__(num_frame, num_joints, in_chans, dim, heads)
+        del self.reduce
+
+    def forward(self, x):
+        b, f, j, c = x.shape
+        x = self.embed(x.reshape(b, f, j * c))
+        for i, blocks in enumerate(self.stages):
+            if i == 1:
+                x = F.avg_pool1d(x.transpose(1, 2), kernel_size=3, stride=3).transpose(1, 2)
+            elif i == 2:
+                x = F.avg_pool1d(x.transpose(1, 2), 3).transpose(1, 2)
+            x = x + self.pos_embeds[i]
+            for blk in blocks:
+                x = blk(x)
+        x = self.norm(x)
+        return self.head(x[:, x.shape[1] // 2]).view(b, 1, j, 3)
+
+
 # --------------------------------------------------------------------------- SegmentFormer
 
 
@@ -385,6 +421,8 @@ ALL = {
     "windowformer": (WindowFormer, (2, 27, 17, 2)),
     "einsumformer": (EinsumFormer, (2, 27, 17, 2)),
     "functionalstrided": (FunctionalStridedFormer, (2, 27, 17, 2)),
+    "avgpoolstrided": (AvgPoolStridedFormer, (2, 27, 17, 2)),
+    "functionalavgpool": (FunctionalAvgPoolStridedFormer, (2, 27, 17, 2)),
 }
 
 

@@ -1,19 +1,23 @@
-"""hotpatch.apply on six small VPTs written in their authors' styles (tests/models/author_vpts.py)."""
+"""hotpatch.apply (hotpatch/patch.py) on six small VPTs written in their authors' styles
+(tests/models/author_vpts.py), and what it says when given a model it has already patched."""
 
 from __future__ import annotations
 
 import copy
 import math
+import os
 
 import pytest
 import torch
 
 import hotpatch
 import author_vpts
-from checks import frames_per_block
+import wild_vpts
+from checks import frames_per_block, state_of
 
 MODELS = list(author_vpts.ALL)
 F, N, KEEP = 27, 1, 9
+PACKAGE_DIR = os.path.dirname(hotpatch.__file__)
 
 
 def patch(name: str, **kw):
@@ -305,3 +309,35 @@ def test_functional_dropout_with_a_literal_flag_keeps_its_meaning():
     torch.manual_seed(0)
     torch.testing.assert_close(patched(x), ref, atol=1e-5, rtol=0)  # eval(): dropout still on
     assert not torch.allclose(patched(x), patched(x))
+
+
+# ------------------------------------------------------------------ an already patched model
+
+
+@pytest.mark.parametrize("entry", ["apply", "prepare", "wrapped"])
+def test_patching_a_patched_model_says_how_to_repatch(entry):
+    model, x = wild_vpts.build("iter_norm")
+    patched = hotpatch.apply(model, n=N, f=KEEP, example_input=x[:1])
+    state = state_of(patched)
+    with pytest.raises(hotpatch.AlreadyPatchedError) as err:
+        if entry == "prepare":
+            hotpatch.prepare(patched)
+        elif entry == "wrapped":
+            hotpatch.apply(torch.nn.Sequential(patched), n=1, f=3, example_input=x[:1])
+        else:
+            hotpatch.apply(patched, n=2, f=3, example_input=x[:1])
+    msg = str(err.value)
+    assert f"already patched by hotpatch (n={N}, f={KEEP})" in msg
+    assert "original" in msg and "hotpatch.prepare(original)" in msg
+    assert PACKAGE_DIR not in msg
+    assert all(torch.equal(patched.state_dict()[k], v) for k, v in state.items())
+    assert isinstance(err.value, hotpatch.HotpatchError)
+
+
+def test_repatching_the_original_after_a_refusal_works():
+    model, x = wild_vpts.build("iter_norm")
+    first = hotpatch.apply(model, n=1, f=KEEP, example_input=x[:1])
+    with pytest.raises(hotpatch.AlreadyPatchedError):
+        hotpatch.apply(first, n=2, f=3, example_input=x[:1])
+    second = hotpatch.prepare(copy.deepcopy(model), example_input=x[:1]).patch(2, 3)
+    assert second.hotpatch_config["n"] == 2 and second(x).shape == x.shape[:3] + (3,)

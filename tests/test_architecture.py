@@ -1,0 +1,68 @@
+"""Architecture rules that import-linter cannot express: no module reaches into another's
+underscore names, and every module stays small enough to find one's way in."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import hotpatch
+
+PACKAGE = Path(hotpatch.__file__).parent
+MAX_MODULE_LINES = 600
+MAX_CLASS_LINES = 250
+
+
+def _modules() -> list[Path]:
+    return sorted(PACKAGE.rglob("*.py"))
+
+
+def _private(name: str) -> bool:
+    return name.startswith("_") and not (name.startswith("__") and name.endswith("__"))
+
+
+def _private_uses(path: Path) -> list[str]:
+    """``from hotpatch.x import _name`` and ``mod._name`` on an imported hotpatch module."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    found, modules = [], set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("hotpatch") and node.level == 0:
+            for alias in node.names:
+                if _private(alias.name):
+                    found.append(f"{path.name}:{node.lineno} imports {node.module}.{alias.name}")
+                else:
+                    modules.add(alias.asname or alias.name)
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.startswith("hotpatch") and alias.asname:
+                    modules.add(alias.asname)
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+                and node.value.id in modules and _private(node.attr)):
+            found.append(f"{path.name}:{node.lineno} uses {node.value.id}.{node.attr}")
+    return found
+
+
+def test_no_module_imports_another_modules_underscore_names():
+    found = [use for path in _modules() for use in _private_uses(path)]
+    assert found == []
+
+
+def test_the_private_use_check_sees_both_forms(tmp_path):
+    sample = tmp_path / "sample.py"
+    sample.write_text("from hotpatch.engine.analyse import _hidden\nfrom hotpatch.engine import trace as t\nt._inner(1)\n")
+    assert [u.split(" ", 1)[1] for u in _private_uses(sample)] == [
+        "imports hotpatch.engine.analyse._hidden", "uses t._inner"]
+
+
+def test_modules_and_classes_stay_small():
+    too_big = []
+    for path in _modules():
+        text = path.read_text()
+        lines = text.count("\n")
+        if lines > MAX_MODULE_LINES:
+            too_big.append(f"{path.relative_to(PACKAGE)}: {lines} lines")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.ClassDef) and node.end_lineno - node.lineno + 1 > MAX_CLASS_LINES:
+                too_big.append(f"{path.relative_to(PACKAGE)}: class {node.name} {node.end_lineno - node.lineno + 1} lines")
+    assert too_big == []
