@@ -99,6 +99,7 @@ class Plan:
     reductions: list[Reduction] = field(default_factory=list)  # strided stages F -> F/s ...
     tokens: dict[str, int] = field(default_factory=dict)  # patched: frames each block sees
     inputs: list[InputInfo] = field(default_factory=list)  # every traced input, the clip among them
+    example: Inputs | None = field(default=None, repr=False)  # the example values analysed (B=1)
 
     def note(self, text: str) -> None:
         """Record a decision (what was kept opaque, gathered, sliced, clamped ...)."""
@@ -524,6 +525,7 @@ def analyse(gm: fx.GraphModule, blocks: list[str], example: torch.Tensor | Input
     plan = Plan(tuple(clip.shape), frames, joints, infos, levels, out_layouts, output_shapes, facts, dep, notes)
     plan.reductions = reductions
     plan.inputs = _input_infos(gm, example, facts)
+    plan.example = example
     for r in reductions:
         plan.note(f"strided stage {r.describe()}: later axes of length {r.length_out} are reduced frame axes")
     return plan

@@ -18,6 +18,7 @@ import torch.nn as nn
 from hotpatch.engine import frame_layers as layers
 from hotpatch.engine.analyse import axis_atoms, batch_order
 from hotpatch.engine.edit import Edit, RewritePass
+from hotpatch.engine.inputs import as_inputs
 from hotpatch.errors import RewriteError
 from hotpatch.layout import Layout
 
@@ -92,11 +93,12 @@ def capture(edit: Edit, modules: dict[str, nn.Module]) -> list[dict[str, tuple]]
 
     handles = [m.register_forward_hook(hook(name)) for name, m in modules.items()]
     x = torch.randn(edit.plan.input_shape, generator=torch.Generator().manual_seed(0))
+    inputs = as_inputs(edit.graph, x) if edit.plan.example is None else edit.plan.example.with_clip(x)
     try:
         with torch.no_grad():
-            for probe in (x, torch.cat([x, x])):
+            for probe in (inputs, inputs.twice()):
                 runs.append({})
-                edit.gm(probe)
+                edit.gm(*probe.args(edit.graph))
     finally:
         for h in handles:
             h.remove()
