@@ -1,12 +1,14 @@
 """How long ``hotpatch.apply`` takes, in forwards of the model it patches.
 
-For each recipe at its paper size, in one process: the median of ``--repeats`` batch-1
+For each recipe at its paper size (and ``denoiser``, the several-input diffusion denoiser of
+``tests/models/denoiser_vpts.py`` at MixSTE/D3DP size: 243 frames, 8 spatial + 8 temporal
+blocks of width 512, inputs ``(x_2d, y_noisy, t)``), in one process: the median of ``--repeats`` batch-1
 forwards of the original model (after one warm-up), then ``hotpatch.apply`` with the recipe's
 paper settings, timed ``--applies`` times. The first apply of a process also pays one-time
 costs (e.g. importing torch's fake-tensor machinery); it is reported separately from the
 median of the later ones. The ratio apply / forward is what the table is for.
 
-    python benchmarks/apply_time.py [--models mixste motionbert-full] [--threads 2] [--repeats 3] [--applies 2]
+    python benchmarks/apply_time.py [--models mixste motionbert-full denoiser] [--threads 2] [--repeats 3] [--applies 2]
 """
 
 from __future__ import annotations
@@ -29,30 +31,46 @@ MODELS = {  # name -> (recipe, build overrides)
     "motionbert-full": ("motionbert", {"variant": "full"}),
     "motionbert-lite": ("motionbert", {"variant": "lite"}),
     "mhformer": ("mhformer", {}),
+    "denoiser": (None, {}),  # not a recipe: see _denoiser
 }
 _SETTINGS = ("n", "f", "pipeline", "prune", "recover", "prune_pos_embed")
 
 
-def measure(name: str, repeats: int, applies: int) -> dict[str, float]:
+def _recipe(name: str):
     recipe, overrides = MODELS[name]
     module = get(recipe)
     torch.manual_seed(0)
     model = module.build(**overrides).eval()
     d = module.DEFAULTS
     x = torch.randn(1, d["frames"], d["joints"], d["channels"])
-    settings = {k: d[k] for k in _SETTINGS if k in d}
+    return model, (x,), {k: d[k] for k in _SETTINGS if k in d}
+
+
+def _denoiser():
+    """The test denoiser at MixSTE size, called as a diffusion sampler calls it."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "models"))
+    from denoiser_vpts import DiffusionDenoiser, denoiser_inputs
+
+    torch.manual_seed(0)
+    model = DiffusionDenoiser(frames=243, dim=512, depth=8).eval()
+    return model, denoiser_inputs(batch=1, frames=243), {"n": 3, "f": 81}
+
+
+def measure(name: str, repeats: int, applies: int) -> dict[str, float]:
+    model, x, settings = _denoiser() if name == "denoiser" else _recipe(name)
+    example = x if name == "denoiser" else None  # the recipes' input shape is inferred, as users call apply
     times = []
     with torch.no_grad():
-        model(x)  # warm-up
+        model(*x)  # warm-up
         for _ in range(repeats):
             start = time.perf_counter()
-            model(x)
+            model(*x)
             times.append(time.perf_counter() - start)
     forward = statistics.median(times)
     apply_times = []
     for _ in range(applies):
         start = time.perf_counter()
-        hotpatch.apply(model, **settings)
+        hotpatch.apply(model, example_input=example, **settings)
         apply_times.append(time.perf_counter() - start)
     first, later = apply_times[0], statistics.median(apply_times[1:]) if applies > 1 else float("nan")
     return {"forward": forward, "first": first, "later": later}

@@ -82,7 +82,7 @@ class Edit:
         self.pruned: set[fx.Node] = set()
         self.indices: list[fx.Node] = []  # per stage: the original frames of its kept tokens (B, f_s)
         self.new_stage: dict[fx.Node, int] = {}  # stage of the nodes added here
-        self.origin: dict[fx.Node, fx.Node] = {}  # a pruner's output -> the tensor it prunes
+        self.origin: dict[fx.Node, fx.Node] = {}  # a pruner's output or input guard -> the node it stands for
         self.post_frames = cfg.recover_frames or cfg.frames
         self.orig_args = {n: n.args for n in self.nodes}  # before inputs are replaced by pruned ones
         self.holders: dict[int, KeptFrames] = {}  # per stage: index holder for layers inside blocks

@@ -34,6 +34,7 @@ __all__ = ["PASSES", "PatchConfig", "Sites", "rewrite", "stage_pruners"]
 
 PASSES: tuple[type[RewritePass], ...] = (
     FitFrames,              # f fits strided stages and splits; split boundaries, blocks rebuilt
+    GuardInput,             # each input with frames must have F of them
     PruneAtCuts,            # one pruner per stage, on every frame-carrying tensor alive at its cut
     FrameSizedLayers,       # BatchNorm1d(F), Linear(F, F), (F, F) constants, top-k: gathered per sample
     FrameCounts,            # int frame counts and literal F after the cut (and after the recovery)
@@ -41,7 +42,6 @@ PASSES: tuple[type[RewritePass], ...] = (
     FrameIndexedConstants,  # (1, F, C) positional embeddings used after the cut: gathered
     StridedStageUses,       # (1, F/3, C) stage embeddings and reduced literals follow f
     Recovery,               # all F frames back (seq2seq) or the centre frame (seq2frame)
-    GuardInput,             # each input must have F frames (last: the passes above see the inputs' own uses)
 )
 
 

@@ -179,6 +179,8 @@ def test_optional_extra_inputs_keep_working_with_one_tensor():
     assert "inputs" not in patched.hotpatch_config
     with torch.no_grad():
         assert torch.equal(patched(x), model(x))
+        assert torch.equal(patched(x=x, mask=None), model(x))  # fx would have renamed the fixed `mask`
+    assert list(inspect.signature(patched.forward).parameters) == ["x", "mask"]
     auto = hotpatch.apply(model, n=N, f=KEEP)  # no example: the shape is inferred as before
     assert auto.hotpatch_config["input_shape"] == [F, 17, 2]
 

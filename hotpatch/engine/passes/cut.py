@@ -37,6 +37,7 @@ class GuardInput(RewritePass):
             with edit.graph.inserting_after(x):
                 guard = edit.graph.call_function(check_frames, (x, frames, axis or 1, name))
             x.replace_all_uses_with(guard, delete_user_cb=lambda u, g=guard: u is not g)
+            edit.origin[guard] = x  # the guarded input has the input's facts (a later use is gathered)
 
 
 class PruneAtCuts(RewritePass):
