@@ -306,19 +306,20 @@ def _summarise(v: Any) -> Any:
 
 
 def _identity_output(run: _BlockRun, args: tuple, kwargs: dict) -> Any | None:
-    """A stand-in for a block's output at B=2 that costs no arithmetic: its inputs, where at B=1
-    the block returned tensors of exactly its inputs' shapes (a transformer block does). It
-    keeps each sample's values apart, which is all the batch-order test reads."""
+    """A stand-in for a block's output at B=2 that costs no arithmetic: its first inputs, where at
+    B=1 the block returned tensors of exactly their shapes (a transformer block does; one called
+    as ``blk(x, cond)`` returns x's shape). It keeps each sample's values apart, which is all the
+    batch-order test reads."""
     leaves, spec = tree_flatten(run.output)
     ins_1 = _tensor_leaves((run.args, run.kwargs))
-    if not leaves or len(leaves) != len(ins_1) or not all(isinstance(t, torch.Tensor) for t in leaves):
+    if not leaves or len(leaves) > len(ins_1) or not all(isinstance(t, torch.Tensor) for t in leaves):
         return None
     if any(o.shape != i.shape for o, i in zip(leaves, ins_1)):
         return None
     ins_2 = _tensor_leaves((args, kwargs))
-    if len(ins_2) != len(leaves):
+    if len(ins_2) != len(ins_1):
         return None
-    return tree_unflatten([t.clone() for t in ins_2], spec)
+    return tree_unflatten([t.clone() for t in ins_2[: len(leaves)]], spec)
 
 
 def probe(
