@@ -67,7 +67,8 @@ class KeypointTrack:
     no detection); ``filled``: (T, 17) bool, True where the value was interpolated;
     ``missing_frames``: frames with no detection of the person; ``layout``: the file's joint
     layout (``coco17``, ``halpe26``, ...; ``h36m17`` for arrays); ``width``/``height``: the
-    image size when the file gives it.
+    image size when the file gives it; ``has_scores``: False for an (T, 17, 2) array (its
+    ``scores`` are then ones).
     """
 
     xy: np.ndarray
@@ -78,6 +79,7 @@ class KeypointTrack:
     width: int | None = None
     height: int | None = None
     layout: str = "coco17"
+    has_scores: bool = True
 
     def __len__(self) -> int:
         return len(self.xy)
@@ -171,7 +173,7 @@ def read_keypoints(
         log.warning("%s: filled %d missing frame(s) and %d low-score joint(s) (score < %g) by interpolation",
                     path.name, int(missing.sum()), int(filled[~missing].sum()), min_score)
     return KeypointTrack(xy.astype(np.float32), scores.astype(np.float32), filled, int(missing.sum()), fmt,
-                         width, height, layout_name)
+                         width, height, layout_name, kp.shape[-1] == 3)
 
 
 def _read_json(path: Path) -> Any:
