@@ -10,6 +10,7 @@ import torch
 
 import tinypose
 from hotpatch.cli import main
+from hotpatch.errors import ConfigError
 from hotpatch.sweep import pareto_front, sweep
 
 TINY = ["mixste", "--frames", "9", "--set", "dim=16", "--set", "depth=3", "--set", "num_heads=2"]
@@ -52,12 +53,28 @@ def test_cli_sweep_writes_json_csv_and_png(capsys, tmp_path):
     data = json.loads((tmp_path / "s.json").read_text())
     assert len(data["rows"]) == 1 + 2 * 2 * 2 and data["error"] == "mpjpe" and data["frontier"]
     row = data["rows"][1]
-    assert {"n", "f", "prune", "recover", "params", "flops", "latency_ms", "speedup", "mpjpe", "pareto"} <= set(row)
+    assert {"n", "f", "prune", "recover", "params", "flops", "latency_ms", "original_ms", "speedup", "mpjpe",
+            "pareto"} <= set(row)
+    for r in data["rows"]:  # each row's speed-up is the ratio of its own paired latencies
+        assert r["speedup"] == pytest.approx(r["original_ms"] / r["latency_ms"], rel=1e-9)
     with open(tmp_path / "s.csv") as fh:
         assert len(list(csv.DictReader(fh))) == 9
     with Image.open(tmp_path / "s.png") as im:
-        assert im.format == "PNG" and im.size == (800, 550)
-    assert "hotpatch sweep" in out and "Pareto" in out
+        assert im.format == "PNG" and im.size == (960, 600)
+    assert "hotpatch sweep" in out and "Pareto" in out and "original ms" in out
+    rows = [[c.strip() for c in line.split("│") if c.strip()] for line in out.splitlines()]
+    rows = [cells for cells in rows if len(cells) >= 6 and cells[5].endswith("x")]
+    assert len(rows) == 9  # the original and 8 settings
+    for cells in rows:  # the printed speed-up matches the printed latency columns
+        assert float(cells[5][:-1]) == pytest.approx(float(cells[4]) / float(cells[3]), abs=0.006), cells
+
+
+def test_cli_sweep_without_latency_has_no_latency_columns_or_front(capsys):
+    rc = main(["--quiet", "sweep", *TINY, "--n", "1", "--f", "3", "--no-latency"])
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    assert "latency ms" not in out and "original ms" not in out and "speed-up" not in out
+    assert "no Pareto front: neither latency (--no-latency) nor accuracy (--data) was measured" in out
 
 
 @pytest.mark.parametrize("flag, value, message", [
@@ -142,3 +159,34 @@ def test_cli_show_marks_each_stage(capsys, tmp_path):
     assert rc == 0, err
     assert out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert out.count("kept 3 frames") == 2  # the last stage's
+
+
+def test_pareto_plot_of_close_rows_has_no_offset_notation(tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib", reason="the plot needs the plot extra")
+    from hotpatch import viz
+    from hotpatch.sweep import SweepResult, SweepRow
+
+    def row(label, flops, ms):
+        return SweepRow(label, 1, 3, "tpc", "linear", "seq2seq", 1000, flops, ms, 1.0, ms)
+
+    original = row("original", 159_300_000_000, 159.28)
+    rows = [row("a", 159_200_000_000, 159.24), row("b", 159_250_000_000, 159.26)]
+    for r, on in zip([original, *rows], pareto_front([(r.flops, r.latency_ms) for r in [original, *rows]])):
+        r.pareto = on
+    seen = {}
+
+    def keep(plt, fig, path, *a, **k):
+        fig.canvas.draw()
+        ax = fig.axes[0]
+        seen["offsets"] = (ax.xaxis.get_major_formatter().get_offset(), ax.yaxis.get_major_formatter().get_offset())
+        seen["ticks"] = [t.get_text() for t in ax.get_yticklabels() if t.get_text()]
+        plt.close(fig)
+        return path
+
+    monkeypatch.setattr(viz, "save_figure", keep)
+    viz.pareto_plot(SweepResult(original, rows, "latency_ms"), tmp_path / "p.png")
+    assert seen["offsets"] == ("", "")
+    assert all(t.startswith("159.2") or t.startswith("159.3") for t in seen["ticks"]), seen["ticks"]
+    empty = SweepResult(row("original", 1, None), [row("a", 1, None)], "latency_ms")
+    with pytest.raises(ConfigError, match="nothing to plot"):
+        viz.pareto_plot(empty, tmp_path / "q.png")
