@@ -206,7 +206,8 @@ def resolve_convention(model: nn.Module, channels: int | None, normalize: str | 
             return conv, "the default (the model records none)"
         return conv, "given"
     if normalize is not None and normalize != conv.normalize:
-        return replace(conv, normalize=normalize), f"given (the model's, from {where}, is {conv.normalize})"
+        # the recorded extent range is in the recorded normalisation's units: not comparable any more
+        return replace(conv, normalize=normalize, extent=None), f"given (the model's, from {where}, is {conv.normalize})"
     return conv, where
 
 

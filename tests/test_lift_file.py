@@ -172,3 +172,29 @@ def test_render_draws_over_a_generated_video(tmp_path):
         render(tmp_path / "x.png", xy, np.repeat(STANDING[None], 6, axis=0), video=video, image_size=(640, 480))
     with pytest.raises(DataError, match="does not exist"):
         VideoFrames(tmp_path / "missing.mp4")
+
+
+def test_cli_lift_halpe26_with_video_size_and_overlay(capsys, tmp_path):
+    iio = pytest.importorskip("imageio.v3", reason="--video needs imageio (the plot extra)")
+    pytest.importorskip("matplotlib")
+    from hotpatch.cli import main
+    from hotpatch.joint_layouts import LAYOUTS, to_h36m
+    from test_keypoints import alphapose_file, people
+
+    halpe = people(26)[:10] * 0.15 + 20  # inside a 160x120 video
+    path = alphapose_file(tmp_path / "alphapose-results.json", halpe, ids=lambda t: [[1.0], [1.0]])
+    frames = np.zeros((10, 120, 160, 3), np.uint8)
+    frames[..., 2] = np.arange(10)[:, None, None] * 20 + 40
+    iio.imwrite(tmp_path / "clip.gif", frames, duration=40, loop=0)
+    rc = main(["--quiet", "lift", "mixste", "--frames", "9", "--set", "dim=16", "--set", "depth=2", "--set",
+               "num_heads=2", "--keypoints", str(path), "--video", str(tmp_path / "clip.gif"), "-o",
+               str(tmp_path / "o.npz"), "--render", str(tmp_path / "sheet.png"), "--person", "1"])
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    data = np.load(tmp_path / "o.npz")
+    summary = json.loads(str(data["summary"]))
+    assert summary["layout"] == "halpe26" and summary["frame_size"] == [160, 120]
+    assert summary["frame_size_from"] == "the video"
+    np.testing.assert_allclose(data["keypoints_2d"], to_h36m(halpe, LAYOUTS["halpe26"]), atol=1e-3)
+    assert "halpe26 joints" in out and "frame 160x120 from the video" in out
+    assert (tmp_path / "sheet.png").read_bytes()[:4] == b"\x89PNG"
