@@ -44,6 +44,8 @@ def test_recipes_record_their_input_convention_and_saved_files_carry_it(tmp_path
     hotpatch.save(patched, tmp_path / "p.pt")
     assert torch.load(tmp_path / "p.pt", weights_only=True)["input"] == {"normalize": "screen", "scores": False,
                                                                           "joints": "h36m17"}
+    hot = hotpatch.apply(loaded, n=1, f=3, recover="linear")  # apply carries the loaded model's record
+    assert convention_of(hot) == (InputConvention("box", False, extent=(0.5, 1.5)), "the model file")
 
 
 def test_files_without_an_input_record_still_load_and_use_the_recipe(tmp_path):
