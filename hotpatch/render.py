@@ -3,7 +3,7 @@
 ``render(path, ...)`` picks the kind from the suffix: ``.gif`` (an animation written with
 Pillow), ``.mp4`` (needs ffmpeg on the PATH) or ``.png`` (a contact sheet of a few frames).
 Pictures are at least 960 px wide, with a legend of the right / left / centre colours. The 2D
-panel is cropped to the person (the box around every keypoint of the clip), drawn over the
+panel is cropped to the person (a window that follows them at a constant scale), drawn over the
 video's frames when ``video`` is given (:class:`hotpatch.video.VideoFrames`); the 3D panel has
 equal axes centred on the poses, fixed over the clip so the skeleton does not jump, and with
 ``turn`` its view turns once about the vertical axis over the animation. Needs the ``plot``
@@ -72,14 +72,13 @@ def _legend(fig: Any) -> None:
     fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=10, frameon=False)
 
 
-def person_box(xy: np.ndarray, pad: float = 0.15) -> tuple[float, float, float, float]:
-    """(x0, x1, y0, y1): the box around every keypoint of the clip, grown by ``pad`` of its
-    larger side on each side and made square (the 2D panel's limits)."""
-    pts = xy.reshape(-1, 2)
-    lo, hi = pts.min(0), pts.max(0)
-    half = (1 + 2 * pad) * float(max(hi - lo)) / 2 or 1.0
-    cx, cy = (lo + hi) / 2
-    return cx - half, cx + half, cy - half, cy + half
+def person_window(xy: np.ndarray, pad: float = 0.2) -> tuple[np.ndarray, float]:
+    """The 2D panel's view: per frame the centre (T, 2) of the box around the person's
+    keypoints, and one half-size for the whole clip (the largest frame's box, grown by ``pad``
+    on each side), so the person fills the panel at a constant scale as they move."""
+    lo, hi = xy.min(axis=1), xy.max(axis=1)  # (T, 2)
+    half = (1 + 2 * pad) * float((hi - lo).max()) / 2 or 1.0
+    return (lo + hi) / 2, half
 
 
 class _Panels:
@@ -94,9 +93,7 @@ class _Panels:
         if video is not None:
             w, h = video.size
             self.image = self.ax2.imshow(video.frame(0), extent=(0, w, h, 0), zorder=0)
-        x0, x1, y0, y1 = person_box(xy)
-        self.ax2.set_xlim(x0, x1)
-        self.ax2.set_ylim(y1, y0)
+        self.centres, self.half = person_window(xy)
         self.ax2.set_aspect("equal")
         self.ax2.set_xlabel("x (px)")
         self.ax2.set_ylabel("y (px)")
@@ -131,6 +128,9 @@ class _Panels:
             a3, b3 = self.poses[t, j], self.poses[t, parent]
             line3.set_data_3d([a3[0], b3[0]], [a3[1], b3[1]], [a3[2], b3[2]])
         self.dots.set_data(self.xy[t, :, 0], self.xy[t, :, 1])
+        (cx, cy), h = self.centres[t], self.half
+        self.ax2.set_xlim(cx - h, cx + h)
+        self.ax2.set_ylim(cy + h, cy - h)  # image y points down
         if self.image is not None:
             self.image.set_data(self.video.frame(t))
         if self.turn:
