@@ -200,3 +200,23 @@ def test_cli_lift_halpe26_with_video_size_and_overlay(capsys, tmp_path):
     np.testing.assert_allclose(data["keypoints_2d"], to_h36m(halpe, LAYOUTS["halpe26"]), atol=1e-3)
     assert "halpe26 joints" in out and "frame 160x120 from the video" in out
     assert (tmp_path / "sheet.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_train_and_finetune_record_the_training_extent_and_lift_uses_it(capsys, tmp_path):
+    from hotpatch.cli import main
+
+    clips = str(tinypose.write_clips(tmp_path / "clips.npz"))
+    tiny = ["mixste", "--frames", "9", "--set", "dim=16", "--set", "depth=2", "--set", "num_heads=2"]
+    train = ["--data", clips, "--cameras", "1", "--batch", "4", "--steps-per-epoch", "2", "--val-clips", "0",
+             "--epochs", "1"]
+    assert main(["--quiet", "train", *tiny, *train, "-o", str(tmp_path / "base.pt")]) == 0
+    assert main(["--quiet", "finetune", str(tmp_path / "base.pt"), "--n", "1", "--f", "3", *train,
+                 "-o", str(tmp_path / "hot.pt")]) == 0
+    capsys.readouterr()
+    for name in ("base.pt", "hot.pt"):
+        record = torch.load(tmp_path / name, weights_only=True)["input"]
+        assert record["normalize"] == "screen" and record["scores"] is False
+        lo, hi = record["extent"]
+        assert 0 < lo < hi < 2
+    hot = hotpatch.load(tmp_path / "hot.pt")
+    assert convention_of(hot)[1] == "the model file" and convention_of(hot)[0].extent == (lo, hi)
