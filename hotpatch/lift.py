@@ -195,7 +195,8 @@ class LiftedFile:
 
 
 def resolve_convention(model: nn.Module, channels: int | None, normalize: str | None = None) -> tuple[InputConvention, str]:
-    """The convention to lift with and where it came from: the model's (its file or recipe),
+    """The convention to lift with and how it was chosen (``"from recipe mixste"``, ``"from the
+    model file"``, ``"as given; ..."``): the model's (its file or recipe),
     ``normalize`` overriding its normalisation; a model that records none gets screen
     coordinates (with a warning) and scores when it takes 3 channels."""
     conv, where = convention_of(model, channels)
@@ -203,12 +204,13 @@ def resolve_convention(model: nn.Module, channels: int | None, normalize: str | 
         conv = InputConvention("screen" if normalize is None else normalize, channels == 3)
         if normalize is None:
             log.warning("%s; lifting with %s. Pass --normalize if it was trained otherwise.", where, conv.describe())
-            return conv, "the default (the model records none)"
-        return conv, "given"
+            return conv, "the default; the model records none"
+        return conv, "as given"
     if normalize is not None and normalize != conv.normalize:
         # the recorded extent range is in the recorded normalisation's units: not comparable any more
-        return replace(conv, normalize=normalize, extent=None), f"given (the model's, from {where}, is {conv.normalize})"
-    return conv, where
+        return (replace(conv, normalize=normalize, extent=None),
+                f"as given; the model's ({where}) is {conv.normalize}")
+    return conv, f"from {where}"
 
 
 def lift_file(

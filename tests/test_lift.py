@@ -264,11 +264,11 @@ def test_cli_lift_patched_with_compare_and_render(capsys, tmp_path):
     assert summary["original_fps"] > 0 and summary["mean_joint_difference_mm"] >= 0
     diff = np.linalg.norm(data["poses_3d"] - data["poses_3d_original"], axis=-1).mean()
     assert np.isclose(summary["mean_joint_difference_mm"], diff * 1000, rtol=1e-5)
-    assert summary["input"] == {"normalize": "screen", "scores": False, "joints": "h36m17", "from": "recipe mixste"}
+    assert summary["input"] == {"normalize": "screen", "scores": False, "joints": "h36m17", "from": "from recipe mixste"}
     assert summary["frame_size"] == [W, H] and summary["frame_size_from"] == "given"
     thigh = np.linalg.norm(data["poses_3d"][:, 2] - data["poses_3d"][:, 1], axis=-1) * 1000
     assert np.isclose(summary["poses"]["bones"]["thigh"]["right"]["mean_mm"], thigh.mean(), rtol=1e-4)
-    assert "input: screen normalisation, x, y, h36m17 order (from recipe mixste); frame 1000x1000 from given" in out
+    assert "input: screen normalisation, x, y, h36m17 order (from recipe mixste); frame 1000x1000 (as given)" in out
     assert "bone lengths (mm" in out and "lifted 50 frames" in out
     assert json.loads((tmp_path / "s.json").read_text())["frames"] == 50
     assert (tmp_path / "sheet.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -67,9 +67,9 @@ def test_channel_mismatch_is_an_error_and_overrides_are_named():
     with pytest.raises(ConfigError, match="takes 2 input channels but its input convention .* says 3"):
         convention_of(model, channels=2)
     plain = tinypose.mixste(9)
-    assert resolve_convention(plain, 2) == (InputConvention("screen", False), "recipe mixste")
+    assert resolve_convention(plain, 2) == (InputConvention("screen", False), "from recipe mixste")
     conv, where = resolve_convention(plain, 2, "box")
-    assert conv.normalize == "box" and where == "given (the model's, from recipe mixste, is screen)"
+    assert conv.normalize == "box" and where == "as given; the model's (recipe mixste) is screen"
     assert resolve_convention(torch.nn.Linear(2, 3), 3)[0] == InputConvention("screen", True)
 
 
@@ -91,7 +91,7 @@ def test_lift_file_returns_poses_and_summary_and_writes_the_npz(tmp_path):
     lifted = hotpatch.lift_file(patched, path, out=tmp_path / "poses.npz", size=(W, H))
     assert lifted.poses.shape == (30, 17, 3)
     s = lifted.summary
-    assert s["input"]["from"] == "recipe mixste" and s["frame_size"] == [W, H] and s["config"]["f"] == 3
+    assert s["input"]["from"] == "from recipe mixste" and s["frame_size"] == [W, H] and s["config"]["f"] == 3
     assert set(s["poses"]["bones"]) == set(BONES) and s["poses"]["units"] == "mm"
     saved = np.load(tmp_path / "poses.npz")
     np.testing.assert_array_equal(saved["poses_3d"], lifted.poses)
@@ -198,7 +198,7 @@ def test_cli_lift_halpe26_with_video_size_and_overlay(capsys, tmp_path):
     assert summary["layout"] == "halpe26" and summary["frame_size"] == [160, 120]
     assert summary["frame_size_from"] == "the video"
     np.testing.assert_allclose(data["keypoints_2d"], to_h36m(halpe, LAYOUTS["halpe26"]), atol=1e-3)
-    assert "halpe26 joints" in out and "frame 160x120 from the video" in out
+    assert "halpe26 joints" in out and "frame 160x120 (from the video)" in out
     assert (tmp_path / "sheet.png").read_bytes()[:4] == b"\x89PNG"
 
 

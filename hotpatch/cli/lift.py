@@ -177,9 +177,12 @@ def _report(out: Any, s: dict[str, Any], args: argparse.Namespace) -> None:
         f"window{'s' if s['windows'] != 1 else ''} of {s['window']} (stride {s['stride']}, {s['pipeline']}): "
         f"{s['fps']:.1f} frames/s")
     conv = s["input"]
-    size = f"; frame {s['frame_size'][0]}x{s['frame_size'][1]} from {s['frame_size_from']}" if s["frame_size"] else ""
+    size = ""
+    if s["frame_size"]:
+        how = {"given": "as given", "assumed": "assumed"}.get(s["frame_size_from"], f"from {s['frame_size_from']}")
+        size = f"; frame {s['frame_size'][0]}x{s['frame_size'][1]} ({how})"
     say(f"input: {conv['normalize']} normalisation, {'x, y, score' if conv['scores'] else 'x, y'}, "
-        f"{conv['joints']} order (from {conv['from']}){size}")
+        f"{conv['joints']} order ({conv['from']}){size}")
     if "original_fps" in s:
         say(f"original: {s['original_fps']:.1f} frames/s, speed-up {s['speedup']:.2f}x; mean per-joint "
             f"difference {s['mean_joint_difference_mm']:.1f} mm")
