@@ -327,7 +327,8 @@ def _pick_people(frames: list[list[Detection]], person: int | None, path: Path, 
     out = np.full((len(frames), joints, 3), np.nan)
     tracks = {d[2] for f in frames for d in f if d[2] is not None}
     if person is not None and person not in tracks:
-        hint = f"track ids in the file: {sorted(tracks, key=lambda v: (str(type(v)), v))[:20]}" if tracks else "the file has no track ids"
+        ids = sorted(tracks, key=lambda v: (str(type(v)), v))[:20]
+        hint = f"track ids in the file: {ids}" if tracks else "the file has no track ids"
         raise DataError(f"{path}: no detection has track id {person} ({hint}); pass one of those to --person.")
     for t, dets in enumerate(frames):
         if person is not None:

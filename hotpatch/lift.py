@@ -194,7 +194,8 @@ class LiftedFile:
     arrays: dict[str, np.ndarray] = field(repr=False, default_factory=dict)
 
 
-def resolve_convention(model: nn.Module, channels: int | None, normalize: str | None = None) -> tuple[InputConvention, str]:
+def resolve_convention(model: nn.Module, channels: int | None,
+                       normalize: str | None = None) -> tuple[InputConvention, str]:
     """The convention to lift with and how it was chosen (``"from recipe mixste"``, ``"from the
     model file"``, ``"as given; ..."``): the model's (its file or recipe),
     ``normalize`` overriding its normalisation; a model that records none gets screen
@@ -232,8 +233,9 @@ def lift_file(
     """Lift a detector's keypoint file with ``model``; write ``out`` (``.npz``) if given.
 
     ``frames`` / ``channels`` default to the patched model's input shape (pass ``frames`` for an
-    unpatched model, and ``channels`` where it differs from its recorded convention's). The input convention is the model's (``normalize`` overrides its
-    normalisation; ``convention`` = (convention, where) replaces it); the frame size is
+    unpatched model, and ``channels`` where it differs from its recorded convention's). The input
+    convention is the model's (``normalize`` overrides its normalisation; ``convention`` =
+    (convention, how it was chosen) replaces it); the frame size is
     ``size``, else ``video_size``, else the file's, else an assumption that is logged.
     Other keyword arguments go to :func:`lift`. Example::
 

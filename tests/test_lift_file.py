@@ -181,7 +181,7 @@ def test_cli_lift_halpe26_with_video_size_and_overlay(capsys, tmp_path):
     pytest.importorskip("matplotlib")
     from hotpatch.cli import main
     from hotpatch.joint_layouts import LAYOUTS, to_h36m
-    from test_keypoints import alphapose_file, people
+    from test_joint_layouts import alphapose_file, people
 
     halpe = people(26)[:10] * 0.15 + 20  # inside a 160x120 video
     path = alphapose_file(tmp_path / "alphapose-results.json", halpe, ids=lambda t: [[1.0], [1.0]])
