@@ -117,7 +117,8 @@ def test_nested_and_float_track_ids(tmp_path):
 def test_frame_size_from_file_option_video_or_an_assumption_named_in_a_warning(tmp_path, caplog):
     xy = people(17, seed=6)
     frames = json.loads(mmpose_video_file(tmp_path / "v.json", xy).read_text())
-    (tmp_path / "sized.json").write_text(json.dumps({"meta_info": {"image_size": [1280, 720]}, "instance_info": frames}))
+    sized_file = {"meta_info": {"image_size": [1280, 720]}, "instance_info": frames}
+    (tmp_path / "sized.json").write_text(json.dumps(sized_file))
     sized = read_keypoints(tmp_path / "sized.json")
     assert (sized.width, sized.height) == (1280, 720)
     assert frame_size(sized) == (1280, 720, "the keypoint file")

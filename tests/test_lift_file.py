@@ -135,7 +135,8 @@ def test_pose_summary_of_a_known_skeleton():
 def test_degenerate_stretchy_and_lopsided_poses_warn():
     stick = np.repeat(STANDING[None], 4, axis=0).copy()
     stick[..., 0] *= 0.1  # every frame nearly a vertical line
-    assert any("degenerate 3D poses" in w and "50 mm wide and 1620 mm tall" in w for w in pose_warnings(pose_summary(stick)))
+    lines = pose_warnings(pose_summary(stick))
+    assert any("degenerate 3D poses" in w and "50 mm wide and 1620 mm tall" in w for w in lines)
     stretchy = np.repeat(STANDING[None], 6, axis=0).copy()
     stretchy[::2, 3, 1] = 1.5  # the right shin jumps between 450 and 1050 mm
     lines = pose_warnings(pose_summary(stretchy))
