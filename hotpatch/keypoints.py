@@ -257,7 +257,8 @@ def _frames_from_json(data: Any, fmt: str, path: Path) -> tuple[list[list[Detect
                 score = float(np.mean(inst.get("bbox_score", sc.mean())))
                 by_frame.setdefault(number, []).append((kp, score, _track(inst.get("track_id"))))
     if not by_frame:
-        raise DataError(f"{path} holds no keypoints; expected at least one detected person.")
+        raise DataError(f"{path} holds no keypoints; expected at least one detected person. Check that the "
+                        "detector ran on the video (and found someone).")
     counts = sorted({len(d[0]) for dets in by_frame.values() for d in dets})
     if len(counts) > 1:
         raise DataError(f"{path} mixes detections of {counts} joints; expected one layout per file ({_FIX}).")
@@ -290,7 +291,8 @@ def _mmpose_frames(data: Any, path: Path) -> list[tuple[int, list]]:
 
 def _frame_number(image_id: Any, path: Path) -> int:
     if isinstance(image_id, bool) or image_id is None:
-        raise DataError(f"{path}: a detection has image_id={image_id!r}; expected a frame number or file name.")
+        raise DataError(f"{path}: a detection has image_id={image_id!r}; expected a frame number or file name. "
+                        f"{_FIX[0].upper()}{_FIX[1:]}.")
     if isinstance(image_id, (int, float)):
         return int(image_id)
     digits = re.findall(r"\d+", Path(str(image_id)).stem)

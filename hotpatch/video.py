@@ -66,12 +66,21 @@ class VideoFrames:
                     raise DataError(f"video {self.path} has no frames; pass the video the keypoints come from") \
                         from None
                 return self._last
-            except Exception as exc:  # a decoder error mid-file
-                raise DataError(f"cannot decode frame {self._next} of {self.path} ({type(exc).__name__}: "
-                                f"{str(exc)[:120]}); re-encode the video (e.g. H.264 .mp4)") from exc
+            except Exception as exc:  # imageio opens the file lazily: no plugin, or a decoder error
+                raise _read_error(self.path, self._next, exc) from exc
             self._last, self._next = _rgb(image), self._next + 1
         assert self._last is not None
         return self._last
+
+
+def _read_error(path: Path, frame: int, exc: BaseException) -> HotpatchError:
+    """What to do when frame ``frame`` of ``path`` cannot be read."""
+    text = " ".join(str(exc).split())
+    if isinstance(exc, ImportError) or "backend" in text or "plugin" in text:
+        return HotpatchError(f"imageio has no plugin that reads {path.name}; install PyAV (pip install av) for "
+                             ".mp4 and other video files, or pass the video as a .gif")
+    return DataError(f"cannot decode frame {frame} of {path} ({type(exc).__name__}: {text[:160]}); re-encode the "
+                     "video (e.g. H.264 .mp4) or check that the file is complete")
 
 
 def _rgb(image: np.ndarray) -> np.ndarray:

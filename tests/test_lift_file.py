@@ -175,6 +175,9 @@ def test_render_draws_over_a_generated_video(tmp_path):
         render(tmp_path / "x.png", xy, np.repeat(STANDING[None], 6, axis=0), video=video, image_size=(640, 480))
     with pytest.raises(DataError, match="does not exist"):
         VideoFrames(tmp_path / "missing.mp4")
+    (tmp_path / "noise.xyz").write_bytes(bytes(range(256)) * 8)
+    with pytest.raises(hotpatch.HotpatchError, match=r"no plugin that reads noise.xyz; install PyAV \(pip install av\)"):
+        VideoFrames(tmp_path / "noise.xyz")
 
 
 def test_cli_lift_halpe26_with_video_size_and_overlay(capsys, tmp_path):
