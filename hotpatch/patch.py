@@ -97,6 +97,7 @@ class Prepared:
     def __init__(self, gm: fx.GraphModule, plan: Plan, example: torch.Tensor, training: bool, source) -> None:
         self.gm, self.plan, self.example = gm, plan, example
         self._training, self._source = training, source
+        self.input_record: dict | None = None  # the model's hotpatch_input (input convention), carried over
 
     def patch(
         self, n: int | Sequence[int], f: int | Sequence[int], *, pipeline: str = "auto", prune: str = "tpc",
@@ -120,6 +121,8 @@ class Prepared:
             self.plan, notes=[*self.plan.notes, *sites.notes], tokens=sites.tokens,
         )
         patched.hotpatch_source = self._source
+        if self.input_record is not None:
+            patched.hotpatch_input = dict(self.input_record)
         patched.hotpatch_sites = sites
         log.info("patched: cut before %s, recovery after %s", sites.cut_block, sites.recover_after)
         return patched
@@ -143,7 +146,9 @@ def prepare(
     finally:
         if inplace:
             model.train(was_training)
-    return Prepared(gm, plan, example, was_training, getattr(model, "hotpatch_source", None))
+    prepared = Prepared(gm, plan, example, was_training, getattr(model, "hotpatch_source", None))
+    prepared.input_record = getattr(model, "hotpatch_input", None)
+    return prepared
 
 
 def _refuse_patched(model: nn.Module) -> None:
