@@ -38,10 +38,12 @@ from hotpatch.prune import TPC, AttentionPrune, MotionPrune, UniformPrune  # noq
 from hotpatch.recover import TRA, LinearRecover, LinearTRA, NearestRecover  # noqa: E402
 from hotpatch.profile import compare, profile  # noqa: E402  (the function shadows the submodule name)
 from hotpatch.saving import load, save, save_model  # noqa: E402
+from hotpatch.lift import lift_file  # noqa: E402
 
 __all__ += [
     "apply",
     "compare",
+    "lift_file",
     "load",
     "profile",
     "save",

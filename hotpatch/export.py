@@ -92,8 +92,11 @@ def _first_output(out: object) -> torch.Tensor:
 
 
 def export_onnx(model: nn.Module, path: str | Path, *, batch: int = 1, example: torch.Tensor | None = None,
-                opset: int | None = None, atol: float = 1e-4) -> ExportCheck:
-    """Write ``model`` (eval mode) as ONNX to ``path`` and check it in onnxruntime (max |diff| <= ``atol``)."""
+                opset: int | None = None, atol: float = 1e-4, verbose: bool = False) -> ExportCheck:
+    """Write ``model`` (eval mode) as ONNX to ``path`` and check it in onnxruntime (max |diff| <= ``atol``).
+
+    The ONNX libraries' INFO logging (onnx, onnxscript, onnx_ir: one line per graph pass) is
+    hidden unless ``verbose``."""
     try:
         import onnx  # noqa: F401  (the exporter needs it)
         import onnxruntime as ort
@@ -105,7 +108,7 @@ def export_onnx(model: nn.Module, path: str | Path, *, batch: int = 1, example: 
     with torch.no_grad():
         want = _first_output(model(x))
     try:
-        with warnings.catch_warnings(), _quiet_exporter():
+        with warnings.catch_warnings(), QuietExporter(verbose):
             warnings.simplefilter("ignore")
             torch.onnx.export(model, (x,), str(path), dynamo=True, opset_version=opset, input_names=["keypoints"],
                               output_names=["poses"], external_data=False, verbose=False)
@@ -134,15 +137,26 @@ def export_program(model: nn.Module, path: str | Path, *, batch: int = 1, exampl
     return ExportCheck(path, _check("torch.export", got, want, atol), tuple(x.shape))
 
 
-class _quiet_exporter:
-    """Silence the ONNX exporter's progress lines and torch's logging while exporting."""
+#: Loggers of the ONNX libraries, which log every graph pass at INFO.
+ONNX_LOGGERS = ("onnx", "onnxscript", "onnx_ir")
+
+
+class QuietExporter:
+    """While exporting: torch's exporter loggers at ERROR, and the ONNX libraries' at WARNING
+    unless ``verbose`` (levels restored afterwards)."""
+
+    def __init__(self, verbose: bool = False) -> None:
+        self.levels = {"torch.onnx": logging.ERROR, "torch.export": logging.ERROR, "torch._dynamo": logging.ERROR}
+        if not verbose:
+            self.levels.update(dict.fromkeys(ONNX_LOGGERS, logging.WARNING))
+        self.saved: dict[str, int] = {}
 
     def __enter__(self) -> None:
-        self.loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "torch._dynamo", "onnxscript")]
-        self.levels = [lg.level for lg in self.loggers]
-        for lg in self.loggers:
-            lg.setLevel(logging.ERROR)
+        for name, level in self.levels.items():
+            logger = logging.getLogger(name)
+            self.saved[name] = logger.level
+            logger.setLevel(level)
 
     def __exit__(self, *exc: object) -> None:
-        for lg, level in zip(self.loggers, self.levels):
-            lg.setLevel(level)
+        for name, level in self.saved.items():
+            logging.getLogger(name).setLevel(level)

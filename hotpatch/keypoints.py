@@ -2,32 +2,38 @@
 
 Formats read (``detect_format`` picks one from the file; ``format=`` overrides):
 
-* ``coco`` — COCO results JSON: a list of ``{"image_id": int, "keypoints": [x, y, v] * 17,
+* ``coco`` — COCO results JSON: a list of ``{"image_id": int, "keypoints": [x, y, v] * J,
   "score": s}``, several people per image; the frame is ``image_id`` (frames between the
   first and the last id with no detection count as missing).
 * ``alphapose`` — AlphaPose's ``alphapose-results.json``: the same list, but ``image_id`` is the
   frame's file name (``"12.jpg"``; the frame number is read from its digits) and ``idx`` is
-  the track id when AlphaPose ran with pose tracking.
-* ``mmpose`` — MMPose predictions: ``{"instance_info": [{"frame_id": t, "instances": [
-  {"keypoints": [[x, y], ...], "keypoint_scores": [...], "track_id"?: id}]}]}`` (what its
-  demos save with ``--save-predictions``), or a bare list of such frames, or a list with
-  one list of instances per frame.
+  the track id when AlphaPose ran with pose tracking (a number, or a nested list such as
+  ``[[2.0], [2.0]]`` after re-identification: its first number).
+* ``mmpose`` — MMPose predictions: the inferencer's ``pred_out_dir`` file of a video (a list
+  of ``{"frame_id": t, "instances": [{"keypoints": [[x, y], ...], "keypoint_scores": [...],
+  "bbox": ..., "bbox_score": s, "track_id"?: id}]}``), the demos' ``--save-predictions`` file
+  (``{"meta_info": ..., "instance_info": [such frames]}``), the inferencer's results
+  (``[{"predictions": [[instance, ...]]}, ...]``, one per frame), a list with one list of
+  instances per frame, or one image's list of instances.
 * ``h36m`` — ``.npy`` / ``.npz`` of (T, 17, 2 | 3) Human3.6M-17 keypoints in pixels, an
   optional third channel of scores (an ``.npz`` holds it as its only array or under
   ``keypoints``; ``width`` / ``height`` in the ``.npz`` give the image size).
 
-COCO-17 joints become Human3.6M-17 (:func:`coco_to_h36m`): pelvis = mean of the hips,
-thorax = mean of the shoulders, spine = mean of pelvis and thorax, neck/nose = the nose,
-head = mean of the eyes; the limbs map one to one. A derived joint's score is the mean of
-its sources' scores. One person is kept per frame (the highest-scoring detection, or the
-track ``person``); missing frames and joints scoring below ``min_score`` are filled by
-linear interpolation over time (held constant past the ends) and counted.
+The joint layout of a JSON file is read from its joint count: COCO-17, Halpe-26, COCO-WholeBody-133
+or Halpe-136 (:mod:`hotpatch.joint_layouts`, which says how each becomes Human3.6M-17; Halpe's
+own pelvis, neck and head joints are used). One person is kept per frame (the highest-scoring
+detection, or the track ``person``); missing frames and joints scoring below ``min_score`` are
+filled by linear interpolation over time (held constant past the ends) and counted. The image
+size comes from the file where it has one (``width`` / ``height`` or ``image_size`` at the top
+of a JSON object or in its ``meta_info`` / ``video_info``); :func:`frame_size` settles it
+otherwise.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,34 +43,20 @@ import numpy as np
 
 from hotpatch.data import NUM_JOINTS as H36M_JOINTS
 from hotpatch.errors import DataError
+from hotpatch.joint_layouts import LAYOUTS, JointLayout, layout_for, to_h36m
 
 log = logging.getLogger(__name__)
 
-__all__ = ["FORMATS", "KeypointTrack", "coco_to_h36m", "detect_format", "fill_gaps", "read_keypoints"]
+__all__ = ["COMMON_SIZES", "FORMATS", "KeypointTrack", "coco_to_h36m", "detect_format", "fill_gaps", "frame_size",
+           "read_keypoints"]
 
 FORMATS = ("coco", "alphapose", "mmpose", "h36m")
 COCO_JOINTS = 17
-
 #: Human3.6M-17 joint -> the COCO-17 joints it is the mean of.
-COCO_TO_H36M: tuple[tuple[int, ...], ...] = (
-    (11, 12),          # 0 pelvis: mean of the hips
-    (12,),             # 1 right hip
-    (14,),             # 2 right knee
-    (16,),             # 3 right ankle
-    (11,),             # 4 left hip
-    (13,),             # 5 left knee
-    (15,),             # 6 left ankle
-    (11, 12, 5, 6),    # 7 spine: mean of pelvis and thorax (each a mean of two)
-    (5, 6),            # 8 thorax: mean of the shoulders
-    (0,),              # 9 neck/nose: the nose
-    (1, 2),            # 10 head: mean of the eyes
-    (5,),              # 11 left shoulder
-    (7,),              # 12 left elbow
-    (9,),              # 13 left wrist
-    (6,),              # 14 right shoulder
-    (8,),              # 15 right elbow
-    (10,),             # 16 right wrist
-)
+COCO_TO_H36M = LAYOUTS["coco17"].sources
+#: Frame sizes tried, smallest first, when neither the file nor the user gives one.
+COMMON_SIZES = ((640, 480), (1280, 720), (1920, 1080), (3840, 2160))
+_FIX = "export the detector's output again, or pass --format"
 
 
 @dataclass
@@ -73,8 +65,10 @@ class KeypointTrack:
 
     ``xy``: (T, 17, 2) float32, gaps filled; ``scores``: (T, 17) float32 (0 where a frame had
     no detection); ``filled``: (T, 17) bool, True where the value was interpolated;
-    ``missing_frames``: frames with no detection of the person; ``width``/``height``: the image
-    size when the file gives it.
+    ``missing_frames``: frames with no detection of the person; ``layout``: the file's joint
+    layout (``coco17``, ``halpe26``, ...; ``h36m17`` for arrays); ``width``/``height``: the
+    image size when the file gives it; ``has_scores``: False for an (T, 17, 2) array (its
+    ``scores`` are then ones).
     """
 
     xy: np.ndarray
@@ -84,6 +78,8 @@ class KeypointTrack:
     format: str
     width: int | None = None
     height: int | None = None
+    layout: str = "coco17"
+    has_scores: bool = True
 
     def __len__(self) -> int:
         return len(self.xy)
@@ -94,7 +90,23 @@ def coco_to_h36m(coco: np.ndarray) -> np.ndarray:
     coco = np.asarray(coco, dtype=np.float64)
     if coco.shape[-2] != COCO_JOINTS:
         raise DataError(f"COCO keypoints have {coco.shape[-2]} joints; expected {COCO_JOINTS}.")
-    return np.stack([coco[..., list(src), :].mean(axis=-2) for src in COCO_TO_H36M], axis=-2)
+    return to_h36m(coco, LAYOUTS["coco17"])
+
+
+def frame_size(track: KeypointTrack, given: tuple[int, int] | None = None, *,
+               video: tuple[int, int] | None = None) -> tuple[int, int, str]:
+    """The video's (width, height) and where it came from: ``given`` (``--size``), the
+    ``video``'s frames, the keypoint file, else the smallest of :data:`COMMON_SIZES` holding
+    every keypoint (with a warning naming it and how to give the real one)."""
+    for size, how in ((given, "given"), (video, "the video"), ((track.width, track.height), "the keypoint file")):
+        if size is not None and all(size):
+            return int(size[0]), int(size[1]), how
+    hi = track.xy.reshape(-1, 2).max(axis=0)
+    w, h = next(((cw, ch) for cw, ch in COMMON_SIZES if hi[0] <= cw and hi[1] <= ch),
+                (int(math.ceil(hi[0] / 16) * 16), int(math.ceil(hi[1] / 16) * 16)))
+    log.warning("the keypoint file does not say the video's frame size; assuming %dx%d (the smallest common size "
+                "holding every keypoint). Pass --size WxH or --video IN.mp4 if the video is another size.", w, h)
+    return w, h, "assumed"
 
 
 # ----------------------------------------------------------------------------- reading
@@ -110,9 +122,11 @@ def detect_format(path: str | Path, data: Any = None) -> str:
         return "mmpose"
     if isinstance(data, list) and data:
         first = data[0]
-        if isinstance(first, list) or (isinstance(first, dict) and "instances" in first):
+        if isinstance(first, list) or (isinstance(first, dict) and ("instances" in first or "predictions" in first)):
             return "mmpose"
-        if isinstance(first, dict) and "keypoints" in first and "image_id" in first:
+        if isinstance(first, dict) and "keypoints" in first:
+            if "image_id" not in first:
+                return "mmpose"  # one image's instances
             return "coco" if isinstance(first["image_id"], (int, float)) else "alphapose"
     raise DataError(
         f"{path}: cannot tell the keypoint format (expected a COCO / AlphaPose results list, MMPose "
@@ -137,15 +151,20 @@ def read_keypoints(
         raise DataError(f"{path} is empty; expected a detector's keypoint output.")
     if format == "h36m" or (format is None and path.suffix.lower() in (".npy", ".npz")):
         kp, width, height = _read_array(path)
-        fmt = "h36m"
+        fmt, layout_name = "h36m", "h36m17"
         if person is not None:
             log.warning("--person is ignored: %s holds one person", path)
     else:
         data = _read_json(path)
         fmt = format or detect_format(path, data)
-        frames = _frames_from_json(data, fmt, path)
-        kp = coco_to_h36m(_pick_people(frames, person, path))
-        width = height = None
+        try:
+            frames, layout = _frames_from_json(data, fmt, path)
+        except (TypeError, ValueError, AttributeError, KeyError, IndexError) as exc:
+            raise DataError(f"{path} is not a valid {fmt} keypoint file ({type(exc).__name__}: "
+                            f"{str(exc)[:120]}); {_FIX} with the right format.") from exc
+        kp = to_h36m(_pick_people(frames, person, path, layout.joints), layout)
+        width, height = _size_in(data)
+        layout_name = layout.name
     xy, scores = kp[..., :2], kp[..., 2] if kp.shape[-1] == 3 else np.ones(kp.shape[:2])
     missing = np.isnan(xy).any(axis=(1, 2))
     xy, filled = fill_gaps(xy, scores, min_score, path)
@@ -154,7 +173,7 @@ def read_keypoints(
         log.warning("%s: filled %d missing frame(s) and %d low-score joint(s) (score < %g) by interpolation",
                     path.name, int(missing.sum()), int(filled[~missing].sum()), min_score)
     return KeypointTrack(xy.astype(np.float32), scores.astype(np.float32), filled, int(missing.sum()), fmt,
-                         width, height)
+                         width, height, layout_name, kp.shape[-1] == 3)
 
 
 def _read_json(path: Path) -> Any:
@@ -165,12 +184,28 @@ def _read_json(path: Path) -> Any:
                         "(COCO / AlphaPose results, MMPose predictions) or a .npy/.npz array.") from exc
 
 
+def _size_in(data: Any) -> tuple[int | None, int | None]:
+    """(width, height) from a JSON object's top level, ``meta_info`` or ``video_info``."""
+    if not isinstance(data, dict):
+        return None, None
+    for place in (data, data.get("meta_info"), data.get("video_info")):
+        if not isinstance(place, dict):
+            continue
+        size = place.get("image_size")
+        if isinstance(size, (list, tuple)) and len(size) == 2:
+            return int(size[0]), int(size[1])
+        if isinstance(place.get("width"), (int, float)) and isinstance(place.get("height"), (int, float)):
+            return int(place["width"]), int(place["height"])
+    return None, None
+
+
 def _read_array(path: Path) -> tuple[np.ndarray, int | None, int | None]:
     width = height = None
     try:
         loaded = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
-        raise DataError(f"{path} is not a readable .npy/.npz array ({exc}).") from exc
+        raise DataError(f"{path} is not a readable .npy/.npz array ({exc}); save it with numpy.save / "
+                        "numpy.savez (no pickled objects).") from exc
     if isinstance(loaded, np.lib.npyio.NpzFile):
         with loaded:
             keys = list(loaded.files)
@@ -190,75 +225,112 @@ def _read_array(path: Path) -> tuple[np.ndarray, int | None, int | None]:
     return kp, width, height
 
 
-def _frames_from_json(data: Any, fmt: str, path: Path) -> list[list[tuple[np.ndarray, float, Any]]]:
-    """Per frame, the detections as (keypoints (17, 3), score, track id)."""
-    by_frame: dict[int, list] = {}
+Detection = tuple[np.ndarray, float, Any]  # keypoints (J, 3), score, track id
+
+
+def _frames_from_json(data: Any, fmt: str, path: Path) -> tuple[list[list[Detection]], JointLayout]:
+    """Per frame, the detections; and the file's joint layout."""
+    by_frame: dict[int, list[Detection]] = {}
     if fmt in ("coco", "alphapose"):
         if not isinstance(data, list):
-            raise DataError(f"{path}: a {fmt} results file is a JSON list of detections; got {type(data).__name__}.")
+            raise DataError(f"{path}: a {fmt} results file is a JSON list of detections; got {type(data).__name__}; "
+                            f"{_FIX}.")
         for det in data:
             if not isinstance(det, dict) or "keypoints" not in det:
-                raise DataError(f"{path}: a detection without 'keypoints': {str(det)[:80]}")
+                raise DataError(f"{path}: a detection without 'keypoints': {str(det)[:80]}; {_FIX}.")
             frame = _frame_number(det.get("image_id"), path)
-            kp = _coco_array(det["keypoints"], path)
-            score = float(det.get("score", kp[:, 2].mean()))
-            track = det.get("idx", det.get("track_id"))
-            by_frame.setdefault(frame, []).append((kp, score, _track(track)))
+            kp = _flat_array(det["keypoints"], path)
+            score = float(np.mean(det.get("score", kp[:, 2].mean())))
+            by_frame.setdefault(frame, []).append((kp, score, _track(det.get("idx", det.get("track_id")))))
     else:
-        frames = data["instance_info"] if isinstance(data, dict) else data
-        if not isinstance(frames, list):
-            raise DataError(f"{path}: MMPose predictions hold a list of frames; got {type(frames).__name__}.")
-        for t, frame in enumerate(frames):
-            instances = frame if isinstance(frame, list) else frame.get("instances", [])
-            number = t if isinstance(frame, list) else int(frame.get("frame_id", t))
+        for number, instances in _mmpose_frames(data, path):
             for inst in instances:
-                if "keypoints" not in inst:
-                    raise DataError(f"{path}: an MMPose instance without 'keypoints' in frame {number}.")
-                xy = np.asarray(inst["keypoints"], dtype=np.float64).reshape(-1, 2)
+                if not isinstance(inst, dict) or "keypoints" not in inst:
+                    raise DataError(f"{path}: an MMPose instance without 'keypoints' in frame {number}; {_FIX}.")
+                xy = np.asarray(inst["keypoints"], dtype=np.float64)
+                xy = xy[..., :2].reshape(-1, 2) if xy.ndim == 2 else xy.reshape(-1, 2)
                 sc = np.asarray(inst.get("keypoint_scores", np.ones(len(xy))), dtype=np.float64).reshape(-1)
-                if len(xy) != COCO_JOINTS or len(sc) != COCO_JOINTS:
-                    raise DataError(f"{path}: frame {number} has {len(xy)} keypoints; expected {COCO_JOINTS} "
-                                    "(COCO-17).")
+                if len(sc) != len(xy):
+                    raise DataError(f"{path}: frame {number} has {len(xy)} keypoints but {len(sc)} keypoint_scores; "
+                                    f"{_FIX}.")
                 kp = np.concatenate([xy, sc[:, None]], axis=1)
                 score = float(np.mean(inst.get("bbox_score", sc.mean())))
                 by_frame.setdefault(number, []).append((kp, score, _track(inst.get("track_id"))))
     if not by_frame:
-        raise DataError(f"{path} holds no keypoints; expected at least one detected person.")
+        raise DataError(f"{path} holds no keypoints; expected at least one detected person. Check that the "
+                        "detector ran on the video (and found someone).")
+    counts = sorted({len(d[0]) for dets in by_frame.values() for d in dets})
+    if len(counts) > 1:
+        raise DataError(f"{path} mixes detections of {counts} joints; expected one layout per file ({_FIX}).")
+    layout = layout_for(counts[0], str(path))
     first, last = min(by_frame), max(by_frame)
-    return [by_frame.get(t, []) for t in range(first, last + 1)]
+    return [by_frame.get(t, []) for t in range(first, last + 1)], layout
+
+
+def _mmpose_frames(data: Any, path: Path) -> list[tuple[int, list]]:
+    """(frame number, instances) of each frame of an MMPose file (see the module docstring)."""
+    frames = data["instance_info"] if isinstance(data, dict) else data
+    if not isinstance(frames, list):
+        raise DataError(f"{path}: MMPose predictions hold a list of frames; got {type(frames).__name__}; {_FIX}.")
+    if frames and isinstance(frames[0], dict) and "keypoints" in frames[0]:
+        return [(0, frames)]  # one image's instances
+    out = []
+    for t, frame in enumerate(frames):
+        if isinstance(frame, list):
+            out.append((t, frame))
+        elif isinstance(frame, dict) and "predictions" in frame:  # the inferencer's results, one per frame
+            preds = frame["predictions"]
+            out.append((t, preds[0] if preds and isinstance(preds[0], list) else preds))
+        elif isinstance(frame, dict):
+            out.append((int(frame.get("frame_id", t)), frame.get("instances", [])))
+        else:
+            raise DataError(f"{path}: MMPose frame {t} is a {type(frame).__name__}; expected an object with "
+                            f"'frame_id' and 'instances'; {_FIX}.")
+    return out
 
 
 def _frame_number(image_id: Any, path: Path) -> int:
     if isinstance(image_id, bool) or image_id is None:
-        raise DataError(f"{path}: a detection has image_id={image_id!r}; expected a frame number or file name.")
+        raise DataError(f"{path}: a detection has image_id={image_id!r}; expected a frame number or file name. "
+                        f"{_FIX[0].upper()}{_FIX[1:]}.")
     if isinstance(image_id, (int, float)):
         return int(image_id)
     digits = re.findall(r"\d+", Path(str(image_id)).stem)
     if not digits:
-        raise DataError(f"{path}: cannot read a frame number from image_id={image_id!r}.")
+        raise DataError(f"{path}: cannot read a frame number from image_id={image_id!r}; name the frames with "
+                        "their number (e.g. 12.jpg).")
     return int(digits[-1])
 
 
-def _coco_array(values: Any, path: Path) -> np.ndarray:
+def _flat_array(values: Any, path: Path) -> np.ndarray:
+    """A detection's flat ``[x, y, score] * J`` as (J, 3); J must be a known layout's."""
     kp = np.asarray(values, dtype=np.float64).reshape(-1)
-    if kp.size != COCO_JOINTS * 3:
-        raise DataError(f"{path}: a detection has {kp.size} keypoint values; expected {COCO_JOINTS * 3} "
-                        "(COCO-17 x, y, score).")
-    return kp.reshape(COCO_JOINTS, 3)
+    if kp.size % 3 or kp.size // 3 not in {layout.joints for layout in LAYOUTS.values()}:
+        known = ", ".join(f"{3 * layout.joints} ({layout.description})" for layout in LAYOUTS.values())
+        raise DataError(f"{path}: a detection has {kp.size} keypoint values; expected {known}: x, y, score per "
+                        f"joint. {_FIX[0].upper()}{_FIX[1:]}.")
+    return kp.reshape(-1, 3)
 
 
-def _track(value: Any) -> Any:
-    if isinstance(value, list):  # AlphaPose can write idx as a list
+def _track(value: Any) -> int | str | None:
+    """A track id as a hashable value: nested lists (AlphaPose re-identification) give their
+    first number, integral floats become ints."""
+    while isinstance(value, (list, tuple)):
         value = value[0] if value else None
-    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else value
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value if isinstance(value, (int, float, str)) else str(value)
 
 
-def _pick_people(frames: list[list], person: int | None, path: Path) -> np.ndarray:
-    """(T, 17, 3) COCO keypoints of one person, NaN where the frame has none."""
-    out = np.full((len(frames), COCO_JOINTS, 3), np.nan)
+def _pick_people(frames: list[list[Detection]], person: int | None, path: Path, joints: int) -> np.ndarray:
+    """(T, J, 3) keypoints of one person, NaN where the frame has none."""
+    out = np.full((len(frames), joints, 3), np.nan)
     tracks = {d[2] for f in frames for d in f if d[2] is not None}
     if person is not None and person not in tracks:
-        hint = f"track ids in the file: {sorted(tracks)[:20]}" if tracks else "the file has no track ids"
+        ids = sorted(tracks, key=lambda v: (str(type(v)), v))[:20]
+        hint = f"track ids in the file: {ids}" if tracks else "the file has no track ids"
         raise DataError(f"{path}: no detection has track id {person} ({hint}); pass one of those to --person.")
     for t, dets in enumerate(frames):
         if person is not None:

@@ -10,30 +10,39 @@ edge-padded where the clip is shorter than F or at its end) and predicted in bat
 The model's input is normalised as it was trained (:func:`normalize`): ``"screen"`` coordinates as
 in VideoPose3D (``x / w * 2 - [1, h / w]``, needs the image size), or ``"box"``, the clip's 2D
 bounding box scaled to [-1, 1] (MotionBERT's in-the-wild convention); 3-channel models also get
-the detector's scores. The output is root-relative (joint 0 at the origin), in the model's units.
+the detector's scores. The output is root-relative (joint 0 at the origin), in the model's units
+(metres for models trained on Human3.6M or the shared clips).
+
+:func:`lift_file` does it all for one keypoint file, as ``hotpatch lift`` does: read the file, take
+the model's input convention (:mod:`hotpatch.conventions`) and the frame size, lift, summarise
+the poses (:mod:`hotpatch.pose_stats`) and optionally write the ``.npz``.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch.nn as nn
 
+from hotpatch.conventions import NORMALIZATIONS, InputConvention, body_extent, convention_of
 from hotpatch.data import PoseSequence, WindowDataset, normalize_screen_coordinates
 from hotpatch.errors import ConfigError, DataError
 from hotpatch.evaluate import pipeline_of, predict
-from hotpatch.keypoints import KeypointTrack
+from hotpatch.keypoints import KeypointTrack, frame_size, read_keypoints
+from hotpatch.pose_stats import pose_summary, pose_warnings
 
 log = logging.getLogger(__name__)
 
-__all__ = ["LiftResult", "NORMALIZATIONS", "lift", "lift_track", "normalize"]
+__all__ = ["LiftResult", "LiftedFile", "NORMALIZATIONS", "lift", "lift_file", "lift_track", "normalize"]
 
-NORMALIZATIONS = ("screen", "box")
 
 
 @dataclass
@@ -166,3 +175,124 @@ def lift_track(
 def mean_joint_distance(a: np.ndarray, b: np.ndarray) -> float:
     """Mean Euclidean distance between corresponding joints of two (T, J, 3) arrays."""
     return float(np.linalg.norm(np.asarray(a, np.float64) - np.asarray(b, np.float64), axis=-1).mean())
+
+
+# ----------------------------------------------------------------------------- one call
+
+
+@dataclass
+class LiftedFile:
+    """What :func:`lift_file` returns: ``poses`` (T, 17, 3) in metres, root-relative; the
+    ``track`` read; the ``result`` of :func:`lift`; the JSON-able ``summary`` (settings, the
+    input convention used and where it came from, frame size, frames/s, ``poses``: bone-length
+    statistics in mm, ``warnings``); ``arrays``: what the ``.npz`` holds."""
+
+    poses: np.ndarray
+    track: KeypointTrack
+    result: LiftResult
+    summary: dict[str, Any]
+    arrays: dict[str, np.ndarray] = field(repr=False, default_factory=dict)
+
+
+def resolve_convention(model: nn.Module, channels: int | None,
+                       normalize: str | None = None) -> tuple[InputConvention, str]:
+    """The convention to lift with and how it was chosen (``"from recipe mixste"``, ``"from the
+    model file"``, ``"as given; ..."``): the model's (its file or recipe),
+    ``normalize`` overriding its normalisation; a model that records none gets screen
+    coordinates (with a warning) and scores when it takes 3 channels."""
+    conv, where = convention_of(model, channels)
+    if conv is None:
+        conv = InputConvention("screen" if normalize is None else normalize, channels == 3)
+        if normalize is None:
+            log.warning("%s; lifting with %s. Pass --normalize if it was trained otherwise.", where, conv.describe())
+            return conv, "the default; the model records none"
+        return conv, "as given"
+    if normalize is not None and normalize != conv.normalize:
+        # the recorded extent range is in the recorded normalisation's units: not comparable any more
+        return (replace(conv, normalize=normalize, extent=None),
+                f"as given; the model's ({where}) is {conv.normalize}")
+    return conv, f"from {where}"
+
+
+def lift_file(
+    model: nn.Module,
+    keypoints: str | os.PathLike,
+    *,
+    out: str | os.PathLike | None = None,
+    frames: int | None = None,
+    channels: int | None = None,
+    normalize: str | None = None,
+    convention: tuple[InputConvention, str] | None = None,
+    size: tuple[int, int] | None = None,
+    video_size: tuple[int, int] | None = None,
+    format: str | None = None,
+    person: int | None = None,
+    min_score: float = 0.3,
+    **kwargs: Any,
+) -> LiftedFile:
+    """Lift a detector's keypoint file with ``model``; write ``out`` (``.npz``) if given.
+
+    ``frames`` / ``channels`` default to the patched model's input shape (pass ``frames`` for an
+    unpatched model, and ``channels`` where it differs from its recorded convention's). The input
+    convention is the model's (``normalize`` overrides its normalisation; ``convention`` =
+    (convention, how it was chosen) replaces it); the frame size is
+    ``size``, else ``video_size``, else the file's, else an assumption that is logged.
+    Other keyword arguments go to :func:`lift`. Example::
+
+        lifted = hotpatch.lift_file(patched, "alphapose-results.json", out="poses.npz")
+        lifted.poses.shape, lifted.summary["poses"]["bones"]["thigh"], lifted.summary["warnings"]
+    """
+    shape = list((getattr(model, "hotpatch_config", None) or {}).get("input_shape") or [])
+    frames = frames or (shape[0] if shape else None)
+    if frames is None:
+        raise ConfigError("lift_file needs the model's clip length: pass frames=F (a patched model knows it)")
+    track = read_keypoints(keypoints, format=format, person=person, min_score=min_score)
+    conv, conv_from = convention or resolve_convention(model, channels or (shape[2] if shape else None), normalize)
+    channels = channels or conv.channels
+    if conv.scores and not track.has_scores:
+        raise DataError(f"{keypoints} holds x, y only, but the model takes detector scores as a third channel "
+                        f"({conv_from}); give a file with scores (a detector's JSON or a (T, 17, 3) array)")
+    width = height = None
+    size_from = None
+    if conv.normalize == "screen":
+        width, height, size_from = frame_size(track, size, video=video_size)
+    result = lift_track(model, track, frames=frames, channels=channels, normalization=conv.normalize,
+                        width=width, height=height, **kwargs)
+    stats = pose_summary(result.poses)
+    warnings = pose_warnings(stats)
+    if conv.extent is not None:
+        seen = float(np.median(body_extent(result.inputs)))
+        lo, hi = conv.extent
+        if not lo <= seen <= hi:
+            warnings.append(f"the input body's extent (median {seen:.3f} in normalised units) lies outside what the "
+                            f"model saw in training ({lo:.3f}-{hi:.3f}); check the frame size (--size) and "
+                            "--normalize")
+    for line in warnings:
+        log.warning("%s", line)
+    summary: dict[str, Any] = {
+        "keypoints": str(keypoints), "format": track.format, "layout": track.layout, "frames": len(track),
+        "missing_frames": track.missing_frames, "filled_joints": int(track.filled.sum()), "window": frames,
+        "stride": result.stride, "windows": result.windows, "pipeline": result.pipeline,
+        "normalize": conv.normalize, "input": {**conv.to_dict(), "from": conv_from},
+        "frame_size": [width, height] if width else None, "frame_size_from": size_from,
+        "fps": result.fps, "seconds": result.seconds, "poses": stats, "warnings": warnings,
+        "config": dict(model.hotpatch_config) if hasattr(model, "hotpatch_config") else None,
+    }
+    arrays = {"poses_3d": result.poses, "keypoints_2d": track.xy, "scores": track.scores, "filled": track.filled,
+              "inputs": result.inputs}
+    lifted = LiftedFile(result.poses, track, result, summary, arrays)
+    if out is not None:
+        write_npz(out, arrays, summary)
+    return lifted
+
+
+def write_npz(path: str | os.PathLike, arrays: dict[str, np.ndarray], summary: dict[str, Any]) -> Path:
+    """``np.savez`` of ``arrays`` and the JSON ``summary``, through a temporary file beside ``path``."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp.npz")
+    try:
+        np.savez(tmp, **arrays, summary=np.array(json.dumps(summary, default=str)))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path

@@ -109,6 +109,7 @@ class Prepared:
         self.gm, self.plan, self.inputs = gm, plan, inputs
         self.example = inputs.clip  # the clip (B=1); ``inputs`` holds every traced input
         self._training, self._source = training, source
+        self.input_record: dict | None = None  # the model's hotpatch_input (input convention), carried over
 
     def patch(
         self, n: int | Sequence[int], f: int | Sequence[int], *, pipeline: str = "auto", prune: str = "tpc",
@@ -138,6 +139,8 @@ class Prepared:
             self.plan, notes=[*self.plan.notes, *sites.notes], tokens=sites.tokens,
         )
         patched.hotpatch_source = self._source
+        if self.input_record is not None:
+            patched.hotpatch_input = dict(self.input_record)
         patched.hotpatch_sites = sites
         log.info("patched: cut before %s, recovery after %s", sites.cut_block, sites.recover_after)
         return patched
@@ -161,6 +164,7 @@ def prepare(
     finally:
         if inplace:
             model.train(was_training)
+<<<<<<< HEAD
     return Prepared(gm, plan, inputs, was_training, getattr(model, "hotpatch_source", None))
 
 
@@ -193,6 +197,11 @@ def example_from_config(
         else:
             out[name] = torch.zeros((batch, *shape), dtype=dtype)
     return out
+=======
+    prepared = Prepared(gm, plan, example, was_training, getattr(model, "hotpatch_source", None))
+    prepared.input_record = getattr(model, "hotpatch_input", None)
+    return prepared
+>>>>>>> main
 
 
 def _refuse_patched(model: nn.Module) -> None:

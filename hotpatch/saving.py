@@ -9,12 +9,17 @@ The file is ``torch.save`` of a plain dict, readable with ``torch.load(weights_o
      "source": {"recipe": ..., "overrides": {...}} or {"class": "pkg.mod:Class", "kwargs": {...}},
      "analysis": {"blocks": [[name, kind, level], ...],   # what the analysis decided at patch time
                   "axes": {node: [[atom, ...] | None, ...]}},  # layouts of merged batch axes
+     "input": {"normalize": "screen", "scores": False, "joints": "h36m17", "extent"?: [lo, hi]} or None,
      "state_dict": {name: tensor}}           # the patched model's, strict
+
+``input`` is the model's input convention (:mod:`hotpatch.conventions`); loading sets it back as
+the model's ``hotpatch_input``. Files without it (older ones) load as before.
 
 A model patched with several inputs (``example_input=(x_2d, y_noisy, t)``) also has
 ``config["inputs"]`` (``[{"name", "shape", "dtype", "frame_axis"}, ...]`` in ``forward``'s order)
 and ``"example": {name: tensor}``, the example's integer and bool inputs (a timestep, a mask),
-which cannot be drawn at random; its float inputs are drawn from their recorded shapes.
+which cannot be drawn at random; its float inputs are drawn from their recorded shapes. Files
+without them (older ones, one input) load as before.
 
 ``load`` builds the original from ``source`` (without touching the global RNG), loads the saved
 weights into it, analyses it with a clip of the saved input shape, replaces the analysis'
@@ -85,6 +90,7 @@ def save(patched: nn.Module, path: str | os.PathLike, *, source: Mapping[str, An
         "config": _plain(dict(config), "hotpatch_config"),
         "source": source,
         "analysis": _plain(plan_record(plan), "analysis") if plan is not None else None,
+        "input": input_record(patched),
         **({"example": _example_record(patched)} if "inputs" in config else {}),
         "state_dict": {k: v.detach().cpu().clone() for k, v in patched.state_dict().items()},
     }
@@ -226,6 +232,7 @@ def from_payload(payload: Mapping[str, Any], where: str, *, leaf_modules: Sequen
     )
     load_state_dict(patched, state, strict=True, source=where)
     patched.hotpatch_source = source
+    set_input_record(patched, payload)
     return patched.eval()
 
 
@@ -322,6 +329,7 @@ def save_model(model: nn.Module, path: str | os.PathLike, *, source: Mapping[str
         "hotpatch_version": __version__,
         "torch_version": str(torch.__version__),
         "source": source,
+        "input": input_record(model),
         "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
     }
     path = Path(path)
@@ -351,4 +359,22 @@ def model_from_payload(payload: Mapping[str, Any], where: str) -> nn.Module:
         model = sources.build(source)
     load_state_dict(model, state, strict=True, source=where)
     model.hotpatch_source = source
+    set_input_record(model, payload)
     return model.eval()
+
+
+# ----------------------------------------------------------------------------- input convention
+
+
+def input_record(model: nn.Module) -> dict[str, Any] | None:
+    """The model's input convention as plain data (its ``hotpatch_input``, else its recipe's), or None."""
+    from hotpatch.conventions import convention_of
+
+    conv, _ = convention_of(model)
+    return None if conv is None else _plain(conv.to_dict(), "input")
+
+
+def set_input_record(model: nn.Module, payload: Mapping[str, Any]) -> None:
+    """Set ``model.hotpatch_input`` from a file's ``input`` (absent in older files: left unset)."""
+    if isinstance(payload.get("input"), Mapping):
+        model.hotpatch_input = dict(payload["input"])

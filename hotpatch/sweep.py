@@ -4,7 +4,9 @@
 (:func:`hotpatch.prepare`), then for every combination of ``n``, ``f``, ``prune`` and
 ``recover`` (and every multi-stage setting in ``stages``, e.g. ``[([1, 3], [121, 61])]``, with
 each prune and recover) patches it and measures params, paper FLOPs and latency — each setting timed
-interleaved with the original in one run (:func:`hotpatch.profile.compare`) — and, given test
+interleaved with the original in one run (:func:`hotpatch.profile.compare`; each row keeps that
+run's original time as ``original_ms`` and ``speedup = original_ms / latency_ms``, and the
+original's own row shows the median of those paired times) — and, given test
 sequences, the zero-retraining MPJPE / P-MPJPE on the same windows as the original (seq2seq:
 also on the frames the pruner kept and on those it dropped). A row is on the Pareto front
 when no other row (the original included) has lower-or-equal FLOPs and error with one of them
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import statistics
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -33,7 +36,10 @@ METRICS = ("mpjpe", "p_mpjpe", "mpjve", "mpjpe_selected", "mpjpe_pruned", "p_mpj
 
 @dataclass
 class SweepRow:
-    """One setting (``n`` is None for the original model) and what was measured for it."""
+    """One setting (``n`` is None for the original model) and what was measured for it.
+
+    ``speedup`` is ``original_ms / latency_ms``: the original's and this setting's median
+    latency, timed interleaved in one run (so each row has its own original time)."""
 
     label: str
     n: int | list[int] | None  # a list for multi-stage pruning
@@ -45,6 +51,7 @@ class SweepRow:
     flops: int | None
     latency_ms: float | None
     speedup: float | None = None
+    original_ms: float | None = None  # the original's latency timed interleaved with this row's (speedup's pair)
     metrics: dict[str, float] = field(default_factory=dict)
     pareto: bool = False
 
@@ -173,10 +180,10 @@ def sweep(
         res = evaluate_model(m, dataset, batch_size=batch_size, flops=False)
         return {k: float(res[k]) for k in METRICS if k in res}
 
-    base = profile(model, example_input, pipeline=pipeline, **measure)
+    base = profile(model, example_input, pipeline=pipeline, **{**measure, "fps": latency and not grid})
     original = SweepRow("original", None, None, None, None, pipeline, base.params, base.flops["paper"].value,
                         base.latency.median_ms if base.latency else None, 1.0 if latency else None,
-                        accuracy(model))
+                        base.latency.median_ms if base.latency else None, accuracy(model))
     rows: list[SweepRow] = []
     for i, g in enumerate(grid):
         patched = prepared.patch(g["n"], g["f"], pipeline=pipeline, prune=g["prune"], recover=g["recover"],
@@ -186,10 +193,13 @@ def sweep(
         rows.append(SweepRow(label, g["n"], g["f"], g["prune"], g["recover"], pipeline, cmp.after.params,
                              cmp.after.flops["paper"].value,
                              cmp.after.latency.median_ms if cmp.after.latency else None, cmp.speedup,
-                             accuracy(patched)))
+                             cmp.before.latency.median_ms if cmp.before.latency else None, accuracy(patched)))
         del patched
         if progress is not None:
             progress(i + 1, len(grid), label)
+    paired = [r.original_ms for r in rows if r.original_ms is not None]
+    if paired:  # the original's latency: the median of its runs paired with every row (one measure for all)
+        original.latency_ms = original.original_ms = float(statistics.median(paired))
     error_name = "mpjpe" if dataset is not None else "latency_ms"
     everyone = [original, *rows]
     if all(r.error is not None and r.flops is not None for r in everyone):

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from hotpatch.render import _pyplot, save_figure
+from hotpatch.errors import ConfigError
+from hotpatch.render import pyplot, save_figure
 from hotpatch.sweep import SweepResult
 
 __all__ = ["joint_speed", "kept_frames_plot", "pareto_plot"]
@@ -20,7 +21,7 @@ __all__ = ["joint_speed", "kept_frames_plot", "pareto_plot"]
 
 def pareto_plot(result: SweepResult, path: str | Path, *, title: str = "") -> Path:
     """Write a PNG of ``result``: every setting, the front (line + labels) and the original."""
-    plt = _pyplot()
+    plt = pyplot()
     path = Path(path)
     key = result.error_name
     ylabel = "MPJPE (mm, zero retraining)" if key == "mpjpe" else "latency (ms)"
@@ -28,8 +29,11 @@ def pareto_plot(result: SweepResult, path: str | Path, *, title: str = "") -> Pa
     def y(r):
         return r.metrics.get("mpjpe") if key == "mpjpe" else r.latency_ms
 
-    fig, ax = plt.subplots(figsize=(8, 5.5), dpi=100)
     rows = [r for r in result.rows if r.flops is not None and y(r) is not None]
+    if not rows:
+        raise ConfigError("nothing to plot: the sweep measured neither latency nor accuracy; drop --no-latency "
+                          "or pass --data")
+    fig, ax = plt.subplots(figsize=(9.6, 6), dpi=100)
     ax.scatter([r.flops / 1e9 for r in rows], [y(r) for r in rows], s=28, color="0.6", label="settings", zorder=2)
     front = [r for r in result.frontier if y(r) is not None]
     orig = result.original
@@ -48,6 +52,7 @@ def pareto_plot(result: SweepResult, path: str | Path, *, title: str = "") -> Pa
     ax.set_ylabel(ylabel)
     ax.set_title(title or f"hotpatch sweep: {ylabel.split(' (')[0]} vs FLOPs", fontsize=11)
     ax.grid(True, alpha=0.3)
+    ax.ticklabel_format(axis="both", style="plain", useOffset=False)  # no "+1.592e2" offsets: values as they are
     ax.legend(loc="best", fontsize=9)
     return save_figure(plt, fig, path)
 
@@ -77,7 +82,7 @@ def kept_frames_plot(
     the last one, whose tokens reach the recovery, in red); ``start``: the window's first
     frame in the clip (for the x axis).
     """
-    plt = _pyplot()
+    plt = pyplot()
     path = Path(path)
     frames = np.arange(start, start + len(speed))
     top = speed.max() * 1.05 if speed.max() > 0 else 1
@@ -94,6 +99,7 @@ def kept_frames_plot(
             ax.scatter(frames[idx], speed[idx], color=colour, s=16 + 22 * (len(stages) - 1 - s), zorder=3 + s,
                        label=f"{what} ({len(idx)})")
         ax.set_ylabel(ylabel, fontsize=8)
+        ax.ticklabel_format(axis="y", style="plain", useOffset=False)
         ax.set_title(name, fontsize=9, loc="left")
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0, fontsize=8)  # beside: never on the data
         ax.grid(True, alpha=0.3)

@@ -71,3 +71,22 @@ def test_unexportable_op_is_named(tmp_path):
 def test_export_needs_an_input_shape(tmp_path):
     with pytest.raises(ExportError, match="example="):
         export_program(_Bucketize(), tmp_path / "b.pt2")
+
+
+@onnx_missing
+def test_onnx_library_info_logging_is_hidden_unless_verbose(tmp_path, caplog):
+    import logging
+
+    model, _ = author_vpts.build("mixste")
+    x = torch.randn(1, 27, 17, 2)
+
+    def onnx_records():
+        return [r for r in caplog.records if r.name.split(".")[0] in ("onnx", "onnxscript", "onnx_ir")]
+
+    with caplog.at_level(logging.INFO):
+        export_onnx(model, tmp_path / "quiet.onnx", example=x)
+    assert onnx_records() == []
+    assert logging.getLogger("onnx_ir").level == logging.NOTSET  # restored
+    with caplog.at_level(logging.INFO):
+        export_onnx(model, tmp_path / "loud.onnx", example=x, verbose=True)
+    assert len(onnx_records()) > 5 and {r.levelno for r in onnx_records()} == {logging.INFO}

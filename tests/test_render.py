@@ -20,7 +20,7 @@ def test_render_gif_and_missing_ffmpeg(tmp_path, monkeypatch):
     poses = np.random.default_rng(0).normal(size=(8, 17, 3)) * 0.2
     path = render_mod.render(tmp_path / "a.gif", px, poses, image_size=(W, H), max_frames=5)
     with Image.open(path) as im:
-        assert im.n_frames == 5 and im.size == (720, 360)
+        assert im.n_frames == 5 and im.size == (960, 480)
     monkeypatch.setattr(render_mod.shutil, "which", lambda name: None)
     with pytest.raises(hotpatch.HotpatchError, match="ffmpeg"):
         render_mod.render(tmp_path / "a.mp4", px, poses)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 import tinypose
+from hotpatch.errors import ConfigError
 from hotpatch.sweep import pareto_front, sweep
 
 
@@ -44,3 +46,34 @@ def test_sweep_with_stage_lists():
     assert two.flops < one.flops  # the second stage removes more tokens
     assert full.flops == result.original.flops and full.metrics["mpjpe"] == result.original.metrics["mpjpe"]
     assert "mpjpe_selected" in two.metrics
+
+
+def test_pareto_plot_of_close_rows_has_no_offset_notation(tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib", reason="the plot needs the plot extra")
+    from hotpatch import viz
+    from hotpatch.sweep import SweepResult, SweepRow
+
+    def row(label, flops, ms):
+        return SweepRow(label, 1, 3, "tpc", "linear", "seq2seq", 1000, flops, ms, 1.0, ms)
+
+    original = row("original", 159_300_000_000, 159.28)
+    rows = [row("a", 159_200_000_000, 159.24), row("b", 159_250_000_000, 159.26)]
+    for r, on in zip([original, *rows], pareto_front([(r.flops, r.latency_ms) for r in [original, *rows]])):
+        r.pareto = on
+    seen = {}
+
+    def keep(plt, fig, path, *a, **k):
+        fig.canvas.draw()
+        ax = fig.axes[0]
+        seen["offsets"] = (ax.xaxis.get_major_formatter().get_offset(), ax.yaxis.get_major_formatter().get_offset())
+        seen["ticks"] = [t.get_text() for t in ax.get_yticklabels() if t.get_text()]
+        plt.close(fig)
+        return path
+
+    monkeypatch.setattr(viz, "save_figure", keep)
+    viz.pareto_plot(SweepResult(original, rows, "latency_ms"), tmp_path / "p.png")
+    assert seen["offsets"] == ("", "")
+    assert all(t.startswith("159.2") or t.startswith("159.3") for t in seen["ticks"]), seen["ticks"]
+    empty = SweepResult(row("original", 1, None), [row("a", 1, None)], "latency_ms")
+    with pytest.raises(ConfigError, match="nothing to plot"):
+        viz.pareto_plot(empty, tmp_path / "q.png")

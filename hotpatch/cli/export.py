@@ -19,6 +19,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--torch-export", metavar="OUT.pt2", help="write a torch.export program (torch.export.load reads it)")
     p.add_argument("--batch", type=int, default=1, metavar="B", help="batch size baked into the export (default: 1)")
     p.add_argument("--opset", type=int, metavar="N", help="ONNX opset (default: the exporter's)")
+    p.add_argument("--verbose", action="store_true", help="show the ONNX libraries' INFO logging (onnx, onnxscript, "
+                                                          "onnx_ir; hidden by default)")
     p.set_defaults(run=run)
     return p
 
@@ -43,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     example = torch.randn(args.batch, *target.input_shape(), generator=gen)
     label = f"HoT {describe_config(model.hotpatch_config)}" if target.patched else "unpatched"
     if args.onnx:
-        check = export_onnx(model, args.onnx, example=example, opset=args.opset)
+        check = export_onnx(model, args.onnx, example=example, opset=args.opset, verbose=args.verbose)
         out.print(f"wrote {check.path}: {describe(target)} ({label}), input {check.input_shape}; onnxruntime vs eager "
                   f"max |diff| {check.max_abs_diff:.2e}", highlight=False, markup=False)
     if args.torch_export:

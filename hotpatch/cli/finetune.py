@@ -110,6 +110,7 @@ def train_and_save(args: argparse.Namespace, target: Any, model: torch.nn.Module
                    main: bool, write: Any) -> int:
     """Train ``model`` on ``args.data`` with the ``add_training_arguments`` options, write it with
     ``write(model, path)`` and print the history (rank 0 only)."""
+    from hotpatch.conventions import training_convention
     from hotpatch.data import WindowDataset
     from hotpatch.evaluate import pipeline_of
     from hotpatch.finetune import FinetuneConfig, finetune
@@ -139,6 +140,7 @@ def train_and_save(args: argparse.Namespace, target: Any, model: torch.nn.Module
         result = finetune(model, train, cfg, val_data=val, checkpoint=state, resume=args.resume, progress=progress)
     if not main:
         return 0
+    result.model.hotpatch_input = training_convention(splits["train"], channels).to_dict()  # saved with the model
     write(result.model, output)
     if args.json:
         text = json.dumps(json_safe({"target": describe(target), "config": getattr(model, "hotpatch_config", None),

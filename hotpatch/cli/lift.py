@@ -14,13 +14,23 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from hotpatch.cli._options import NamedProgress, add_hot_arguments, consoles, describe_config, hot_settings
 from hotpatch.errors import ConfigError, InputShapeError
 from hotpatch.cli._targets import add_target_arguments, describe, load_target
 
 log = logging.getLogger(__name__)
+
+
+def frame_size_arg(text: str) -> tuple[int, int]:
+    """``"1920x1080"`` -> (1920, 1080)."""
+    parts = text.lower().split("x")
+    try:
+        w, h = (int(v) for v in parts)
+        if len(parts) != 2 or w < 1 or h < 1:
+            raise ValueError
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give the frame size as WxH in pixels, e.g. 1920x1080") from None
+    return w, h
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -34,16 +44,24 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     add_target_arguments(p)
     add_hot_arguments(p)
     g = p.add_argument_group("keypoints")
-    g.add_argument("--keypoints", required=True, metavar="FILE", help="the detector's output for one video")
+    g.add_argument("--keypoints", required=True, metavar="FILE",
+                   help="the detector's output for one video (COCO-17, Halpe-26/136 or COCO-WholeBody-133 joints)")
     g.add_argument("--format", choices=FORMATS, help="override the detected file format")
-    g.add_argument("--width", type=int, metavar="W", help="video frame width in pixels (where the file lacks it)")
-    g.add_argument("--height", type=int, metavar="H", help="video frame height in pixels (where the file lacks it)")
+    g.add_argument("--size", type=frame_size_arg, metavar="WxH",
+                   help="video frame size in pixels, e.g. 1920x1080 (default: from the file or --video; else the "
+                        "smallest common size holding every keypoint, with a warning)")
+    g.add_argument("--width", type=int, metavar="W", help=argparse.SUPPRESS)  # older spelling of --size
+    g.add_argument("--height", type=int, metavar="H", help=argparse.SUPPRESS)
+    g.add_argument("--video", metavar="IN.mp4",
+                   help="the video the keypoints come from: its frame size, and --render draws over its frames "
+                        "(needs imageio: pip install 'hotpatch[plot]'; .mp4 also needs PyAV: pip install av)")
     g.add_argument("--person", type=int, metavar="ID", help="track id to lift (default: the best detection per frame)")
     g.add_argument("--min-score", type=float, default=0.3, metavar="S",
                    help="joints scoring below S are interpolated over time (default: 0.3)")
-    g.add_argument("--normalize", choices=NORMALIZATIONS, default="screen",
-                   help="input normalisation the model was trained with: screen (VideoPose3D, needs the image size) "
-                        "or box (the clip's bounding box to [-1, 1], MotionBERT in the wild) (default: screen)")
+    g.add_argument("--normalize", choices=NORMALIZATIONS,
+                   help="input normalisation: screen (VideoPose3D, needs the frame size) or box (the clip's bounding "
+                        "box to [-1, 1], MotionBERT in the wild) (default: the one the model records, from its "
+                        "recipe or file)")
     r = p.add_argument_group("lifting")
     r.add_argument("--stride", type=int, metavar="S",
                    help="seq2seq window stride (default: 3F/4, windows overlap by a quarter; F: no overlap)")
@@ -56,8 +74,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     o = p.add_argument_group("output")
     o.add_argument("-o", "--output", required=True, metavar="OUT.npz", help="poses, the 2D used and the settings")
     o.add_argument("--render", metavar="OUT.gif|OUT.mp4|OUT.png",
-                   help="2D input beside the 3D skeleton: an animation (.gif, .mp4 with ffmpeg) or a contact sheet (.png)")
+                   help="2D input (over the --video frames if given) beside the 3D skeleton: an animation (.gif, "
+                        ".mp4 with ffmpeg) or a contact sheet (.png)")
     o.add_argument("--render-frames", type=int, metavar="N", help="animate only the first N frames")
+    o.add_argument("--turn", action="store_true", help="turn the 3D view about the vertical axis while animating")
     o.add_argument("--fps", type=float, default=30.0, help="frame rate of the rendered animation (default: 30)")
     o.add_argument("--json", metavar="PATH", help="write the summary as JSON to PATH ('-' for stdout only)")
     p.set_defaults(run=run)
@@ -67,15 +87,21 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from hotpatch.keypoints import read_keypoints
-    from hotpatch.lift import lift_track, mean_joint_distance
+    from hotpatch.lift import lift_file, lift_track, mean_joint_distance, resolve_convention, write_npz
     from hotpatch.saving import check_writable
 
     out, err = consoles(args.quiet)
     check_writable(args.output)
     if args.render:
         check_writable(args.render)
-    track = read_keypoints(args.keypoints, format=args.format, person=args.person, min_score=args.min_score)
+    if (args.width is None) != (args.height is None):
+        raise ConfigError("give the frame size as --size WxH (or both --width and --height)")
+    size = args.size or ((args.width, args.height) if args.width else None)
+    video = None
+    if args.video:
+        from hotpatch.video import VideoFrames
+
+        video = VideoFrames(args.video)
     torch.manual_seed(args.seed)
     target = load_target(args)
     settings = hot_settings(args)
@@ -94,42 +120,39 @@ def run(args: argparse.Namespace) -> int:
     if joints != 17:
         raise InputShapeError(f"{target.name} takes J={joints} joints; lifting reads Human3.6M-17 keypoints. "
                               "Build the model for 17 joints.")
-    common = dict(frames=frames, channels=channels, normalization=args.normalize, width=args.width,
-                  height=args.height, stride=args.stride, batch_size=args.batch, flip=args.flip,
-                  compile=args.compile)
+    convention = resolve_convention(target.model, channels, args.normalize)
+    common = dict(stride=args.stride, batch_size=args.batch, flip=args.flip, compile=args.compile)
     with NamedProgress(err, "lifting with") as progress:
         def bar(name: str):
             return None if progress is None else lambda done, total: progress(name, done, total)
 
         label = "the patched model" if patched else "the model"
-        result = lift_track(model, track, progress=bar(label), **common)
+        lifted = lift_file(model, args.keypoints, frames=frames, channels=channels, convention=convention, size=size,
+                           video_size=video.size if video else None, format=args.format, person=args.person,
+                           min_score=args.min_score, progress=bar(label), **common)
+        summary, track = lifted.summary, lifted.track
         reference = None
         if args.compare:
-            reference = lift_track(target.original(), track, progress=bar("the original"),
-                                   pipeline=result.pipeline, **common)
-    config = dict(model.hotpatch_config) if patched else None
-    summary: dict[str, Any] = {
-        "target": describe(target), "keypoints": str(args.keypoints), "format": track.format,
-        "frames": len(track), "missing_frames": track.missing_frames,
-        "filled_joints": int(track.filled.sum()), "window": frames, "stride": result.stride,
-        "windows": result.windows, "pipeline": result.pipeline, "normalize": args.normalize,
-        "config": config, "fps": result.fps, "seconds": result.seconds,
-    }
-    arrays: dict[str, Any] = {"poses_3d": result.poses, "keypoints_2d": track.xy, "scores": track.scores,
-                              "filled": track.filled, "inputs": result.inputs}
+            w, h = summary["frame_size"] or (None, None)
+            reference = lift_track(target.original(), track, frames=frames, channels=channels,
+                                   normalization=summary["normalize"], width=w, height=h,
+                                   progress=bar("the original"), pipeline=lifted.result.pipeline, **common)
+    summary = {"target": describe(target), **summary}
+    arrays = dict(lifted.arrays)
     if reference is not None:
         summary["original_fps"] = reference.fps
-        summary["speedup"] = result.fps / reference.fps if reference.fps else None
-        summary["mean_joint_difference"] = mean_joint_distance(result.poses, reference.poses)
+        summary["speedup"] = lifted.result.fps / reference.fps if reference.fps else None
+        summary["mean_joint_difference_mm"] = mean_joint_distance(lifted.poses, reference.poses) * 1000.0
         arrays["poses_3d_original"] = reference.poses
-    np.savez(args.output, **arrays, summary=np.array(json.dumps(summary, default=str)))
+    write_npz(args.output, arrays, summary)
     if args.render:
         from hotpatch.render import render
 
-        size = (args.width or track.width, args.height or track.height)
-        label = f"HoT {describe_config(config)}" if config else describe(target)
-        render(args.render, track.xy, result.poses, fps=args.fps, title=label,
-               image_size=size if all(size) else None, max_frames=args.render_frames)
+        config = summary["config"]
+        title = f"HoT {describe_config(config)}" if config else describe(target)
+        render(args.render, track.xy, lifted.poses, fps=args.fps, title=title,
+               image_size=tuple(summary["frame_size"]) if summary["frame_size"] else None,
+               max_frames=args.render_frames, video=video, turn=args.turn)
     if args.json:
         text = json.dumps(summary, indent=2, default=str)
         if args.json == "-":
@@ -141,12 +164,38 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _report(out: Any, s: dict[str, Any], args: argparse.Namespace) -> None:
+    from rich.table import Table
+
+    def say(text: str) -> None:
+        out.print(text, highlight=False, markup=False)
+
     hot = f"; HoT {describe_config(s['config'])}" if s["config"] else "; unpatched"
-    out.print(f"{s['target']}{hot}", highlight=False, markup=False)
-    out.print(f"lifted {s['frames']} frames ({s['format']}; {s['missing_frames']} frames without a detection, "
-              f"{s['filled_joints']} joint positions interpolated) in {s['windows']} windows of {s['window']} (stride {s['stride']}, "
-              f"{s['pipeline']}): {s['fps']:.1f} frames/s", highlight=False, markup=False)
+    say(f"{s['target']}{hot}")
+    n = s["frames"]
+    say(f"lifted {n} frame{'s' if n != 1 else ''} ({s['format']}, {s['layout']} joints; {s['missing_frames']} "
+        f"without a detection, {s['filled_joints']} joint positions interpolated) in {s['windows']} "
+        f"window{'s' if s['windows'] != 1 else ''} of {s['window']} (stride {s['stride']}, {s['pipeline']}): "
+        f"{s['fps']:.1f} frames/s")
+    conv = s["input"]
+    size = ""
+    if s["frame_size"]:
+        how = {"given": "as given", "assumed": "assumed"}.get(s["frame_size_from"], f"from {s['frame_size_from']}")
+        size = f"; frame {s['frame_size'][0]}x{s['frame_size'][1]} ({how})"
+    say(f"input: {conv['normalize']} normalisation, {'x, y, score' if conv['scores'] else 'x, y'}, "
+        f"{conv['joints']} order ({conv['from']}){size}")
     if "original_fps" in s:
-        out.print(f"original: {s['original_fps']:.1f} frames/s, speed-up {s['speedup']:.2f}x; mean per-joint "
-                  f"difference {s['mean_joint_difference']:.4g} (model units)", highlight=False, markup=False)
-    out.print(f"wrote {args.output}" + (f" and {args.render}" if args.render else ""), highlight=False, markup=False)
+        say(f"original: {s['original_fps']:.1f} frames/s, speed-up {s['speedup']:.2f}x; mean per-joint "
+            f"difference {s['mean_joint_difference_mm']:.1f} mm")
+    stats = s["poses"]
+    t = Table(title="bone lengths (mm, mean ± sd over frames)", title_justify="left")
+    for col in ("bone", "right (or centre)", "left", "L/R asymmetry"):
+        t.add_column(col, justify="left" if col == "bone" else "right")
+    for name, bone in stats["bones"].items():
+        cells = [f"{bone[k]['mean_mm']:.0f} ± {bone[k]['sd_mm']:.0f}" if k in bone else "" for k in ("right", "left")]
+        if "centre" in bone:
+            cells[0] = f"{bone['centre']['mean_mm']:.0f} ± {bone['centre']['sd_mm']:.0f}"
+        asym = f"{bone['asymmetry_pct']:.1f}%" if "asymmetry_pct" in bone else ""
+        t.add_row(name, *cells, asym)
+    out.print(t)
+    say(f"body (median over frames): {stats['width_mm']:.0f} mm wide, {stats['height_mm']:.0f} mm tall")
+    say(f"wrote {args.output}" + (f" and {args.render}" if args.render else ""))

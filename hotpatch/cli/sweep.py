@@ -163,16 +163,32 @@ def _table(result: Any) -> Any:
     from rich.table import Table
 
     has_acc = result.error_name == "mpjpe"
-    t = Table(title="hotpatch sweep", caption="* on the Pareto front (FLOPs vs "
-              + ("MPJPE" if has_acc else "latency") + ")", caption_justify="left")
-    for name in ("setting", "params (M)", "FLOPs (G)", "latency (ms)", "speed-up") + (
-            ("MPJPE", "P-MPJPE", "sel / pruned") if has_acc else ()):
+    timed = result.original.latency_ms is not None
+    if has_acc:
+        front = "* on the Pareto front (paper FLOPs vs MPJPE)"
+    elif timed:
+        front = "* on the Pareto front (paper FLOPs vs latency)"
+    else:
+        front = "no Pareto front: neither latency (--no-latency) nor accuracy (--data) was measured"
+    caption = [front]
+    if timed:
+        caption.append("speed-up = original ms / latency ms of the same row: medians of the original and the setting "
+                       "timed interleaved in one run; the original row shows the median of those paired original "
+                       "times")
+    t = Table(title="hotpatch sweep", caption="\n".join(caption), caption_justify="left")
+    names = ["setting", "params M", "GFLOPs"]
+    if timed:
+        names += ["latency ms", "original ms", "speed-up"]
+    names += ["MPJPE", "P-MPJPE", "sel/pruned"] if has_acc else []
+    for name in names:
         t.add_column(name, justify="left" if name == "setting" else "right")
     for r in [result.original, *result.rows]:
         cells = [("* " if r.pareto else "  ") + r.label, f"{r.params / 1e6:.3f}",
-                 "-" if r.flops is None else f"{r.flops / 1e9:.3f}",
-                 "-" if r.latency_ms is None else f"{r.latency_ms:.2f}",
-                 "-" if r.speedup is None else f"{r.speedup:.2f}x"]
+                 "-" if r.flops is None else f"{r.flops / 1e9:.3f}"]
+        if timed:
+            cells += ["-" if r.latency_ms is None else f"{r.latency_ms:.2f}",
+                      "-" if r.original_ms is None else f"{r.original_ms:.2f}",
+                      "-" if r.speedup is None else f"{r.speedup:.2f}x"]
         if has_acc:
             m = r.metrics
             split = (f"{m['mpjpe_selected']:.1f} / {m['mpjpe_pruned']:.1f}" if "mpjpe_pruned" in m else "-")

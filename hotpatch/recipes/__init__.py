@@ -1,7 +1,8 @@
 """Faithful re-implementations of published video pose transformers (installed as ``hotpatch.recipes``).
 
 Each recipe module offers ``build(frames=None, **overrides)``, ``load_checkpoint(model, path)``
-and ``DEFAULTS`` (input geometry and the HoT paper's settings for that model).
+``DEFAULTS`` (input geometry and the HoT paper's settings for that model) and ``INPUT`` (the
+input convention of its official checkpoints, :mod:`hotpatch.conventions`).
 """
 
 from __future__ import annotations

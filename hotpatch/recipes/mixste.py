@@ -34,6 +34,10 @@ DEFAULTS: dict[str, Any] = {
     "prune_pos_embed": True,  # official HoT-MixSTE: a learnable (1, f, C) embedding after pruning
 }
 
+#: Input convention of the official checkpoints (VideoPose3D screen coordinates of CPN detections,
+#: no scores; :mod:`hotpatch.conventions`).
+INPUT: dict[str, Any] = {"normalize": "screen", "scores": False, "joints": "h36m17"}
+
 #: Parameters indexed by frame, with the frame axis: a checkpoint for another F is refused.
 FRAME_KEYS = {"Temporal_pos_embed": 1}
 

@@ -46,6 +46,11 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "lite": {"dim_feat": 256, "mlp_ratio": 4, "depth": 5},
 }
 
+#: Input convention of the official in-the-wild use (``infer_wild.py``: the clip's box scaled to
+#: [-1, 1], detector scores as the third channel; its Human3.6M training used screen coordinates
+#: with scores). :mod:`hotpatch.conventions`.
+INPUT: dict[str, Any] = {"normalize": "box", "scores": True, "joints": "h36m17"}
+
 #: Parameters indexed by frame, with the frame axis: a checkpoint for another F is refused.
 FRAME_KEYS = {"temp_embed": 1}
 

@@ -4,8 +4,10 @@ errors for bad keypoint files and missing settings."""
 from __future__ import annotations
 
 import json
+import logging
 
 import numpy as np
+import pytest
 
 from hotpatch.cli import main
 from keypoint_files import H, W, coco_from_h36m, projected_clip, write_coco
@@ -32,9 +34,15 @@ def test_cli_lift_patched_with_compare_and_render(capsys, tmp_path):
     assert data["poses_3d"].shape == (50, 17, 3) and np.isfinite(data["poses_3d"]).all()
     assert data["poses_3d_original"].shape == (50, 17, 3)
     assert summary["missing_frames"] == 1 and summary["config"]["f"] == 3 and summary["fps"] > 0
-    assert summary["original_fps"] > 0 and summary["mean_joint_difference"] >= 0
+    assert summary["original_fps"] > 0 and summary["mean_joint_difference_mm"] >= 0
     diff = np.linalg.norm(data["poses_3d"] - data["poses_3d_original"], axis=-1).mean()
-    assert np.isclose(summary["mean_joint_difference"], diff, rtol=1e-5)
+    assert np.isclose(summary["mean_joint_difference_mm"], diff * 1000, rtol=1e-5)
+    assert summary["input"] == {"normalize": "screen", "scores": False, "joints": "h36m17", "from": "from recipe mixste"}
+    assert summary["frame_size"] == [W, H] and summary["frame_size_from"] == "given"
+    thigh = np.linalg.norm(data["poses_3d"][:, 2] - data["poses_3d"][:, 1], axis=-1) * 1000
+    assert np.isclose(summary["poses"]["bones"]["thigh"]["right"]["mean_mm"], thigh.mean(), rtol=1e-4)
+    assert "input: screen normalisation, x, y, h36m17 order (from recipe mixste); frame 1000x1000 (as given)" in out
+    assert "bone lengths (mm" in out and "lifted 50 frames" in out
     assert json.loads((tmp_path / "s.json").read_text())["frames"] == 50
     assert (tmp_path / "sheet.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "frames/s" in out and "speed-up" in out
@@ -71,7 +79,18 @@ def test_cli_bad_keypoint_files_exit_2_with_one_line(capsys, tmp_path):
         assert lines[0].startswith("hotpatch lift: error:") and message in lines[0], (name, err)
 
 
-def test_cli_lift_without_image_size_says_what_to_pass(capsys, tmp_path):
-    path = write_coco(tmp_path / "r.json", coco_from_h36m(projected_clip(10)), np.full((10, 17), 0.9))
-    rc, _, err = run(capsys, "lift", *TINY, "--keypoints", str(path), "-o", str(tmp_path / "o.npz"))
-    assert rc == 2 and "--width and --height" in err
+
+
+def test_cli_lift_without_image_size_assumes_one_and_says_which(capsys, tmp_path, caplog):
+    px = projected_clip(10)
+    path = write_coco(tmp_path / "r.json", coco_from_h36m(px), np.full((10, 17), 0.9))
+    with caplog.at_level(logging.WARNING, logger="hotpatch"):
+        rc, _, err = run(capsys, "lift", *TINY, "--keypoints", str(path), "-o", str(tmp_path / "o.npz"))
+    assert rc == 0, err
+    summary = json.loads(str(np.load(tmp_path / "o.npz")["summary"]))
+    w, h = summary["frame_size"]
+    assert summary["frame_size_from"] == "assumed" and f"assuming {w}x{h}" in caplog.text
+    assert (w, h) in [(640, 480), (1280, 720), (1920, 1080)] and px[..., 0].max() <= w and px[..., 1].max() <= h
+    with pytest.raises(SystemExit):
+        main(["lift", *TINY, "--keypoints", str(path), "-o", str(tmp_path / "o.npz"), "--size", "1x"])
+    assert "give the frame size as WxH" in capsys.readouterr().err

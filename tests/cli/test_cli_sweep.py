@@ -25,12 +25,20 @@ def test_cli_sweep_writes_json_csv_and_png(capsys, tmp_path):
     data = json.loads((tmp_path / "s.json").read_text())
     assert len(data["rows"]) == 1 + 2 * 2 * 2 and data["error"] == "mpjpe" and data["frontier"]
     row = data["rows"][1]
-    assert {"n", "f", "prune", "recover", "params", "flops", "latency_ms", "speedup", "mpjpe", "pareto"} <= set(row)
+    assert {"n", "f", "prune", "recover", "params", "flops", "latency_ms", "original_ms", "speedup", "mpjpe",
+            "pareto"} <= set(row)
+    for r in data["rows"]:  # each row's speed-up is the ratio of its own paired latencies
+        assert r["speedup"] == pytest.approx(r["original_ms"] / r["latency_ms"], rel=1e-9)
     with open(tmp_path / "s.csv") as fh:
         assert len(list(csv.DictReader(fh))) == 9
     with Image.open(tmp_path / "s.png") as im:
-        assert im.format == "PNG" and im.size == (800, 550)
-    assert "hotpatch sweep" in out and "Pareto" in out
+        assert im.format == "PNG" and im.size == (960, 600)
+    assert "hotpatch sweep" in out and "Pareto" in out and "original ms" in out
+    rows = [[c.strip() for c in line.split("│") if c.strip()] for line in out.splitlines()]
+    rows = [cells for cells in rows if len(cells) >= 6 and cells[5].endswith("x")]
+    assert len(rows) == 9  # the original and 8 settings
+    for cells in rows:  # the printed speed-up matches the printed latency columns
+        assert float(cells[5][:-1]) == pytest.approx(float(cells[4]) / float(cells[3]), abs=0.006), cells
 
 
 @pytest.mark.parametrize("flag, value, message", [
@@ -75,3 +83,11 @@ def test_cli_sweep_bad_stages(capsys, value, message):
 def test_cli_sweep_needs_settings(capsys):
     assert main(["--quiet", "sweep", *TINY, "--n", "1"]) == 2
     assert "--stages" in capsys.readouterr().err
+
+
+def test_cli_sweep_without_latency_has_no_latency_columns_or_front(capsys):
+    rc = main(["--quiet", "sweep", *TINY, "--n", "1", "--f", "3", "--no-latency"])
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    assert "latency ms" not in out and "original ms" not in out and "speed-up" not in out
+    assert "no Pareto front: neither latency (--no-latency) nor accuracy (--data) was measured" in out
