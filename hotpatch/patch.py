@@ -164,8 +164,9 @@ def prepare(
     finally:
         if inplace:
             model.train(was_training)
-<<<<<<< HEAD
-    return Prepared(gm, plan, inputs, was_training, getattr(model, "hotpatch_source", None))
+    prepared = Prepared(gm, plan, inputs, was_training, getattr(model, "hotpatch_source", None))
+    prepared.input_record = getattr(model, "hotpatch_input", None)
+    return prepared
 
 
 def example_from_config(
@@ -197,11 +198,6 @@ def example_from_config(
         else:
             out[name] = torch.zeros((batch, *shape), dtype=dtype)
     return out
-=======
-    prepared = Prepared(gm, plan, example, was_training, getattr(model, "hotpatch_source", None))
-    prepared.input_record = getattr(model, "hotpatch_input", None)
-    return prepared
->>>>>>> main
 
 
 def _refuse_patched(model: nn.Module) -> None:
