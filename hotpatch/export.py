@@ -12,11 +12,13 @@ pruned token count f is static, which is what makes HoT cheap.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -30,21 +32,41 @@ __all__ = ["ExportCheck", "export_onnx", "export_program"]
 
 @dataclass
 class ExportCheck:
-    """The exported file and the largest absolute difference from the eager model on a random clip."""
+    """The exported file, the largest absolute difference from the eager model on a random clip, and
+    the clip's shape (of the first input of rank 3 or more, for a model with several inputs)."""
 
     path: Path
     max_abs_diff: float
     input_shape: tuple[int, ...]
 
 
-def _example(model: nn.Module, batch: int, example: torch.Tensor | None) -> torch.Tensor:
-    if example is not None:
-        return example
-    shape = (getattr(model, "hotpatch_config", None) or {}).get("input_shape")
-    if not shape:
-        raise ExportError("the model has no hotpatch_config['input_shape']; pass example=torch.randn(B, F, J, C)")
-    gen = torch.Generator().manual_seed(0)
-    return torch.randn(batch, *shape, generator=gen)
+def _example(model: nn.Module, batch: int, example) -> tuple[tuple, dict[str, torch.Tensor]]:
+    """Positional and keyword inputs to export with: ``example`` (one clip, a tuple of ``forward``'s
+    inputs or a dict by name), or for a patched model the inputs it was patched for (batch ``batch``)."""
+    if example is None:
+        from hotpatch.patch import example_from_config
+
+        config = getattr(model, "hotpatch_config", None) or {}
+        if not config.get("input_shape"):
+            raise ExportError("the model has no hotpatch_config['input_shape']; pass example=torch.randn(B, F, J, C) "
+                              "(or a tuple / dict of every input)")
+        example = example_from_config(config, getattr(model, "hotpatch_example", None), batch=batch)
+    if isinstance(example, torch.Tensor):
+        return (example,), {}
+    if isinstance(example, (tuple, list)):
+        return tuple(example), {}
+    if isinstance(example, dict):  # leading parameters positionally (forward's order), the rest by name
+        params = list(inspect.signature(model.forward).parameters)
+        lead = 0
+        while lead < len(params) and params[lead] in example:
+            lead += 1
+        return tuple(example[p] for p in params[:lead]), {k: v for k, v in example.items() if k not in params[:lead]}
+    raise ExportError(f"example must be a tensor, a tuple or a dict of tensors, got {type(example).__name__}")
+
+
+def _clip_shape(args: tuple, kwargs: dict) -> tuple[int, ...]:
+    tensors = [t for t in (*args, *kwargs.values()) if isinstance(t, torch.Tensor)]
+    return tuple(next((t for t in tensors if t.dim() >= 3), tensors[0]).shape)
 
 
 def _failing_op(exc: BaseException) -> str | None:
@@ -91,9 +113,12 @@ def _first_output(out: object) -> torch.Tensor:
     return out[0] if isinstance(out, (tuple, list)) else out  # type: ignore[return-value]
 
 
-def export_onnx(model: nn.Module, path: str | Path, *, batch: int = 1, example: torch.Tensor | None = None,
+def export_onnx(model: nn.Module, path: str | Path, *, batch: int = 1, example: Any = None,
                 opset: int | None = None, atol: float = 1e-4, verbose: bool = False) -> ExportCheck:
     """Write ``model`` (eval mode) as ONNX to ``path`` and check it in onnxruntime (max |diff| <= ``atol``).
+
+    ``example``: one clip, or for a model with several inputs a tuple (``forward``'s order) or a
+    dict by name; by default the inputs a patched model was patched for, at batch ``batch``.
 
     The ONNX libraries' INFO logging (onnx, onnxscript, onnx_ir: one line per graph pass) is
     hidden unless ``verbose``."""
@@ -103,38 +128,43 @@ def export_onnx(model: nn.Module, path: str | Path, *, batch: int = 1, example: 
     except ImportError as exc:
         raise HotpatchError("ONNX export needs onnx, onnxscript and onnxruntime: pip install 'hotpatch[export]'") from exc
     path = Path(path)
-    x = _example(model, batch, example)
+    args, kwargs = _example(model, batch, example)
     model = model.eval()
     with torch.no_grad():
-        want = _first_output(model(x))
+        want = _first_output(model(*args, **kwargs))
+    single = len(args) == 1 and not kwargs  # one clip: the input is named "keypoints", as before
     try:
         with warnings.catch_warnings(), QuietExporter(verbose):
             warnings.simplefilter("ignore")
-            torch.onnx.export(model, (x,), str(path), dynamo=True, opset_version=opset, input_names=["keypoints"],
-                              output_names=["poses"], external_data=False, verbose=False)
+            torch.onnx.export(model, args, str(path), kwargs=kwargs or None, dynamo=True, opset_version=opset,
+                              input_names=["keypoints"] if single else None, output_names=["poses"],
+                              external_data=False, verbose=False)
     except Exception as exc:  # the exporter raises many types; all become one clear error
         raise _export_error("ONNX", exc) from exc
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    got = torch.from_numpy(session.run(None, {session.get_inputs()[0].name: x.numpy()})[0])
-    return ExportCheck(path, _check("ONNX", got, want, atol), tuple(x.shape))
+    values = [v for v in (*args, *kwargs.values()) if isinstance(v, torch.Tensor)]
+    feed = {i.name: v.numpy() for i, v in zip(session.get_inputs(), values)}
+    got = torch.from_numpy(session.run(None, feed)[0])
+    return ExportCheck(path, _check("ONNX", got, want, atol), _clip_shape(args, kwargs))
 
 
-def export_program(model: nn.Module, path: str | Path, *, batch: int = 1, example: torch.Tensor | None = None,
+def export_program(model: nn.Module, path: str | Path, *, batch: int = 1, example: Any = None,
                    atol: float = 1e-5) -> ExportCheck:
-    """``torch.export`` ``model`` (eval mode) to a ``.pt2`` file and check the reloaded program."""
+    """``torch.export`` ``model`` (eval mode) to a ``.pt2`` file and check the reloaded program.
+    ``example`` as in :func:`export_onnx`."""
     path = Path(path)
-    x = _example(model, batch, example)
+    args, kwargs = _example(model, batch, example)
     model = model.eval()
     with torch.no_grad():
-        want = _first_output(model(x))
+        want = _first_output(model(*args, **kwargs))
     try:
-        program = torch.export.export(model, (x,))
+        program = torch.export.export(model, args, kwargs or None)
         torch.export.save(program, str(path))
     except Exception as exc:
         raise _export_error("torch.export", exc) from exc
     with torch.no_grad():
-        got = _first_output(torch.export.load(str(path)).module()(x))
-    return ExportCheck(path, _check("torch.export", got, want, atol), tuple(x.shape))
+        got = _first_output(torch.export.load(str(path)).module()(*args, **kwargs))
+    return ExportCheck(path, _check("torch.export", got, want, atol), _clip_shape(args, kwargs))
 
 
 #: Loggers of the ONNX libraries, which log every graph pass at INFO.

@@ -12,7 +12,7 @@ import torch
 
 import hotpatch
 from checks import call_with as call
-from checks import frames_per_block
+from checks import frames_per_block, onnx_missing
 from denoiser_vpts import DiffusionDenoiser, MaskedSeqVPT, denoiser_inputs, masked_inputs
 from hotpatch.errors import HotpatchError, InputShapeError
 
@@ -215,3 +215,25 @@ def test_every_frame_input_is_guarded():
     x, y, t = inputs
     with pytest.raises(HotpatchError, match="y_noisy"):
         patched(x, y[:, :-1], t)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_torch_export_with_several_inputs_matches_the_patched_model(name, tmp_path):
+    from hotpatch.export import export_program
+
+    model, inputs, patched = patch(name, recover="linear")
+    check = export_program(patched, tmp_path / "hot.pt2", batch=2)  # the inputs it was patched for
+    assert check.input_shape == (2, F, 17, 2) and check.max_abs_diff <= 1e-5
+    program = torch.export.load(str(tmp_path / "hot.pt2")).module()
+    positional = tuple(inputs.values()) if isinstance(inputs, dict) else inputs  # a program takes them as exported
+    with torch.no_grad():
+        assert torch.allclose(program(*positional), call(patched.eval(), inputs), atol=1e-5)
+
+
+@onnx_missing
+def test_onnx_export_with_several_inputs_runs_in_onnxruntime(tmp_path):
+    from hotpatch.export import export_onnx
+
+    model, inputs, patched = patch("denoiser", recover="linear")
+    check = export_onnx(patched, tmp_path / "hot.onnx", example=inputs)
+    assert check.input_shape == (2, F, 17, 2) and check.max_abs_diff <= 1e-4
