@@ -70,30 +70,3 @@ def describe_config(cfg: dict[str, Any]) -> str:
     if cfg.get("recover_frames"):
         parts.append(f"recover_frames={cfg['recover_frames']}")
     return " ".join(parts)
-
-
-class NamedProgress:
-    """A rich progress bar on stderr with one task per name (``"{verb} {name}"``); entering it
-    gives ``update(name, done, total)``, or None when ``console`` is None (quiet)."""
-
-    def __init__(self, console: Any, verb: str) -> None:
-        self.console, self.verb, self.bar, self.tasks = console, verb, None, {}
-
-    def __enter__(self):
-        if self.console is None:
-            return None
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                            TimeElapsedColumn(), console=self.console, transient=True)
-        self.bar.start()
-        return self.update
-
-    def update(self, name: str, done: int, total: int) -> None:
-        if name not in self.tasks:
-            self.tasks[name] = self.bar.add_task(f"{self.verb} {name}", total=total)
-        self.bar.update(self.tasks[name], completed=done, total=total)
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.bar is not None:
-            self.bar.stop()

@@ -17,8 +17,9 @@ from typing import Any
 import torch
 
 from hotpatch.cli._data import add_data_arguments, load_splits
-from hotpatch.cli._options import NamedProgress, add_hot_arguments, consoles, describe_config, hot_settings
+from hotpatch.cli._options import add_hot_arguments, consoles, describe_config, hot_settings
 from hotpatch.errors import InputShapeError
+from hotpatch.cli._progress import Progress
 from hotpatch.cli._targets import Target, add_target_arguments, describe, load_target
 
 log = logging.getLogger(__name__)
@@ -63,10 +64,12 @@ def run(args: argparse.Namespace) -> int:
                     "use --recover linear (or nearest).")
     frames, joints, channels = target.input_shape()
     _check_geometry(joints, channels, target)
-    splits = load_splits(args)
-    with NamedProgress(err, "evaluating") as progress:
+    with Progress(err, "eval") as progress:
+        progress.status("loading data")
+        splits = load_splits(args)
         result = compare_models(original, patched, splits["test"], frames=frames, batch_size=args.batch,
-                                flip=args.flip, stride=args.stride, confidence=channels == 3, progress=progress)
+                                flip=args.flip, stride=args.stride, confidence=channels == 3,
+                                progress=lambda name, done, total: progress.update(f"evaluating {name}", done, total))
     result["target"] = describe(target)
     result["data"] = {"path": str(args.data), "data_2d": args.data_2d, "sequences": len(splits["test"]),
                       "max_clips": args.max_clips}

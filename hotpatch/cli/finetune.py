@@ -22,6 +22,7 @@ import torch
 from hotpatch.cli._data import add_data_arguments, load_splits
 from hotpatch.cli.eval import json_safe
 from hotpatch.cli._options import add_hot_arguments, consoles, describe_config, hot_settings, stage_value
+from hotpatch.cli._progress import Progress
 from hotpatch.errors import ConfigError, InputShapeError
 from hotpatch.cli._targets import add_target_arguments, describe, load_target
 
@@ -110,33 +111,15 @@ def train_and_save(args: argparse.Namespace, target: Any, model: torch.nn.Module
                    main: bool, write: Any) -> int:
     """Train ``model`` on ``args.data`` with the ``add_training_arguments`` options, write it with
     ``write(model, path)`` and print the history (rank 0 only)."""
-    from hotpatch.data import WindowDataset
-    from hotpatch.evaluate import pipeline_of
-    from hotpatch.finetune import FinetuneConfig, finetune
-
-    frames, joints, channels = target.input_shape()
+    _, joints, channels = target.input_shape()
     if joints != 17 or channels not in (2, 3):
         raise InputShapeError(f"{target.name} takes J={joints}, C={channels}; the data has 17 joints with 2D "
                               "inputs (C=2, or 3 with confidence). Build the model for 17 joints.")
-    splits = load_splits(args)
-    conf = channels == 3
-    train = WindowDataset(splits["train"], frames, stride=args.stride or max(1, frames // 3),
-                          flip_prob=args.flip_prob, confidence=conf, seed=args.seed)
-    val = None
-    if args.val_clips > 0 and splits["test"]:
-        step = max(1, len(splits["test"]) // args.val_clips)
-        val = WindowDataset(splits["test"][::step][:args.val_clips], frames, mode=pipeline_of(model),
-                            confidence=conf)
-    cfg = FinetuneConfig(epochs=args.epochs, batch_size=args.batch, lr=args.lr, weight_decay=args.weight_decay,
-                         schedule=args.schedule, gamma=args.gamma, warmup_steps=args.warmup,
-                         steps_per_epoch=args.steps_per_epoch, grad_clip=args.grad_clip, seed=args.seed)
+    with Progress(err, args.command, transient=False) as progress:
+        progress.status("loading data")
+        splits = load_splits(args)
+        result, state = _train(args, target, model, label, out, main, splits, progress)
     output = Path(args.output)
-    state = Path(args.state) if args.state else output.with_name(output.stem + ".state.pt")
-    if main:
-        out.print(f"{describe(target)}; {label}; {len(train)} training "
-                  f"windows, batch {args.batch}, {args.epochs} epochs", highlight=False, markup=False)
-    with _Progress(err) as progress:
-        result = finetune(model, train, cfg, val_data=val, checkpoint=state, resume=args.resume, progress=progress)
     if not main:
         return 0
     write(result.model, output)
@@ -152,6 +135,53 @@ def train_and_save(args: argparse.Namespace, target: Any, model: torch.nn.Module
     return 0
 
 
+def _train(args: argparse.Namespace, target: Any, model: torch.nn.Module, label: str, out: Any, main: bool,
+           splits: dict[str, Any], progress: Progress) -> tuple[Any, Path]:
+    """The ``finetune`` run of ``train_and_save``: (its result, the training-state path)."""
+    from hotpatch.data import WindowDataset
+    from hotpatch.evaluate import pipeline_of
+    from hotpatch.finetune import FinetuneConfig, finetune
+
+    frames, _, channels = target.input_shape()
+    conf = channels == 3
+    train = WindowDataset(splits["train"], frames, stride=args.stride or max(1, frames // 3),
+                          flip_prob=args.flip_prob, confidence=conf, seed=args.seed)
+    val = None
+    if args.val_clips > 0 and splits["test"]:
+        step = max(1, len(splits["test"]) // args.val_clips)
+        val = WindowDataset(splits["test"][::step][:args.val_clips], frames, mode=pipeline_of(model),
+                            confidence=conf)
+    cfg = FinetuneConfig(epochs=args.epochs, batch_size=args.batch, lr=args.lr, weight_decay=args.weight_decay,
+                         schedule=args.schedule, gamma=args.gamma, warmup_steps=args.warmup,
+                         steps_per_epoch=args.steps_per_epoch, grad_clip=args.grad_clip, seed=args.seed)
+    state = training_state_path(args)
+    if main:
+        out.print(f"{describe(target)}; {label}; {len(train)} training "
+                  f"windows, batch {args.batch}, {args.epochs} epochs", highlight=False, markup=False)
+    result = finetune(model, train, cfg, val_data=val, checkpoint=state, resume=args.resume,
+                      progress=_train_events(progress))
+    return result, state
+
+
+def training_state_path(args: argparse.Namespace) -> Path:
+    """``--state``, or ``OUT.state.pt`` beside ``-o OUT.pt``."""
+    output = Path(args.output)
+    return Path(args.state) if args.state else output.with_name(output.stem + ".state.pt")
+
+
+def _train_events(progress: Progress) -> Any:
+    """The ``finetune`` progress callback: steps of the current epoch, with the loss and the last eval MPJPE."""
+    val = "-"
+
+    def update(event: Any) -> None:
+        nonlocal val
+        if event.val_mpjpe is not None:
+            val = f"{event.val_mpjpe:.1f} mm"
+        progress.update(f"epoch {event.epoch}/{event.epochs}", event.step, event.steps,
+                        f"loss {event.loss:.4f}, eval MPJPE {val}")
+    return update
+
+
 def _history_table(history: list[dict[str, Any]]) -> Any:
     from rich.table import Table
 
@@ -164,33 +194,3 @@ def _history_table(history: list[dict[str, Any]]) -> Any:
                   f"{h['velocity']:.4f}", f"{h['lr']:.2e}", "-" if val is None else f"{val:.1f}",
                   f"{h['seconds']:.0f}")
     return t
-
-
-class _Progress:
-    """A rich bar on stderr: steps of the current epoch, with loss and the last eval MPJPE."""
-
-    def __init__(self, console: Any) -> None:
-        self.console, self.bar, self.task, self.val = console, None, None, None
-
-    def __enter__(self):
-        if self.console is None:
-            return None
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self.bar = Progress(TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
-                            TextColumn("loss {task.fields[loss]}"), TextColumn("eval MPJPE {task.fields[val]}"),
-                            TimeElapsedColumn(), console=self.console)
-        self.bar.start()
-        return self.update
-
-    def update(self, event: Any) -> None:
-        if event.val_mpjpe is not None:
-            self.val = f"{event.val_mpjpe:.1f} mm"
-        fields = dict(epoch=f"{event.epoch}/{event.epochs}", loss=f"{event.loss:.4f}", val=self.val or "-")
-        if self.task is None:
-            self.task = self.bar.add_task("train", total=event.steps, **fields)
-        self.bar.update(self.task, completed=event.step, total=event.steps, **fields)
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.bar is not None:
-            self.bar.stop()

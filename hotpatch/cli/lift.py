@@ -16,8 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from hotpatch.cli._options import NamedProgress, add_hot_arguments, consoles, describe_config, hot_settings
+from hotpatch.cli._options import add_hot_arguments, consoles, describe_config, hot_settings
 from hotpatch.errors import ConfigError, InputShapeError
+from hotpatch.cli._progress import Progress
 from hotpatch.cli._targets import add_target_arguments, describe, load_target
 
 log = logging.getLogger(__name__)
@@ -97,15 +98,12 @@ def run(args: argparse.Namespace) -> int:
     common = dict(frames=frames, channels=channels, normalization=args.normalize, width=args.width,
                   height=args.height, stride=args.stride, batch_size=args.batch, flip=args.flip,
                   compile=args.compile)
-    with NamedProgress(err, "lifting with") as progress:
-        def bar(name: str):
-            return None if progress is None else lambda done, total: progress(name, done, total)
-
+    with Progress(err, "lift") as progress:
         label = "the patched model" if patched else "the model"
-        result = lift_track(model, track, progress=bar(label), **common)
+        result = lift_track(model, track, progress=progress.counter(f"lifting with {label}"), **common)
         reference = None
         if args.compare:
-            reference = lift_track(target.original(), track, progress=bar("the original"),
+            reference = lift_track(target.original(), track, progress=progress.counter("lifting with the original"),
                                    pipeline=result.pipeline, **common)
     config = dict(model.hotpatch_config) if patched else None
     summary: dict[str, Any] = {

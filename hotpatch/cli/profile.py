@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from hotpatch.cli._options import add_hot_arguments, consoles, describe_config, hot_settings
+from hotpatch.cli._progress import Progress
 from hotpatch.errors import ConfigError
 from hotpatch.cli._targets import Target, add_target_arguments, describe, load_target
 
@@ -53,8 +54,9 @@ def run(args: argparse.Namespace) -> int:
     measure = dict(counters=args.counters, fps=args.fps, device=args.device, repeats=args.repeats,
                    warmup=args.warmup, threads=args.threads, by_block=args.by_block, train=args.train,
                    compile=args.compile)
-    with _progress(err) as progress:
-        result, config = _measure(target, args, measure, progress)
+    with Progress(err, "profile") as progress:
+        progress.status("measuring (FLOPs" + (", then timed forwards)" if args.fps else ")"))
+        result, config = _measure(target, args, measure, progress.counter("timing forwards"))
     to_stdout = args.json == "-"
     if args.json:
         _write_json(result, config, target, args)
@@ -97,32 +99,6 @@ def _measure(target: Target, args: argparse.Namespace, measure: dict[str, Any], 
     config = dict(patched.hotpatch_config)
     return compare(target.model, patched, example, pipeline=config["pipeline"], progress=progress,
                    **measure), config
-
-
-class _progress:
-    """A rich progress bar on stderr fed by the profile API's ``progress(done, total)``; a no-op when quiet."""
-
-    def __init__(self, console: Any) -> None:
-        self.console, self.bar, self.task = console, None, None
-
-    def __enter__(self):
-        if self.console is None:
-            return None
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self.bar = Progress(TextColumn("timing forwards"), BarColumn(), MofNCompleteColumn(),
-                            TimeElapsedColumn(), console=self.console, transient=True)
-        self.bar.start()
-        return self.update
-
-    def update(self, done: int, total: int) -> None:
-        if self.task is None:
-            self.task = self.bar.add_task("timing", total=total)
-        self.bar.update(self.task, completed=done, total=total)
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.bar is not None:
-            self.bar.stop()
 
 
 def _write_json(result: Any, config: dict[str, Any] | None, target: Target, args: argparse.Namespace) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from hotpatch.cli._options import consoles
+from hotpatch.cli._progress import Progress
 from hotpatch.patch import stage_text
 from hotpatch.errors import ConfigError
 from hotpatch.prune import PRUNERS
@@ -120,12 +121,12 @@ def run(args: argparse.Namespace) -> int:
     pipeline = args.pipeline or (d.get("pipeline") if d.get("pipeline") in ("seq2seq", "seq2frame") else "seq2seq")
     pos_embed = bool(d.get("prune_pos_embed")) if args.prune_pos_embed is None else args.prune_pos_embed
     sequences = load_splits(args)["test"] if args.data else None
-    with _Progress(err) as progress:
+    with Progress(err, "sweep") as progress:
         result = sweep(target.model, n=args.n, f=args.f, stages=args.stages, prune=args.prune, recover=args.recover,
                        example_input=torch.zeros(1, frames, joints, channels), pipeline=pipeline,
                        prune_pos_embed=pos_embed, sequences=sequences, batch_size=args.batch,
                        latency=args.latency, repeats=args.repeats, warmup=args.warmup, threads=args.threads,
-                       progress=progress)
+                       progress=lambda done, total, label: progress.update("sweep", done, total, label))
     rows = result.to_dicts()
     if args.csv:
         _write_csv(args.csv, rows)
@@ -179,27 +180,3 @@ def _table(result: Any) -> Any:
             cells += [f"{m.get('mpjpe', float('nan')):.1f}", f"{m.get('p_mpjpe', float('nan')):.1f}", split]
         t.add_row(*cells)
     return t
-
-
-class _Progress:
-    def __init__(self, console: Any) -> None:
-        self.console, self.bar, self.task = console, None, None
-
-    def __enter__(self):
-        if self.console is None:
-            return None
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self.bar = Progress(TextColumn("sweep {task.fields[label]}"), BarColumn(), MofNCompleteColumn(),
-                            TimeElapsedColumn(), console=self.console, transient=True)
-        self.bar.start()
-        return self.update
-
-    def update(self, done: int, total: int, label: str) -> None:
-        if self.task is None:
-            self.task = self.bar.add_task("sweep", total=total, label=label)
-        self.bar.update(self.task, completed=done, total=total, label=label)
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.bar is not None:
-            self.bar.stop()
