@@ -25,7 +25,8 @@ _LEFT = {4, 5, 6, 11, 12, 13}
 KINDS = {".gif": "gif", ".mp4": "mp4", ".png": "sheet"}
 
 
-def _pyplot() -> Any:
+def pyplot() -> Any:
+    """``matplotlib.pyplot`` on the Agg backend, its chatter quiet; a clear error if matplotlib is missing."""
     try:
         import logging
 
@@ -131,7 +132,7 @@ def render(
     if kind == "mp4" and shutil.which("ffmpeg") is None:
         raise HotpatchError(f"writing {path.name} needs ffmpeg, which is not on the PATH; install it "
                             "(e.g. apt-get install ffmpeg) or render a .gif instead")
-    plt = _pyplot()
+    plt = pyplot()
     total = len(xy)
     if kind == "sheet":
         return _sheet(plt, path, xy, poses, title, image_size, sheet_frames)

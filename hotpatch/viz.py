@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hotpatch.render import _pyplot, save_figure
+from hotpatch.render import pyplot, save_figure
 from hotpatch.sweep import SweepResult
 
 __all__ = ["joint_speed", "kept_frames_plot", "pareto_plot"]
@@ -20,7 +20,7 @@ __all__ = ["joint_speed", "kept_frames_plot", "pareto_plot"]
 
 def pareto_plot(result: SweepResult, path: str | Path, *, title: str = "") -> Path:
     """Write a PNG of ``result``: every setting, the front (line + labels) and the original."""
-    plt = _pyplot()
+    plt = pyplot()
     path = Path(path)
     key = result.error_name
     ylabel = "MPJPE (mm, zero retraining)" if key == "mpjpe" else "latency (ms)"
@@ -77,7 +77,7 @@ def kept_frames_plot(
     the last one, whose tokens reach the recovery, in red); ``start``: the window's first
     frame in the clip (for the x axis).
     """
-    plt = _pyplot()
+    plt = pyplot()
     path = Path(path)
     frames = np.arange(start, start + len(speed))
     top = speed.max() * 1.05 if speed.max() > 0 else 1

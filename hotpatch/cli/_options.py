@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Any
 
@@ -44,6 +45,11 @@ def hot_settings(args: argparse.Namespace) -> dict[str, Any]:
     """The keyword arguments of ``Target.patch`` from ``add_hot_arguments`` options."""
     return dict(n=args.n, f=args.f, pipeline=args.pipeline, prune=args.prune, recover=args.recover,
                 k=args.k, prune_pos_embed=args.prune_pos_embed)
+
+
+def process_rank() -> int:
+    """This process's rank under ``torchrun`` (its ``RANK``), 0 outside it: only rank 0 prints and writes."""
+    return int(os.environ.get("RANK", "0"))
 
 
 def consoles(quiet: bool) -> tuple[Any, Any]:

@@ -381,10 +381,10 @@ def _looks_like_weights(obj: dict) -> bool:
 
 def _read_file(path: Path, trust: bool) -> Any:
     """The object in ``path``: loaded safely, or by full unpickling when ``trust``."""
-    from hotpatch.checkpoint import _load_object
+    from hotpatch.checkpoint import load_object
 
     try:
-        return _load_object(path, allow_pickle=False)
+        return load_object(path, allow_pickle=False)
     except CheckpointError as err:
         safe_error: CheckpointError = err
     try:  # tell "pickled objects" (refused by weights_only) from "not a torch file at all"

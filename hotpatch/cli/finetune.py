@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,8 @@ import torch
 
 from hotpatch.cli._data import add_data_arguments, load_splits
 from hotpatch.cli.eval import json_safe
-from hotpatch.cli._options import add_hot_arguments, consoles, describe_config, hot_settings, stage_value
+from hotpatch.cli._options import (add_hot_arguments, consoles, describe_config, hot_settings, process_rank,
+                                   stage_value)
 from hotpatch.cli._progress import Progress
 from hotpatch.errors import ConfigError, InputShapeError
 from hotpatch.cli._targets import add_target_arguments, describe, load_target
@@ -76,14 +76,10 @@ def add_training_arguments(parser: argparse.ArgumentParser, *, lr: float) -> Non
     g.add_argument("--json", metavar="PATH", help="write the per-epoch history as JSON to PATH ('-' for stdout)")
 
 
-def _rank() -> int:
-    return int(os.environ.get("RANK", "0"))
-
-
 def run(args: argparse.Namespace) -> int:
     from hotpatch.saving import save
 
-    main = _rank() == 0
+    main = process_rank() == 0
     out, err = consoles(args.quiet or not main)
     torch.manual_seed(args.seed)
     target = load_target(args)
