@@ -77,7 +77,7 @@ def apply(
         plus ``hotpatch_prune`` / ``hotpatch_recover`` (new parameters live there). Its
         ``hotpatch_config`` and ``hotpatch_plan`` attributes describe the patch.
     """
-    n, f = stage_lists(n, f)
+    n, f = check_stages(n, f)
     _check_args(n, f, k, pipeline, prune, recover, recover_frames)
     prepared = prepare(model, frames=frames, example_input=example_input, leaf_modules=leaf_modules, inplace=inplace)
     return prepared.patch(
@@ -103,7 +103,7 @@ class Prepared:
         copy_modules: bool = True,
     ) -> fx.GraphModule:
         """Patch with these settings (see :func:`apply` for their meaning)."""
-        n, f = stage_lists(n, f)
+        n, f = check_stages(n, f)
         _check_args(n, f, k, pipeline, prune, recover, recover_frames)
         _check_temporal_blocks(self.gm, self.plan)
         cfg = _config(self.plan, n, f, pipeline, prune, recover, k, prune_pos_embed, recover_frames)
@@ -165,7 +165,7 @@ def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def stage_lists(n, f) -> tuple[int | tuple[int, ...], int | tuple[int, ...]]:
+def check_stages(n, f) -> tuple[int | tuple[int, ...], int | tuple[int, ...]]:
     """Check one cut (two ints) or several (two equally long lists); a list of one value is
     one cut. Returns ints, or tuples for several stages."""
     if not isinstance(n, (list, tuple)) and not isinstance(f, (list, tuple)):
@@ -190,6 +190,25 @@ def stage_lists(n, f) -> tuple[int | tuple[int, ...], int | tuple[int, ...]]:
             "increase (e.g. f=[121, 61])"
         )
     return tuple(ns), tuple(fs)
+
+
+def parse_stages(text: str) -> tuple[list[int], list[int]]:
+    """``"1,3:121,61"`` -> ([1, 3], [121, 61]): the n and f of each pruning stage, as the
+    command line writes them; ``ConfigError`` naming the expected form otherwise."""
+    parts = text.split(":")
+    try:
+        if len(parts) != 2:
+            raise ValueError
+        ns, fs = ([int(v) for v in part.split(",")] for part in parts)
+    except ValueError:
+        raise ConfigError(
+            f"{text!r}: give the stages as N,N:F,F, e.g. 1,3:121,61 (cuts after blocks 1 and 3, keeping 121 then 61)"
+        ) from None
+    if len(ns) != len(fs) or len(ns) < 2:
+        raise ConfigError(f"{text!r}: give two or more cuts and one f per cut, e.g. 1,3:121,61")
+    if any(b <= a for a, b in zip(ns, ns[1:])) or any(b > a for a, b in zip(fs, fs[1:])):
+        raise ConfigError(f"{text!r}: n must increase and f must not, e.g. 1,3:121,61")
+    return ns, fs
 
 
 def stage_text(value: int | Sequence[int]) -> str:

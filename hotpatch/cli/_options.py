@@ -5,11 +5,26 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable
 from typing import Any
 
+from hotpatch.errors import ConfigError
 from hotpatch.patch import stage_text
 from hotpatch.prune import PRUNERS
 from hotpatch.recover import RECOVERERS
+
+
+def argument_type(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    """``parse`` as an argparse ``type=``: its ``ConfigError`` becomes the option's error message
+    (argparse would print only "invalid value" for a ValueError)."""
+    def convert(text: str) -> Any:
+        try:
+            return parse(text)
+        except ConfigError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+
+    convert.__name__ = parse.__name__
+    return convert
 
 
 def stage_value(text: str) -> int | list[int]:

@@ -12,9 +12,9 @@ from typing import Any
 
 import torch
 
-from hotpatch.cli._options import consoles
+from hotpatch.cli._options import argument_type, consoles
 from hotpatch.cli._progress import Progress
-from hotpatch.patch import stage_text
+from hotpatch.patch import parse_stages, stage_text
 from hotpatch.errors import ConfigError
 from hotpatch.prune import PRUNERS
 from hotpatch.recover import RECOVERERS
@@ -32,24 +32,6 @@ def int_list(text: str) -> list[int]:
     if values != sorted(set(values)):
         raise argparse.ArgumentTypeError(f"{text!r}: give each value once, in increasing order")
     return values
-
-
-def stage_lists(text: str) -> tuple[list[int], list[int]]:
-    """``"1,3:121,61"`` -> ([1, 3], [121, 61]): the n and f of each pruning stage."""
-    parts = text.split(":")
-    try:
-        if len(parts) != 2:
-            raise ValueError
-        ns, fs = ([int(v) for v in part.split(",")] for part in parts)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r}: give the stages as N,N:F,F, e.g. 1,3:121,61 (cuts after blocks 1 and 3, keeping 121 then 61)"
-        ) from None
-    if len(ns) != len(fs) or len(ns) < 2:
-        raise argparse.ArgumentTypeError(f"{text!r}: give two or more cuts and one f per cut, e.g. 1,3:121,61")
-    if any(b <= a for a, b in zip(ns, ns[1:])) or any(b > a for a, b in zip(fs, fs[1:])):
-        raise argparse.ArgumentTypeError(f"{text!r}: n must increase and f must not, e.g. 1,3:121,61")
-    return ns, fs
 
 
 def name_list(choices: tuple[str, ...]):
@@ -74,7 +56,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     g = p.add_argument_group("settings")
     g.add_argument("--n", type=int_list, default=[], metavar="N,N,..", help="cut positions, e.g. 1,2,3")
     g.add_argument("--f", type=int_list, default=[], metavar="F,F,..", help="kept frames, e.g. 27,41,61")
-    g.add_argument("--stages", type=stage_lists, action="append", default=[], metavar="N,N:F,F",
+    g.add_argument("--stages", type=argument_type(parse_stages), action="append", default=[], metavar="N,N:F,F",
                    help="a multi-stage setting, e.g. 1,3:121,61 (prune to 121 after block 1, to 61 after "
                         "block 3); repeat for more")
     g.add_argument("--prune", type=name_list(tuple(PRUNERS)), default=["tpc"], metavar="P,..",
