@@ -49,3 +49,7 @@ class TargetError(HotpatchError):
 
 class ExportError(HotpatchError):
     """A model could not be exported (ONNX, torch.export), or its export computes something else."""
+
+
+class OutputError(HotpatchError, OSError):
+    """A file could not be written where asked (no such folder, a file in the way, no permission, a full disk)."""
