@@ -399,7 +399,7 @@ def _analyse_input(
     tried = []
     failures: list[TraceFailure] = []
     gen = torch.Generator().manual_seed(0)  # a private generator: the caller's RNG is not touched
-    for shape in _candidate_shapes(model, frames):
+    for shape in candidate_shapes(model, frames):
         tried.append(shape)
         example = torch.randn(shape, generator=gen)
         try:
@@ -427,7 +427,7 @@ def _describe(x) -> str:
     return f"a tensor of shape {tuple(x.shape)}" if isinstance(x, torch.Tensor) else type(x).__name__
 
 
-def _candidate_shapes(gm: nn.Module, frames: int | None) -> list[tuple[int, ...]]:
+def candidate_shapes(gm: nn.Module, frames: int | None) -> list[tuple[int, ...]]:
     """Guesses from the weights: input channels from a Linear/Conv with 2 or 3 inputs,
     frames and joints from (1, N, C) / (1, N, 1, C) embeddings (frames the larger)."""
     channels: list[int] = []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 from collections.abc import Callable
 from typing import Any
 
@@ -25,6 +26,28 @@ def argument_type(parse: Callable[[str], Any]) -> Callable[[str], Any]:
 
     convert.__name__ = parse.__name__
     return convert
+
+
+def _number(kind: type, low: float, inclusive: bool, what: str) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if kind is int else 'a number'}; "
+                                             f"expected {what}") from None
+        if value < low or (value == low and not inclusive) or value != value:
+            raise argparse.ArgumentTypeError(f"{text}: expected {what}")
+        return value
+
+    parse.__name__ = f"{what} {kind.__name__}"
+    return parse
+
+
+#: argparse ``type=`` of counts and sizes: rejected when the command line is read, before any work.
+positive_int = _number(int, 1, True, "a positive integer (1 or more)")
+nonnegative_int = _number(int, 0, True, "an integer of 0 or more")
+positive_float = _number(float, 0.0, False, "a number greater than 0")
+nonnegative_float = _number(float, 0.0, True, "a number of 0 or more")
 
 
 def stage_value(text: str) -> int | list[int]:
@@ -50,7 +73,7 @@ def add_hot_arguments(parser: argparse.ArgumentParser) -> None:
                        help="seq2seq recovers all frames; seq2frame keeps the centre one (default: the recipe's, else auto)")
     group.add_argument("--prune", choices=tuple(PRUNERS), help="token pruning (default: tpc)")
     group.add_argument("--recover", choices=tuple(RECOVERERS), help="token recovery for seq2seq (default: tra; finetune: linear-tra)")
-    group.add_argument("--k", type=int, metavar="K", help="DPC-kNN neighbours (default: 2)")
+    group.add_argument("--k", type=positive_int, metavar="K", help="DPC-kNN neighbours (default: 2)")
     group.add_argument("--prune-pos-embed", action=argparse.BooleanOptionalAction, default=None,
                        help="learnable (1, f, C) positional embedding after pruning "
                             "(default: the recipe's; on for MixSTE and MotionBERT as in the paper)")
@@ -91,3 +114,38 @@ def describe_config(cfg: dict[str, Any]) -> str:
     if cfg.get("recover_frames"):
         parts.append(f"recover_frames={cfg['recover_frames']}")
     return " ".join(parts)
+
+
+#: Options that name a file a command reads, and the files it writes (attribute, flag).
+INPUT_OPTIONS = (("target", "TARGET"), ("checkpoint", "--checkpoint"), ("data", "--data"), ("data_2d", "--data-2d"),
+                 ("keypoints", "--keypoints"), ("video", "--video"))
+OUTPUT_OPTIONS = (("output", "-o"), ("json", "--json"), ("csv", "--csv"), ("plot", "--plot"), ("render", "--render"),
+                  ("onnx", "--onnx"), ("torch_export", "--torch-export"), ("state", "--state"))
+
+
+def check_outputs(args: argparse.Namespace, extra: dict[str, Any] | None = None) -> None:
+    """Before any work: every output of the command can be written, none is one of its inputs,
+    and no two outputs are the same file (``extra``: outputs by flag that are not options,
+    e.g. the default training-state file). ``--json -`` (stdout) is no file."""
+    from hotpatch.atomic import check_writable
+
+    outputs = [(flag, getattr(args, name, None)) for name, flag in OUTPUT_OPTIONS]
+    outputs += list((extra or {}).items())
+    outputs = [(flag, Path(p)) for flag, p in outputs if p and str(p) != "-"]
+    inputs = [(flag, Path(p)) for name, flag in INPUT_OPTIONS
+              if (p := getattr(args, name, None)) and isinstance(p, str) and Path(p).exists()]
+    for i, (flag, path) in enumerate(outputs):
+        check_writable(path)
+        for other, source in inputs:
+            if _same_file(path, source):
+                raise ConfigError(f"{flag} {path} is also {other}: the command would overwrite its own input; "
+                                  f"write to another file, e.g. {path.with_name(path.stem + '.new' + path.suffix)}")
+        for other, earlier in outputs[:i]:
+            if _same_file(path, earlier):
+                raise ConfigError(f"{other} and {flag} are both {path}; give each output its own file")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    if a.exists() and b.exists():
+        return os.path.samefile(a, b)
+    return a.resolve() == b.resolve()

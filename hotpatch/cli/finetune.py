@@ -18,10 +18,11 @@ from typing import Any
 
 import torch
 
+from hotpatch.atomic import write_text
 from hotpatch.cli._data import add_data_arguments, load_splits
 from hotpatch.cli.eval import json_safe
-from hotpatch.cli._options import (add_hot_arguments, consoles, describe_config, hot_settings, process_rank,
-                                   stage_value)
+from hotpatch.cli._options import (add_hot_arguments, check_outputs, consoles, describe_config, hot_settings, nonnegative_float,
+                                   nonnegative_int, positive_float, positive_int, process_rank, stage_value)
 from hotpatch.cli._progress import Progress
 from hotpatch.errors import ConfigError, InputShapeError
 from hotpatch.cli._targets import add_target_arguments, describe, load_target
@@ -29,8 +30,9 @@ from hotpatch.cli._targets import add_target_arguments, describe, load_target
 log = logging.getLogger(__name__)
 
 #: ``--recover`` default of ``finetune``: starts as linear recovery (the pretrained model's own
-#: accuracy) and learns a correction; after the same 200-step fine-tune it measured 79.1 mm,
-#: linear 79.1 mm and TRA 92.4 mm (benchmarks/results/accuracy.md).
+#: accuracy) and learns a correction. After the same 300-step fine-tune of a small MixSTE
+#: (benchmarks/results/accuracy.md, rows 12-14) it measured 38.9 mm, linear 38.9 mm and TRA
+#: 58.7 mm (TRA's zero-initialised queries need a longer fine-tune than that).
 FINETUNE_RECOVER = "linear-tra"
 
 
@@ -54,26 +56,45 @@ def add_training_arguments(parser: argparse.ArgumentParser, *, lr: float) -> Non
     """The options of the training loop, shared by ``finetune`` and ``train``."""
     g = parser.add_argument_group("training")
     g.add_argument("-o", "--output", required=True, metavar="OUT.pt", help="where to write the trained model")
-    g.add_argument("--epochs", type=int, required=True, metavar="E")
-    g.add_argument("--lr", type=float, default=lr, help=f"peak learning rate (default: {lr:g})")
-    g.add_argument("--weight-decay", type=float, default=0.1, help="AdamW weight decay (default: 0.1)")
-    g.add_argument("--batch", type=int, default=16, metavar="B",
+    g.add_argument("--epochs", type=positive_int, required=True, metavar="E")
+    g.add_argument("--lr", type=positive_float, default=lr, help=f"peak learning rate (default: {lr:g})")
+    g.add_argument("--weight-decay", type=nonnegative_float, default=0.1, help="AdamW weight decay (default: 0.1)")
+    g.add_argument("--batch", type=positive_int, default=16, metavar="B",
                    help="global batch of windows (split across DDP processes) (default: 16)")
     g.add_argument("--schedule", choices=("cosine", "step", "constant"), default="cosine",
                    help="LR schedule (default: cosine; step decays by --gamma every epoch)")
-    g.add_argument("--gamma", type=float, default=0.99, help="step schedule decay per epoch (default: 0.99)")
-    g.add_argument("--warmup", type=int, default=0, metavar="STEPS", help="linear LR warm-up steps (default: 0)")
-    g.add_argument("--steps-per-epoch", type=int, metavar="S", help="cap optimiser steps per epoch")
-    g.add_argument("--stride", type=int, metavar="S", help="training window stride (default: F // 3)")
+    g.add_argument("--gamma", type=positive_float, default=0.99, help="step schedule decay per epoch (default: 0.99)")
+    g.add_argument("--warmup", type=nonnegative_int, default=0, metavar="STEPS", help="linear LR warm-up steps (default: 0)")
+    g.add_argument("--steps-per-epoch", type=positive_int, metavar="S", help="cap optimiser steps per epoch")
+    g.add_argument("--stride", type=positive_int, metavar="S", help="training window stride (default: F // 3)")
     g.add_argument("--no-flip", dest="flip_prob", action="store_const", const=0.0, default=0.5,
                    help="no horizontal-flip augmentation (default: flip half the windows)")
-    g.add_argument("--grad-clip", type=float, metavar="NORM", help="clip the gradient norm")
+    g.add_argument("--grad-clip", type=positive_float, metavar="NORM", help="clip the gradient norm")
     g.add_argument("--seed", type=int, default=0, help="seed of new parameters, shuffling and dropout (default: 0)")
-    g.add_argument("--val-clips", type=int, default=16, metavar="N",
+    g.add_argument("--val-clips", type=nonnegative_int, default=16, metavar="N",
                    help="test sequences scored after every epoch for the progress bar (0: none) (default: 16)")
     g.add_argument("--state", metavar="PATH", help="training checkpoint (default: OUT.state.pt)")
     g.add_argument("--resume", action="store_true", help="continue from the training checkpoint if it exists")
     g.add_argument("--json", metavar="PATH", help="write the per-epoch history as JSON to PATH ('-' for stdout)")
+
+
+def check_training_arguments(args: argparse.Namespace) -> None:
+    """Before a model is built or data read: the outputs can be written (and are no input), the
+    data files exist, and ``--resume`` continues a run of the same ``--epochs``."""
+    from hotpatch.cli._data import check_data_files
+    from hotpatch.finetune import resume_conflict
+
+    state = training_state_path(args)
+    check_outputs(args, {"--state": state})
+    check_data_files(args)
+    if args.resume and state.is_file():
+        before = resume_conflict(state, args.epochs, args.schedule)
+        if before is not None:
+            raise ConfigError(
+                f"--resume with --epochs {args.epochs}, but {state} was written by a run of {before} epochs whose "
+                f"cosine learning-rate schedule spans those; resume with --epochs {before}, or start a new run "
+                "without --resume (or with --state NEW.state.pt); --schedule step or constant can be extended"
+            )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -81,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
 
     main = process_rank() == 0
     out, err = consoles(args.quiet or not main)
+    check_training_arguments(args)
     torch.manual_seed(args.seed)
     target = load_target(args)
     if target.kind in ("recipe", "class") and not getattr(args, "checkpoint", None):
@@ -125,7 +147,7 @@ def train_and_save(args: argparse.Namespace, target: Any, model: torch.nn.Module
         if args.json == "-":
             sys.stdout.write(text + "\n")
             return 0
-        Path(args.json).write_text(text + "\n")
+        write_text(args.json, text + "\n")
     out.print(_history_table(result.history))
     out.print(f"wrote {output} (training state: {state})", highlight=False, markup=False)
     return 0

@@ -16,8 +16,10 @@ from typing import Any
 
 import numpy as np
 
-from hotpatch.cli._options import add_hot_arguments, consoles, describe_config, hot_settings
-from hotpatch.errors import ConfigError, InputShapeError
+from hotpatch.atomic import atomic_write, write_npz, write_text
+from hotpatch.cli._options import (add_hot_arguments, check_outputs, consoles, describe_config, hot_settings, nonnegative_float,
+                                   positive_float, positive_int)
+from hotpatch.errors import ConfigError, DataError, InputShapeError
 from hotpatch.cli._progress import Progress
 from hotpatch.cli._targets import add_target_arguments, describe, load_target
 
@@ -37,18 +39,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     g = p.add_argument_group("keypoints")
     g.add_argument("--keypoints", required=True, metavar="FILE", help="the detector's output for one video")
     g.add_argument("--format", choices=FORMATS, help="override the detected file format")
-    g.add_argument("--width", type=int, metavar="W", help="video frame width in pixels (where the file lacks it)")
-    g.add_argument("--height", type=int, metavar="H", help="video frame height in pixels (where the file lacks it)")
+    g.add_argument("--width", type=positive_int, metavar="W", help="video frame width in pixels (where the file lacks it)")
+    g.add_argument("--height", type=positive_int, metavar="H", help="video frame height in pixels (where the file lacks it)")
     g.add_argument("--person", type=int, metavar="ID", help="track id to lift (default: the best detection per frame)")
-    g.add_argument("--min-score", type=float, default=0.3, metavar="S",
+    g.add_argument("--min-score", type=nonnegative_float, default=0.3, metavar="S",
                    help="joints scoring below S are interpolated over time (default: 0.3)")
     g.add_argument("--normalize", choices=NORMALIZATIONS, default="screen",
                    help="input normalisation the model was trained with: screen (VideoPose3D, needs the image size) "
                         "or box (the clip's bounding box to [-1, 1], MotionBERT in the wild) (default: screen)")
     r = p.add_argument_group("lifting")
-    r.add_argument("--stride", type=int, metavar="S",
+    r.add_argument("--stride", type=positive_int, metavar="S",
                    help="seq2seq window stride (default: 3F/4, windows overlap by a quarter; F: no overlap)")
-    r.add_argument("--batch", type=int, default=64, metavar="B", help="windows per forward (default: 64)")
+    r.add_argument("--batch", type=positive_int, default=64, metavar="B", help="windows per forward (default: 64)")
     r.add_argument("--flip", action="store_true", help="test-time flip augmentation")
     r.add_argument("--compare", action="store_true", help="also lift with the unpatched model; report both")
     r.add_argument("--compile", nargs="?", const="default", choices=("default", "reduce-overhead", "max-autotune"),
@@ -58,8 +60,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     o.add_argument("-o", "--output", required=True, metavar="OUT.npz", help="poses, the 2D used and the settings")
     o.add_argument("--render", metavar="OUT.gif|OUT.mp4|OUT.png",
                    help="2D input beside the 3D skeleton: an animation (.gif, .mp4 with ffmpeg) or a contact sheet (.png)")
-    o.add_argument("--render-frames", type=int, metavar="N", help="animate only the first N frames")
-    o.add_argument("--fps", type=float, default=30.0, help="frame rate of the rendered animation (default: 30)")
+    o.add_argument("--render-frames", type=positive_int, metavar="N", help="animate only the first N frames")
+    o.add_argument("--fps", type=positive_float, default=30.0, help="frame rate of the rendered animation (default: 30)")
     o.add_argument("--json", metavar="PATH", help="write the summary as JSON to PATH ('-' for stdout only)")
     p.set_defaults(run=run)
     return p
@@ -70,12 +72,14 @@ def run(args: argparse.Namespace) -> int:
 
     from hotpatch.keypoints import read_keypoints
     from hotpatch.lift import lift_track, mean_joint_distance
-    from hotpatch.saving import check_writable
-
+    from hotpatch.render import KINDS
     out, err = consoles(args.quiet)
-    check_writable(args.output)
-    if args.render:
-        check_writable(args.render)
+    check_outputs(args)
+    if Path(args.keypoints).is_dir():
+        raise DataError(f"--keypoints {args.keypoints} is a directory; pass the detector's output file in it "
+                        "(a .json, .npy or .npz file)")
+    if args.render and Path(args.render).suffix.lower() not in KINDS:
+        raise ConfigError(f"--render {args.render}: expected a file ending in {', '.join(KINDS)}")
     track = read_keypoints(args.keypoints, format=args.format, person=args.person, min_score=args.min_score)
     torch.manual_seed(args.seed)
     target = load_target(args)
@@ -120,20 +124,21 @@ def run(args: argparse.Namespace) -> int:
         summary["speedup"] = result.fps / reference.fps if reference.fps else None
         summary["mean_joint_difference"] = mean_joint_distance(result.poses, reference.poses)
         arrays["poses_3d_original"] = reference.poses
-    np.savez(args.output, **arrays, summary=np.array(json.dumps(summary, default=str)))
+    write_npz(args.output, **arrays, summary=np.array(json.dumps(summary, default=str)))
     if args.render:
         from hotpatch.render import render
 
         size = (args.width or track.width, args.height or track.height)
         label = f"HoT {describe_config(config)}" if config else describe(target)
-        render(args.render, track.xy, result.poses, fps=args.fps, title=label,
-               image_size=size if all(size) else None, max_frames=args.render_frames)
+        with atomic_write(args.render) as tmp:
+            render(tmp, track.xy, result.poses, fps=args.fps, title=label,
+                   image_size=size if all(size) else None, max_frames=args.render_frames)
     if args.json:
         text = json.dumps(summary, indent=2, default=str)
         if args.json == "-":
             sys.stdout.write(text + "\n")
             return 0
-        Path(args.json).write_text(text + "\n")
+        write_text(args.json, text + "\n")
     _report(out, summary, args)
     return 0
 

@@ -12,7 +12,8 @@ from typing import Any
 
 import torch
 
-from hotpatch.cli._options import argument_type, consoles
+from hotpatch.atomic import atomic_write, write_text
+from hotpatch.cli._options import argument_type, check_outputs, consoles, nonnegative_int, positive_int
 from hotpatch.cli._progress import Progress
 from hotpatch.patch import parse_stages, stage_text
 from hotpatch.errors import ConfigError
@@ -68,10 +69,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                    help="learnable (1, f, C) positional embedding after pruning (default: the recipe's)")
     add_data_arguments(p, required=False)
     t = p.add_argument_group("timing")
-    t.add_argument("--batch", type=int, default=64, metavar="B", help="windows per forward for accuracy (default: 64)")
-    t.add_argument("--repeats", type=int, default=5, metavar="R", help="timed forwards per model (default: 5)")
-    t.add_argument("--warmup", type=int, default=1, metavar="W", help="untimed forwards first (default: 1)")
-    t.add_argument("--threads", type=int, metavar="T", help="torch threads while timing")
+    t.add_argument("--batch", type=positive_int, default=64, metavar="B", help="windows per forward for accuracy (default: 64)")
+    t.add_argument("--repeats", type=positive_int, default=5, metavar="R", help="timed forwards per model (default: 5)")
+    t.add_argument("--warmup", type=nonnegative_int, default=1, metavar="W", help="untimed forwards first (default: 1)")
+    t.add_argument("--threads", type=positive_int, metavar="T", help="torch threads while timing")
     t.add_argument("--no-latency", dest="latency", action="store_false", help="skip timing (FLOPs and accuracy only)")
     o = p.add_argument_group("output")
     o.add_argument("--json", metavar="PATH", help="rows (and the front) as JSON ('-' for stdout only)")
@@ -82,18 +83,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace) -> int:
-    from hotpatch.cli._data import load_splits
-    from hotpatch.saving import check_writable
+    from hotpatch.cli._data import check_data_files, load_splits
     from hotpatch.sweep import sweep
 
     out, err = consoles(args.quiet)
-    for path in (args.csv, args.plot, None if args.json == "-" else args.json):
-        if path:
-            check_writable(path)
+    check_outputs(args)
     if args.plot and not args.plot.lower().endswith(".png"):
         raise ConfigError(f"--plot {args.plot}: the plot is a PNG; pass a path ending in .png")
     if bool(args.n) != bool(args.f) or not (args.n or args.stages):
         raise ConfigError("give --n and --f (every combination is measured), --stages N,N:F,F, or both")
+    if args.data:
+        check_data_files(args)
     target = load_target(args)
     if target.patched:
         raise ConfigError(f"{target.name} is already patched; sweep the original model (a recipe, module:Class or "
@@ -115,14 +115,15 @@ def run(args: argparse.Namespace) -> int:
     if args.plot:
         from hotpatch.viz import pareto_plot
 
-        pareto_plot(result, args.plot, title=f"{describe(target)}: {pipeline}, F={frames}")
+        with atomic_write(args.plot) as tmp:
+            pareto_plot(result, tmp, title=f"{describe(target)}: {pipeline}, F={frames}")
     if args.json:
         text = json.dumps({"target": describe(target), "error": result.error_name, "rows": rows,
                            "frontier": [r.label for r in result.frontier]}, indent=2, default=str)
         if args.json == "-":
             sys.stdout.write(text + "\n")
             return 0
-        Path(args.json).write_text(text + "\n")
+        write_text(args.json, text + "\n")
     out.print(f"{describe(target)}: {len(result.rows)} settings, {pipeline}, F={frames}", highlight=False, markup=False)
     out.print(_table(result))
     for path in (args.json, args.csv, args.plot):
@@ -135,7 +136,7 @@ def _write_csv(path: str, rows: list[dict[str, Any]]) -> None:
     keys: list[str] = []
     for r in rows:
         keys += [k for k in r if k not in keys]
-    with open(path, "w", newline="") as fh:
+    with atomic_write(path) as tmp, open(tmp, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=keys)
         writer.writeheader()
         for r in rows:  # stage lists as "1,3" (one cell)
