@@ -35,6 +35,7 @@ import torch.nn as nn
 from torch.utils.data import DataLoader, DistributedSampler
 
 from hotpatch.data import WindowDataset
+from hotpatch.atomic import atomic_write
 from hotpatch.errors import CheckpointError, ConfigError
 from hotpatch.losses import TC_WEIGHT, VELOCITY_WEIGHT, combine, loss_sums
 
@@ -200,9 +201,8 @@ def _seed_all(seed: int) -> None:
 
 def _save_state(path: Path, state: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    with atomic_write(path) as tmp:  # an interrupted write keeps the previous epoch's state
+        torch.save(state, tmp)
 
 
 def resume_conflict(path: str | os.PathLike, epochs: int, schedule: str) -> int | None:

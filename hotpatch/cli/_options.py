@@ -72,7 +72,8 @@ def add_hot_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--pipeline", choices=("auto", "seq2seq", "seq2frame"),
                        help="seq2seq recovers all frames; seq2frame keeps the centre one (default: the recipe's, else auto)")
     group.add_argument("--prune", choices=tuple(PRUNERS), help="token pruning (default: tpc)")
-    group.add_argument("--recover", choices=tuple(RECOVERERS), help="token recovery for seq2seq (default: tra; finetune: linear-tra)")
+    group.add_argument("--recover", choices=tuple(RECOVERERS),
+                       help="token recovery for seq2seq (default: tra; finetune: linear-tra)")
     group.add_argument("--k", type=positive_int, metavar="K", help="DPC-kNN neighbours (default: 2)")
     group.add_argument("--prune-pos-embed", action=argparse.BooleanOptionalAction, default=None,
                        help="learnable (1, f, C) positional embedding after pruning "

@@ -129,8 +129,8 @@ class Progress:
         count = ""
         if done is not None and total:
             count = f" {done}/{total} ({100 * done // total}%)"
-        text = f"hotpatch {self.command}: {task}{count}{' ' + detail if detail else ''}, {elapsed_text(now - self.start)}"
-        self.console.file.write(text + "\n")
+        detail = f" {detail}" if detail else ""
+        self.console.file.write(f"hotpatch {self.command}: {task}{count}{detail}, {elapsed_text(now - self.start)}\n")
         self.console.file.flush()
 
     def _beat(self) -> None:

@@ -198,7 +198,8 @@ def add_target_arguments(parser: argparse.ArgumentParser, *, geometry: bool = Tr
     if geometry:
         group.add_argument("--frames", type=positive_int, metavar="F", help="clip length F (a recipe is built for it)")
         group.add_argument("--joints", type=positive_int, metavar="J", help="joints J (a recipe is built for it)")
-        group.add_argument("--channels", type=positive_int, metavar="C", help="input channels C, 2 or 3 (a recipe is built for it)")
+        group.add_argument("--channels", type=positive_int, metavar="C",
+                           help="input channels C, 2 or 3 (a recipe is built for it)")
     group.add_argument("--variant", help="recipe variant (motionbert: lite or full)")
     group.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="a recipe build override or a constructor keyword of module:Class, e.g. "

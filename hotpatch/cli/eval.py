@@ -18,7 +18,8 @@ import torch
 
 from hotpatch.atomic import write_text
 from hotpatch.cli._data import add_data_arguments, check_data_files, load_splits
-from hotpatch.cli._options import add_hot_arguments, check_outputs, consoles, describe_config, hot_settings, positive_int
+from hotpatch.cli._options import (add_hot_arguments, check_outputs, consoles, describe_config, hot_settings,
+                                   positive_int)
 from hotpatch.errors import InputShapeError
 from hotpatch.cli._progress import Progress
 from hotpatch.cli._targets import Target, add_target_arguments, describe, load_target

@@ -16,8 +16,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                     "file is run once on a random clip and compared with the eager model.")
     add_target_arguments(p)
     p.add_argument("--onnx", metavar="OUT.onnx", help="write ONNX (checked in onnxruntime; needs hotpatch[export])")
-    p.add_argument("--torch-export", metavar="OUT.pt2", help="write a torch.export program (torch.export.load reads it)")
-    p.add_argument("--batch", type=positive_int, default=1, metavar="B", help="batch size baked into the export (default: 1)")
+    p.add_argument("--torch-export", metavar="OUT.pt2",
+                   help="write a torch.export program (torch.export.load reads it)")
+    p.add_argument("--batch", type=positive_int, default=1, metavar="B",
+                   help="batch size baked into the export (default: 1)")
     p.add_argument("--opset", type=positive_int, metavar="N", help="ONNX opset (default: the exporter's)")
     p.add_argument("--keep-failed", action="store_true",
                    help="if a file fails its check against the eager model, keep it as NAME.failed.EXT (default: "

@@ -21,8 +21,9 @@ import torch
 from hotpatch.atomic import write_text
 from hotpatch.cli._data import add_data_arguments, load_splits
 from hotpatch.cli.eval import json_safe
-from hotpatch.cli._options import (add_hot_arguments, check_outputs, consoles, describe_config, hot_settings, nonnegative_float,
-                                   nonnegative_int, positive_float, positive_int, process_rank, stage_value)
+from hotpatch.cli._options import (add_hot_arguments, check_outputs, consoles, describe_config, hot_settings,
+                                   nonnegative_float, nonnegative_int, positive_float, positive_int, process_rank,
+                                   stage_value)
 from hotpatch.cli._progress import Progress
 from hotpatch.errors import ConfigError, InputShapeError
 from hotpatch.cli._targets import add_target_arguments, describe, load_target
@@ -64,7 +65,8 @@ def add_training_arguments(parser: argparse.ArgumentParser, *, lr: float) -> Non
     g.add_argument("--schedule", choices=("cosine", "step", "constant"), default="cosine",
                    help="LR schedule (default: cosine; step decays by --gamma every epoch)")
     g.add_argument("--gamma", type=positive_float, default=0.99, help="step schedule decay per epoch (default: 0.99)")
-    g.add_argument("--warmup", type=nonnegative_int, default=0, metavar="STEPS", help="linear LR warm-up steps (default: 0)")
+    g.add_argument("--warmup", type=nonnegative_int, default=0, metavar="STEPS",
+                   help="linear LR warm-up steps (default: 0)")
     g.add_argument("--steps-per-epoch", type=positive_int, metavar="S", help="cap optimiser steps per epoch")
     g.add_argument("--stride", type=positive_int, metavar="S", help="training window stride (default: F // 3)")
     g.add_argument("--no-flip", dest="flip_prob", action="store_const", const=0.0, default=0.5,

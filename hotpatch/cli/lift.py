@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 
 from hotpatch.atomic import atomic_write, write_npz, write_text
-from hotpatch.cli._options import (add_hot_arguments, check_outputs, consoles, describe_config, hot_settings, nonnegative_float,
-                                   positive_float, positive_int)
+from hotpatch.cli._options import (add_hot_arguments, check_outputs, consoles, describe_config, hot_settings,
+                                   nonnegative_float, positive_float, positive_int)
 from hotpatch.errors import ConfigError, DataError, InputShapeError
 from hotpatch.cli._progress import Progress
 from hotpatch.cli._targets import add_target_arguments, describe, load_target
@@ -39,8 +39,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     g = p.add_argument_group("keypoints")
     g.add_argument("--keypoints", required=True, metavar="FILE", help="the detector's output for one video")
     g.add_argument("--format", choices=FORMATS, help="override the detected file format")
-    g.add_argument("--width", type=positive_int, metavar="W", help="video frame width in pixels (where the file lacks it)")
-    g.add_argument("--height", type=positive_int, metavar="H", help="video frame height in pixels (where the file lacks it)")
+    g.add_argument("--width", type=positive_int, metavar="W",
+                   help="video frame width in pixels (where the file lacks it)")
+    g.add_argument("--height", type=positive_int, metavar="H",
+                   help="video frame height in pixels (where the file lacks it)")
     g.add_argument("--person", type=int, metavar="ID", help="track id to lift (default: the best detection per frame)")
     g.add_argument("--min-score", type=nonnegative_float, default=0.3, metavar="S",
                    help="joints scoring below S are interpolated over time (default: 0.3)")
@@ -61,7 +63,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     o.add_argument("--render", metavar="OUT.gif|OUT.mp4|OUT.png",
                    help="2D input beside the 3D skeleton: an animation (.gif, .mp4 with ffmpeg) or a contact sheet (.png)")
     o.add_argument("--render-frames", type=positive_int, metavar="N", help="animate only the first N frames")
-    o.add_argument("--fps", type=positive_float, default=30.0, help="frame rate of the rendered animation (default: 30)")
+    o.add_argument("--fps", type=positive_float, default=30.0,
+                   help="frame rate of the rendered animation (default: 30)")
     o.add_argument("--json", metavar="PATH", help="write the summary as JSON to PATH ('-' for stdout only)")
     p.set_defaults(run=run)
     return p

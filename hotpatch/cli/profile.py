@@ -13,7 +13,8 @@ from typing import Any
 import torch
 
 from hotpatch.atomic import write_text
-from hotpatch.cli._options import (add_hot_arguments, check_outputs, consoles, describe_config, hot_settings, nonnegative_int, positive_int)
+from hotpatch.cli._options import (add_hot_arguments, check_outputs, consoles, describe_config, hot_settings,
+                                   nonnegative_int, positive_int)
 from hotpatch.cli._progress import Progress
 from hotpatch.errors import ConfigError
 from hotpatch.cli._targets import Target, add_target_arguments, describe, load_target
@@ -34,7 +35,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     g.add_argument("--counters", default="fvcore,paper",
                    help="FLOP counters, comma-separated: fvcore, paper, torch, thop (default: fvcore,paper)")
     g.add_argument("--by-block", action="store_true", help="paper FLOPs of every transformer block")
-    g.add_argument("--repeats", type=positive_int, default=20, metavar="R", help="timed forwards per model (default: 20)")
+    g.add_argument("--repeats", type=positive_int, default=20, metavar="R",
+                   help="timed forwards per model (default: 20)")
     g.add_argument("--warmup", type=nonnegative_int, default=3, metavar="W", help="untimed forwards first (default: 3)")
     g.add_argument("--threads", type=positive_int, metavar="T", help="CPU threads while timing (default: torch's)")
     g.add_argument("--train", action="store_true", help="also measure the memory of one training step")

@@ -69,7 +69,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                    help="learnable (1, f, C) positional embedding after pruning (default: the recipe's)")
     add_data_arguments(p, required=False)
     t = p.add_argument_group("timing")
-    t.add_argument("--batch", type=positive_int, default=64, metavar="B", help="windows per forward for accuracy (default: 64)")
+    t.add_argument("--batch", type=positive_int, default=64, metavar="B",
+                   help="windows per forward for accuracy (default: 64)")
     t.add_argument("--repeats", type=positive_int, default=5, metavar="R", help="timed forwards per model (default: 5)")
     t.add_argument("--warmup", type=nonnegative_int, default=1, metavar="W", help="untimed forwards first (default: 1)")
     t.add_argument("--threads", type=positive_int, metavar="T", help="torch threads while timing")
