@@ -121,7 +121,7 @@ def describe_config(cfg: dict[str, Any]) -> str:
 INPUT_OPTIONS = (("target", "TARGET"), ("checkpoint", "--checkpoint"), ("data", "--data"), ("data_2d", "--data-2d"),
                  ("keypoints", "--keypoints"), ("video", "--video"))
 OUTPUT_OPTIONS = (("output", "-o"), ("json", "--json"), ("csv", "--csv"), ("plot", "--plot"), ("render", "--render"),
-                  ("onnx", "--onnx"), ("torch_export", "--torch-export"), ("state", "--state"))
+                  ("onnx", "--onnx"), ("torch_export", "--torch-export"))
 
 
 def check_outputs(args: argparse.Namespace, extra: dict[str, Any] | None = None) -> None:

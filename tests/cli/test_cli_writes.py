@@ -294,3 +294,15 @@ def test_atomic_write_replaces_only_when_the_block_succeeds(tmp_path):
             pass
     assert json.loads(write_text(tmp_path / "n.json", "[1]").read_text()) == [1]
     np.testing.assert_array_equal(np.load(hotpatch.atomic.write_npz(tmp_path / "a", x=np.arange(3)))["x"], [0, 1, 2])
+
+
+def test_the_training_state_file_is_an_output_like_the_others(capsys, tmp_path, no_model):
+    clips = str(write_clips(tmp_path / "clips.npz"))
+    base = ["finetune", *TINY, "--data", clips, "--n", "1", "--f", "3", "--epochs", "1", "-o", str(tmp_path / "h.pt")]
+    rc, _, err = run(capsys, *base, "--state", str(tmp_path / "h.pt"))
+    assert rc == 2 and f"-o and --state are both {tmp_path / 'h.pt'}" in one_line(err, "finetune")
+    rc, _, err = run(capsys, *base, "--state", clips)
+    assert rc == 2 and f"--state {clips} is also --data" in one_line(err, "finetune")
+    # an explicit, distinct --state passes the checks and reaches the model (refused here by no_model)
+    with pytest.raises(AssertionError, match="the model was built before the arguments were checked"):
+        main(["--quiet", *base, "--state", str(tmp_path / "s.pt")])
