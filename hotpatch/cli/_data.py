@@ -84,10 +84,8 @@ def load_splits(args: argparse.Namespace) -> dict[str, list[PoseSequence]]:
     """``{"train": [...], "test": [...]}`` from the ``add_data_arguments`` options."""
     if args.max_clips is not None and args.max_clips < 1:
         raise DataError(f"--max-clips {args.max_clips}: expected at least 1.")
-    kind = data_kind(args.data)
+    kind = check_data_files(args)
     if kind == "clips":
-        if args.data_2d:
-            raise DataError(f"--data-2d is for Human3.6M; {args.data} is a mocap clips file. Drop --data-2d.")
         splits = load_clips(args.data, cameras_per_clip=args.cameras, noise_px=args.noise_px, seed=args.data_seed,
                             max_clips=args.max_clips)
     else:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from hotpatch.errors import ConfigError
@@ -35,7 +36,7 @@ def _number(kind: type, low: float, inclusive: bool, what: str) -> Callable[[str
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if kind is int else 'a number'}; "
                                              f"expected {what}") from None
-        if value < low or (value == low and not inclusive) or value != value:
+        if not math.isfinite(value) or value < low or (value == low and not inclusive):
             raise argparse.ArgumentTypeError(f"{text}: expected {what}")
         return value
 
