@@ -452,8 +452,7 @@ def _read_file(path: Path, trust: bool) -> Any:
 
 def _infer_shape(model: nn.Module, frames: int | None, name: str) -> tuple[int, int, int]:
     """(F, J, C) that ``model`` accepts, found by ``hotpatch.prepare``'s input inference."""
-    from hotpatch import prepare
-    from hotpatch.patch import candidate_shapes
+    from hotpatch.patch import candidate_shapes, prepare
 
     try:
         example = prepare(model, frames=frames).example
