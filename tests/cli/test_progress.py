@@ -109,3 +109,12 @@ def test_profile_with_stderr_in_a_log_prints_plain_progress_lines(capsys):
     lines = [line for line in err.splitlines() if line.startswith("hotpatch profile: ")]
     assert lines[0].startswith("hotpatch profile: measuring (FLOPs, then timed forwards), ")
     assert lines[-1].startswith("hotpatch profile: timing forwards 2/2 (100%), ")
+
+
+def test_the_heartbeat_thread_runs_only_while_a_log_command_does():
+    log = io.StringIO()
+    with Progress(Console(file=log), "profile") as progress:
+        assert progress.thread is not None and progress.thread.is_alive()
+    assert not progress.thread.is_alive()  # stopped and joined on exit, no wait for its next beat
+    with Progress(Console(file=log, force_terminal=True), "profile") as progress:
+        assert progress.thread is None  # a terminal has its bar
