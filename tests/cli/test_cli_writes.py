@@ -306,3 +306,11 @@ def test_the_training_state_file_is_an_output_like_the_others(capsys, tmp_path, 
     # an explicit, distinct --state passes the checks and reaches the model (refused here by no_model)
     with pytest.raises(AssertionError, match="the model was built before the arguments were checked"):
         main(["--quiet", *base, "--state", str(tmp_path / "s.pt")])
+
+
+def test_an_interrupted_write_leaves_neither_the_target_nor_its_temp_file(tmp_path):
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_write(tmp_path / "big.pt") as tmp:
+            tmp.write_bytes(b"half")
+            raise KeyboardInterrupt
+    assert files(tmp_path) == []
