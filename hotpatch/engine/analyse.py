@@ -463,6 +463,12 @@ def _perturbation_kind(module: nn.Module, run: _BlockRun, frame_inputs: dict[int
     return "spatial", "no attention followed; changing one frame leaves the others unchanged"
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of ``exc``'s message (torch.fx appends the node, the traceback and a tlparse link)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__
+
+
 def analyse(gm: fx.GraphModule, blocks: list[str], example: torch.Tensor) -> Plan:
     """Probe ``gm`` with ``example`` (one clip, B=1) and build the :class:`Plan`."""
     frames = example.shape[1]
@@ -472,7 +478,7 @@ def analyse(gm: fx.GraphModule, blocks: list[str], example: torch.Tensor) -> Pla
     except Exception as exc:
         raise InputShapeError(
             f"the model rejects example_input of shape {tuple(example.shape)} (or a batch of two "
-            f"copies of it): {type(exc).__name__}: {exc}. Pass example_input= with one clip the "
+            f"copies of it): {type(exc).__name__}: {first_line(exc)}. Pass example_input= with one clip the "
             "model accepts."
         ) from exc
 
