@@ -42,11 +42,11 @@ import numpy as np
 import torch
 
 import hotpatch
-from hotpatch.cli.sweep import stage_lists
 from hotpatch.data import WindowDataset, load_clips
 from hotpatch.evaluate import evaluate_model
 from hotpatch.finetune import FinetuneConfig, finetune
-from hotpatch.patch import stage_text
+from hotpatch.errors import ConfigError
+from hotpatch.patch import parse_stages, stage_text
 from hotpatch.recipes import get as get_recipe
 
 log = logging.getLogger("benchmarks.accuracy")
@@ -62,6 +62,13 @@ PAPER = {
     "table5": "after training, full / pruned / selected: TRA 41.0 / 41.3 / 40.2, linear 41.3 / 41.9 / 40.0, "
               "nearest 41.5 / 42.2 / 40.2",
 }
+
+
+def _stages(text: str) -> tuple[list[int], list[int]]:
+    try:
+        return parse_stages(text)
+    except ConfigError as err:  # argparse shows an ArgumentTypeError's text, not a ValueError's
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -89,7 +96,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="also evaluate every row on the test clips of this clips .npz (same layout, e.g. motion "
                         "capture from another studio, or benchmarks/derive_clips.py's shifted copy; all its clips if "
                         "none has style 'normal'); training stays on --data")
-    p.add_argument("--stages", type=stage_lists, default=None, metavar="N,N:F,F",
+    p.add_argument("--stages", type=_stages, default=None, metavar="N,N:F,F",
                    help="the multi-stage rows' setting (default: cuts after blocks n-1 and n+1 at about the FLOPs of n, f)")
     p.add_argument("--s2f-stride", type=int, default=6, help="seq2frame: score every k-th frame")
     p.add_argument("--eval-batch", type=int, default=64)

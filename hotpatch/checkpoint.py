@@ -100,11 +100,13 @@ def read_state_dict(path: str | os.PathLike, *, allow_pickle: bool = False) -> d
             f"checkpoint {str(path)!r} does not exist or is not a file; expected a file written by "
             "torch.save. Check the path."
         )
-    obj = _load_object(path, allow_pickle)
+    obj = load_object(path, allow_pickle)
     return strip_prefix(_find_state_dict(obj, path))
 
 
-def _load_object(path: Path, allow_pickle: bool) -> object:
+def load_object(path: Path, allow_pickle: bool) -> object:
+    """The object ``torch.load`` finds in ``path``: with ``weights_only`` plus the benign globals
+    checkpoints commonly hold, or by full unpickling when ``allow_pickle``; ``CheckpointError`` if neither reads it."""
     names: list[str] = []  # globals the file needs beyond weights_only's defaults
     try:
         names = list(torch.serialization.get_unsafe_globals_in_checkpoint(path))

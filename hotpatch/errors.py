@@ -61,3 +61,7 @@ class DataKeyError(DataError, LookupError):
 
 class DataShapeError(DataError, ValueError):
     """An array in a data file (or passed in) has the wrong shape or type."""
+
+
+class OutputError(HotpatchError, OSError):
+    """A file could not be written where asked (no such folder, a file in the way, no permission, a full disk)."""

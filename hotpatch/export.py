@@ -23,6 +23,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from hotpatch.atomic import atomic_write, check_writable
 from hotpatch.errors import ExportError, HotpatchError
 
 log = logging.getLogger(__name__)
@@ -114,20 +115,23 @@ def _first_output(out: object) -> torch.Tensor:
 
 
 def export_onnx(model: nn.Module, path: str | Path, *, batch: int = 1, example: Any = None,
-                opset: int | None = None, atol: float = 1e-4, verbose: bool = False) -> ExportCheck:
+                opset: int | None = None, atol: float = 1e-4, keep_failed: bool = False,
+                verbose: bool = False) -> ExportCheck:
     """Write ``model`` (eval mode) as ONNX to ``path`` and check it in onnxruntime (max |diff| <= ``atol``).
 
     ``example``: one clip, or for a model with several inputs a tuple (``forward``'s order) or a
     dict by name; by default the inputs a patched model was patched for, at batch ``batch``.
-
+    The file is written beside ``path`` and moved there only once the check passed; if it fails
+    nothing is left at ``path`` (with ``keep_failed`` the file is kept as ``NAME.failed.onnx``).
     The ONNX libraries' INFO logging (onnx, onnxscript, onnx_ir: one line per graph pass) is
-    hidden unless ``verbose``."""
+    hidden unless ``verbose``.
+    """
     try:
         import onnx  # noqa: F401  (the exporter needs it)
         import onnxruntime as ort
     except ImportError as exc:
         raise HotpatchError("ONNX export needs onnx, onnxscript and onnxruntime: pip install 'hotpatch[export]'") from exc
-    path = Path(path)
+    path = check_writable(path)  # before the (slow) conversion
     args, kwargs = _example(model, batch, example)
     model = model.eval()
     with torch.no_grad():
@@ -136,35 +140,40 @@ def export_onnx(model: nn.Module, path: str | Path, *, batch: int = 1, example: 
     try:
         with warnings.catch_warnings(), QuietExporter(verbose):
             warnings.simplefilter("ignore")
-            torch.onnx.export(model, args, str(path), kwargs=kwargs or None, dynamo=True, opset_version=opset,
-                              input_names=["keypoints"] if single else None, output_names=["poses"],
-                              external_data=False, verbose=False)
+            program = torch.onnx.export(model, args, kwargs=kwargs or None, dynamo=True, opset_version=opset,
+                                        input_names=["keypoints"] if single else None, output_names=["poses"],
+                                        verbose=False)
     except Exception as exc:  # the exporter raises many types; all become one clear error
         raise _export_error("ONNX", exc) from exc
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    values = [v for v in (*args, *kwargs.values()) if isinstance(v, torch.Tensor)]
-    feed = {i.name: v.numpy() for i, v in zip(session.get_inputs(), values)}
-    got = torch.from_numpy(session.run(None, feed)[0])
-    return ExportCheck(path, _check("ONNX", got, want, atol), _clip_shape(args, kwargs))
+    with atomic_write(path, keep_failed=keep_failed) as tmp:
+        program.save(str(tmp), external_data=False)
+        session = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
+        values = [v for v in (*args, *kwargs.values()) if isinstance(v, torch.Tensor)]
+        feed = {i.name: v.numpy() for i, v in zip(session.get_inputs(), values)}
+        got = torch.from_numpy(session.run(None, feed)[0])
+        diff = _check("ONNX", got, want, atol)
+    return ExportCheck(path, diff, _clip_shape(args, kwargs))
 
 
 def export_program(model: nn.Module, path: str | Path, *, batch: int = 1, example: Any = None,
-                   atol: float = 1e-5) -> ExportCheck:
-    """``torch.export`` ``model`` (eval mode) to a ``.pt2`` file and check the reloaded program.
-    ``example`` as in :func:`export_onnx`."""
-    path = Path(path)
+                   atol: float = 1e-5, keep_failed: bool = False) -> ExportCheck:
+    """``torch.export`` ``model`` (eval mode) to a ``.pt2`` file and check the reloaded program
+    (written and checked beside ``path`` as :func:`export_onnx` does; ``example`` as there)."""
+    path = check_writable(path)  # before the (slow) conversion
     args, kwargs = _example(model, batch, example)
     model = model.eval()
     with torch.no_grad():
         want = _first_output(model(*args, **kwargs))
     try:
         program = torch.export.export(model, args, kwargs or None)
-        torch.export.save(program, str(path))
     except Exception as exc:
         raise _export_error("torch.export", exc) from exc
-    with torch.no_grad():
-        got = _first_output(torch.export.load(str(path)).module()(*args, **kwargs))
-    return ExportCheck(path, _check("torch.export", got, want, atol), _clip_shape(args, kwargs))
+    with atomic_write(path, keep_failed=keep_failed) as tmp:
+        torch.export.save(program, str(tmp))
+        with torch.no_grad():
+            got = _first_output(torch.export.load(str(tmp)).module()(*args, **kwargs))
+        diff = _check("torch.export", got, want, atol)
+    return ExportCheck(path, diff, _clip_shape(args, kwargs))
 
 
 #: Loggers of the ONNX libraries, which log every graph pass at INFO.

@@ -35,12 +35,14 @@ import torch.nn as nn
 from torch.utils.data import DataLoader, DistributedSampler
 
 from hotpatch.data import WindowDataset
+from hotpatch.atomic import atomic_write
 from hotpatch.errors import CheckpointError, ConfigError
 from hotpatch.losses import TC_WEIGHT, VELOCITY_WEIGHT, combine, loss_sums
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DistContext", "FinetuneConfig", "FinetuneResult", "TrainEvent", "finetune", "setup_distributed"]
+__all__ = ["DistContext", "FinetuneConfig", "FinetuneResult", "TrainEvent", "finetune", "load_state", "resume_conflict",
+           "setup_distributed"]
 
 STATE_FORMAT = "hotpatch-finetune-state"
 SCHEDULES = ("cosine", "step", "constant")
@@ -199,9 +201,22 @@ def _seed_all(seed: int) -> None:
 
 def _save_state(path: Path, state: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    with atomic_write(path) as tmp:  # an interrupted write keeps the previous epoch's state
+        torch.save(state, tmp)
+
+
+def resume_conflict(path: str | os.PathLike, epochs: int, schedule: str) -> int | None:
+    """The ``epochs`` of the run that wrote the training checkpoint at ``path`` if resuming it with
+    ``epochs`` would bend its learning-rate schedule (a cosine schedule spans the run's epochs;
+    ``step`` and ``constant`` do not depend on them), else None."""
+    return _epochs_conflict(load_state(path).get("config", {}), epochs, schedule)
+
+
+def _epochs_conflict(saved: dict[str, Any], epochs: int, schedule: str) -> int | None:
+    before = saved.get("epochs")
+    if before is None or int(before) == epochs or "cosine" not in (schedule, saved.get("schedule", "cosine")):
+        return None
+    return int(before)
 
 
 def load_state(path: str | os.PathLike) -> dict[str, Any]:
@@ -481,6 +496,13 @@ def _check_resume(state: dict[str, Any], cfg: FinetuneConfig, ctx: DistContext, 
     if int(state["epoch"]) > cfg.epochs:
         raise CheckpointError(
             f"{str(path)!r} is after epoch {state['epoch']} but epochs={cfg.epochs}; pass epochs >= {state['epoch']}."
+        )
+    before = _epochs_conflict(saved, cfg.epochs, cfg.schedule)
+    if before is not None:
+        raise ConfigError(
+            f"{str(path)!r} was written by a run of epochs={before} with a cosine learning-rate schedule, which "
+            f"spans those epochs; resume with epochs={before}, or start afresh (resume=False or another checkpoint "
+            "path); a step or constant schedule can be extended."
         )
     if changed and ctx.is_main:
         log.warning("resuming %s with changed settings (%s); results will differ from an uninterrupted run",

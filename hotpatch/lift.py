@@ -287,12 +287,7 @@ def lift_file(
 
 
 def write_npz(path: str | os.PathLike, arrays: dict[str, np.ndarray], summary: dict[str, Any]) -> Path:
-    """``np.savez`` of ``arrays`` and the JSON ``summary``, through a temporary file beside ``path``."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp.npz")
-    try:
-        np.savez(tmp, **arrays, summary=np.array(json.dumps(summary, default=str)))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    """``np.savez`` of ``arrays`` and the JSON ``summary`` to exactly ``path``, through a temporary file beside it."""
+    from hotpatch import atomic
+
+    return atomic.write_npz(path, **arrays, summary=np.array(json.dumps(summary, default=str)))

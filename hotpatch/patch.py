@@ -89,7 +89,7 @@ def apply(
         plus ``hotpatch_prune`` / ``hotpatch_recover`` (new parameters live there). Its
         ``hotpatch_config`` and ``hotpatch_plan`` attributes describe the patch.
     """
-    n, f = stage_lists(n, f)
+    n, f = check_stages(n, f)
     _check_args(n, f, k, pipeline, prune, recover, recover_frames)
     prepared = prepare(model, frames=frames, example_input=example_input, leaf_modules=leaf_modules, inplace=inplace)
     return prepared.patch(
@@ -117,7 +117,7 @@ class Prepared:
         copy_modules: bool = True,
     ) -> fx.GraphModule:
         """Patch with these settings (see :func:`apply` for their meaning)."""
-        n, f = stage_lists(n, f)
+        n, f = check_stages(n, f)
         _check_args(n, f, k, pipeline, prune, recover, recover_frames)
         _check_temporal_blocks(self.gm, self.plan)
         cfg = _config(self.plan, n, f, pipeline, prune, recover, k, prune_pos_embed, recover_frames)
@@ -220,7 +220,7 @@ def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def stage_lists(n, f) -> tuple[int | tuple[int, ...], int | tuple[int, ...]]:
+def check_stages(n, f) -> tuple[int | tuple[int, ...], int | tuple[int, ...]]:
     """Check one cut (two ints) or several (two equally long lists); a list of one value is
     one cut. Returns ints, or tuples for several stages."""
     if not isinstance(n, (list, tuple)) and not isinstance(f, (list, tuple)):
@@ -245,6 +245,25 @@ def stage_lists(n, f) -> tuple[int | tuple[int, ...], int | tuple[int, ...]]:
             "increase (e.g. f=[121, 61])"
         )
     return tuple(ns), tuple(fs)
+
+
+def parse_stages(text: str) -> tuple[list[int], list[int]]:
+    """``"1,3:121,61"`` -> ([1, 3], [121, 61]): the n and f of each pruning stage, as the
+    command line writes them; ``ConfigError`` naming the expected form otherwise."""
+    parts = text.split(":")
+    try:
+        if len(parts) != 2:
+            raise ValueError
+        ns, fs = ([int(v) for v in part.split(",")] for part in parts)
+    except ValueError:
+        raise ConfigError(
+            f"{text!r}: give the stages as N,N:F,F, e.g. 1,3:121,61 (cuts after blocks 1 and 3, keeping 121 then 61)"
+        ) from None
+    if len(ns) != len(fs) or len(ns) < 2:
+        raise ConfigError(f"{text!r}: give two or more cuts and one f per cut, e.g. 1,3:121,61")
+    if any(b <= a for a, b in zip(ns, ns[1:])) or any(b > a for a, b in zip(fs, fs[1:])):
+        raise ConfigError(f"{text!r}: n must increase and f must not, e.g. 1,3:121,61")
+    return ns, fs
 
 
 def stage_text(value: int | Sequence[int]) -> str:
@@ -424,7 +443,7 @@ def _analyse_input(
     tried = []
     failures: list[TraceFailure] = []
     gen = torch.Generator().manual_seed(0)  # a private generator: the caller's RNG is not touched
-    for shape in _candidate_shapes(model, frames):
+    for shape in candidate_shapes(model, frames):
         tried.append(shape)
         example = torch.randn(shape, generator=gen)
         try:
@@ -481,7 +500,7 @@ def _describe(x) -> str:
     return f"a tensor of shape {tuple(x.shape)}" if isinstance(x, torch.Tensor) else type(x).__name__
 
 
-def _candidate_shapes(gm: nn.Module, frames: int | None) -> list[tuple[int, ...]]:
+def candidate_shapes(gm: nn.Module, frames: int | None) -> list[tuple[int, ...]]:
     """Guesses from the weights: input channels from a Linear/Conv with 2 or 3 inputs,
     frames and joints from (1, N, C) / (1, N, 1, C) embeddings (frames the larger)."""
     channels: list[int] = []

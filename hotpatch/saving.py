@@ -44,7 +44,8 @@ import torch.fx as fx
 import torch.nn as nn
 
 from hotpatch import sources
-from hotpatch.errors import CheckpointError, ConfigError
+from hotpatch.atomic import atomic_write, check_writable  # noqa: F401  (check_writable: re-exported, its former home)
+from hotpatch.errors import CheckpointError, ConfigError, OutputError
 
 log = logging.getLogger(__name__)
 
@@ -94,29 +95,19 @@ def save(patched: nn.Module, path: str | os.PathLike, *, source: Mapping[str, An
         **({"example": _example_record(patched)} if "inputs" in config else {}),
         "state_dict": {k: v.detach().cpu().clone() for k, v in patched.state_dict().items()},
     }
-    path = Path(path)
-    check_writable(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    except (OSError, RuntimeError) as err:
-        raise CheckpointError(f"cannot write {str(path)!r}: {err}; check the path and free disk space") from err
-    finally:
-        tmp.unlink(missing_ok=True)
+    path = _write(payload, path)
     log.info("saved patched model (n=%s, f=%s) to %s", config.get("n"), config.get("f"), path)
     return path
 
 
-def check_writable(path: str | os.PathLike) -> None:
-    """Raise ``CheckpointError`` unless ``path`` can be created (its folder exists, it is not a folder)."""
-    path = Path(path)
-    if path.is_dir():
-        raise CheckpointError(f"{str(path)!r} is a directory; expected a file name such as {str(path / 'hot.pt')!r}")
-    if not path.parent.is_dir():
-        raise CheckpointError(
-            f"cannot write {str(path)!r}: the directory {str(path.parent)!r} does not exist; create it first"
-        )
+def _write(payload: dict[str, Any], path: str | os.PathLike) -> Path:
+    """``torch.save`` ``payload`` to ``path`` through a temp file beside it (see ``hotpatch.atomic``)."""
+    with atomic_write(path) as tmp:
+        try:
+            torch.save(payload, tmp)
+        except RuntimeError as err:  # torch's writer reports a full disk as a RuntimeError
+            raise OutputError(f"cannot write {str(path)!r}: {err}; check the path and free disk space") from err
+    return Path(path)
 
 
 def _plain(value: Any, where: str) -> Any:
@@ -332,10 +323,7 @@ def save_model(model: nn.Module, path: str | os.PathLike, *, source: Mapping[str
         "input": input_record(model),
         "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
     }
-    path = Path(path)
-    check_writable(path)
-    torch.save(payload, path)
-    return path
+    return _write(payload, path)
 
 
 def is_model_payload(obj: Any) -> bool:

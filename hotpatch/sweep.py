@@ -120,10 +120,10 @@ def _values(v: int | Sequence[int]) -> list[int]:
 
 def _check_grid(grid: list[dict[str, Any]], levels: int, frames: int) -> None:
     """Every setting must be valid before the (slow) measurements start."""
-    from hotpatch.patch import stage_lists
+    from hotpatch.patch import check_stages
 
     for g in grid:
-        stage_lists(g["n"], g["f"])  # order and lengths of stage lists
+        check_stages(g["n"], g["f"])  # order and lengths of stage lists
     bad_n = sorted({v for g in grid for v in _values(g["n"]) if not 1 <= v < levels})
     bad_f = sorted({v for g in grid for v in _values(g["f"]) if not 1 <= v <= frames})
     if bad_n:

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import os
 import socket
@@ -9,7 +10,7 @@ import torch.multiprocessing as mp
 import hotpatch
 from hotpatch.data import WindowDataset
 from hotpatch.errors import CheckpointError, ConfigError, HotpatchError
-from hotpatch.finetune import FinetuneConfig, _lr_factor, finetune, load_state
+from hotpatch.finetune import FinetuneConfig, _lr_factor, finetune, load_state, resume_conflict
 from hotpatch.losses import mixste_loss
 from tinypose import mixste, sequences
 
@@ -81,6 +82,10 @@ def test_resume_gives_the_same_result_as_an_uninterrupted_run(tmp_path):
     for (name, a), b in zip(full.model.state_dict().items(), resumed.model.state_dict().values()):
         assert torch.equal(a, b), name
     assert load_state(state)["epoch"] == 3
+    # another epoch count would bend the cosine schedule the state was built with
+    assert resume_conflict(state, 4, "cosine") == 3 and resume_conflict(state, 3, "cosine") is None
+    with pytest.raises(ConfigError, match="epochs=3 with a cosine learning-rate schedule"):
+        finetune(_patched(), data(), dataclasses.replace(cfg, epochs=4), checkpoint=state, resume=True)
 
 
 def test_lr_schedules():

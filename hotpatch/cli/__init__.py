@@ -12,6 +12,7 @@ import importlib
 import logging
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from hotpatch._version import __version__
 from hotpatch.errors import HotpatchError
@@ -19,8 +20,17 @@ from hotpatch.errors import HotpatchError
 COMMANDS = ("profile", "patch", "eval", "train", "finetune", "sweep", "show", "lift", "export")
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with the CLI's error form: one line and where to read more, no usage block
+    (subcommand parsers are of this class too)."""
+
+    def error(self, message: str) -> NoReturn:
+        text = " ".join(message.split())
+        self.exit(2, f"{self.prog}: error: {text} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="hotpatch", description="Hourglass Tokenizer (HoT) patches for video pose transformers."
     )
     parser.add_argument("--version", action="version", version=f"hotpatch {__version__}")

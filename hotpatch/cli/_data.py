@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from hotpatch.data import DataFileNotFoundError, PoseSequence, load_clips, load_h36m
+from hotpatch.cli._options import nonnegative_float, positive_int
 from hotpatch.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -26,11 +27,11 @@ def add_data_arguments(parser: argparse.ArgumentParser, *, required: bool = True
                         "(a pickle: only pass files you trust)")
     g.add_argument("--data-2d", metavar="PATH",
                    help="Human3.6M 2D detections data_2d_h36m_<det>.npz (default: ground-truth projections)")
-    g.add_argument("--max-clips", type=int, metavar="N",
+    g.add_argument("--max-clips", type=positive_int, metavar="N",
                    help="use N clips (clips format) or N sequences (Human3.6M) per split, evenly spread")
-    g.add_argument("--cameras", type=int, default=4, metavar="K",
+    g.add_argument("--cameras", type=positive_int, default=4, metavar="K",
                    help="virtual cameras per mocap clip (default: 4)")
-    g.add_argument("--noise-px", type=float, default=0.0, metavar="PX",
+    g.add_argument("--noise-px", type=nonnegative_float, default=0.0, metavar="PX",
                    help="Gaussian noise (pixels) on projected 2D joints of mocap clips (default: 0)")
     g.add_argument("--data-seed", type=int, default=0, metavar="S", help="seed of cameras and noise (default: 0)")
 
@@ -38,8 +39,7 @@ def add_data_arguments(parser: argparse.ArgumentParser, *, required: bool = True
 def data_kind(path: str | Path) -> str:
     """``"clips"`` or ``"h36m"``, from the keys of the .npz at ``path``."""
     path = Path(path)
-    if not path.is_file():
-        raise DataFileNotFoundError(f"data file {str(path)!r} does not exist; pass --data with an existing .npz file.")
+    _check_file("--data", path)
     try:
         with np.load(path, allow_pickle=False) as npz:
             keys = set(npz.files)
@@ -55,6 +55,24 @@ def data_kind(path: str | Path) -> str:
     )
 
 
+def check_data_files(args: argparse.Namespace) -> str:
+    """Before a model is built: ``--data`` is a readable clips or Human3.6M .npz (its kind is
+    returned) and ``--data-2d`` an existing file."""
+    kind = data_kind(args.data)
+    if getattr(args, "data_2d", None):
+        if kind == "clips":
+            raise DataError(f"--data-2d is for Human3.6M; {args.data} is a mocap clips file. Drop --data-2d.")
+        _check_file("--data-2d", Path(args.data_2d))
+    return kind
+
+
+def _check_file(flag: str, path: Path) -> None:
+    if path.is_dir():
+        raise DataFileNotFoundError(f"{flag} {str(path)!r} is a directory; pass the .npz file in it")
+    if not path.is_file():
+        raise DataFileNotFoundError(f"data file {str(path)!r} does not exist; pass {flag} with an existing .npz file.")
+
+
 def _spread(items: list[PoseSequence], limit: int | None) -> list[PoseSequence]:
     if limit is None or len(items) <= limit:
         return items
@@ -66,10 +84,8 @@ def load_splits(args: argparse.Namespace) -> dict[str, list[PoseSequence]]:
     """``{"train": [...], "test": [...]}`` from the ``add_data_arguments`` options."""
     if args.max_clips is not None and args.max_clips < 1:
         raise DataError(f"--max-clips {args.max_clips}: expected at least 1.")
-    kind = data_kind(args.data)
+    kind = check_data_files(args)
     if kind == "clips":
-        if args.data_2d:
-            raise DataError(f"--data-2d is for Human3.6M; {args.data} is a mocap clips file. Drop --data-2d.")
         splits = load_clips(args.data, cameras_per_clip=args.cameras, noise_px=args.noise_px, seed=args.data_seed,
                             max_clips=args.max_clips)
     else:

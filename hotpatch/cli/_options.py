@@ -3,12 +3,52 @@
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import sys
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+from hotpatch.errors import ConfigError
 from hotpatch.patch import stage_text
 from hotpatch.prune import PRUNERS
 from hotpatch.recover import RECOVERERS
+
+
+def argument_type(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    """``parse`` as an argparse ``type=``: its ``ConfigError`` becomes the option's error message
+    (argparse would print only "invalid value" for a ValueError)."""
+    def convert(text: str) -> Any:
+        try:
+            return parse(text)
+        except ConfigError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+
+    convert.__name__ = parse.__name__
+    return convert
+
+
+def _number(kind: type, low: float, inclusive: bool, what: str) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if kind is int else 'a number'}; "
+                                             f"expected {what}") from None
+        if not math.isfinite(value) or value < low or (value == low and not inclusive):
+            raise argparse.ArgumentTypeError(f"{text}: expected {what}")
+        return value
+
+    parse.__name__ = f"{what} {kind.__name__}"
+    return parse
+
+
+#: argparse ``type=`` of counts and sizes: rejected when the command line is read, before any work.
+positive_int = _number(int, 1, True, "a positive integer (1 or more)")
+nonnegative_int = _number(int, 0, True, "an integer of 0 or more")
+positive_float = _number(float, 0.0, False, "a number greater than 0")
+nonnegative_float = _number(float, 0.0, True, "a number of 0 or more")
 
 
 def stage_value(text: str) -> int | list[int]:
@@ -33,8 +73,9 @@ def add_hot_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--pipeline", choices=("auto", "seq2seq", "seq2frame"),
                        help="seq2seq recovers all frames; seq2frame keeps the centre one (default: the recipe's, else auto)")
     group.add_argument("--prune", choices=tuple(PRUNERS), help="token pruning (default: tpc)")
-    group.add_argument("--recover", choices=tuple(RECOVERERS), help="token recovery for seq2seq (default: tra; finetune: linear-tra)")
-    group.add_argument("--k", type=int, metavar="K", help="DPC-kNN neighbours (default: 2)")
+    group.add_argument("--recover", choices=tuple(RECOVERERS),
+                       help="token recovery for seq2seq (default: tra; finetune: linear-tra)")
+    group.add_argument("--k", type=positive_int, metavar="K", help="DPC-kNN neighbours (default: 2)")
     group.add_argument("--prune-pos-embed", action=argparse.BooleanOptionalAction, default=None,
                        help="learnable (1, f, C) positional embedding after pruning "
                             "(default: the recipe's; on for MixSTE and MotionBERT as in the paper)")
@@ -44,6 +85,11 @@ def hot_settings(args: argparse.Namespace) -> dict[str, Any]:
     """The keyword arguments of ``Target.patch`` from ``add_hot_arguments`` options."""
     return dict(n=args.n, f=args.f, pipeline=args.pipeline, prune=args.prune, recover=args.recover,
                 k=args.k, prune_pos_embed=args.prune_pos_embed)
+
+
+def process_rank() -> int:
+    """This process's rank under ``torchrun`` (its ``RANK``), 0 outside it: only rank 0 prints and writes."""
+    return int(os.environ.get("RANK", "0"))
 
 
 def consoles(quiet: bool) -> tuple[Any, Any]:
@@ -72,28 +118,36 @@ def describe_config(cfg: dict[str, Any]) -> str:
     return " ".join(parts)
 
 
-class NamedProgress:
-    """A rich progress bar on stderr with one task per name (``"{verb} {name}"``); entering it
-    gives ``update(name, done, total)``, or None when ``console`` is None (quiet)."""
+#: Options that name a file a command reads, and the files it writes (attribute, flag).
+INPUT_OPTIONS = (("target", "TARGET"), ("checkpoint", "--checkpoint"), ("data", "--data"), ("data_2d", "--data-2d"),
+                 ("keypoints", "--keypoints"), ("video", "--video"))
+OUTPUT_OPTIONS = (("output", "-o"), ("json", "--json"), ("csv", "--csv"), ("plot", "--plot"), ("render", "--render"),
+                  ("onnx", "--onnx"), ("torch_export", "--torch-export"))
 
-    def __init__(self, console: Any, verb: str) -> None:
-        self.console, self.verb, self.bar, self.tasks = console, verb, None, {}
 
-    def __enter__(self):
-        if self.console is None:
-            return None
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+def check_outputs(args: argparse.Namespace, extra: dict[str, Any] | None = None) -> None:
+    """Before any work: every output of the command can be written, none is one of its inputs,
+    and no two outputs are the same file (``extra``: outputs by flag that are not options,
+    e.g. the default training-state file). ``--json -`` (stdout) is no file."""
+    from hotpatch.atomic import check_writable
 
-        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                            TimeElapsedColumn(), console=self.console, transient=True)
-        self.bar.start()
-        return self.update
+    outputs = [(flag, getattr(args, name, None)) for name, flag in OUTPUT_OPTIONS]
+    outputs += list((extra or {}).items())
+    outputs = [(flag, Path(p)) for flag, p in outputs if p and str(p) != "-"]
+    inputs = [(flag, Path(p)) for name, flag in INPUT_OPTIONS
+              if (p := getattr(args, name, None)) and isinstance(p, str) and Path(p).exists()]
+    for i, (flag, path) in enumerate(outputs):
+        check_writable(path)
+        for other, source in inputs:
+            if _same_file(path, source):
+                raise ConfigError(f"{flag} {path} is also {other}: the command would overwrite its own input; "
+                                  f"write to another file, e.g. {path.with_name(path.stem + '.new' + path.suffix)}")
+        for other, earlier in outputs[:i]:
+            if _same_file(path, earlier):
+                raise ConfigError(f"{other} and {flag} are both {path}; give each output its own file")
 
-    def update(self, name: str, done: int, total: int) -> None:
-        if name not in self.tasks:
-            self.tasks[name] = self.bar.add_task(f"{self.verb} {name}", total=total)
-        self.bar.update(self.tasks[name], completed=done, total=total)
 
-    def __exit__(self, *exc: Any) -> None:
-        if self.bar is not None:
-            self.bar.stop()
+def _same_file(a: Path, b: Path) -> bool:
+    if a.exists() and b.exists():
+        return os.path.samefile(a, b)
+    return a.resolve() == b.resolve()

@@ -20,10 +20,11 @@ A TARGET is, in the order they are tried:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import pickle
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -35,7 +36,9 @@ import torch.nn as nn
 
 from hotpatch import saving, sources
 from hotpatch.checkpoint import LoadReport, load_checkpoint_file
-from hotpatch.errors import CheckpointError, ConfigError, InputShapeError, TargetError
+from hotpatch.cli._options import positive_int
+from hotpatch.engine.analyse import first_line
+from hotpatch.errors import CheckpointError, ConfigError, InputShapeError, TargetError, TraceFailure
 
 log = logging.getLogger(__name__)
 
@@ -129,19 +132,47 @@ class Target:
         f = d.get("f") if f is None else f
         if n is None or f is None:
             raise ConfigError(f"{self.name} has no default HoT settings; pass n and f (--n N --f F)")
-        patched = apply(
-            self.model, n, f, example_input=self.example_input(1),
-            pipeline=pipeline or d.get("pipeline") or "auto",
-            prune=prune or d.get("prune") or "tpc",
-            recover=recover or d.get("recover") or "tra",
-            k=k if k is not None else d.get("k") or 2,
-            prune_pos_embed=bool(d.get("prune_pos_embed")) if prune_pos_embed is None else prune_pos_embed,
-            recover_frames=recover_frames if recover_frames is not None else d.get("recover_frames"),
-            leaf_modules=leaf_modules,
-        )
+        with self.diagnosed():
+            patched = apply(
+                self.model, n, f, example_input=self.example_input(1),
+                pipeline=pipeline or d.get("pipeline") or "auto",
+                prune=prune or d.get("prune") or "tpc",
+                recover=recover or d.get("recover") or "tra",
+                k=k if k is not None else d.get("k") or 2,
+                prune_pos_embed=bool(d.get("prune_pos_embed")) if prune_pos_embed is None else prune_pos_embed,
+                recover_frames=recover_frames if recover_frames is not None else d.get("recover_frames"),
+                leaf_modules=leaf_modules,
+            )
         if self.pending_checkpoint is not None:
             log.info("%s", self.load_checkpoint(self.pending_checkpoint, patched))
         return patched
+
+    @contextlib.contextmanager
+    def diagnosed(self) -> Iterator[None]:
+        """Errors of tracing, analysing or profiling the model, explained when the model itself
+        fails on a zero clip of its input shape (as it is built, before any patch)."""
+        try:
+            yield
+        except (InputShapeError, TraceFailure) as err:
+            own = self._forward_error()
+            if own is None:
+                raise
+            raise InputShapeError(
+                f"{describe(self)} fails on a clip of shape {(1, *self.input_shape())} as it is built, before any "
+                f"patch: {type(own).__name__}: {first_line(own)}. Check the settings it is built with (--set/--kwargs, "
+                "e.g. a head count that divides the width, depth 1 or more) and --frames/--joints/--channels"
+            ) from own
+
+    def _forward_error(self) -> Exception | None:
+        example, training = self.example_input(1), self.model.training
+        try:
+            with torch.no_grad(), torch.random.fork_rng(devices=[]):
+                self.model.eval()(example)
+        except Exception as err:  # noqa: BLE001 - any failure of the model's own forward is the answer
+            return err
+        finally:
+            self.model.train(training)
+        return None
 
     def load_checkpoint(self, path: str | Path, model: nn.Module | None = None, *, strict: bool = True,
                         allow_pickle: bool = False) -> LoadReport:
@@ -165,9 +196,10 @@ def add_target_arguments(parser: argparse.ArgumentParser, *, geometry: bool = Tr
              "torch.save (needs --trust), or a .pt written by hotpatch.save / hotpatch patch")
     group = parser.add_argument_group("target")
     if geometry:
-        group.add_argument("--frames", type=int, metavar="F", help="clip length F (a recipe is built for it)")
-        group.add_argument("--joints", type=int, metavar="J", help="joints J (a recipe is built for it)")
-        group.add_argument("--channels", type=int, metavar="C", help="input channels C, 2 or 3 (a recipe is built for it)")
+        group.add_argument("--frames", type=positive_int, metavar="F", help="clip length F (a recipe is built for it)")
+        group.add_argument("--joints", type=positive_int, metavar="J", help="joints J (a recipe is built for it)")
+        group.add_argument("--channels", type=positive_int, metavar="C",
+                           help="input channels C, 2 or 3 (a recipe is built for it)")
     group.add_argument("--variant", help="recipe variant (motionbert: lite or full)")
     group.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="a recipe build override or a constructor keyword of module:Class, e.g. "
@@ -381,10 +413,10 @@ def _looks_like_weights(obj: dict) -> bool:
 
 def _read_file(path: Path, trust: bool) -> Any:
     """The object in ``path``: loaded safely, or by full unpickling when ``trust``."""
-    from hotpatch.checkpoint import _load_object
+    from hotpatch.checkpoint import load_object
 
     try:
-        return _load_object(path, allow_pickle=False)
+        return load_object(path, allow_pickle=False)
     except CheckpointError as err:
         safe_error: CheckpointError = err
     try:  # tell "pickled objects" (refused by weights_only) from "not a torch file at all"
@@ -420,27 +452,59 @@ def _read_file(path: Path, trust: bool) -> Any:
 
 def _infer_shape(model: nn.Module, frames: int | None, name: str) -> tuple[int, int, int]:
     """(F, J, C) that ``model`` accepts, found by ``hotpatch.prepare``'s input inference."""
-    from hotpatch.patch import prepare
+    from hotpatch.patch import candidate_shapes, prepare
 
     try:
         example = prepare(model, frames=frames).example
-    except InputShapeError as err:
-        hint = ""
+    except (InputShapeError, TraceFailure) as err:
         if frames is not None:
             try:
                 fits = prepare(model).example.shape[1]
-                hint = f"; the model accepts F={fits} frames, not --frames {frames}"
             except Exception:  # noqa: BLE001 - the hint is optional
-                pass
+                fits = None
+            if fits is not None and fits != frames:
+                raise InputShapeError(
+                    f"could not find an input that {name} accepts: the model accepts F={fits} frames, not --frames "
+                    f"{frames}; pass --frames {fits}, or --frames F --joints J --channels C that it was built for"
+                ) from err
+        shapes = candidate_shapes(model, frames)
+        own = _fails_on_all(model, shapes)
+        if own is not None:
+            raise InputShapeError(
+                f"{name} fails on every clip shape tried ({', '.join(map(str, shapes))}) as it is built: "
+                f"{type(own).__name__}: {first_line(own)}. Check the settings it is built with (--set/--kwargs, e.g. "
+                "a head count that divides the width, depth 1 or more), or pass --frames F --joints J --channels C "
+                "that it was built for"
+            ) from err
+        if isinstance(err, TraceFailure):
+            raise
+        tried = f" (tried {', '.join(map(str, shapes))})" if shapes else ""
         raise InputShapeError(
-            f"could not find an input that {name} accepts{hint}: {err}. Pass --frames F --joints J "
-            "--channels C that the model was built for"
+            f"could not find an input that {name} accepts{tried}; pass --frames F --joints J --channels C that "
+            "the model was built for"
         ) from err
     if example.dim() != 4:
         raise InputShapeError(
             f"{name} takes inputs of shape {tuple(example.shape)}; the command line handles (B, F, J, C) clips"
         )
     return tuple(int(s) for s in example.shape[1:])  # type: ignore[return-value]
+
+
+def _fails_on_all(model: nn.Module, shapes: Sequence[tuple[int, ...]]) -> Exception | None:
+    """The model's own error on the first of ``shapes`` if it fails on every one (None if one runs)."""
+    first = None
+    training = model.training
+    try:
+        for shape in shapes:
+            try:
+                with torch.no_grad(), torch.random.fork_rng(devices=[]):
+                    model.eval()(torch.zeros(shape))
+                return None
+            except Exception as err:  # noqa: BLE001 - the model's own failure is the answer
+                first = first or err
+    finally:
+        model.train(training)
+    return first
 
 
 def describe(target: Target) -> str:

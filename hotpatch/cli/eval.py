@@ -11,14 +11,16 @@ import json
 import logging
 import math
 import sys
-from pathlib import Path
 from typing import Any
 
 import torch
 
-from hotpatch.cli._data import add_data_arguments, load_splits
-from hotpatch.cli._options import NamedProgress, add_hot_arguments, consoles, describe_config, hot_settings
+from hotpatch.atomic import write_text
+from hotpatch.cli._data import add_data_arguments, check_data_files, load_splits
+from hotpatch.cli._options import (add_hot_arguments, check_outputs, consoles, describe_config, hot_settings,
+                                   positive_int)
 from hotpatch.errors import InputShapeError
+from hotpatch.cli._progress import Progress
 from hotpatch.cli._targets import Target, add_target_arguments, describe, load_target
 
 log = logging.getLogger(__name__)
@@ -33,9 +35,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     add_hot_arguments(p)
     add_data_arguments(p)
     g = p.add_argument_group("evaluation")
-    g.add_argument("--batch", type=int, default=64, metavar="B", help="windows per forward (default: 64)")
+    g.add_argument("--batch", type=positive_int, default=64, metavar="B", help="windows per forward (default: 64)")
     g.add_argument("--flip", action="store_true", help="test-time flip augmentation (as MixSTE evaluates)")
-    g.add_argument("--stride", type=int, metavar="S",
+    g.add_argument("--stride", type=positive_int, metavar="S",
                    help="window stride (default: F for seq2seq, 1 for seq2frame; seq2frame > 1 skips frames)")
     g.add_argument("--seed", type=int, default=0, help="seed of new parameters (an untrained TRA) (default: 0)")
     g.add_argument("--json", metavar="PATH", help="write the results as JSON to PATH ('-' for stdout only)")
@@ -47,6 +49,8 @@ def run(args: argparse.Namespace) -> int:
     from hotpatch.evaluate import compare_models, untrained_recovery
 
     out, err = consoles(args.quiet)
+    check_outputs(args)
+    check_data_files(args)
     torch.manual_seed(args.seed)
     target = load_target(args)
     if target.kind in ("recipe", "class") and not getattr(args, "checkpoint", None):
@@ -63,10 +67,12 @@ def run(args: argparse.Namespace) -> int:
                     "use --recover linear (or nearest).")
     frames, joints, channels = target.input_shape()
     _check_geometry(joints, channels, target)
-    splits = load_splits(args)
-    with NamedProgress(err, "evaluating") as progress:
+    with Progress(err, "eval") as progress:
+        progress.status("loading data")
+        splits = load_splits(args)
         result = compare_models(original, patched, splits["test"], frames=frames, batch_size=args.batch,
-                                flip=args.flip, stride=args.stride, confidence=channels == 3, progress=progress)
+                                flip=args.flip, stride=args.stride, confidence=channels == 3,
+                                progress=lambda name, done, total: progress.update(f"evaluating {name}", done, total))
     result["target"] = describe(target)
     result["data"] = {"path": str(args.data), "data_2d": args.data_2d, "sequences": len(splits["test"]),
                       "max_clips": args.max_clips}
@@ -75,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
         if args.json == "-":
             sys.stdout.write(text + "\n")
             return 0
-        Path(args.json).write_text(text + "\n")
+        write_text(args.json, text + "\n")
     out.print(f"{describe(target)}; HoT {describe_config(config)}; {result['data']['sequences']} test sequences, "
               f"{result['config']['windows']} windows{' (flip)' if args.flip else ''}", highlight=False, markup=False)
     out.print(table(result))

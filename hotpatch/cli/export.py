@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from hotpatch.cli._options import consoles, describe_config
+from hotpatch.cli._options import check_outputs, consoles, describe_config, positive_int
 from hotpatch.errors import ConfigError
 from hotpatch.cli._targets import add_target_arguments, describe, load_target
 
@@ -16,11 +16,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                     "file is run once on a random clip and compared with the eager model.")
     add_target_arguments(p)
     p.add_argument("--onnx", metavar="OUT.onnx", help="write ONNX (checked in onnxruntime; needs hotpatch[export])")
-    p.add_argument("--torch-export", metavar="OUT.pt2", help="write a torch.export program (torch.export.load reads it)")
-    p.add_argument("--batch", type=int, default=1, metavar="B", help="batch size baked into the export (default: 1)")
-    p.add_argument("--opset", type=int, metavar="N", help="ONNX opset (default: the exporter's)")
+    p.add_argument("--torch-export", metavar="OUT.pt2",
+                   help="write a torch.export program (torch.export.load reads it)")
+    p.add_argument("--batch", type=positive_int, default=1, metavar="B",
+                   help="batch size baked into the export (default: 1)")
+    p.add_argument("--opset", type=positive_int, metavar="N", help="ONNX opset (default: the exporter's)")
     p.add_argument("--verbose", action="store_true", help="show the ONNX libraries' INFO logging (onnx, onnxscript, "
                                                           "onnx_ir; hidden by default)")
+    p.add_argument("--keep-failed", action="store_true",
+                   help="if a file fails its check against the eager model, keep it as NAME.failed.EXT (default: "
+                        "delete it); nothing is ever left at the requested path unchecked")
     p.set_defaults(run=run)
     return p
 
@@ -29,27 +34,23 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from hotpatch.export import export_onnx, export_program
-    from hotpatch.saving import check_writable
 
     out, _ = consoles(args.quiet)
     if not args.onnx and not args.torch_export:
         raise ConfigError("nothing to export: pass --onnx OUT.onnx and/or --torch-export OUT.pt2")
-    if args.batch < 1:
-        raise ConfigError(f"--batch {args.batch}; pass a positive batch size")
-    for path in (args.onnx, args.torch_export):
-        if path:
-            check_writable(path)
+    check_outputs(args)
     target = load_target(args)
     model = target.model.eval()
     gen = torch.Generator().manual_seed(0)
     example = torch.randn(args.batch, *target.input_shape(), generator=gen)
     label = f"HoT {describe_config(model.hotpatch_config)}" if target.patched else "unpatched"
     if args.onnx:
-        check = export_onnx(model, args.onnx, example=example, opset=args.opset, verbose=args.verbose)
+        check = export_onnx(model, args.onnx, example=example, opset=args.opset, keep_failed=args.keep_failed,
+                            verbose=args.verbose)
         out.print(f"wrote {check.path}: {describe(target)} ({label}), input {check.input_shape}; onnxruntime vs eager "
                   f"max |diff| {check.max_abs_diff:.2e}", highlight=False, markup=False)
     if args.torch_export:
-        check = export_program(model, args.torch_export, example=example)
+        check = export_program(model, args.torch_export, example=example, keep_failed=args.keep_failed)
         out.print(f"wrote {check.path}: {describe(target)} ({label}), input {check.input_shape}; reloaded program vs "
                   f"eager max |diff| {check.max_abs_diff:.2e}", highlight=False, markup=False)
     return 0

@@ -12,24 +12,28 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from hotpatch.atomic import write_text
 from hotpatch.cli._data import add_data_arguments, load_splits
 from hotpatch.cli.eval import json_safe
-from hotpatch.cli._options import add_hot_arguments, consoles, describe_config, hot_settings, stage_value
+from hotpatch.cli._options import (add_hot_arguments, check_outputs, consoles, describe_config, hot_settings,
+                                   nonnegative_float, nonnegative_int, positive_float, positive_int, process_rank,
+                                   stage_value)
+from hotpatch.cli._progress import Progress
 from hotpatch.errors import ConfigError, InputShapeError
 from hotpatch.cli._targets import add_target_arguments, describe, load_target
 
 log = logging.getLogger(__name__)
 
 #: ``--recover`` default of ``finetune``: starts as linear recovery (the pretrained model's own
-#: accuracy) and learns a correction; after the same 200-step fine-tune it measured 79.1 mm,
-#: linear 79.1 mm and TRA 92.4 mm (benchmarks/results/accuracy.md).
+#: accuracy) and learns a correction. After the same 300-step fine-tune of a small MixSTE
+#: (benchmarks/results/accuracy.md, rows 12-14) it measured 38.9 mm, linear 38.9 mm and TRA
+#: 58.7 mm (TRA's zero-initialised queries need a longer fine-tune than that).
 FINETUNE_RECOVER = "linear-tra"
 
 
@@ -53,37 +57,54 @@ def add_training_arguments(parser: argparse.ArgumentParser, *, lr: float) -> Non
     """The options of the training loop, shared by ``finetune`` and ``train``."""
     g = parser.add_argument_group("training")
     g.add_argument("-o", "--output", required=True, metavar="OUT.pt", help="where to write the trained model")
-    g.add_argument("--epochs", type=int, required=True, metavar="E")
-    g.add_argument("--lr", type=float, default=lr, help=f"peak learning rate (default: {lr:g})")
-    g.add_argument("--weight-decay", type=float, default=0.1, help="AdamW weight decay (default: 0.1)")
-    g.add_argument("--batch", type=int, default=16, metavar="B",
+    g.add_argument("--epochs", type=positive_int, required=True, metavar="E")
+    g.add_argument("--lr", type=positive_float, default=lr, help=f"peak learning rate (default: {lr:g})")
+    g.add_argument("--weight-decay", type=nonnegative_float, default=0.1, help="AdamW weight decay (default: 0.1)")
+    g.add_argument("--batch", type=positive_int, default=16, metavar="B",
                    help="global batch of windows (split across DDP processes) (default: 16)")
     g.add_argument("--schedule", choices=("cosine", "step", "constant"), default="cosine",
                    help="LR schedule (default: cosine; step decays by --gamma every epoch)")
-    g.add_argument("--gamma", type=float, default=0.99, help="step schedule decay per epoch (default: 0.99)")
-    g.add_argument("--warmup", type=int, default=0, metavar="STEPS", help="linear LR warm-up steps (default: 0)")
-    g.add_argument("--steps-per-epoch", type=int, metavar="S", help="cap optimiser steps per epoch")
-    g.add_argument("--stride", type=int, metavar="S", help="training window stride (default: F // 3)")
+    g.add_argument("--gamma", type=positive_float, default=0.99, help="step schedule decay per epoch (default: 0.99)")
+    g.add_argument("--warmup", type=nonnegative_int, default=0, metavar="STEPS",
+                   help="linear LR warm-up steps (default: 0)")
+    g.add_argument("--steps-per-epoch", type=positive_int, metavar="S", help="cap optimiser steps per epoch")
+    g.add_argument("--stride", type=positive_int, metavar="S", help="training window stride (default: F // 3)")
     g.add_argument("--no-flip", dest="flip_prob", action="store_const", const=0.0, default=0.5,
                    help="no horizontal-flip augmentation (default: flip half the windows)")
-    g.add_argument("--grad-clip", type=float, metavar="NORM", help="clip the gradient norm")
+    g.add_argument("--grad-clip", type=positive_float, metavar="NORM", help="clip the gradient norm")
     g.add_argument("--seed", type=int, default=0, help="seed of new parameters, shuffling and dropout (default: 0)")
-    g.add_argument("--val-clips", type=int, default=16, metavar="N",
+    g.add_argument("--val-clips", type=nonnegative_int, default=16, metavar="N",
                    help="test sequences scored after every epoch for the progress bar (0: none) (default: 16)")
     g.add_argument("--state", metavar="PATH", help="training checkpoint (default: OUT.state.pt)")
     g.add_argument("--resume", action="store_true", help="continue from the training checkpoint if it exists")
     g.add_argument("--json", metavar="PATH", help="write the per-epoch history as JSON to PATH ('-' for stdout)")
 
 
-def _rank() -> int:
-    return int(os.environ.get("RANK", "0"))
+def check_training_arguments(args: argparse.Namespace) -> None:
+    """Before a model is built or data read: the outputs can be written (and are no input), the
+    data files exist, and ``--resume`` continues a run of the same ``--epochs``."""
+    from hotpatch.cli._data import check_data_files
+    from hotpatch.finetune import resume_conflict
+
+    state = training_state_path(args)
+    check_outputs(args, {"--state": state})
+    check_data_files(args)
+    if args.resume and state.is_file():
+        before = resume_conflict(state, args.epochs, args.schedule)
+        if before is not None:
+            raise ConfigError(
+                f"--resume with --epochs {args.epochs}, but {state} was written by a run of {before} epochs whose "
+                f"cosine learning-rate schedule spans those; resume with --epochs {before}, or start a new run "
+                "without --resume (or with --state NEW.state.pt); --schedule step or constant can be extended"
+            )
 
 
 def run(args: argparse.Namespace) -> int:
     from hotpatch.saving import save
 
-    main = _rank() == 0
+    main = process_rank() == 0
     out, err = consoles(args.quiet or not main)
+    check_training_arguments(args)
     torch.manual_seed(args.seed)
     target = load_target(args)
     if target.kind in ("recipe", "class") and not getattr(args, "checkpoint", None):
@@ -111,15 +132,40 @@ def train_and_save(args: argparse.Namespace, target: Any, model: torch.nn.Module
     """Train ``model`` on ``args.data`` with the ``add_training_arguments`` options, write it with
     ``write(model, path)`` and print the history (rank 0 only)."""
     from hotpatch.conventions import training_convention
+
+    _, joints, channels = target.input_shape()
+    if joints != 17 or channels not in (2, 3):
+        raise InputShapeError(f"{target.name} takes J={joints}, C={channels}; the data has 17 joints with 2D "
+                              "inputs (C=2, or 3 with confidence). Build the model for 17 joints.")
+    with Progress(err, args.command, transient=False) as progress:
+        progress.status("loading data")
+        splits = load_splits(args)
+        result, state = _train(args, target, model, label, out, main, splits, progress)
+    output = Path(args.output)
+    if not main:
+        return 0
+    result.model.hotpatch_input = training_convention(splits["train"], channels).to_dict()  # saved with the model
+    write(result.model, output)
+    if args.json:
+        text = json.dumps(json_safe({"target": describe(target), "config": getattr(model, "hotpatch_config", None),
+                           "output": str(output), "history": result.history}), indent=2, default=str)
+        if args.json == "-":
+            sys.stdout.write(text + "\n")
+            return 0
+        write_text(args.json, text + "\n")
+    out.print(_history_table(result.history))
+    out.print(f"wrote {output} (training state: {state})", highlight=False, markup=False)
+    return 0
+
+
+def _train(args: argparse.Namespace, target: Any, model: torch.nn.Module, label: str, out: Any, main: bool,
+           splits: dict[str, Any], progress: Progress) -> tuple[Any, Path]:
+    """The ``finetune`` run of ``train_and_save``: (its result, the training-state path)."""
     from hotpatch.data import WindowDataset
     from hotpatch.evaluate import pipeline_of
     from hotpatch.finetune import FinetuneConfig, finetune
 
-    frames, joints, channels = target.input_shape()
-    if joints != 17 or channels not in (2, 3):
-        raise InputShapeError(f"{target.name} takes J={joints}, C={channels}; the data has 17 joints with 2D "
-                              "inputs (C=2, or 3 with confidence). Build the model for 17 joints.")
-    splits = load_splits(args)
+    frames, _, channels = target.input_shape()
     conf = channels == 3
     train = WindowDataset(splits["train"], frames, stride=args.stride or max(1, frames // 3),
                           flip_prob=args.flip_prob, confidence=conf, seed=args.seed)
@@ -131,27 +177,32 @@ def train_and_save(args: argparse.Namespace, target: Any, model: torch.nn.Module
     cfg = FinetuneConfig(epochs=args.epochs, batch_size=args.batch, lr=args.lr, weight_decay=args.weight_decay,
                          schedule=args.schedule, gamma=args.gamma, warmup_steps=args.warmup,
                          steps_per_epoch=args.steps_per_epoch, grad_clip=args.grad_clip, seed=args.seed)
-    output = Path(args.output)
-    state = Path(args.state) if args.state else output.with_name(output.stem + ".state.pt")
+    state = training_state_path(args)
     if main:
         out.print(f"{describe(target)}; {label}; {len(train)} training "
                   f"windows, batch {args.batch}, {args.epochs} epochs", highlight=False, markup=False)
-    with _Progress(err) as progress:
-        result = finetune(model, train, cfg, val_data=val, checkpoint=state, resume=args.resume, progress=progress)
-    if not main:
-        return 0
-    result.model.hotpatch_input = training_convention(splits["train"], channels).to_dict()  # saved with the model
-    write(result.model, output)
-    if args.json:
-        text = json.dumps(json_safe({"target": describe(target), "config": getattr(model, "hotpatch_config", None),
-                           "output": str(output), "history": result.history}), indent=2, default=str)
-        if args.json == "-":
-            sys.stdout.write(text + "\n")
-            return 0
-        Path(args.json).write_text(text + "\n")
-    out.print(_history_table(result.history))
-    out.print(f"wrote {output} (training state: {state})", highlight=False, markup=False)
-    return 0
+    result = finetune(model, train, cfg, val_data=val, checkpoint=state, resume=args.resume,
+                      progress=_train_events(progress))
+    return result, state
+
+
+def training_state_path(args: argparse.Namespace) -> Path:
+    """``--state``, or ``OUT.state.pt`` beside ``-o OUT.pt``."""
+    output = Path(args.output)
+    return Path(args.state) if args.state else output.with_name(output.stem + ".state.pt")
+
+
+def _train_events(progress: Progress) -> Any:
+    """The ``finetune`` progress callback: steps of the current epoch, with the loss and the last eval MPJPE."""
+    val = "-"
+
+    def update(event: Any) -> None:
+        nonlocal val
+        if event.val_mpjpe is not None:
+            val = f"{event.val_mpjpe:.1f} mm"
+        progress.update(f"epoch {event.epoch}/{event.epochs}", event.step, event.steps,
+                        f"loss {event.loss:.4f}, eval MPJPE {val}")
+    return update
 
 
 def _history_table(history: list[dict[str, Any]]) -> Any:
@@ -166,33 +217,3 @@ def _history_table(history: list[dict[str, Any]]) -> Any:
                   f"{h['velocity']:.4f}", f"{h['lr']:.2e}", "-" if val is None else f"{val:.1f}",
                   f"{h['seconds']:.0f}")
     return t
-
-
-class _Progress:
-    """A rich bar on stderr: steps of the current epoch, with loss and the last eval MPJPE."""
-
-    def __init__(self, console: Any) -> None:
-        self.console, self.bar, self.task, self.val = console, None, None, None
-
-    def __enter__(self):
-        if self.console is None:
-            return None
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self.bar = Progress(TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
-                            TextColumn("loss {task.fields[loss]}"), TextColumn("eval MPJPE {task.fields[val]}"),
-                            TimeElapsedColumn(), console=self.console)
-        self.bar.start()
-        return self.update
-
-    def update(self, event: Any) -> None:
-        if event.val_mpjpe is not None:
-            self.val = f"{event.val_mpjpe:.1f} mm"
-        fields = dict(epoch=f"{event.epoch}/{event.epochs}", loss=f"{event.loss:.4f}", val=self.val or "-")
-        if self.task is None:
-            self.task = self.bar.add_task("train", total=event.steps, **fields)
-        self.bar.update(self.task, completed=event.step, total=event.steps, **fields)
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.bar is not None:
-            self.bar.stop()

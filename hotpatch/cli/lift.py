@@ -14,8 +14,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from hotpatch.cli._options import NamedProgress, add_hot_arguments, consoles, describe_config, hot_settings
-from hotpatch.errors import ConfigError, InputShapeError
+from hotpatch.atomic import atomic_write, write_text
+from hotpatch.cli._options import (add_hot_arguments, check_outputs, consoles, describe_config, hot_settings,
+                                   nonnegative_float, positive_float, positive_int)
+from hotpatch.cli._progress import Progress
+from hotpatch.errors import ConfigError, DataError, InputShapeError
 from hotpatch.cli._targets import add_target_arguments, describe, load_target
 
 log = logging.getLogger(__name__)
@@ -50,22 +53,22 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     g.add_argument("--size", type=frame_size_arg, metavar="WxH",
                    help="video frame size in pixels, e.g. 1920x1080 (default: from the file or --video; else the "
                         "smallest common size holding every keypoint, with a warning)")
-    g.add_argument("--width", type=int, metavar="W", help=argparse.SUPPRESS)  # older spelling of --size
-    g.add_argument("--height", type=int, metavar="H", help=argparse.SUPPRESS)
+    g.add_argument("--width", type=positive_int, metavar="W", help=argparse.SUPPRESS)  # older spelling of --size
+    g.add_argument("--height", type=positive_int, metavar="H", help=argparse.SUPPRESS)
     g.add_argument("--video", metavar="IN.mp4",
                    help="the video the keypoints come from: its frame size, and --render draws over its frames "
                         "(needs imageio: pip install 'hotpatch[plot]'; .mp4 also needs PyAV: pip install av)")
     g.add_argument("--person", type=int, metavar="ID", help="track id to lift (default: the best detection per frame)")
-    g.add_argument("--min-score", type=float, default=0.3, metavar="S",
+    g.add_argument("--min-score", type=nonnegative_float, default=0.3, metavar="S",
                    help="joints scoring below S are interpolated over time (default: 0.3)")
     g.add_argument("--normalize", choices=NORMALIZATIONS,
                    help="input normalisation: screen (VideoPose3D, needs the frame size) or box (the clip's bounding "
                         "box to [-1, 1], MotionBERT in the wild) (default: the one the model records, from its "
                         "recipe or file)")
     r = p.add_argument_group("lifting")
-    r.add_argument("--stride", type=int, metavar="S",
+    r.add_argument("--stride", type=positive_int, metavar="S",
                    help="seq2seq window stride (default: 3F/4, windows overlap by a quarter; F: no overlap)")
-    r.add_argument("--batch", type=int, default=64, metavar="B", help="windows per forward (default: 64)")
+    r.add_argument("--batch", type=positive_int, default=64, metavar="B", help="windows per forward (default: 64)")
     r.add_argument("--flip", action="store_true", help="test-time flip augmentation")
     r.add_argument("--compare", action="store_true", help="also lift with the unpatched model; report both")
     r.add_argument("--compile", nargs="?", const="default", choices=("default", "reduce-overhead", "max-autotune"),
@@ -76,9 +79,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     o.add_argument("--render", metavar="OUT.gif|OUT.mp4|OUT.png",
                    help="2D input (over the --video frames if given) beside the 3D skeleton: an animation (.gif, "
                         ".mp4 with ffmpeg) or a contact sheet (.png)")
-    o.add_argument("--render-frames", type=int, metavar="N", help="animate only the first N frames")
+    o.add_argument("--render-frames", type=positive_int, metavar="N", help="animate only the first N frames")
     o.add_argument("--turn", action="store_true", help="turn the 3D view about the vertical axis while animating")
-    o.add_argument("--fps", type=float, default=30.0, help="frame rate of the rendered animation (default: 30)")
+    o.add_argument("--fps", type=positive_float, default=30.0, help="frame rate of the rendered animation (default: 30)")
     o.add_argument("--json", metavar="PATH", help="write the summary as JSON to PATH ('-' for stdout only)")
     p.set_defaults(run=run)
     return p
@@ -88,12 +91,15 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from hotpatch.lift import lift_file, lift_track, mean_joint_distance, resolve_convention, write_npz
-    from hotpatch.saving import check_writable
+    from hotpatch.render import KINDS
 
     out, err = consoles(args.quiet)
-    check_writable(args.output)
-    if args.render:
-        check_writable(args.render)
+    check_outputs(args)
+    if Path(args.keypoints).is_dir():
+        raise DataError(f"--keypoints {args.keypoints} is a directory; pass the detector's output file in it "
+                        "(a .json, .npy or .npz file)")
+    if args.render and Path(args.render).suffix.lower() not in KINDS:
+        raise ConfigError(f"--render {args.render}: expected a file ending in {', '.join(KINDS)}")
     if (args.width is None) != (args.height is None):
         raise ConfigError("give the frame size as --size WxH (or both --width and --height)")
     size = args.size or ((args.width, args.height) if args.width else None)
@@ -122,9 +128,9 @@ def run(args: argparse.Namespace) -> int:
                               "Build the model for 17 joints.")
     convention = resolve_convention(target.model, channels, args.normalize)
     common = dict(stride=args.stride, batch_size=args.batch, flip=args.flip, compile=args.compile)
-    with NamedProgress(err, "lifting with") as progress:
+    with Progress(err, "lift") as progress:
         def bar(name: str):
-            return None if progress is None else lambda done, total: progress(name, done, total)
+            return progress.counter(f"lifting with {name}")
 
         label = "the patched model" if patched else "the model"
         lifted = lift_file(model, args.keypoints, frames=frames, channels=channels, convention=convention, size=size,
@@ -150,15 +156,16 @@ def run(args: argparse.Namespace) -> int:
 
         config = summary["config"]
         title = f"HoT {describe_config(config)}" if config else describe(target)
-        render(args.render, track.xy, lifted.poses, fps=args.fps, title=title,
-               image_size=tuple(summary["frame_size"]) if summary["frame_size"] else None,
-               max_frames=args.render_frames, video=video, turn=args.turn)
+        with atomic_write(args.render) as tmp:
+            render(tmp, track.xy, lifted.poses, fps=args.fps, title=title,
+                   image_size=tuple(summary["frame_size"]) if summary["frame_size"] else None,
+                   max_frames=args.render_frames, video=video, turn=args.turn)
     if args.json:
         text = json.dumps(summary, indent=2, default=str)
         if args.json == "-":
             sys.stdout.write(text + "\n")
             return 0
-        Path(args.json).write_text(text + "\n")
+        write_text(args.json, text + "\n")
     _report(out, summary, args)
     return 0
 

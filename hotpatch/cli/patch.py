@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from hotpatch.cli._options import add_hot_arguments, consoles, describe_config, hot_settings
+from hotpatch.cli._options import add_hot_arguments, check_outputs, consoles, describe_config, hot_settings
 from hotpatch.errors import TargetError
-from hotpatch.saving import check_writable, save
+from hotpatch.saving import save
 from hotpatch.cli._targets import add_target_arguments, describe, load_target
 
 
@@ -25,7 +25,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def run(args: argparse.Namespace) -> int:
     out, _ = consoles(args.quiet)
-    check_writable(args.output)  # before the (slow) patch
+    check_outputs(args)  # before the (slow) patch
     target = load_target(args)
     if target.patched:
         raise TargetError(f"{target.name} is already patched; pass the original model as TARGET")

@@ -7,12 +7,14 @@ import json
 import logging
 import platform
 import sys
-from pathlib import Path
 from typing import Any
 
 import torch
 
-from hotpatch.cli._options import add_hot_arguments, consoles, describe_config, hot_settings
+from hotpatch.atomic import write_text
+from hotpatch.cli._options import (add_hot_arguments, check_outputs, consoles, describe_config, hot_settings,
+                                   nonnegative_int, positive_int)
+from hotpatch.cli._progress import Progress
 from hotpatch.errors import ConfigError
 from hotpatch.cli._targets import Target, add_target_arguments, describe, load_target
 
@@ -27,14 +29,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     add_target_arguments(p)
     add_hot_arguments(p)
     g = p.add_argument_group("measurement")
-    g.add_argument("--batch", type=int, default=1, metavar="B", help="clips per forward (default: 1)")
+    g.add_argument("--batch", type=positive_int, default=1, metavar="B", help="clips per forward (default: 1)")
     g.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     g.add_argument("--counters", default="fvcore,paper",
                    help="FLOP counters, comma-separated: fvcore, paper, torch, thop (default: fvcore,paper)")
     g.add_argument("--by-block", action="store_true", help="paper FLOPs of every transformer block")
-    g.add_argument("--repeats", type=int, default=20, metavar="R", help="timed forwards per model (default: 20)")
-    g.add_argument("--warmup", type=int, default=3, metavar="W", help="untimed forwards first (default: 3)")
-    g.add_argument("--threads", type=int, metavar="T", help="CPU threads while timing (default: torch's)")
+    g.add_argument("--repeats", type=positive_int, default=20, metavar="R",
+                   help="timed forwards per model (default: 20)")
+    g.add_argument("--warmup", type=nonnegative_int, default=3, metavar="W", help="untimed forwards first (default: 3)")
+    g.add_argument("--threads", type=positive_int, metavar="T", help="CPU threads while timing (default: torch's)")
     g.add_argument("--train", action="store_true", help="also measure the memory of one training step")
     g.add_argument("--no-fps", dest="fps", action="store_false", help="skip timing")
     g.add_argument("--compile", nargs="?", const="default", choices=("default", "reduce-overhead", "max-autotune"),
@@ -49,12 +52,14 @@ def run(args: argparse.Namespace) -> int:
     out, err = consoles(args.quiet)
     if (args.n is None) != (args.f is None):
         raise ConfigError("pass both --n and --f to compare before/after a patch, or neither to profile as is")
+    check_outputs(args)
     target = load_target(args)
     measure = dict(counters=args.counters, fps=args.fps, device=args.device, repeats=args.repeats,
                    warmup=args.warmup, threads=args.threads, by_block=args.by_block, train=args.train,
                    compile=args.compile)
-    with _progress(err) as progress:
-        result, config = _measure(target, args, measure, progress)
+    with Progress(err, "profile") as progress:
+        progress.status("measuring (FLOPs" + (", then timed forwards)" if args.fps else ")"))
+        result, config = _measure(target, args, measure, progress.counter("timing forwards"))
     to_stdout = args.json == "-"
     if args.json:
         _write_json(result, config, target, args)
@@ -69,6 +74,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _measure(target: Target, args: argparse.Namespace, measure: dict[str, Any], progress: Any):
+    with target.diagnosed():  # a model that fails on its own input: say so, not "pass an input"
+        return _measure_target(target, args, measure, progress)
+
+
+def _measure_target(target: Target, args: argparse.Namespace, measure: dict[str, Any], progress: Any):
     from hotpatch.profile import compare, profile
 
     settings = hot_settings(args)
@@ -99,32 +109,6 @@ def _measure(target: Target, args: argparse.Namespace, measure: dict[str, Any], 
                    **measure), config
 
 
-class _progress:
-    """A rich progress bar on stderr fed by the profile API's ``progress(done, total)``; a no-op when quiet."""
-
-    def __init__(self, console: Any) -> None:
-        self.console, self.bar, self.task = console, None, None
-
-    def __enter__(self):
-        if self.console is None:
-            return None
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self.bar = Progress(TextColumn("timing forwards"), BarColumn(), MofNCompleteColumn(),
-                            TimeElapsedColumn(), console=self.console, transient=True)
-        self.bar.start()
-        return self.update
-
-    def update(self, done: int, total: int) -> None:
-        if self.task is None:
-            self.task = self.bar.add_task("timing", total=total)
-        self.bar.update(self.task, completed=done, total=total)
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.bar is not None:
-            self.bar.stop()
-
-
 def _write_json(result: Any, config: dict[str, Any] | None, target: Target, args: argparse.Namespace) -> None:
     from hotpatch._version import __version__
 
@@ -142,7 +126,7 @@ def _write_json(result: Any, config: dict[str, Any] | None, target: Target, args
     if args.json == "-":
         sys.stdout.write(text + "\n")
     else:
-        Path(args.json).write_text(text + "\n")
+        write_text(args.json, text + "\n")
 
 
 def _cpu_count() -> int | None:

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from hotpatch.cli._options import consoles, stage_value
+from hotpatch.cli._options import check_outputs, consoles, stage_value
 from hotpatch.patch import stage_text
 from hotpatch.cli.sweep import name_list
 from hotpatch.errors import ConfigError, DataError
@@ -58,16 +58,17 @@ def find_sequence(sequences: list, clip: str, camera: int) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hotpatch.cli._data import load_splits
+    from hotpatch.atomic import atomic_write
+    from hotpatch.cli._data import check_data_files, load_splits
     from hotpatch.data import window_frames
     from hotpatch.patch import prepare
-    from hotpatch.saving import check_writable
     from hotpatch.viz import joint_speed, kept_frames_plot
 
     out, _ = consoles(args.quiet)
-    check_writable(args.output)
+    check_outputs(args)
     if not args.output.lower().endswith(".png"):
         raise ConfigError(f"-o {args.output}: the picture is a PNG; pass a path ending in .png")
+    check_data_files(args)
     target = load_target(args)
     if target.patched:
         raise ConfigError(f"{target.name} is already patched; pass the original model to compare pruners")
@@ -93,7 +94,8 @@ def run(args: argparse.Namespace) -> int:
     speed = joint_speed(seq.positions[idx]) * 1000.0  # metres -> mm per frame
     title = (f"{seq.name}, frames {start}-{start + frames - 1}: n={stage_text(n)}, f={stage_text(f)} of F={frames} "
              f"({describe(target)})")
-    kept_frames_plot(args.output, speed, kept, start=start, title=title, ylabel="joint speed (mm/frame)")
+    with atomic_write(args.output) as tmp:
+        kept_frames_plot(tmp, speed, kept, start=start, title=title, ylabel="joint speed (mm/frame)")
     for name, stages in kept.items():
         frames_kept = stages[-1]
         fast = speed >= np.quantile(speed, 0.75)

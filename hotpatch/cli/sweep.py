@@ -7,13 +7,14 @@ import argparse
 import csv
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
 import torch
 
-from hotpatch.cli._options import consoles
-from hotpatch.patch import stage_text
+from hotpatch.atomic import atomic_write, write_text
+from hotpatch.cli._options import argument_type, check_outputs, consoles, nonnegative_int, positive_int
+from hotpatch.cli._progress import Progress
+from hotpatch.patch import parse_stages, stage_text
 from hotpatch.errors import ConfigError
 from hotpatch.prune import PRUNERS
 from hotpatch.recover import RECOVERERS
@@ -31,24 +32,6 @@ def int_list(text: str) -> list[int]:
     if values != sorted(set(values)):
         raise argparse.ArgumentTypeError(f"{text!r}: give each value once, in increasing order")
     return values
-
-
-def stage_lists(text: str) -> tuple[list[int], list[int]]:
-    """``"1,3:121,61"`` -> ([1, 3], [121, 61]): the n and f of each pruning stage."""
-    parts = text.split(":")
-    try:
-        if len(parts) != 2:
-            raise ValueError
-        ns, fs = ([int(v) for v in part.split(",")] for part in parts)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r}: give the stages as N,N:F,F, e.g. 1,3:121,61 (cuts after blocks 1 and 3, keeping 121 then 61)"
-        ) from None
-    if len(ns) != len(fs) or len(ns) < 2:
-        raise argparse.ArgumentTypeError(f"{text!r}: give two or more cuts and one f per cut, e.g. 1,3:121,61")
-    if any(b <= a for a, b in zip(ns, ns[1:])) or any(b > a for a, b in zip(fs, fs[1:])):
-        raise argparse.ArgumentTypeError(f"{text!r}: n must increase and f must not, e.g. 1,3:121,61")
-    return ns, fs
 
 
 def name_list(choices: tuple[str, ...]):
@@ -73,7 +56,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     g = p.add_argument_group("settings")
     g.add_argument("--n", type=int_list, default=[], metavar="N,N,..", help="cut positions, e.g. 1,2,3")
     g.add_argument("--f", type=int_list, default=[], metavar="F,F,..", help="kept frames, e.g. 27,41,61")
-    g.add_argument("--stages", type=stage_lists, action="append", default=[], metavar="N,N:F,F",
+    g.add_argument("--stages", type=argument_type(parse_stages), action="append", default=[], metavar="N,N:F,F",
                    help="a multi-stage setting, e.g. 1,3:121,61 (prune to 121 after block 1, to 61 after "
                         "block 3); repeat for more")
     g.add_argument("--prune", type=name_list(tuple(PRUNERS)), default=["tpc"], metavar="P,..",
@@ -85,10 +68,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                    help="learnable (1, f, C) positional embedding after pruning (default: the recipe's)")
     add_data_arguments(p, required=False)
     t = p.add_argument_group("timing")
-    t.add_argument("--batch", type=int, default=64, metavar="B", help="windows per forward for accuracy (default: 64)")
-    t.add_argument("--repeats", type=int, default=5, metavar="R", help="timed forwards per model (default: 5)")
-    t.add_argument("--warmup", type=int, default=1, metavar="W", help="untimed forwards first (default: 1)")
-    t.add_argument("--threads", type=int, metavar="T", help="torch threads while timing")
+    t.add_argument("--batch", type=positive_int, default=64, metavar="B",
+                   help="windows per forward for accuracy (default: 64)")
+    t.add_argument("--repeats", type=positive_int, default=5, metavar="R", help="timed forwards per model (default: 5)")
+    t.add_argument("--warmup", type=nonnegative_int, default=1, metavar="W", help="untimed forwards first (default: 1)")
+    t.add_argument("--threads", type=positive_int, metavar="T", help="torch threads while timing")
     t.add_argument("--no-latency", dest="latency", action="store_false", help="skip timing (FLOPs and accuracy only)")
     o = p.add_argument_group("output")
     o.add_argument("--json", metavar="PATH", help="rows (and the front) as JSON ('-' for stdout only)")
@@ -99,18 +83,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace) -> int:
-    from hotpatch.cli._data import load_splits
-    from hotpatch.saving import check_writable
+    from hotpatch.cli._data import check_data_files, load_splits
     from hotpatch.sweep import sweep
 
     out, err = consoles(args.quiet)
-    for path in (args.csv, args.plot, None if args.json == "-" else args.json):
-        if path:
-            check_writable(path)
+    check_outputs(args)
     if args.plot and not args.plot.lower().endswith(".png"):
         raise ConfigError(f"--plot {args.plot}: the plot is a PNG; pass a path ending in .png")
     if bool(args.n) != bool(args.f) or not (args.n or args.stages):
         raise ConfigError("give --n and --f (every combination is measured), --stages N,N:F,F, or both")
+    if args.data:
+        check_data_files(args)
     target = load_target(args)
     if target.patched:
         raise ConfigError(f"{target.name} is already patched; sweep the original model (a recipe, module:Class or "
@@ -120,26 +103,27 @@ def run(args: argparse.Namespace) -> int:
     pipeline = args.pipeline or (d.get("pipeline") if d.get("pipeline") in ("seq2seq", "seq2frame") else "seq2seq")
     pos_embed = bool(d.get("prune_pos_embed")) if args.prune_pos_embed is None else args.prune_pos_embed
     sequences = load_splits(args)["test"] if args.data else None
-    with _Progress(err) as progress:
+    with Progress(err, "sweep") as progress:
         result = sweep(target.model, n=args.n, f=args.f, stages=args.stages, prune=args.prune, recover=args.recover,
                        example_input=torch.zeros(1, frames, joints, channels), pipeline=pipeline,
                        prune_pos_embed=pos_embed, sequences=sequences, batch_size=args.batch,
                        latency=args.latency, repeats=args.repeats, warmup=args.warmup, threads=args.threads,
-                       progress=progress)
+                       progress=lambda done, total, label: progress.update("sweep", done, total, label))
     rows = result.to_dicts()
     if args.csv:
         _write_csv(args.csv, rows)
     if args.plot:
         from hotpatch.viz import pareto_plot
 
-        pareto_plot(result, args.plot, title=f"{describe(target)}: {pipeline}, F={frames}")
+        with atomic_write(args.plot) as tmp:
+            pareto_plot(result, tmp, title=f"{describe(target)}: {pipeline}, F={frames}")
     if args.json:
         text = json.dumps({"target": describe(target), "error": result.error_name, "rows": rows,
                            "frontier": [r.label for r in result.frontier]}, indent=2, default=str)
         if args.json == "-":
             sys.stdout.write(text + "\n")
             return 0
-        Path(args.json).write_text(text + "\n")
+        write_text(args.json, text + "\n")
     out.print(f"{describe(target)}: {len(result.rows)} settings, {pipeline}, F={frames}", highlight=False, markup=False)
     out.print(_table(result))
     for path in (args.json, args.csv, args.plot):
@@ -152,7 +136,7 @@ def _write_csv(path: str, rows: list[dict[str, Any]]) -> None:
     keys: list[str] = []
     for r in rows:
         keys += [k for k in r if k not in keys]
-    with open(path, "w", newline="") as fh:
+    with atomic_write(path) as tmp, open(tmp, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=keys)
         writer.writeheader()
         for r in rows:  # stage lists as "1,3" (one cell)
@@ -195,27 +179,3 @@ def _table(result: Any) -> Any:
             cells += [f"{m.get('mpjpe', float('nan')):.1f}", f"{m.get('p_mpjpe', float('nan')):.1f}", split]
         t.add_row(*cells)
     return t
-
-
-class _Progress:
-    def __init__(self, console: Any) -> None:
-        self.console, self.bar, self.task = console, None, None
-
-    def __enter__(self):
-        if self.console is None:
-            return None
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self.bar = Progress(TextColumn("sweep {task.fields[label]}"), BarColumn(), MofNCompleteColumn(),
-                            TimeElapsedColumn(), console=self.console, transient=True)
-        self.bar.start()
-        return self.update
-
-    def update(self, done: int, total: int, label: str) -> None:
-        if self.task is None:
-            self.task = self.bar.add_task("sweep", total=total, label=label)
-        self.bar.update(self.task, completed=done, total=total, label=label)
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.bar is not None:
-            self.bar.stop()

@@ -14,8 +14,8 @@ import logging
 import torch
 
 from hotpatch.cli._data import add_data_arguments
-from hotpatch.cli._options import consoles
-from hotpatch.cli.finetune import _rank, add_training_arguments, train_and_save
+from hotpatch.cli._options import consoles, process_rank
+from hotpatch.cli.finetune import add_training_arguments, check_training_arguments, train_and_save
 from hotpatch.errors import TargetError
 from hotpatch.cli._targets import add_target_arguments, describe, load_target
 
@@ -35,11 +35,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace) -> int:
-    from hotpatch.saving import check_writable, save_model
+    from hotpatch.saving import save_model
 
-    main = _rank() == 0
+    main = process_rank() == 0
     out, err = consoles(args.quiet or not main)
-    check_writable(args.output)
+    check_training_arguments(args)
     torch.manual_seed(args.seed)
     target = load_target(args)
     if target.patched:

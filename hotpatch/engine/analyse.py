@@ -475,6 +475,12 @@ def _perturbation_kind(module: nn.Module, run: _BlockRun, frame_inputs: dict[int
     return "spatial", "no attention followed; changing one frame leaves the others unchanged"
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of ``exc``'s message (torch.fx appends the node, the traceback and a tlparse link)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__
+
+
 def analyse(gm: fx.GraphModule, blocks: list[str], example: torch.Tensor | Inputs) -> Plan:
     """Probe ``gm`` with ``example`` (one clip, B=1, or :class:`Inputs` for a model with several
     inputs) and build the :class:`Plan`."""
@@ -489,7 +495,7 @@ def analyse(gm: fx.GraphModule, blocks: list[str], example: torch.Tensor | Input
         what = f"of shape {tuple(clip.shape)}" if len(example) == 1 else f"({shapes})"
         raise InputShapeError(
             f"the model rejects example_input {what} (or a batch of two "
-            f"copies of it): {type(exc).__name__}: {exc}. Pass example_input= with one clip the "
+            f"copies of it): {type(exc).__name__}: {first_line(exc)}. Pass example_input= with one clip the "
             "model accepts."
         ) from exc
 

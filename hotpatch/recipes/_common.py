@@ -34,6 +34,30 @@ def apply_overrides(recipe: str, config: dict[str, Any], aliases: Mapping[str, s
     return config
 
 
+def check_blocks(recipe: str, config: Mapping[str, Any], *, depth: str, dim: str | None = None,
+                 heads: str | None = None) -> None:
+    """``ConfigError`` naming the value and the fix if ``config`` would build no transformer block
+    (``config[depth] < 1``) or heads that do not split the width evenly (``config[heads]`` not
+    dividing ``config[dim]``). Keys are the constructor's; messages also give the short ``dim``/``depth``."""
+    blocks = config[depth]
+    if not isinstance(blocks, int) or isinstance(blocks, bool) or blocks < 1:
+        named = "" if depth == "depth" else f" ({depth})"
+        raise ConfigError(f"{recipe} with depth={blocks!r}{named} has no transformer block, so there is nothing "
+                          "to run or prune; pass depth=1 or more")
+    if dim is None or heads is None:
+        return
+    width, count = config[dim], config[heads]
+    if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+        raise ConfigError(f"{recipe} with {heads}={count!r}: pass a positive number of attention heads")
+    if isinstance(width, int) and width % count:
+        fits = [h for h in range(1, min(width, 16) + 1) if width % h == 0]
+        raise ConfigError(
+            f"{recipe} with dim={width} ({dim}) and {heads}={count}: each attention head takes dim / {heads} "
+            f"channels, so {heads} must divide dim; pass {heads} among {fits}, or a dim that is a multiple of {count} "
+            f"(e.g. {count * max(1, round(width / count))})"
+        )
+
+
 def mark_source(model: Any, recipe: str, frames: int | None, overrides: Mapping[str, Any]) -> Any:
     """Record on ``model`` how it was built (``hotpatch_source``), so ``hotpatch.load`` can rebuild it."""
     given = {"frames": frames} if frames is not None else {}

@@ -29,7 +29,7 @@ from einops import rearrange
 
 from hotpatch.checkpoint import LoadReport, load_checkpoint_file
 from hotpatch.errors import ConfigError
-from ._common import apply_overrides, mark_source
+from ._common import apply_overrides, check_blocks, mark_source
 from ._layers import Attention, DropPath, Mlp
 
 #: Input geometry and the paper's HoT settings for this model (Table 6): TPC only, the
@@ -347,6 +347,7 @@ def build(frames: int | None = None, **overrides: Any) -> Model:
     config = dict(frames=DEFAULTS["frames"], n_joints=DEFAULTS["joints"], out_joints=None,
                   channel=512, d_hid=1024, layers=3)
     config = apply_overrides("mhformer", config, _NAMES, frames, overrides)
+    check_blocks("mhformer", config, depth="layers")
     if config["out_joints"] is None:
         config["out_joints"] = config["n_joints"]
     if config["frames"] % MHG_HEADS:

@@ -18,7 +18,7 @@ import torch.nn as nn
 from einops import rearrange
 
 from hotpatch.checkpoint import LoadReport, load_checkpoint_file
-from ._common import apply_overrides, mark_source
+from ._common import apply_overrides, check_blocks, mark_source
 from ._layers import Attention, DropPath, Mlp
 
 #: Input geometry and the paper's HoT settings for this model (Tables 1 and 10).
@@ -169,6 +169,7 @@ def build(frames: int | None = None, **overrides: Any) -> MixSTE2:
                   embed_dim_ratio=512, depth=8, num_heads=8, mlp_ratio=2., qkv_bias=True, qk_scale=None,
                   drop_path_rate=0.1)
     config = apply_overrides("mixste", config, _NAMES, frames, overrides)
+    check_blocks("mixste", config, depth="depth", dim="embed_dim_ratio", heads="num_heads")
     return mark_source(MixSTE2(**config), "mixste", frames, overrides)
 
 

@@ -23,7 +23,7 @@ import torch.nn as nn
 
 from hotpatch.checkpoint import LoadReport, load_state_dict, map_hot_keys, read_state_dict
 from hotpatch.errors import CheckpointError, ConfigError
-from ._common import apply_overrides, mark_source
+from ._common import apply_overrides, check_blocks, mark_source
 from ._layers import DropPath, Mlp as MLP
 
 #: Input geometry and the paper's HoT settings for this model (Table 1).
@@ -244,6 +244,7 @@ def build(frames: int | None = None, variant: str = "lite", **overrides: Any) ->
                   drop_rate=0., attn_drop_rate=0., drop_path_rate=0.,
                   norm_layer=partial(nn.LayerNorm, eps=1e-6), att_fuse=True, **VARIANTS[variant])
     config = apply_overrides("motionbert", config, _NAMES, frames, overrides)
+    check_blocks("motionbert", config, depth="depth", dim="dim_feat", heads="num_heads")
     return mark_source(DSTformer(**config), "motionbert", frames, {"variant": variant, **overrides})
 
 

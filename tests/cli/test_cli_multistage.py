@@ -74,7 +74,8 @@ def test_cli_finetune_two_stages_and_resume(capsys, tmp_path):
     data = tinypose.write_clips(tmp_path / "clips.npz")
     out_pt = tmp_path / "hot2.pt"
     args = ["--quiet", "finetune", *TINY, "--data", str(data), "--n", "1,2", "--f", "6,3", "-o", str(out_pt),
-            "--batch", "8", "--cameras", "1", "--steps-per-epoch", "3", "--prune-pos-embed"]
+            "--batch", "8", "--cameras", "1", "--steps-per-epoch", "3", "--prune-pos-embed",
+            "--schedule", "step"]  # extended below: a cosine schedule spans the first run's epochs only
     assert main([*args, "--epochs", "1"]) == 0
     assert main([*args, "--epochs", "2", "--resume", "--json", str(tmp_path / "h.json")]) == 0
     history = json.loads((tmp_path / "h.json").read_text())["history"]

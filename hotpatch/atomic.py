@@ -1,0 +1,135 @@
+"""Files written whole or not at all.
+
+Every file hotpatch writes goes to a temp file beside the target (same folder, so the rename
+cannot cross file systems; same suffix, so writers that read it, such as matplotlib or numpy,
+pick the right format), is checked where there is something to check, and is renamed into
+place only then: an interrupted or failed write never leaves a partial or unchecked file at
+the target, and an older file there stays as it was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from hotpatch.errors import HotpatchError, OutputError
+
+log = logging.getLogger(__name__)
+
+__all__ = ["atomic_write", "check_writable", "failed_copy_path", "temp_path", "write_npz", "write_text"]
+
+
+def check_writable(path: str | os.PathLike) -> Path:
+    """``path`` if a file can be created there; else ``OutputError`` saying what is in the way.
+
+    Checked before expensive work: the path is not a folder, its folder exists (and no part of
+    it is a file), and the folder (or an existing file at ``path``) is writable.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise OutputError(f"{str(path)!r} is a directory; expected a file name such as {str(path / 'out.pt')!r}")
+    parent = path.parent
+    if not parent.is_dir():
+        blocker = next((p for p in [parent, *parent.parents] if p.exists()), None)
+        if blocker is not None and not blocker.is_dir():
+            raise OutputError(f"cannot write {str(path)!r}: {str(blocker)!r} is a file, not a directory; "
+                              "choose a path inside a directory")
+        raise OutputError(f"cannot write {str(path)!r}: the directory {str(parent)!r} does not exist; create it first")
+    if not os.access(parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        where = path if path.exists() else parent
+        raise OutputError(f"cannot write {str(path)!r}: permission denied on {str(where)!r}; "
+                          "choose a place you can write to")
+    return path
+
+
+def temp_path(path: str | os.PathLike) -> Path:
+    """The temp file beside ``path`` that :func:`atomic_write` writes first (``.NAME.PID.tmp.SUFFIX``)."""
+    path = Path(path)
+    return path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+
+
+def failed_copy_path(path: str | os.PathLike) -> Path:
+    """Where ``keep_failed`` keeps a file that failed its check: ``NAME.failed.SUFFIX`` beside ``path``."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}.failed{path.suffix}")
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike, *, keep_failed: bool = False) -> Iterator[Path]:
+    """Yield a temp path beside ``path``: write and check the file there; it becomes ``path`` when
+    the block ends without an error.
+
+    If the block raises, nothing new is left at ``path`` and the temp file is removed, or, with
+    ``keep_failed``, moved to :func:`failed_copy_path` and the error (a ``HotpatchError``) says
+    where. An ``OSError`` of the block (a full disk) is raised as ``OutputError`` naming ``path``.
+    """
+    path = check_writable(path)
+    tmp = temp_path(path)
+    try:
+        yield tmp
+        if not tmp.is_file():
+            raise OutputError(f"nothing was written for {str(path)!r} (the writer made no file)")
+        os.replace(tmp, path)
+    except KeyboardInterrupt:
+        raise
+    except Exception as err:
+        kept = _keep(tmp, path) if keep_failed else None
+        explained = _explained(err, path, kept)
+        if explained is err:
+            raise
+        raise explained from err
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` to ``path`` through :func:`atomic_write`; returns the path."""
+    with atomic_write(path) as tmp:
+        tmp.write_text(text)
+    return Path(path)
+
+
+def write_npz(path: str | os.PathLike, **arrays: Any) -> Path:
+    """``numpy.savez`` of ``arrays`` to exactly ``path`` (no ``.npz`` added) through :func:`atomic_write`."""
+    import numpy as np
+
+    with atomic_write(path) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, **arrays)
+    return Path(path)
+
+
+def _keep(tmp: Path, path: Path) -> Path | None:
+    if not tmp.is_file():
+        return None
+    kept = failed_copy_path(path)
+    try:
+        os.replace(tmp, kept)
+    except OSError as err:
+        log.warning("could not keep the failed file as %s: %s", kept, err)
+        return None
+    return kept
+
+
+def _explained(err: Exception, path: Path, kept: Path | None) -> Exception:
+    """``err`` with where things stand at ``path``: an OSError as ``OutputError``; the kept copy named."""
+    if isinstance(err, OSError) and not isinstance(err, HotpatchError):
+        reason = err.strerror or str(err)
+        err = OutputError(f"cannot write {str(path)!r}: {reason}; check the path and free disk space")
+    notes = []
+    if kept is not None:
+        notes.append(f"the file that failed is kept at {str(kept)!r}")
+    if path.exists():
+        notes.append(f"the file already at {str(path)!r} is an older one, left unchanged")
+    else:
+        notes.append(f"nothing was written to {str(path)!r}")
+    if isinstance(err, HotpatchError):
+        try:
+            return type(err)(f"{err} ({'; '.join(notes)})")
+        except TypeError:  # an error class with another signature: keep it as it is
+            pass
+    err.add_note("; ".join(notes))
+    return err
