@@ -12,7 +12,6 @@ pruned token count f is static, which is what makes HoT cheap.
 
 from __future__ import annotations
 
-import inspect
 import logging
 import re
 import warnings
@@ -24,6 +23,7 @@ import torch
 import torch.nn as nn
 
 from hotpatch.atomic import atomic_write, check_writable
+from hotpatch.engine.inputs import clip_of, positional
 from hotpatch.errors import ExportError, HotpatchError
 
 log = logging.getLogger(__name__)
@@ -52,22 +52,13 @@ def _example(model: nn.Module, batch: int, example) -> tuple[tuple, dict[str, to
             raise ExportError("the model has no hotpatch_config['input_shape']; pass example=torch.randn(B, F, J, C) "
                               "(or a tuple / dict of every input)")
         example = example_from_config(config, getattr(model, "hotpatch_example", None), batch=batch)
-    if isinstance(example, torch.Tensor):
-        return (example,), {}
-    if isinstance(example, (tuple, list)):
-        return tuple(example), {}
-    if isinstance(example, dict):  # leading parameters positionally (forward's order), the rest by name
-        params = list(inspect.signature(model.forward).parameters)
-        lead = 0
-        while lead < len(params) and params[lead] in example:
-            lead += 1
-        return tuple(example[p] for p in params[:lead]), {k: v for k, v in example.items() if k not in params[:lead]}
-    raise ExportError(f"example must be a tensor, a tuple or a dict of tensors, got {type(example).__name__}")
+    if not isinstance(example, (torch.Tensor, tuple, list, dict)):
+        raise ExportError(f"example must be a tensor, a tuple or a dict of tensors, got {type(example).__name__}")
+    return positional(model, example)
 
 
 def _clip_shape(args: tuple, kwargs: dict) -> tuple[int, ...]:
-    tensors = [t for t in (*args, *kwargs.values()) if isinstance(t, torch.Tensor)]
-    return tuple(next((t for t in tensors if t.dim() >= 3), tensors[0]).shape)
+    return tuple(clip_of([*args, *kwargs.values()]).shape)
 
 
 def _failing_op(exc: BaseException) -> str | None:

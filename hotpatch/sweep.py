@@ -140,7 +140,7 @@ def sweep(
     stages: Stages = (),
     prune: Sequence[str] = ("tpc",),
     recover: Sequence[str | None] = ("linear",),
-    example_input: torch.Tensor,
+    example_input: torch.Tensor | tuple | dict,
     pipeline: str = "seq2seq",
     prune_pos_embed: bool = False,
     sequences: list | None = None,
@@ -153,7 +153,8 @@ def sweep(
 ) -> SweepResult:
     """Measure every setting of the grid (see the module docstring).
 
-    ``example_input`` is one clip (1, F, J, C); latency is timed at its batch size.
+    ``example_input`` is one clip (1, F, J, C), or a tuple / dict of every input of a model with
+    several (cost only: no ``sequences``); latency is timed at its batch size.
     ``sequences`` (test :class:`~hotpatch.data.PoseSequence` s) turn on the accuracy columns.
     ``progress(done, total, label)`` is called after each setting.
     """
@@ -165,13 +166,16 @@ def sweep(
         raise ConfigError(f"pipeline={pipeline!r}; a sweep uses 'seq2seq' or 'seq2frame'")
     grid = settings_grid(n, f, prune, recover if pipeline == "seq2seq" else (None,), stages)
     prepared = prepare(model, example_input=example_input)
-    frames = example_input.shape[1]
+    frames = prepared.example.shape[1]
+    if sequences and len(prepared.inputs) > 1:
+        raise ConfigError("the model takes several inputs; the accuracy columns feed clips alone: sweep it "
+                          "without sequences (cost only)")
     _check_grid(grid, prepared.plan.levels, frames)
     dataset = None
     if sequences:
         from hotpatch.data import WindowDataset
 
-        dataset = WindowDataset(sequences, frames, mode=pipeline, confidence=example_input.shape[-1] == 3)
+        dataset = WindowDataset(sequences, frames, mode=pipeline, confidence=prepared.example.shape[-1] == 3)
     measure = dict(counters=("paper",), fps=latency, memory=False, repeats=repeats, warmup=warmup, threads=threads)
 
     def accuracy(m: nn.Module) -> dict[str, float]:

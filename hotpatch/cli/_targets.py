@@ -36,8 +36,10 @@ import torch.nn as nn
 
 from hotpatch import saving, sources
 from hotpatch.checkpoint import LoadReport, load_checkpoint_file
+from hotpatch.cli._example import read_example
 from hotpatch.cli._options import positive_int
 from hotpatch.engine.analyse import first_line
+from hotpatch.engine.inputs import call_with, clip_of, repeat_batch
 from hotpatch.errors import CheckpointError, ConfigError, InputShapeError, TargetError, TraceFailure
 
 log = logging.getLogger(__name__)
@@ -69,6 +71,7 @@ class Target:
     name: str
     recipe: ModuleType | None = None
     pending_checkpoint: str | None = None
+    example: Any = None  # --example-input: a tensor, tuple or dict of every input of forward
     _original: nn.Module | None = field(default=None, repr=False)
 
     def input_shape(self) -> tuple[int, int, int]:
@@ -87,11 +90,26 @@ class Target:
                 )
         return d["frames"], d["joints"], d["channels"]
 
-    def example_input(self, batch: int = 1) -> torch.Tensor:
-        """A zero clip (batch, F, J, C)."""
+    def example_input(self, batch: int = 1) -> Any:
+        """A zero clip (batch, F, J, C); for a model with several inputs, the ``--example-input``
+        values (or those it was patched with) with their first sample repeated to ``batch``."""
         if not isinstance(batch, int) or batch < 1:
             raise ConfigError(f"batch={batch!r}; pass a positive batch size")
+        if self.example is not None:
+            return repeat_batch(self.example, batch)
+        config = getattr(self.model, "hotpatch_config", None) or {}
+        if self.patched and "inputs" in config:
+            from hotpatch.patch import example_from_config
+
+            return example_from_config(config, getattr(self.model, "hotpatch_example", None), batch=batch, zeros=True)
         return torch.zeros(batch, *self.input_shape())
+
+    @property
+    def several_inputs(self) -> bool:
+        """Whether the model takes several inputs (given by ``--example-input``, or recorded by its patch)."""
+        if self.example is not None:
+            return not isinstance(self.example, torch.Tensor)
+        return "inputs" in (getattr(self.model, "hotpatch_config", None) or {})
 
     def original(self) -> nn.Module:
         """The unpatched model: ``model`` itself, or for a patched target the model rebuilt
@@ -167,7 +185,7 @@ class Target:
         example, training = self.example_input(1), self.model.training
         try:
             with torch.no_grad(), torch.random.fork_rng(devices=[]):
-                self.model.eval()(example)
+                call_with(self.model.eval(), example)
         except Exception as err:  # noqa: BLE001 - any failure of the model's own forward is the answer
             return err
         finally:
@@ -208,21 +226,35 @@ def add_target_arguments(parser: argparse.ArgumentParser, *, geometry: bool = Tr
     group.add_argument("--checkpoint", metavar="CK", help="weights to load (official layouts are read)")
     group.add_argument("--trust", action="store_true",
                        help="allow loading a torch.save'd model file (this runs code stored in the file)")
+    group.add_argument("--example-input", metavar="IN.pt",
+                       help="inputs of a model whose forward takes several (a diffusion denoiser's x_2d, y_noisy, t): "
+                            "torch.save of a tensor, a tuple of tensors or a dict by name, batch on axis 0")
 
 
 def load_target(args: argparse.Namespace, *, checkpoint: bool = True) -> Target:
     """``resolve`` with the options ``add_target_arguments`` added. With ``checkpoint=False``
     ``args.checkpoint`` is left for the caller (e.g. to load HoT weights after patching)."""
-    return resolve(
+    example = read_example(args.example_input) if getattr(args, "example_input", None) else None
+    clip = clip_of(example) if example is not None else None
+    geometry = tuple(clip.shape[1:]) if clip is not None and clip.dim() == 4 else (None, None, None)
+    target = resolve(
         args.target,
-        frames=getattr(args, "frames", None),
-        joints=getattr(args, "joints", None),
-        channels=getattr(args, "channels", None),
+        frames=getattr(args, "frames", None) or geometry[0],
+        joints=getattr(args, "joints", None) or geometry[1],
+        channels=getattr(args, "channels", None) or geometry[2],
         variant=getattr(args, "variant", None),
         overrides=parse_overrides(getattr(args, "overrides", None) or [], getattr(args, "kwargs", None)),
         checkpoint=getattr(args, "checkpoint", None) if checkpoint else None,
         trust=bool(getattr(args, "trust", False)),
     )
+    if example is not None:
+        if target.patched:
+            raise TargetError(f"{target.name} is already patched: it records its inputs; drop --example-input")
+        if clip is None or clip.dim() != 4:
+            raise InputShapeError(f"--example-input {args.example_input!r} has no clip (B, F, J, C) (the first input "
+                                  "of rank 3 or more); the command line handles models whose clip is (B, F, J, C)")
+        target.example = example
+    return target
 
 
 def parse_overrides(pairs: list[str], kwargs_json: str | None = None) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from hotpatch.atomic import write_text
 from hotpatch.cli._data import add_data_arguments, check_data_files, load_splits
 from hotpatch.cli._options import (add_hot_arguments, check_outputs, consoles, describe_config, hot_settings,
                                    positive_int)
-from hotpatch.errors import InputShapeError
+from hotpatch.errors import ConfigError, InputShapeError
 from hotpatch.cli._progress import Progress
 from hotpatch.cli._targets import Target, add_target_arguments, describe, load_target
 
@@ -45,14 +45,24 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     return p
 
 
+def _refuse_several_inputs(name: str) -> None:
+    raise ConfigError(f"{name} takes several inputs (--example-input); eval feeds it (B, F, J, C) clips of --data "
+                      "alone. Evaluate such a model (a diffusion denoiser) with its own sampling loop; hotpatch "
+                      "profile and sweep (without --data) measure its cost")
+
+
 def run(args: argparse.Namespace) -> int:
     from hotpatch.evaluate import compare_models, untrained_recovery
 
     out, err = consoles(args.quiet)
     check_outputs(args)
+    if getattr(args, "example_input", None):
+        _refuse_several_inputs(args.target)
     check_data_files(args)
     torch.manual_seed(args.seed)
     target = load_target(args)
+    if target.several_inputs:
+        _refuse_several_inputs(describe(target))
     if target.kind in ("recipe", "class") and not getattr(args, "checkpoint", None):
         log.warning("no --checkpoint given: evaluating %s with freshly initialised weights; the errors "
                     "say nothing about the model. Pass --checkpoint FILE.", describe(target))

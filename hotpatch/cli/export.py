@@ -42,15 +42,19 @@ def run(args: argparse.Namespace) -> int:
     target = load_target(args)
     model = target.model.eval()
     gen = torch.Generator().manual_seed(0)
-    example = torch.randn(args.batch, *target.input_shape(), generator=gen)
+    if target.several_inputs:  # --example-input's values, or (None) random ones of the inputs it was patched for
+        example = target.example_input(args.batch) if target.example is not None else None
+    else:
+        example = torch.randn(args.batch, *target.input_shape(), generator=gen)
     label = f"HoT {describe_config(model.hotpatch_config)}" if target.patched else "unpatched"
     if args.onnx:
-        check = export_onnx(model, args.onnx, example=example, opset=args.opset, keep_failed=args.keep_failed,
+        check = export_onnx(model, args.onnx, example=example, batch=args.batch, opset=args.opset, keep_failed=args.keep_failed,
                             verbose=args.verbose)
         out.print(f"wrote {check.path}: {describe(target)} ({label}), input {check.input_shape}; onnxruntime vs eager "
                   f"max |diff| {check.max_abs_diff:.2e}", highlight=False, markup=False)
     if args.torch_export:
-        check = export_program(model, args.torch_export, example=example, keep_failed=args.keep_failed)
+        check = export_program(model, args.torch_export, example=example, batch=args.batch,
+                               keep_failed=args.keep_failed)
         out.print(f"wrote {check.path}: {describe(target)} ({label}), input {check.input_shape}; reloaded program vs "
                   f"eager max |diff| {check.max_abs_diff:.2e}", highlight=False, markup=False)
     return 0

@@ -43,6 +43,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     g.add_argument("--compile", nargs="?", const="default", choices=("default", "reduce-overhead", "max-autotune"),
                    help="time torch.compile(model, mode=MODE, fullgraph=True) of both models instead of eager "
                         "(compile time reported apart; MODE default: default)")
+    g.add_argument("--calls", type=positive_int, default=1, metavar="N",
+                   help="forwards of the model per clip, e.g. K sampling steps x H hypotheses of a diffusion "
+                        "denoiser (every number above is per call); N > 1 adds the per-clip totals")
     g.add_argument("--json", metavar="PATH", help="write the numbers as JSON to PATH ('-' for stdout only)")
     p.set_defaults(run=run)
     return p
@@ -65,12 +68,70 @@ def run(args: argparse.Namespace) -> int:
         _write_json(result, config, target, args)
     if not to_stdout:
         geometry = "F={} J={} C={}".format(*target.input_shape())
+        names = _input_names(target)
+        if len(names) > 1:
+            geometry += f"; inputs {', '.join(names)}"
         head = f"{describe(target)} ({geometry}, batch {args.batch})"
         out.print(head + (f"; HoT {describe_config(config)}" if config else ""), highlight=False, markup=False)
         out.print(result)
+        out.print(per_call_text(result, args.calls), highlight=False, markup=False)
         if args.json:
             out.print(f"wrote {args.json}", highlight=False, markup=False)
     return 0
+
+
+def _positional(target: Target, example: Any) -> Any:
+    """A dict of inputs as forward's positional arguments (profile times ``model(*args)``)."""
+    if not isinstance(example, dict):
+        return example
+    from hotpatch.engine.inputs import positional
+
+    args, rest = positional(target.model, example)
+    if rest:
+        raise ConfigError(f"--example-input gives {sorted(rest)} but not every parameter of forward before them; "
+                          "give the inputs in forward's order (a tuple), or each one up to the last")
+    return args
+
+
+def _input_names(target: Target) -> list[str]:
+    """The names of the model's inputs when it takes several (else one or none)."""
+    example = target.example_input(1) if target.several_inputs else None
+    if isinstance(example, dict):
+        return list(example)
+    if isinstance(example, (tuple, list)):
+        from hotpatch.engine.inputs import forward_parameters
+
+        return [p.name for p in forward_parameters(target.model)][: len(example)]
+    return []
+
+
+def per_clip(result: Any, calls: int) -> dict[str, Any]:
+    """FLOPs and latency of ``calls`` forwards (a diffusion sampler's K steps x H hypotheses per clip),
+    before and after for a comparison: every counter's value and the median latency times ``calls``."""
+    profiles = {"before": result.before, "after": result.after} if hasattr(result, "before") else {"model": result}
+    out: dict[str, Any] = {"calls": calls}
+    for key, p in profiles.items():
+        flops = {name: f.value * calls for name, f in p.flops.items() if f.value is not None}
+        seconds = p.latency.median_ms * calls / 1000 if p.latency is not None else None
+        out[key] = {"flops": flops, "latency_s": seconds}
+    return out
+
+
+def per_call_text(result: Any, calls: int) -> str:
+    """One line: the numbers are per call; with ``calls`` > 1, the per-clip totals."""
+    if calls == 1:
+        return ("Numbers are per call (one forward); for a model called N times per clip (diffusion: K steps x H "
+                "hypotheses) --calls N adds per-clip totals.")
+    totals = per_clip(result, calls)
+    keys = [k for k in ("before", "after", "model") if k in totals]
+    parts = []
+    for name, f in (result.before if "before" in totals else result).flops.items():
+        values = [totals[k]["flops"].get(name) for k in keys]
+        if all(v is not None for v in values):
+            parts.append(f"{f.unit} ({name}) " + " -> ".join(f"{v / 1e9:,.2f} G" for v in values))
+    if all(totals[k]["latency_s"] is not None for k in keys):
+        parts.append("latency " + " -> ".join(f"{totals[k]['latency_s']:,.2f} s" for k in keys))
+    return f"per clip of {calls} calls (every number above is per call): " + "; ".join(parts)
 
 
 def _measure(target: Target, args: argparse.Namespace, measure: dict[str, Any], progress: Any):
@@ -84,7 +145,7 @@ def _measure_target(target: Target, args: argparse.Namespace, measure: dict[str,
     settings = hot_settings(args)
     if target.patched:
         config = dict(target.model.hotpatch_config)
-        example = target.example_input(args.batch)
+        example = _positional(target, target.example_input(args.batch))
         pipeline = config["pipeline"]
         if args.n is None:
             return profile(target.model, example, pipeline=pipeline, progress=progress, **measure), config
@@ -98,7 +159,7 @@ def _measure_target(target: Target, args: argparse.Namespace, measure: dict[str,
             )
         return compare(target.original(), target.model, example, pipeline=pipeline, progress=progress,
                        **measure), config
-    example = target.example_input(args.batch)
+    example = _positional(target, target.example_input(args.batch))
     if args.n is None:
         pipeline = target.defaults.get("pipeline") or "seq2seq"
         pipeline = "seq2seq" if pipeline == "auto" else pipeline
@@ -116,8 +177,10 @@ def _write_json(result: Any, config: dict[str, Any] | None, target: Target, args
         "target": describe(target),
         "source": target.source,
         "input_shape": [args.batch, *target.input_shape()],
+        **({"inputs": _input_names(target)} if target.several_inputs else {}),
         "config": config,
         **result.to_dict(),
+        **({"per_clip": per_clip(result, args.calls)} if args.calls > 1 else {}),
         "environment": {"hotpatch": __version__, "torch": torch.__version__, "python": platform.python_version(),
                         "machine": platform.machine(), "processor": _cpu_name(),
                         "cpu_count": _cpu_count()},

@@ -9,7 +9,6 @@ import json
 import sys
 from typing import Any
 
-import torch
 
 from hotpatch.atomic import atomic_write, write_text
 from hotpatch.cli._options import argument_type, check_outputs, consoles, nonnegative_int, positive_int
@@ -95,6 +94,9 @@ def run(args: argparse.Namespace) -> int:
     if args.data:
         check_data_files(args)
     target = load_target(args)
+    if args.data and target.several_inputs:
+        raise ConfigError(f"{describe(target)} takes several inputs; --data feeds (B, F, J, C) clips alone. Sweep "
+                          "its cost without --data (params, FLOPs, latency)")
     if target.patched:
         raise ConfigError(f"{target.name} is already patched; sweep the original model (a recipe, module:Class or "
                           "a model file)")
@@ -105,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
     sequences = load_splits(args)["test"] if args.data else None
     with Progress(err, "sweep") as progress:
         result = sweep(target.model, n=args.n, f=args.f, stages=args.stages, prune=args.prune, recover=args.recover,
-                       example_input=torch.zeros(1, frames, joints, channels), pipeline=pipeline,
+                       example_input=target.example_input(1), pipeline=pipeline,
                        prune_pos_embed=pos_embed, sequences=sequences, batch_size=args.batch,
                        latency=args.latency, repeats=args.repeats, warmup=args.warmup, threads=args.threads,
                        progress=lambda done, total, label: progress.update("sweep", done, total, label))

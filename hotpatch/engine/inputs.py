@@ -23,7 +23,8 @@ import torch.nn as nn
 
 from hotpatch.errors import InputShapeError
 
-__all__ = ["InputInfo", "Inputs", "as_inputs", "bind_inputs", "clip_name", "forward_parameters"]
+__all__ = ["InputInfo", "Inputs", "as_inputs", "bind_inputs", "call_with", "clip_name", "clip_of", "forward_parameters",
+           "positional", "repeat_batch"]
 
 
 def forward_parameters(model: nn.Module) -> list[inspect.Parameter]:
@@ -111,6 +112,46 @@ def as_inputs(graph: fx.Graph, example: torch.Tensor | Inputs) -> Inputs:
         return example
     first = next(n for n in graph.nodes if n.op == "placeholder")
     return Inputs({first.target: example})
+
+
+def positional(model: nn.Module, example: Any) -> tuple[tuple, dict[str, Any]]:
+    """``example`` (one tensor, a tuple of positional inputs or a dict by name) as ``(args,
+    kwargs)`` for ``model``: a dict's leading ``forward`` parameters positionally, the rest by name."""
+    if isinstance(example, Mapping):
+        params = [p.name for p in forward_parameters(model)]
+        lead = 0
+        while lead < len(params) and params[lead] in example:
+            lead += 1
+        return tuple(example[p] for p in params[:lead]), {k: v for k, v in example.items() if k not in params[:lead]}
+    if isinstance(example, (tuple, list)):
+        return tuple(example), {}
+    return (example,), {}
+
+
+def call_with(model: nn.Module, example: Any) -> Any:
+    """``model`` on ``example``: one tensor, a tuple of positional inputs or a dict of keyword inputs."""
+    if isinstance(example, Mapping):
+        return model(**example)
+    return model(*example) if isinstance(example, (tuple, list)) else model(example)
+
+
+def repeat_batch(example: Any, batch: int) -> Any:
+    """``example`` (a tensor, tuple or dict of tensors) with each tensor's first sample repeated
+    ``batch`` times along axis 0."""
+    def one(v):
+        return v[:1].expand(batch, *v.shape[1:]).clone() if isinstance(v, torch.Tensor) and v.dim() else v
+    if isinstance(example, Mapping):
+        return {k: one(v) for k, v in example.items()}
+    if isinstance(example, (tuple, list)):
+        return tuple(one(v) for v in example)
+    return one(example)
+
+
+def clip_of(example: Any) -> torch.Tensor | None:
+    """The clip of ``example``: the first tensor of rank 3 or more (else the first tensor)."""
+    values = list(example.values()) if isinstance(example, Mapping) else list(example) if isinstance(example, (tuple, list)) else [example]
+    tensors = [v for v in values if isinstance(v, torch.Tensor)]
+    return next((t for t in tensors if t.dim() >= 3), tensors[0] if tensors else None)
 
 
 def bind_inputs(model: nn.Module, example: Any) -> Inputs:
