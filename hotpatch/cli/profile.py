@@ -117,6 +117,10 @@ def per_clip(result: Any, calls: int) -> dict[str, Any]:
     return out
 
 
+def _giga(value: float) -> str:
+    return f"{value / 1e12:.2f} T" if value >= 1e12 else f"{value / 1e9:.2f} G"
+
+
 def per_call_text(result: Any, calls: int) -> str:
     """One line: the numbers are per call; with ``calls`` > 1, the per-clip totals."""
     if calls == 1:
@@ -128,7 +132,7 @@ def per_call_text(result: Any, calls: int) -> str:
     for name, f in (result.before if "before" in totals else result).flops.items():
         values = [totals[k]["flops"].get(name) for k in keys]
         if all(v is not None for v in values):
-            parts.append(f"{f.unit} ({name}) " + " -> ".join(f"{v / 1e9:,.2f} G" for v in values))
+            parts.append(f"{f.unit} ({name}) " + " -> ".join(_giga(v) for v in values))
     if all(totals[k]["latency_s"] is not None for k in keys):
         parts.append("latency " + " -> ".join(f"{totals[k]['latency_s']:,.2f} s" for k in keys))
     return f"per clip of {calls} calls (every number above is per call): " + "; ".join(parts)
