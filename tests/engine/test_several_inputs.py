@@ -237,3 +237,15 @@ def test_onnx_export_with_several_inputs_runs_in_onnxruntime(tmp_path):
     model, inputs, patched = patch("denoiser", recover="linear")
     check = export_onnx(patched, tmp_path / "hot.onnx", example=inputs)
     assert check.input_shape == (2, F, 17, 2) and check.max_abs_diff <= 1e-4
+
+
+def test_compare_and_sweep_measure_a_model_with_several_inputs():
+    from hotpatch.sweep import sweep
+
+    model, inputs, patched = patch("denoiser")
+    example = first(inputs)
+    cmp = hotpatch.compare(model, patched, example, counters=("paper",), fps=False, memory=False)
+    assert 0 < cmp.after.flops["paper"].value < cmp.before.flops["paper"].value
+    result = sweep(model, n=[1], f=[9, 13], example_input=example, latency=False)
+    flops = {r.label: r.flops for r in result.rows}
+    assert flops["n=1 f=9 tpc+linear"] < flops["n=1 f=13 tpc+linear"] < result.original.flops
