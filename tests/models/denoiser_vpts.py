@@ -18,6 +18,8 @@ import torch
 import torch.nn as nn
 from einops import rearrange
 
+from gated_vpts import Mlp
+
 FRAMES, JOINTS, DIM = 27, 17, 32
 
 
@@ -41,17 +43,6 @@ class Attention(nn.Module):
         q, k, v = rearrange(self.qkv(x), "b n (three h d) -> three b h n d", three=3, h=self.heads)
         attn = (q @ k.transpose(-2, -1) * self.scale).softmax(dim=-1)
         return self.proj(rearrange(attn @ v, "b h n d -> b n (h d)"))
-
-
-class Mlp(nn.Module):
-    def __init__(self, dim: int, hidden: int) -> None:
-        super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
-        self.act = nn.GELU()
-        self.fc2 = nn.Linear(hidden, dim)
-
-    def forward(self, x):
-        return self.fc2(self.act(self.fc1(x)))
 
 
 class ConditionedBlock(nn.Module):
