@@ -249,3 +249,17 @@ def test_compare_and_sweep_measure_a_model_with_several_inputs():
     result = sweep(model, n=[1], f=[9, 13], example_input=example, latency=False)
     flops = {r.label: r.flops for r in result.rows}
     assert flops["n=1 f=9 tpc+linear"] < flops["n=1 f=13 tpc+linear"] < result.original.flops
+
+
+def test_positional_and_repeat_batch_follow_forward_order():
+    from hotpatch.engine.inputs import positional, repeat_batch
+
+    model = DiffusionDenoiser()
+    x, y, t = (v[:1] for v in denoiser_inputs())
+    cam = torch.zeros(1, 9)
+    args, kwargs = positional(model, {"t": t, "x_2d": x, "y_noisy": y})
+    assert args == (x, y, t) and kwargs == {}
+    args, kwargs = positional(model, {"x_2d": x, "t": t, "camera": cam})  # y_noisy not given: the rest by name
+    assert args == (x,) and list(kwargs) == ["t", "camera"]
+    wide = repeat_batch({"x_2d": x, "t": t}, 3)
+    assert wide["x_2d"].shape == (3, F, 17, 2) and torch.equal(wide["t"], t.expand(3))

@@ -31,13 +31,20 @@ class GuardInput(RewritePass):
             guards = [(placeholders[0], 1, "")]
         else:
             by_name = {n.target: n for n in placeholders}
-            guards = [(by_name[i.name], i.frame_axis, i.name) for i in inputs if i.name in by_name]
+            guards = [(by_name[i.name], i.frame_axis if _plain_frames(edit, by_name[i.name], i.frame_axis) else None, i.name)
+                      for i in inputs if i.name in by_name]
         for x, axis, name in guards:
             frames = edit.cfg.frames if axis is not None else None
             with edit.graph.inserting_after(x):
                 guard = edit.graph.call_function(check_frames, (x, frames, axis or 1, name))
             x.replace_all_uses_with(guard, delete_user_cb=lambda u, g=guard: u is not g)
             edit.origin[guard] = x  # the guarded input has the input's facts (a later use is gathered)
+
+
+def _plain_frames(edit: Edit, x: fx.Node, axis: int | None) -> bool:
+    """Whether axis ``axis`` of input ``x`` holds the frames alone (not merged with the batch)."""
+    f = edit.fact(x)
+    return axis is not None and f is not None and f.axes is not None and f.axes[axis] == ("F",)
 
 
 class PruneAtCuts(RewritePass):
