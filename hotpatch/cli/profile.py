@@ -122,10 +122,10 @@ def _giga(value: float) -> str:
 
 
 def per_call_text(result: Any, calls: int) -> str:
-    """One line: the numbers are per call; with ``calls`` > 1, the per-clip totals."""
+    """One line under the table (whose numbers are per call): how to get per-clip totals, or with
+    ``calls`` > 1 the totals."""
     if calls == 1:
-        return ("Numbers are per call (one forward); for a model called N times per clip (diffusion: K steps x H "
-                "hypotheses) --calls N adds per-clip totals.")
+        return "A model called N times per clip (diffusion: K steps x H hypotheses): --calls N adds per-clip totals."
     totals = per_clip(result, calls)
     keys = [k for k in ("before", "after", "model") if k in totals]
     parts = []

@@ -42,6 +42,7 @@ import torch.nn as nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten, tree_map
 
+from hotpatch.engine.inputs import clip_of, positional
 from hotpatch.errors import ConfigError, InputShapeError
 
 log = logging.getLogger(__name__)
@@ -234,7 +235,8 @@ def profile(
     compile: str | None = None,
     progress: ProgressFn | None = None,
 ) -> Profile:
-    """Measure ``model`` on ``example_input`` (a tensor, or a tuple of positional arguments).
+    """Measure ``model`` on ``example_input`` (a tensor, a tuple of positional arguments or, for a
+    model with several inputs, a dict of them by name). Every number is per call (one forward).
 
     ``example_input=None`` works for a model patched by ``hotpatch.apply``: a zero clip of
     batch 1 and the patch's ``hotpatch_config["input_shape"]``.
@@ -337,8 +339,10 @@ def _run(
     dev = _check_device(device)
     if example_input is None:
         example_input = _default_input(models)
+    if isinstance(example_input, dict):  # keyword inputs of a model with several: forward's order
+        example_input = _positional(models[-1], example_input)
     args = _as_args(example_input, dev)
-    first = next(t for t in tree_flatten(args)[0] if isinstance(t, torch.Tensor))
+    first = clip_of([t for t in tree_flatten(args)[0] if isinstance(t, torch.Tensor)])
     batch = int(first.shape[0]) if first.dim() else 1
     if frames is None:
         frames = int(first.shape[1]) if first.dim() >= 2 else 1
@@ -422,22 +426,35 @@ def _check_device(device: str | torch.device) -> torch.device:
     return dev
 
 
-def _default_input(models: list[nn.Module]) -> torch.Tensor:
-    """A zero clip (1, F, J, C) from the ``hotpatch_config`` of a patched model among ``models``."""
+def _default_input(models: list[nn.Module]) -> Any:
+    """A zero clip (1, F, J, C) from the ``hotpatch_config`` of a patched model among ``models``;
+    for a model patched with several inputs, all of them (positional, in ``forward``'s order)."""
+    from hotpatch.patch import example_from_config
+
     for m in reversed(models):
-        shape = (getattr(m, "hotpatch_config", None) or {}).get("input_shape")
-        if shape:
-            return torch.zeros(1, *shape)
+        config = getattr(m, "hotpatch_config", None) or {}
+        if "inputs" in config:
+            return _positional(m, example_from_config(config, getattr(m, "hotpatch_example", None), zeros=True))
+        if config.get("input_shape"):
+            return torch.zeros(1, *config["input_shape"])
     raise InputShapeError(
         f"example_input=None, but {type(models[-1]).__name__} was not patched by hotpatch.apply, so "
         "its input shape is unknown; pass example_input=torch.randn(1, F, J, C)")
+
+
+def _positional(model: nn.Module, example: dict) -> tuple[Any, ...]:
+    args, rest = positional(model, example)
+    if rest:
+        raise ConfigError(f"example_input gives {sorted(rest)} but not every parameter of forward before them; "
+                          "pass the inputs as a tuple in forward's order")
+    return args
 
 
 def _as_args(example_input: Any, dev: torch.device) -> tuple[Any, ...]:
     args = tuple(example_input) if isinstance(example_input, (tuple, list)) else (example_input,)
     if not any(isinstance(t, torch.Tensor) for t in tree_flatten(args)[0]):
         raise ConfigError(
-            f"example_input must be a tensor or a tuple of positional arguments holding one; "
+            f"example_input must be a tensor, a tuple of positional arguments or a dict of keyword inputs; "
             f"got {type(example_input).__name__}")
     return tree_map(lambda t: t.to(dev) if isinstance(t, torch.Tensor) else t, args)
 
@@ -943,6 +960,7 @@ def _rows(p: Profile) -> list[tuple[str, str, float | None]]:
 
 def _legend(p: Profile) -> list[str]:
     lines = [f"{f.unit} ({name}): {f.counts}" for name, f in p.flops.items()]
+    lines.insert(0, "Numbers are per call (one forward of the batch)")
     if p.latency is not None:  # here, not in the row label: a long label would wrap in a narrow table
         mode = f", compiled ({p.compile})" if p.compile else ", eager"
         lines.insert(0, f"Latency: {p.latency.threads} thread(s) on {p.device}{mode}")

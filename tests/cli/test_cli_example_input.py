@@ -62,7 +62,7 @@ def test_profile_states_per_call_numbers_and_per_clip_totals(tmp_path, capsys, t
 
 def test_profile_says_numbers_are_per_call(capsys, tuple_file):
     rc, out, _ = run(capsys, "profile", *DENOISER, "--example-input", str(tuple_file), "--counters", "paper", "--no-fps")
-    assert rc == 0 and "Numbers are per call (one forward)" in out and "--calls N" in out
+    assert rc == 0 and "Numbers are per call (one forward of the batch)" in out and "--calls N adds per-clip" in out
 
 
 def test_a_saved_patch_with_several_inputs_profiles_and_exports_without_the_file(tmp_path, capsys, tuple_file):

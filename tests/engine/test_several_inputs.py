@@ -263,3 +263,12 @@ def test_positional_and_repeat_batch_follow_forward_order():
     assert args == (x,) and list(kwargs) == ["t", "camera"]
     wide = repeat_batch({"x_2d": x, "t": t}, 3)
     assert wide["x_2d"].shape == (3, F, 17, 2) and torch.equal(wide["t"], t.expand(3))
+
+
+def test_profile_takes_keyword_inputs_and_defaults_to_the_patched_inputs():
+    model, inputs, patched = patch("masked")
+    example = first(inputs)  # a dict {"x", "mask"}
+    by_name = hotpatch.profile(patched, example, counters=("paper",), fps=False, memory=False)
+    default = hotpatch.profile(patched, counters=("paper",), fps=False, memory=False)  # the inputs it was patched for
+    assert by_name.flops["paper"].value == default.flops["paper"].value > 0
+    assert "Numbers are per call" in str(by_name)
