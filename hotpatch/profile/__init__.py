@@ -7,45 +7,44 @@ they were. ``compare`` profiles two models the same way and times them interleav
 The FLOP counters and what each counts: :mod:`hotpatch.profile.flops`; timing:
 :mod:`hotpatch.profile.timing`; peak memory: :mod:`hotpatch.profile.memory`; the result
 classes and their tables: :mod:`hotpatch.profile.report`.
+
+``hotpatch.profile`` is this package and also callable: ``hotpatch.profile(model, ...)`` is
+``hotpatch.profile.profile(model, ...)``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+import dataclasses
+import inspect
+import sys
+import types
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
-import torch
 import torch.nn as nn
 
-from hotpatch.profile.measure import measure
+from hotpatch.profile.measure import ProfileOptions, measure
 from hotpatch.profile.report import BlockFlops, Comparison, FlopCount, Latency, Memory, Profile
-from hotpatch.profile.timing import ProgressFn
 
-__all__ = ["BlockFlops", "Comparison", "FlopCount", "Latency", "Memory", "Profile", "compare", "profile"]
+__all__ = ["BlockFlops", "Comparison", "FlopCount", "Latency", "Memory", "Profile", "ProfileOptions",
+           "compare", "profile", "profile_many"]
+
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 
-# ----------------------------------------------------------------------------- public API
+def _takes_options(func: _F) -> _F:
+    """Show the fields of ``ProfileOptions`` as ``func``'s keyword-only parameters (``help``,
+    ``inspect.signature``): one definition of the shared keywords, with their defaults."""
+    sig = inspect.signature(func)
+    own = [p for p in sig.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    shared = [inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default, annotation=f.type)
+              for f in dataclasses.fields(ProfileOptions)]
+    func.__signature__ = sig.replace(parameters=own + shared)  # type: ignore[attr-defined]
+    return func
 
 
-def profile(
-    model: nn.Module,
-    example_input: Any = None,
-    *,
-    counters: Sequence[str] | str = ("fvcore", "paper"),
-    fps: bool = True,
-    device: str | torch.device = "cpu",
-    repeats: int = 20,
-    warmup: int = 3,
-    threads: int | None = None,
-    by_block: bool = False,
-    blocks: Sequence[str] | None = None,
-    train: bool = False,
-    pipeline: str = "seq2seq",
-    memory: bool = True,
-    frames: int | None = None,
-    compile: str | None = None,
-    progress: ProgressFn | None = None,
-) -> Profile:
+@_takes_options
+def profile(model: nn.Module, example_input: Any = None, **options: Any) -> Profile:
     """Measure ``model`` on ``example_input`` (a tensor, or a tuple of positional arguments).
 
     ``example_input=None`` works for a model patched by ``hotpatch.apply``: a zero clip of
@@ -63,31 +62,11 @@ def profile(
     the eager model; its first, compiling call is timed apart (``compile_seconds``). The model
     is never modified: all runs use a deep copy.
     """
-    return measure([model], example_input, counters=counters, fps=fps, device=device, repeats=repeats,
-                warmup=warmup, threads=threads, by_block=by_block, blocks=blocks, train=train,
-                pipeline=pipeline, memory=memory, frames=frames, compile=compile, progress=progress)[0]
+    return measure([model], example_input, ProfileOptions.of("profile", options))[0]
 
 
-def compare(
-    original: nn.Module,
-    patched: nn.Module,
-    example_input: Any = None,
-    *,
-    counters: Sequence[str] | str = ("fvcore", "paper"),
-    fps: bool = True,
-    device: str | torch.device = "cpu",
-    repeats: int = 20,
-    warmup: int = 3,
-    threads: int | None = None,
-    by_block: bool = False,
-    blocks: Sequence[str] | None = None,
-    train: bool = False,
-    pipeline: str = "seq2seq",
-    memory: bool = True,
-    frames: int | None = None,
-    compile: str | None = None,
-    progress: ProgressFn | None = None,
-) -> Comparison:
+@_takes_options
+def compare(original: nn.Module, patched: nn.Module, example_input: Any = None, **options: Any) -> Comparison:
     """Profile ``original`` and ``patched`` with the same settings (see ``profile``).
 
     ``example_input=None``: a zero clip of batch 1 shaped by ``patched.hotpatch_config["input_shape"]``.
@@ -96,18 +75,30 @@ def compare(
     the forwards of both. Block names found on ``original`` are used for both models, plus
     any the patched model adds.
     """
-    kwargs = dict(counters=counters, fps=fps, device=device, repeats=repeats, warmup=warmup,
-                  threads=threads, by_block=by_block, blocks=blocks, train=train, pipeline=pipeline,
-                  memory=memory, frames=frames, compile=compile, progress=progress)
-    before, after = measure([original, patched], example_input, **kwargs)
+    before, after = measure([original, patched], example_input, ProfileOptions.of("compare", options))
     speedup = None
     if before.latency and after.latency and after.latency.median_ms > 0:
         speedup = before.latency.median_ms / after.latency.median_ms
     return Comparison(before=before, after=after, speedup=speedup)
 
 
-def profile_many(models: Sequence[nn.Module], example_input: Any = None, **kwargs: Any) -> list[Profile]:
+@_takes_options
+def profile_many(models: Sequence[nn.Module], example_input: Any = None, **options: Any) -> list[Profile]:
     """Profile several models with the same settings (see ``profile``), timing them
     interleaved (ABBA order) in one run; returns one ``Profile`` per model."""
-    return measure(list(models), example_input, **kwargs)
+    return measure(list(models), example_input, ProfileOptions.of("profile_many", options))
 
+
+class _CallableModule(types.ModuleType):
+    """The type of this package: ``hotpatch`` exports the function ``profile`` under the
+    package's own name, so ``hotpatch.profile`` is the package and, when called, ``profile``."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Profile:
+        return profile(*args, **kwargs)
+
+    @property
+    def __signature__(self) -> inspect.Signature:
+        return inspect.signature(profile)
+
+
+sys.modules[__name__].__class__ = _CallableModule
