@@ -24,16 +24,18 @@ import math
 import warnings
 from collections import Counter
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 import torch.nn as nn
-from torch.utils._pytree import tree_flatten
+from torch.utils._pytree import tree_flatten, tree_map
 
+from hotpatch.engine.analyse import fake_tensors, worth_faking
 from hotpatch.errors import ConfigError, InputShapeError
 from hotpatch.profile.report import BlockFlops, FlopCount
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 COUNTERS: dict[str, tuple[str, str]] = {
     "paper": ("FLOPs", "2 × MACs of Linear/Conv layers only (HoT paper convention)"),
@@ -51,18 +53,39 @@ def check_counters(counters: Sequence[str] | str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-
-def probe(work: nn.Module, args: tuple[Any, ...]) -> dict[str, int]:
-    """First forward: checks the input is accepted and returns paper MACs per module."""
+def probe(work: nn.Module, args: tuple[Any, ...], fake: bool | None = None) -> dict[str, int]:
+    """First forward: checks the input is accepted and returns paper MACs per module
+    (shapes only where that is the cheaper, see ``shapes_only``)."""
     shapes = [tuple(t.shape) for t in tree_flatten(args)[0] if isinstance(t, torch.Tensor)]
     try:
-        return _paper_macs_by_module(work, args)
+        return shapes_only(_paper_macs_by_module, work, args, fake)
     except Exception as e:  # noqa: BLE001 - re-raised with context
         raise InputShapeError(
             f"{type(work).__name__} failed on the example input of shape(s) {shapes}: "
             f"{type(e).__name__}: {e}. Pass an input the model accepts, e.g. (batch, frames, "
             f"joints, channels).") from e
 
+
+def shapes_only(counter: Callable[[nn.Module, tuple[Any, ...]], _T], work: nn.Module, args: tuple[Any, ...],
+                fake: bool | None = None) -> _T:
+    """``counter(work, args)`` on fake tensors (shapes, no arithmetic) if ``fake``; on the real
+    ``args`` if not. ``None``: fake where that is the cheaper (a paper-size model, see
+    ``hotpatch.engine.analyse.worth_faking``), and real if the fake run fails (an op that
+    needs values). The counters read only shapes, so both runs give the same counts."""
+    first = next(t for t in tree_flatten(args)[0] if isinstance(t, torch.Tensor))
+    if fake is None:
+        fake = first.dim() >= 2 and worth_faking(work, first)
+        if fake:
+            try:
+                return shapes_only(counter, work, args, fake=True)
+            except Exception as exc:  # noqa: BLE001 - the real run below raises what is real
+                log.debug("shapes-only run of %s failed (%s: %s); running it on real values",
+                          type(work).__name__, type(exc).__name__, exc)
+        return counter(work, args)
+    if not fake:
+        return counter(work, args)
+    with fake_tensors() as mode:
+        return counter(work, tree_map(lambda t: mode.from_tensor(t) if isinstance(t, torch.Tensor) else t, args))
 
 
 # ----------------------------------------------------------------------------- counters
@@ -105,11 +128,14 @@ def _paper_macs_by_module(work: nn.Module, args: tuple[Any, ...]) -> dict[str, i
     return macs
 
 
-def count(name: str, work: nn.Module, args: tuple[Any, ...]) -> FlopCount:
+def count(name: str, work: nn.Module, args: tuple[Any, ...], fake: bool | None = None) -> FlopCount:
+    """One counter's total for ``work`` on ``args``. ``torch`` counts on fake tensors as ``shapes_only``
+    decides with ``fake``; fvcore (a ``torch.jit`` trace) and thop (which sums its counts with
+    ``.item()``) need real values."""
     unit, counts = COUNTERS[name]
     try:
         if name == "torch":
-            return FlopCount(name, _torch_flops(work, args), unit, counts)
+            return FlopCount(name, shapes_only(_torch_flops, work, args, fake), unit, counts)
         if name == "fvcore":
             value, unsupported = _fvcore_macs(work, args)
             return FlopCount(name, value, unit, counts, unsupported)
