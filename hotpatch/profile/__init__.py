@@ -60,7 +60,8 @@ def profile(model: nn.Module, example_input: Any = None, **options: Any) -> Prof
     called after each timed forward. ``compile`` (``"default"``, ``"reduce-overhead"``,
     ``"max-autotune"``) times ``torch.compile(model, mode=compile, fullgraph=True)`` instead of
     the eager model; its first, compiling call is timed apart (``compile_seconds``). The model
-    is never modified: all runs use a deep copy.
+    is never modified: all runs use a deep copy. On a paper-size model the ``paper`` and
+    ``torch`` counters run on fake tensors (shapes only; the same counts, no arithmetic).
     """
     return measure([model], example_input, ProfileOptions.of("profile", options))[0]
 

@@ -46,6 +46,7 @@ COUNTERS: dict[str, tuple[str, str]] = {
 
 
 def check_counters(counters: Sequence[str] | str) -> list[str]:
+    """The counters' names from a sequence or a comma-separated string, each once; ConfigError if unknown."""
     names = [c.strip() for c in counters.split(",")] if isinstance(counters, str) else list(counters)
     bad = [c for c in names if c not in COUNTERS]
     if bad:
@@ -72,18 +73,20 @@ def shapes_only(counter: Callable[[nn.Module, tuple[Any, ...]], _T], work: nn.Mo
     ``args`` if not. ``None``: fake where that is the cheaper (a paper-size model, see
     ``hotpatch.engine.analyse.worth_faking``), and real if the fake run fails (an op that
     needs values). The counters read only shapes, so both runs give the same counts."""
-    first = next(t for t in tree_flatten(args)[0] if isinstance(t, torch.Tensor))
     if fake is None:
-        fake = first.dim() >= 2 and worth_faking(work, first)
-        if fake:
+        first = next(t for t in tree_flatten(args)[0] if isinstance(t, torch.Tensor))
+        if first.dim() >= 2 and worth_faking(work, first):
             try:
-                return shapes_only(counter, work, args, fake=True)
+                return _on_fake_tensors(counter, work, args)
             except Exception as exc:  # noqa: BLE001 - the real run below raises what is real
                 log.debug("shapes-only run of %s failed (%s: %s); running it on real values",
                           type(work).__name__, type(exc).__name__, exc)
         return counter(work, args)
-    if not fake:
-        return counter(work, args)
+    return _on_fake_tensors(counter, work, args) if fake else counter(work, args)
+
+
+def _on_fake_tensors(counter: Callable[[nn.Module, tuple[Any, ...]], _T], work: nn.Module,
+                     args: tuple[Any, ...]) -> _T:
     with fake_tensors() as mode:
         return counter(work, tree_map(lambda t: mode.from_tensor(t) if isinstance(t, torch.Tensor) else t, args))
 
