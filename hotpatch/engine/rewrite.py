@@ -25,6 +25,7 @@ from hotpatch.engine.passes.fit import FitFrames
 from hotpatch.engine.passes.frame_params import FrameIndexedConstants
 from hotpatch.engine.passes.frame_sized import FrameSizedLayers
 from hotpatch.engine.passes.recovery import Recovery
+from hotpatch.engine.passes.sliced_params import SlicedConstants
 from hotpatch.engine.passes.strided_stages import StridedStageUses
 from hotpatch.engine.sites import Sites, locate
 from hotpatch.engine.trace import build_graph_module
@@ -36,6 +37,7 @@ PASSES: tuple[type[RewritePass], ...] = (
     FitFrames,              # f fits strided stages and splits; split boundaries, blocks rebuilt
     GuardInput,             # the input must have F frames
     PruneAtCuts,            # one pruner per stage, on every frame-carrying tensor alive at its cut
+    SlicedConstants,        # pos[:, :x.shape[1]] after the cut: frozen at F rows (then gathered)
     FrameSizedLayers,       # BatchNorm1d(F), Linear(F, F), (F, F) constants, top-k: gathered per sample
     FrameCounts,            # int frame counts and literal F after the cut (and after the recovery)
     CarriedTensors,         # tensors made before the cut and used after it: gathered
