@@ -33,6 +33,7 @@ from hotpatch.layout import Axis, Layout
 from hotpatch.engine.mixing import Mixing, plain, trace_mixing
 from hotpatch.engine.reductions import Reduction, find_reductions
 
+from hotpatch.engine.refusals import in_words
 log = logging.getLogger(__name__)
 
 NORMS = (nn.LayerNorm, nn.GroupNorm, nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm)
@@ -472,7 +473,7 @@ def analyse(gm: fx.GraphModule, blocks: list[str], example: torch.Tensor) -> Pla
     except Exception as exc:
         raise InputShapeError(
             f"the model rejects example_input of shape {tuple(example.shape)} (or a batch of two "
-            f"copies of it): {type(exc).__name__}: {exc}. Pass example_input= with one clip the "
+            f"copies of it): {in_words(exc)}. Pass example_input= with one clip the "
             "model accepts."
         ) from exc
 

@@ -140,6 +140,9 @@ class WritableProxy(fx.Proxy):
         self.tracer.create_proxy("call_function", operator.setitem, (self, index, value), {})
 
 
+WritableProxy.__name__ = WritableProxy.__qualname__ = "Proxy"  # fx's errors name the type: keep its name
+
+
 class HotpatchTracer(fx.Tracer):
     """fx tracer for VPTs: blocks are leaves, einops and ``len`` are recorded as calls,
     shape asserts are assumed to hold, item

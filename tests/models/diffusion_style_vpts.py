@@ -252,3 +252,44 @@ def build(name: str, seed: int = 0) -> tuple[nn.Module, torch.Tensor]:
     torch.manual_seed(seed)
     model = cls().eval()
     return model, torch.randn(shape)
+
+
+class TemporalConvBlock(Block):
+    """Attention over the joints of each frame, then a depthwise Conv1d over frames."""
+
+    def __init__(self, dim, heads):
+        super().__init__(dim, heads)
+        self.tconv = nn.Conv1d(dim, dim, 3, padding=1, groups=dim)
+
+    def forward(self, x, b):
+        x = x + self.attn(self.norm1(x))
+        t = x.shape[0] // b
+        y = rearrange(x, "(b t) j c -> (b j) c t", b=b)
+        x = x + rearrange(self.tconv(y), "(b j) c t -> (b t) j c", t=t, b=b)
+        return x + self.mlp(self.norm2(x))
+
+
+class UNetConvPoseNet(UNetPoseNet):
+    """:class:`UNetPoseNet` whose blocks also mix neighbouring frames by a depthwise Conv1d."""
+
+    def __init__(self, num_frame=27, num_joints=17, in_chans=2, dim=32, depth=4, heads=4):
+        super().__init__(num_frame, num_joints, in_chans, dim, depth, heads)
+        self.encoder = nn.ModuleDict({"layers": nn.ModuleList([TemporalConvBlock(dim, heads) for _ in range(depth)])})
+        self.decoder = nn.ModuleDict({"layers": nn.ModuleList([TemporalConvBlock(dim, heads) for _ in range(depth)])})
+
+    def forward(self, x):
+        b, f, j, c = x.shape
+        x = rearrange(self.embed(x), "b f j c -> (b f) j c")
+        for blk in self.encoder["layers"]:
+            x = blk(x, b)
+        x = rearrange(x, "(b f) j c -> b c f j", b=b)
+        x = torch.relu(self.bn(self.down(x)))
+        t = x.shape[2]
+        x = rearrange(x, "b c t j -> (b t) j c")
+        for blk in self.decoder["layers"]:
+            x = blk(x, b)
+        x = self.up(rearrange(x, "(b t) j c -> b c t j", t=t))
+        return self.head(rearrange(x, "b c f j -> b f j c"))
+
+
+REFUSED["unet_conv"] = (UNetConvPoseNet, (2, 27, 17, 2))
