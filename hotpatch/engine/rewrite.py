@@ -19,6 +19,7 @@ from hotpatch.engine.analyse import Plan
 from hotpatch.engine.config import PatchConfig
 from hotpatch.engine.edit import Edit, RewritePass
 from hotpatch.engine.passes.carried import CarriedTensors
+from hotpatch.engine.passes.contexts import FrameContexts
 from hotpatch.engine.passes.counts import FrameCounts
 from hotpatch.engine.passes.cut import GuardInput, PruneAtCuts
 from hotpatch.engine.passes.fit import FitFrames
@@ -41,6 +42,7 @@ PASSES: tuple[type[RewritePass], ...] = (
     FrameSizedLayers,       # BatchNorm1d(F), Linear(F, F), (F, F) constants, top-k: gathered per sample
     FrameCounts,            # int frame counts and literal F after the cut (and after the recovery)
     CarriedTensors,         # tensors made before the cut and used after it: gathered
+    FrameContexts,          # per-frame contexts made without the input's values, fed to later blocks: gathered
     FrameIndexedConstants,  # (1, F, C) positional embeddings used after the cut: gathered
     StridedStageUses,       # (1, F/3, C) stage embeddings and reduced literals follow f
     Recovery,               # all F frames back (seq2seq) or the centre frame (seq2frame)

@@ -11,8 +11,9 @@
   on the output, and a write inside each block.
 * :class:`SlicedPosVPT` — a second stage adds ``self.pos_embedding[:, :x.shape[1]]``
   (a (1, F, C) frame embedding sliced to the current length) to the pruned tokens.
-* :class:`ContextVPT` — a per-frame context computed once before the blocks and fed to every
-  temporal block as a second argument (``blk(x, ctx)``).
+* :class:`ContextVPT` — a per-frame context computed once before the blocks from the frame
+  positions and fed to every temporal block as a second argument (``blk(x, ctx)``);
+  :class:`SpatioTemporalContextVPT` the same in MixSTE's layouts, the context expanded to the batch.
 * :class:`UNetPoseNet` — attention only within a frame (over joints); frames mixed by a
   strided Conv2d down and a ConvTranspose2d up (a U-shaped encoder-decoder): no temporal
   transformer block, so hotpatch must refuse it.
@@ -167,7 +168,8 @@ class SlicedPosVPT(nn.Module):
 
 
 class ContextBlock(nn.Module):
-    """A temporal block conditioned on a per-frame context: ``blk(x, ctx)``."""
+    """A temporal block conditioned on a per-frame context: ``blk(x, ctx)``; a context with
+    fewer rows than ``x`` (one per sample, ``x`` one per sample and joint) is repeated."""
 
     def __init__(self, dim, heads):
         super().__init__()
@@ -178,30 +180,66 @@ class ContextBlock(nn.Module):
         self.ctx = nn.Linear(dim, dim)
 
     def forward(self, x, ctx):
-        x = x + self.attn(self.norm1(x + self.ctx(ctx)))
+        ctx = self.ctx(ctx)
+        if 1 < ctx.shape[0] < x.shape[0]:
+            ctx = ctx.repeat_interleave(x.shape[0] // ctx.shape[0], dim=0)
+        x = x + self.attn(self.norm1(x + ctx))
         return x + self.mlp(self.norm2(x))
 
 
+def frame_encoding(num_frame: int, dim: int) -> torch.Tensor:
+    """Sinusoidal encoding of the frame positions, (1, F, dim)."""
+    pos = torch.arange(num_frame, dtype=torch.float32)[:, None]
+    freq = torch.exp(-torch.arange(0, dim, 2, dtype=torch.float32) * (4.0 / dim))
+    return torch.cat([torch.sin(pos * freq), torch.cos(pos * freq)], dim=-1)[None]
+
+
 class ContextVPT(nn.Module):
-    """Tokens (B, F, C) and a per-frame context (B, F, C) made once before the blocks."""
+    """Tokens (B, F, C); a per-frame context (1, F, C) computed once from the frame positions
+    (an MLP on a sinusoidal encoding, as diffusion lifters embed time) and fed to every block."""
 
     def __init__(self, num_frame=27, num_joints=17, in_chans=2, dim=32, depth=3, heads=4):
         super().__init__()
         self.embed = nn.Linear(num_joints * in_chans, dim)
-        self.context = nn.Sequential(nn.Linear(num_joints * in_chans, dim), nn.GELU(), nn.Linear(dim, dim))
-        self.pos_embed = nn.Parameter(torch.randn(1, num_frame, dim) * 0.5)
+        self.register_buffer("frame_code", frame_encoding(num_frame, dim))
+        self.context = nn.Sequential(nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, dim))
         self.blocks = nn.ModuleList([ContextBlock(dim, heads) for _ in range(depth)])
         self.norm = nn.LayerNorm(dim)
         self.head = nn.Linear(dim, num_joints * 3)
 
     def forward(self, x):
         b, f, j, c = x.shape
-        x = x.reshape(b, f, j * c)
-        ctx = self.context(x)
-        x = self.embed(x) + self.pos_embed
+        x = self.embed(x.reshape(b, f, j * c))
+        ctx = self.context(self.frame_code)
         for blk in self.blocks:
             x = blk(x, ctx)
         return self.head(self.norm(x)).reshape(b, f, j, 3)
+
+
+class SpatioTemporalContextVPT(nn.Module):
+    """MixSTE-like (B·F, J, C) / (B·J, F, C) blocks; the per-frame context is expanded to the
+    batch, (B, F, C), and each temporal block repeats it over the joints."""
+
+    def __init__(self, num_frame=27, num_joints=17, in_chans=2, dim=32, depth=3, heads=4):
+        super().__init__()
+        self.depth = depth
+        self.embed = nn.Linear(in_chans, dim)
+        self.frame_pos = nn.Parameter(torch.randn(1, num_frame, dim) * 0.5)
+        self.context = nn.Sequential(nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, dim))
+        self.spatial = nn.ModuleList([Block(dim, heads) for _ in range(depth)])
+        self.temporal = nn.ModuleList([ContextBlock(dim, heads) for _ in range(depth)])
+        self.head = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, 3))
+
+    def forward(self, x):
+        b, f, j, c = x.shape
+        ctx = self.context(self.frame_pos).expand(b, -1, -1)
+        x = self.embed(x)
+        for i in range(self.depth):
+            x = self.spatial[i](rearrange(x, "b f j c -> (b f) j c"))
+            x = rearrange(x, "(b f) j c -> (b j) f c", f=f)
+            x = self.temporal[i](x, ctx)
+            x = rearrange(x, "(b j) f c -> b f j c", j=j)
+        return self.head(x)
 
 
 # --------------------------------------------------------------------------- (f) U-shaped
@@ -242,6 +280,7 @@ ALL = {
     "inplace": (InplaceVPT, (2, 27, 17, 2)),
     "sliced_pos": (SlicedPosVPT, (2, 27, 17, 2)),
     "context": (ContextVPT, (2, 27, 17, 2)),
+    "st_context": (SpatioTemporalContextVPT, (2, 27, 17, 2)),
 }
 REFUSED = {"unet": (UNetPoseNet, (2, 27, 17, 2))}
 
