@@ -40,11 +40,15 @@ def test_every_write_of_the_vpt_is_in_the_patched_graph():
 
     patched = hotpatch.apply(model, n=N, f=KEEP, example_input=x[:1])
     writes = [n for n in patched.graph.nodes if n.target is operator.setitem]
-    # 2 on the input, 1 joint-indexed, 3 frame-indexed (one per temporal block), 1 on the output
-    assert len(writes) == 7
+    # 2 on the input, 1 joint-indexed, 6 frame-indexed (two per temporal block), 1 on the output
+    assert len(writes) == 10
     cut = list(patched.graph.nodes).index(next(n for n in patched.graph.nodes if n.target == "hotpatch_prune"))
     after = [n for n in writes if list(patched.graph.nodes).index(n) > cut]
-    assert len(after) == 3  # the writes of blocks 2 and 3 and the one on the output
+    assert len(after) == 5  # the writes after blocks 2 and 3 and the one on the output
+    # the literal boundary of x[:, 18:] = ... follows the kept frames: 18 of 27 -> 6 of 9
+    bounds = [n.args[1][1].start for n in writes if isinstance(n.args[1], tuple) and len(n.args[1]) == 2
+              and isinstance(n.args[1][1], slice) and n.args[1][1].start is not None]
+    assert bounds == [18, 6, 6]
 
 
 def test_patch_keeps_the_original():

@@ -7,7 +7,7 @@
   ``permute``/``reshape``: ``(B·F·H, J, C)`` for spatial blocks and ``(B·H·J, F, C)``.
 * :class:`InplaceVPT` — item assignment in the traced forward: ``x[..., :2] = ...`` and
   ``x[mask] = 0`` on the input, ``x[:, :, idx] += emb`` before the blocks,
-  ``x[:, f // 2] += token`` (a write indexed by frames) after the cut, ``x[..., :2] = y``
+  ``x[:, f // 2] += token`` and ``x[:, 18:] = ...`` (writes indexed by frames) after the cut, ``x[..., :2] = y``
   on the output, and a write inside each block.
 * :class:`SlicedPosVPT` — a second stage adds ``self.pos_embedding[:, :x.shape[1]]``
   (a (1, F, C) frame embedding sliced to the current length) to the pruned tokens.
@@ -131,6 +131,7 @@ class InplaceVPT(nn.Module):
             x = rearrange(x, "(b j) f c -> b f j c", j=j)
             t = x.shape[1]
             x[:, t // 2] += self.centre_token  # indexed by frames (after the cut too)
+            x[:, 18:] = x[:, 18:] * 0.5  # a literal frame boundary: the last third of the clip
         x = self.head(self.norm(x))
         x[..., :2] = x[..., :2] + x[..., 2:]  # a write on the output
         return x
