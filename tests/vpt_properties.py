@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 
+import pytest
 import torch
 
 import hotpatch
@@ -64,3 +65,54 @@ def save_load_round_trip(build, name: str, n: int, f: int, source: str, tmp_path
     loaded = hotpatch.load(path)
     with torch.no_grad():
         assert torch.equal(loaded(x), patched.eval()(x))
+
+
+def capture(patched, x, outputs: dict[str, str] = {}, inputs: dict[str, tuple[str, int]] = {}) -> dict:
+    """One forward of ``patched`` on ``x``; returns the outputs of the modules named in
+    ``outputs`` (label -> module) and argument i of those in ``inputs`` (label -> (module, i)).
+    The pruner's index is under ``"index"``."""
+    got: dict = {}
+    hooks = [patched.hotpatch_prune.register_forward_hook(lambda m, a, o: got.__setitem__("index", o[-1]))]
+    for label, name in outputs.items():
+        hooks.append(patched.get_submodule(name).register_forward_hook(lambda m, a, o, k=label: got.__setitem__(k, o)))
+    for label, (name, i) in inputs.items():
+        hooks.append(patched.get_submodule(name).register_forward_pre_hook(lambda m, a, k=label, i=i: got.__setitem__(k, a[i])))
+    try:
+        with torch.no_grad():
+            patched(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    return got
+
+
+def property_tests(build, sources: dict[str, str], n: int, f: int, frames: int) -> dict:
+    """The tests every new test VPT must pass, parametrized over ``sources`` (name -> the
+    ``module:Class`` it is saved as); a test file adds them with ``globals().update(...)``."""
+    names = pytest.mark.parametrize("name", list(sources))
+
+    @names
+    def test_patch_keeps_the_original(name):
+        patch_keeps_original(build, name, n, f)
+
+    @names
+    def test_blocks_after_the_cut_see_f_tokens(name):
+        blocks_see_f(build, name, n, f, frames)
+
+    @names
+    def test_gradients_reach_every_original_parameter(name):
+        gradients_reach_every_parameter(build, name, n, f)
+
+    @names
+    @pytest.mark.parametrize("recover", ["nearest", "linear"])
+    def test_all_frames_kept_reproduces_the_original(name, recover):
+        all_frames_reproduce(build, name, n, frames, recover)
+
+    @names
+    def test_save_load_round_trip(name, tmp_path):
+        save_load_round_trip(build, name, n, f, sources[name], tmp_path)
+
+    tests = (test_patch_keeps_the_original, test_blocks_after_the_cut_see_f_tokens,
+             test_gradients_reach_every_original_parameter, test_all_frames_kept_reproduces_the_original,
+             test_save_load_round_trip)
+    return {t.__name__: t for t in tests}

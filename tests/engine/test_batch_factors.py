@@ -36,16 +36,7 @@ def test_merged_axes_are_read_atom_by_atom(name, spatial, temporal):
 def test_each_hypothesis_of_each_sample_keeps_its_own_frames():
     model, x = vpts.build("hypothesis")
     patched = hotpatch.apply(model, n=N, f=KEEP, example_input=x[:1])
-    got = {}
-    hooks = [
-        patched.get_submodule("temporal.0").register_forward_hook(lambda m, a, o: got.__setitem__("before", o)),
-        patched.get_submodule("spatial.1").register_forward_pre_hook(lambda m, a: got.__setitem__("after", a[0])),
-        patched.hotpatch_prune.register_forward_hook(lambda m, a, o: got.__setitem__("index", o[-1])),
-    ]
-    with torch.no_grad():
-        patched(x)
-    for h in hooks:
-        h.remove()
+    got = props.capture(patched, x, outputs={"before": "temporal.0"}, inputs={"after": ("spatial.1", 0)})
     index = got["index"]
     assert index.shape == (2 * H, KEEP)
     assert len({tuple(row.tolist()) for row in index}) > 1  # hypotheses pick frames of their own
@@ -73,27 +64,4 @@ def test_layout_with_a_batch_like_factor_round_trips(axes):
     assert torch.equal(lay.from_canonical(canon, F), x)
 
 
-@pytest.mark.parametrize("name", MODELS)
-def test_patch_keeps_the_original(name):
-    props.patch_keeps_original(vpts.build, name, N, KEEP)
-
-
-@pytest.mark.parametrize("name", MODELS)
-def test_blocks_after_the_cut_see_f_tokens(name):
-    props.blocks_see_f(vpts.build, name, N, KEEP, F)
-
-
-@pytest.mark.parametrize("name", MODELS)
-def test_gradients_reach_every_original_parameter(name):
-    props.gradients_reach_every_parameter(vpts.build, name, N, KEEP)
-
-
-@pytest.mark.parametrize("name", MODELS)
-@pytest.mark.parametrize("recover", ["nearest", "linear"])
-def test_all_frames_kept_reproduces_the_original(name, recover):
-    props.all_frames_reproduce(vpts.build, name, N, F, recover)
-
-
-@pytest.mark.parametrize("name", MODELS)
-def test_save_load_round_trip(name, tmp_path):
-    props.save_load_round_trip(vpts.build, name, N, KEEP, SOURCES[name], tmp_path)
+globals().update(props.property_tests(vpts.build, SOURCES, N, KEEP, F))

@@ -29,15 +29,9 @@ def _context(name, model, batch):
 def test_later_blocks_get_the_kept_frames_of_the_context(name):
     model, x = vpts.build(name)
     patched = hotpatch.apply(model, n=N, f=KEEP, example_input=x[:1])
-    got = {}
-    hooks = [patched.get_submodule(b).register_forward_pre_hook(lambda m, a, b=b: got.__setitem__(b, a[1]))
-             for b in LATER[name]]
-    hooks.append(patched.hotpatch_prune.register_forward_hook(lambda m, a, o: got.__setitem__("index", o[-1])))
+    got = props.capture(patched, x, inputs={b: (b, 1) for b in LATER[name]})
     with torch.no_grad():
-        patched(x)
         full = _context(name, model, x.shape[0])
-    for h in hooks:
-        h.remove()
     index = got["index"]
     assert index.shape == (2, KEEP) and not torch.equal(index[0], index[1])
     expected = full[torch.arange(2)[:, None], index]
@@ -59,27 +53,4 @@ def test_two_stages_gather_the_context_for_each():
     assert seen == [(2, 9, 32)]
 
 
-@pytest.mark.parametrize("name", MODELS)
-def test_patch_keeps_the_original(name):
-    props.patch_keeps_original(vpts.build, name, N, KEEP)
-
-
-@pytest.mark.parametrize("name", MODELS)
-def test_blocks_after_the_cut_see_f_tokens(name):
-    props.blocks_see_f(vpts.build, name, N, KEEP, F)
-
-
-@pytest.mark.parametrize("name", MODELS)
-def test_gradients_reach_every_original_parameter(name):
-    props.gradients_reach_every_parameter(vpts.build, name, N, KEEP)
-
-
-@pytest.mark.parametrize("name", MODELS)
-@pytest.mark.parametrize("recover", ["nearest", "linear"])
-def test_all_frames_kept_reproduces_the_original(name, recover):
-    props.all_frames_reproduce(vpts.build, name, N, F, recover)
-
-
-@pytest.mark.parametrize("name", MODELS)
-def test_save_load_round_trip(name, tmp_path):
-    props.save_load_round_trip(vpts.build, name, N, KEEP, SOURCES[name], tmp_path)
+globals().update(props.property_tests(vpts.build, SOURCES, N, KEEP, F))

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import operator
 
-import pytest
 import torch
 import torch.nn as nn
 
@@ -51,22 +50,4 @@ def test_every_write_of_the_vpt_is_in_the_patched_graph():
     assert bounds == [18, 6, 6]
 
 
-def test_patch_keeps_the_original():
-    props.patch_keeps_original(vpts.build, NAME, N, KEEP)
-
-
-def test_blocks_after_the_cut_see_f_tokens():
-    props.blocks_see_f(vpts.build, NAME, N, KEEP, F)
-
-
-def test_gradients_reach_every_original_parameter():
-    props.gradients_reach_every_parameter(vpts.build, NAME, N, KEEP)
-
-
-@pytest.mark.parametrize("recover", ["nearest", "linear"])
-def test_all_frames_kept_reproduces_the_original(recover):
-    props.all_frames_reproduce(vpts.build, NAME, N, F, recover)
-
-
-def test_save_load_round_trip(tmp_path):
-    props.save_load_round_trip(vpts.build, NAME, N, KEEP, "diffusion_style_vpts:InplaceVPT", tmp_path)
+globals().update(props.property_tests(vpts.build, {"inplace": "diffusion_style_vpts:InplaceVPT"}, N, KEEP, F))

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import operator
 
-import pytest
 import torch
 
 import diffusion_style_vpts as vpts
@@ -20,16 +19,7 @@ def test_kept_frames_get_their_own_rows():
     """The decoder sees the pruned tokens plus the embedding rows of the frames they came from."""
     model, x = vpts.build(NAME)
     patched = hotpatch.apply(model, n=N, f=KEEP, example_input=x[:1])
-    got = {}
-    hooks = [
-        patched.get_submodule("encoder.1").register_forward_hook(lambda m, a, o: got.__setitem__("enc", o)),
-        patched.get_submodule("decoder.0").register_forward_pre_hook(lambda m, a: got.__setitem__("dec", a[0])),
-        patched.hotpatch_prune.register_forward_hook(lambda m, a, o: got.__setitem__("index", o[-1])),
-    ]
-    with torch.no_grad():
-        patched(x)
-    for h in hooks:
-        h.remove()
+    got = props.capture(patched, x, outputs={"enc": "encoder.1"}, inputs={"dec": ("decoder.0", 0)})
     index = got["index"]
     assert index.shape == (2, KEEP) and not torch.equal(index[0], torch.arange(KEEP))
     assert torch.equal(got["dec"], got["enc"] + model.pos_embedding[0, index])
@@ -54,22 +44,4 @@ def test_two_stages_gather_with_the_second_index():
         assert torch.equal(full(x), model(x))
 
 
-def test_patch_keeps_the_original():
-    props.patch_keeps_original(vpts.build, NAME, N, KEEP)
-
-
-def test_blocks_after_the_cut_see_f_tokens():
-    props.blocks_see_f(vpts.build, NAME, N, KEEP, F)
-
-
-def test_gradients_reach_every_original_parameter():
-    props.gradients_reach_every_parameter(vpts.build, NAME, N, KEEP)
-
-
-@pytest.mark.parametrize("recover", ["nearest", "linear"])
-def test_all_frames_kept_reproduces_the_original(recover):
-    props.all_frames_reproduce(vpts.build, NAME, N, F, recover)
-
-
-def test_save_load_round_trip(tmp_path):
-    props.save_load_round_trip(vpts.build, NAME, N, KEEP, "diffusion_style_vpts:SlicedPosVPT", tmp_path)
+globals().update(props.property_tests(vpts.build, {"sliced_pos": "diffusion_style_vpts:SlicedPosVPT"}, N, KEEP, F))
