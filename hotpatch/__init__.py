@@ -36,7 +36,8 @@ __all__ = [
 from hotpatch.patch import Prepared, apply, prepare  # noqa: E402
 from hotpatch.prune import TPC, AttentionPrune, MotionPrune, UniformPrune  # noqa: E402
 from hotpatch.recover import TRA, LinearRecover, LinearTRA, NearestRecover  # noqa: E402
-from hotpatch.profile import compare, profile  # noqa: E402  (the function shadows the submodule name)
+from hotpatch import profile  # noqa: E402  (the package; calling it calls profile.profile)
+from hotpatch.profile import compare  # noqa: E402
 from hotpatch.saving import load, save, save_model  # noqa: E402
 from hotpatch.lift import lift_file  # noqa: E402
 

@@ -1,9 +1,11 @@
 """Axis layouts of frame-carrying tensors and their canonical (B, F, ..., C) view.
 
 An axis is a tuple of *atoms* in memory order: ``"B"`` (batch), ``"F"`` (frames),
-``"J"`` (joints) or an int (a fixed size). ``(B·J, F, C)`` is ``(("B", "J"), ("F",), (512,))``.
-The canonical view puts the batch first and the frames second, the other atoms after them
-in their original order, so pruning and recovery modules only ever see (B, F, *rest).
+``"J"`` (joints), an :class:`Extra` (a batch-like factor, e.g. the H hypotheses of a diffusion
+denoiser) or an int (a fixed size). ``(B·J, F, C)`` is ``(("B", "J"), ("F",), (512,))``.
+The canonical view puts the batch first (merged with the batch-like factors: one row per sample
+and hypothesis) and the frames second, the other atoms after them in their original order, so
+pruning and recovery modules only ever see (B, F, *rest).
 """
 
 from __future__ import annotations
@@ -14,6 +16,30 @@ import torch
 
 Atom = str | int
 Axis = tuple[Atom, ...]
+
+
+class Extra(int):
+    """A batch-like factor of a layout (an int size): merged into the canonical batch."""
+
+    def __repr__(self) -> str:
+        return f"H{int(self)}"
+
+    __str__ = __repr__
+
+    def __reduce__(self):
+        return (Extra, (int(self),))
+
+
+def atom_to_plain(atom: Atom) -> str | int:
+    """An atom as plain data (files): a batch-like factor as ``"H5"``."""
+    return f"H{int(atom)}" if isinstance(atom, Extra) else atom
+
+
+def atom_from_plain(value: str | int) -> Atom:
+    """Inverse of :func:`atom_to_plain`."""
+    if isinstance(value, str) and value[:1] == "H" and value[1:].isdigit():
+        return Extra(int(value[1:]))
+    return value
 
 
 @dataclass(frozen=True)
@@ -59,24 +85,35 @@ class Layout:
             return self.joints
         return int(atom)
 
+    @property
+    def batch_atoms(self) -> int:
+        """How many atoms the canonical batch merges: the batch and the batch-like factors."""
+        return sum(1 for a in self.atoms if a == "B" or isinstance(a, Extra))
+
     def _canonical_order(self) -> list[int]:
         atoms = self.atoms
-        order = [atoms.index("F")]
-        if "B" in atoms:
-            order.insert(0, atoms.index("B"))
+        order = [i for i, a in enumerate(atoms) if a == "B"]
+        order += [i for i, a in enumerate(atoms) if isinstance(a, Extra)]
+        order.append(atoms.index("F"))
         order += [i for i in range(len(atoms)) if i not in order]
         return order
 
     def to_canonical(self, x: torch.Tensor, frames: int) -> torch.Tensor:
-        """View ``x`` (this layout, ``frames`` frames) as (B, F, *rest); B is 1 if absent."""
+        """View ``x`` (this layout, ``frames`` frames) as (B, F, *rest); B is 1 if absent
+        (and B·H·... with batch-like factors)."""
         sizes = [self.atom_size(a, frames) for a in self.atoms]
         x = x.reshape(sizes).permute(self._order)
-        return x if "B" in self.atoms else x.unsqueeze(0)
+        merged = self.batch_atoms
+        return x.flatten(0, merged - 1) if merged > 1 else x if merged else x.unsqueeze(0)
 
     def from_canonical(self, x: torch.Tensor, frames: int) -> torch.Tensor:
         """Inverse of :meth:`to_canonical` for a canonical tensor with ``frames`` frames."""
-        if "B" not in self.atoms:
+        merged = self.batch_atoms
+        if not merged:
             x = x.squeeze(0)
+        elif merged > 1:
+            extras = [int(self.atoms[i]) for i in self._order[:merged] if isinstance(self.atoms[i], Extra)]
+            x = x.unflatten(0, (-1, *extras) if "B" in self.atoms else tuple(extras))
         x = x.permute(self._inverse)
         shape = []
         atom_iter = iter(range(len(self.atoms)))

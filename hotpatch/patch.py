@@ -13,12 +13,13 @@ import torch
 import torch.fx as fx
 import torch.nn as nn
 
-from hotpatch.engine.analyse import Plan, analyse, fake_tensors, worth_faking
+from hotpatch.engine.analyse import ATTENDS_OVER_FRAMES, Plan, analyse, fake_tensors, worth_faking
 from hotpatch.engine.inputs import Inputs, bind_inputs
 from hotpatch.errors import (
     AlreadyPatchedError, ConfigError, HotpatchError, InputShapeError, NoTemporalBlocksError, RewriteError, TraceFailure,
 )
 from hotpatch.engine.opaque import forget_mixed_frames, pin_frame_sized_blocks
+from hotpatch.engine.refusals import blocks_by_kind, frame_resamplers, in_words, one_line
 from hotpatch.prune import PRUNERS
 from hotpatch.recover import RECOVERERS
 from hotpatch.engine.config import PatchConfig
@@ -294,33 +295,40 @@ def _check_args(n, f, k, pipeline, prune, recover, recover_frames) -> None:
 
 
 def _check_temporal_blocks(gm: fx.GraphModule, plan: Plan) -> None:
-    """Refuse a model without temporal transformer blocks: say what it has instead."""
-    if plan.levels > 0:
+    """Refuse a model without temporal transformer blocks: say what it has instead. A model whose
+    blocks attend only within a frame while layers outside them resample the frames (a U-shaped
+    or strided convolution net) is refused too, even where a block mixes frames by convolution."""
+    attends = any(ATTENDS_OVER_FRAMES in b.why for b in plan.temporal_blocks)
+    resamplers = [] if attends else frame_resamplers(gm, plan)
+    if plan.levels > 0 and not resamplers:
         return
     if plan.blocks:
-        found = "blocks " + ", ".join(f"{b.name} ({b.kind})" for b in plan.blocks)
+        found = "blocks " + blocks_by_kind(plan)
     else:
         found = "no transformer blocks"
+    if plan.blocks and resamplers:  # what mixes frames instead, rather than every layer type
+        found += (f". Their attention stays within a frame; frames are mixed by layers that resample "
+                  f"them: {one_line(', '.join(resamplers), 160)}")
     layers = Counter(
         type(m).__name__ for m in gm.modules()
         if next(m.children(), None) is None and next(m.parameters(recurse=False), None) is not None
     )
-    if layers:
+    if layers and not (plan.blocks and resamplers):
         found += "; its layers: " + ", ".join(f"{c} {name}" for name, c in layers.most_common(5))
     lost = [note for note in plan.notes if "not temporal for HoT" in note]
-    why = f" ({'; '.join(lost)})" if lost else ""
+    why = f" ({one_line('; '.join(lost), 220)})" if lost else ""
     raise NoTemporalBlocksError(
         f"found no transformer block that attends across frames{why}, so there are no frame "
-        f"tokens for HoT to prune. Found {found}. HoT patches transformers whose blocks (an "
-        "attention and an MLP, elements of a ModuleList/Sequential) attend across the frame axis; "
-        "temporal convolution nets, graph convolution and MLP lifters have no such tokens and "
-        "cannot be patched. If your blocks are built differently, pass leaf_modules=[YourBlockClass]."
+        f"tokens for HoT to prune. Found {one_line(found, 300)}. HoT prunes the frame tokens of blocks "
+        "that attend across frames; convolution, graph-convolution, MLP and U-shaped lifters have "
+        "none and cannot be patched. If your blocks are built differently, pass "
+        "leaf_modules=[YourBlockClass]."
     )
 
 
 def _config(plan: Plan, n, f, pipeline, prune, recover, k, pos_embed, recover_frames) -> PatchConfig:
     if plan.levels == 0:
-        names = ", ".join(f"{b.name} ({b.kind})" for b in plan.blocks) or "none"
+        names = blocks_by_kind(plan) or "none"
         raise NoTemporalBlocksError(
             "found no transformer block that attends across frames (blocks found: "
             f"{names}). A block is an element of a ModuleList/Sequential that owns an attention "
@@ -382,7 +390,8 @@ def _check_real(patched: fx.GraphModule, example: Inputs):
             out = _Tracking(patched).run(*example.args(patched.graph))
     except _NodeFailure as exc:
         raise RewriteError(
-            f"the patched model fails at `{exc.node.format_node()}`: {exc.cause}. A frame count "
+            f"the patched model fails at `{exc.node.name}` ({one_line(exc.node.format_node(), 160)}): "
+            f"{in_words(exc.cause)}. A frame count "
             "is probably hidden where hotpatch cannot see it (inside a leaf module or computed "
             "from a constant); pass that module in leaf_modules=[...], or choose another n."
         ) from exc.cause

@@ -46,6 +46,7 @@ import torch.nn as nn
 from hotpatch import sources
 from hotpatch.atomic import atomic_write, check_writable  # noqa: F401  (check_writable: re-exported, its former home)
 from hotpatch.errors import CheckpointError, ConfigError, OutputError
+from hotpatch.layout import atom_from_plain, atom_to_plain
 
 log = logging.getLogger(__name__)
 
@@ -262,7 +263,7 @@ def plan_record(plan: Any) -> dict[str, Any]:
     for name, fact in getattr(plan, "facts", {}).items():
         ax = getattr(fact, "axes", None)
         if fact.kind == "tensor" and ax and any(a is not None and len(a) > 1 for a in ax):
-            axes[name] = [list(a) if a is not None else None for a in ax]
+            axes[name] = [[atom_to_plain(x) for x in a] if a is not None else None for a in ax]
     return {
         "input_shape": list(plan.input_shape[1:]),
         "blocks": [[b.name, b.kind, b.level] for b in plan.blocks],
@@ -290,7 +291,7 @@ def restore_plan(plan: Any, record: Mapping[str, Any], where: str) -> None:
         if fact is None or fact.kind != "tensor" or fact.axes is None or len(fact.axes) != len(axes):
             log.debug("analysis record: node %s not found or of another rank; kept the analysis' layout", name)
             continue
-        fact.axes = tuple(tuple(a) if a is not None else None for a in axes)
+        fact.axes = tuple(tuple(atom_from_plain(x) for x in a) if a is not None else None for a in axes)
         restored += 1
     plan.note(f"block kinds/levels and {restored} batch-axis layouts read from {where} (as decided when patched)")
 

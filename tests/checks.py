@@ -16,6 +16,9 @@ def frames_seen(shape, axes, batch: int, joints: int = 17) -> int:
         size //= batch
     if "J" in axes[i]:
         size //= joints
+    for atom in axes[i]:  # fixed sizes merged with the frames (hypotheses: B·H·F)
+        if type(atom) is not str:
+            size //= int(atom)
     return size
 
 

@@ -69,7 +69,7 @@ def test_profile_times_the_compiled_models(monkeypatch, capsys):
         calls.append((type(model).__name__, mode, fullgraph))
         return real(model, backend="eager", fullgraph=fullgraph)
 
-    monkeypatch.setattr(profile_mod.torch, "compile", fake_compile)
+    monkeypatch.setattr(torch, "compile", fake_compile)
     model, x = author_vpts.build("mixste")
     patched = hotpatch.apply(model, n=1, f=9, recover="linear")
     cmp = profile_mod.compare(model, patched, x[:1], counters=("paper",), repeats=2, warmup=0, memory=False,

@@ -67,7 +67,7 @@ def test_no_temporal_blocks(cls):
     with pytest.raises(hotpatch.NoTemporalBlocksError, match="leaf_modules=") as err:
         hotpatch.apply(cls(), n=1, f=3, example_input=torch.randn(1, 9, 17, 2))
     if cls is SpatialOnly:
-        assert "blocks.0 (spatial)" in str(err.value)
+        assert "blocks.0–2 (spatial)" in str(err.value)
 
 
 class Gate(nn.Module):

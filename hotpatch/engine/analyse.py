@@ -31,8 +31,10 @@ from hotpatch.errors import (
 )
 from hotpatch.layout import Axis, Layout
 from hotpatch.engine.inputs import InputInfo, Inputs, as_inputs
+from hotpatch.engine.batch_factors import label_batch_factors
 from hotpatch.engine.mixing import Mixing, plain, trace_mixing
 from hotpatch.engine.reductions import Reduction, find_reductions
+from hotpatch.engine.refusals import in_words
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +54,7 @@ class NodeFacts:
     data_dependent: bool = False
     reduced: dict[int, int] = field(default_factory=dict)  # axis -> length, after a strided stage
     value: int | None = None  # an int node's value at B=1 (frame splits compare it with F)
+    value2: int | None = None  # ... and at B=2 (batch-like factors, engine/batch_factors.py)
 
     @property
     def frame_axes(self) -> list[int]:
@@ -354,7 +357,7 @@ def probe(
             return
         if kind == "int":
             count = "F" if v1 == v2 == frames else "BF" if (v1, v2) == (frames, 2 * frames) else None
-            facts[n.name] = NodeFacts("int", count=count, value=v1)
+            facts[n.name] = NodeFacts("int", count=count, value=v1, value2=v2)
         elif kind == "tensor":
             if len(v1) != len(v2):
                 facts[n.name] = NodeFacts("other")
@@ -375,6 +378,7 @@ def probe(
 
     with torch.no_grad():
         _Probe(gm, block_set, record2, call_block2).run(*example.twice().args(gm.graph))
+    label_batch_factors(gm, facts, frames, joints)
     return facts, runs, output_shapes
 
 
@@ -495,7 +499,7 @@ def analyse(gm: fx.GraphModule, blocks: list[str], example: torch.Tensor | Input
         what = f"of shape {tuple(clip.shape)}" if len(example) == 1 else f"({shapes})"
         raise InputShapeError(
             f"the model rejects example_input {what} (or a batch of two "
-            f"copies of it): {type(exc).__name__}: {first_line(exc)}. Pass example_input= with one clip the "
+            f"copies of it): {in_words(exc)}. Pass example_input= with one clip the "
             "model accepts."
         ) from exc
 

@@ -30,6 +30,7 @@ from torch.fx.node import map_aggregate
 
 from hotpatch.engine.callsite import is_library
 from hotpatch.engine.inputs import Inputs, as_inputs
+from hotpatch.engine.refusals import block_ranges, in_words
 
 _MAX_OPAQUE = 16
 
@@ -149,8 +150,7 @@ def _holds_blocks(qual: str, blocks: list[str]) -> bool:
 
 
 def _reason(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return text.split(". ")[0].split("; ")[0].rstrip(".")
+    return in_words(exc).split(". ")[0].split("; ")[0].rstrip(".")
 
 
 # ------------------------------------------------------------------ frames lost in an opaque call
@@ -209,7 +209,7 @@ def forget_mixed_frames(gm: fx.GraphModule, plan: Any, example: torch.Tensor | I
     for n in mixing:
         mine = _taint(gm.graph, {n}, plan)
         names = [name for name, node in lost.items() if by_name[node] in mine]
-        after = f"; blocks {', '.join(names)} work on it, so they are not temporal for HoT" if names else ""
+        after = f"; blocks {block_ranges(names)} work on it, so they are not temporal for HoT" if names else ""
         plan.note(
             f"{n.target.__module__}.{n.target.__qualname__}(...) mixes all frames: its output holds "
             f"coefficients, not frames{after}"
@@ -334,7 +334,7 @@ def pin_frame_sized_blocks(gm: fx.GraphModule, plan: Any, example: torch.Tensor 
     assign_levels(gm.graph, plan.blocks)
     plan.levels = max((b.level for b in plan.blocks), default=0)
     plan.note(
-        f"blocks {', '.join(pinned)} mix frames but accept only F={plan.frames} tokens ({reason}): a "
+        f"blocks {block_ranges(pinned)} mix frames but accept only F={plan.frames} tokens ({reason}): a "
         "layer inside is sized by the frame count, so they are not temporal for HoT"
     )
 

@@ -19,12 +19,14 @@ from hotpatch.engine.analyse import Plan
 from hotpatch.engine.config import PatchConfig
 from hotpatch.engine.edit import Edit, RewritePass
 from hotpatch.engine.passes.carried import CarriedTensors
+from hotpatch.engine.passes.contexts import FrameContexts
 from hotpatch.engine.passes.counts import FrameCounts
 from hotpatch.engine.passes.cut import GuardInput, PruneAtCuts
 from hotpatch.engine.passes.fit import FitFrames
 from hotpatch.engine.passes.frame_params import FrameIndexedConstants
 from hotpatch.engine.passes.frame_sized import FrameSizedLayers
 from hotpatch.engine.passes.recovery import Recovery
+from hotpatch.engine.passes.sliced_params import SlicedConstants
 from hotpatch.engine.passes.strided_stages import StridedStageUses
 from hotpatch.engine.sites import Sites, locate
 from hotpatch.engine.trace import build_graph_module
@@ -36,9 +38,11 @@ PASSES: tuple[type[RewritePass], ...] = (
     FitFrames,              # f fits strided stages and splits; split boundaries, blocks rebuilt
     GuardInput,             # each input with frames must have F of them
     PruneAtCuts,            # one pruner per stage, on every frame-carrying tensor alive at its cut
+    SlicedConstants,        # pos[:, :x.shape[1]] after the cut: frozen at F rows (then gathered)
     FrameSizedLayers,       # BatchNorm1d(F), Linear(F, F), (F, F) constants, top-k: gathered per sample
     FrameCounts,            # int frame counts and literal F after the cut (and after the recovery)
     CarriedTensors,         # tensors made before the cut and used after it: gathered
+    FrameContexts,          # per-frame contexts made without the input's values, fed to later blocks: gathered
     FrameIndexedConstants,  # (1, F, C) positional embeddings used after the cut: gathered
     StridedStageUses,       # (1, F/3, C) stage embeddings and reduced literals follow f
     Recovery,               # all F frames back (seq2seq) or the centre frame (seq2frame)

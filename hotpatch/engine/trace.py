@@ -17,6 +17,7 @@ import inspect
 import linecache
 import logging
 import math
+import operator
 import sys
 import types
 import warnings
@@ -132,9 +133,21 @@ def _frame_site(frame: types.FrameType) -> str:
     return f"{file}:{line}{where}: `{text}`"
 
 
+class WritableProxy(fx.Proxy):
+    """A proxy that records item assignment (``x[:, idx] += e``, ``x[mask] = 0``) as an
+    ``operator.setitem`` node; later reads of ``x`` come after it in the graph, as in eager."""
+
+    def __setitem__(self, index: Any, value: Any) -> None:
+        self.tracer.create_proxy("call_function", operator.setitem, (self, index, value), {})
+
+
+WritableProxy.__name__ = WritableProxy.__qualname__ = "Proxy"  # fx's errors name the type: keep its name
+
+
 class HotpatchTracer(fx.Tracer):
     """fx tracer for VPTs: blocks are leaves, einops and ``len`` are recorded as calls,
-    shape asserts are assumed to hold, functional dropout becomes an ``nn.Dropout`` module
+    shape asserts are assumed to hold, item
+    assignment is recorded (:class:`WritableProxy`), functional dropout becomes an ``nn.Dropout`` module
     (so the patched model still follows ``.train()``/``.eval()``), DropPath-like
     modules that read ``self.training`` stay opaque calls, branches on the input's sizes are
     decided for the example inputs (``example_inputs``: shape and dtype by input name; a plain
@@ -170,6 +183,9 @@ class HotpatchTracer(fx.Tracer):
         if any(b.startswith(prefix) for b in self.blocks):
             return False  # a container of blocks (even from torch.nn) must be traced through
         return _is_training_switch(m) or super().is_leaf_module(m, module_qualified_name)
+
+    def proxy(self, node: fx.Node) -> fx.Proxy:
+        return WritableProxy(node, self)
 
     def to_bool(self, obj: fx.Proxy) -> bool:
         frame = user_frame(sys._getframe(1))

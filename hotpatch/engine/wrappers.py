@@ -20,7 +20,7 @@ import torch.nn as nn
 from hotpatch.engine.analyse import Plan
 from hotpatch.engine.config import PatchConfig
 from hotpatch.errors import HotpatchError, RewriteError
-from hotpatch.layout import Layout, gather_frames
+from hotpatch.layout import Extra, Layout, gather_frames
 from hotpatch.prune import PRUNERS, TPC, FramePruner, pool_tokens
 from hotpatch.recover import TRA, LinearRecover, LinearTRA, NearestRecover
 
@@ -154,7 +154,8 @@ class GatherConstant(nn.Module):
             if size == 1:
                 sizes += [1] * len(axis)
                 if "B" in axis:
-                    self.expand_atoms += [len(sizes) - len(axis) + i for i, a in enumerate(axis) if a != "B"]
+                    self.expand_atoms += [len(sizes) - len(axis) + i for i, a in enumerate(axis)
+                                          if a != "B" and not isinstance(a, Extra)]
             elif "B" not in axis and size == prod(full):
                 sizes += full
             else:
@@ -170,10 +171,14 @@ class GatherConstant(nn.Module):
         c = const.reshape(self.atom_sizes)
         order = lay.order
         c = c.permute(order)
+        merged = lay.batch_atoms  # the batch and batch-like factors: one canonical axis
+        if merged > 1:
+            c = c.flatten(0, merged - 1)
         c = c.expand(index.shape[0], *c.shape[1:])
         kept = gather_frames(c, index)
         full = [lay.atom_size(a, index.shape[1]) for a in lay.atoms]
-        canon_pos = {atom_i: j for j, atom_i in enumerate(order)}
+        shift = max(merged - 1, 0)
+        canon_pos = {atom_i: j - shift for j, atom_i in enumerate(order) if j >= merged}
         shape = list(kept.shape)
         for atom_i in self.expand_atoms:
             shape[canon_pos[atom_i]] = full[atom_i]

@@ -73,7 +73,7 @@ def test_all_frames_kept_reproduces_original(name, recover):
     ("tcn", "Found no transformer blocks; its layers: 6 Conv1d, 5 BatchNorm1d."),
     ("gcn", "Found no transformer blocks; its layers: 8 Linear, 3 LayerNorm."),
     ("mlp", "Found no transformer blocks; its layers: 6 Linear, 4 BatchNorm1d."),
-    ("mixer", "blocks blocks.0, blocks.1, blocks.2 mix frames but accept only F=27 tokens"),
+    ("mixer", "blocks blocks.0–2 mix frames but accept only F=27 tokens"),
 ])
 def test_lifters_that_are_not_transformers_are_refused_clearly(name, found, capfd):
     model, x = wild_vpts.build(name)

@@ -1,9 +1,10 @@
 """Every recipe row of ``benchmarks/reproduce_paper.py`` against the HoT paper, at the README's
 tolerance.
 
-The rows are measured by the script's own ``run``: each full-size host is prepared once
+The rows are measured by the script's own ``Measurer``: each full-size host is prepared once
 (``hotpatch.prepare``) and patched for every setting of its rows (``Prepared.patch``, the code
-path of ``hotpatch.apply``). The README says every MixSTE, MotionBERT and MHFormer row is within
+path of ``hotpatch.apply``). Each test measures its own row, so that pytest-xdist workers
+share the rows out; FLOPs are counted on fake tensors (shapes only). The README says every MixSTE, MotionBERT and MHFormer row is within
 0.031% of the paper's Param and FLOPs; a missing pruned positional embedding (0.12% of MixSTE's
 params) or a wrong number of recovery queries (0.34%) is well outside that. The other Table 6
 models are checked in test_baselines.py.
@@ -27,9 +28,8 @@ ROWS = [row for row in reproduce_paper.ROWS if not row.host.startswith("baseline
 
 
 @pytest.fixture(scope="module")
-def measured() -> dict:
-    results = reproduce_paper.run(ROWS, log=lambda *_: None)
-    return {id(row): r for row, r in zip(ROWS, results)}
+def measurer() -> reproduce_paper.Measurer:
+    return reproduce_paper.Measurer()
 
 
 def test_every_table_and_recipe_is_covered():
@@ -39,7 +39,7 @@ def test_every_table_and_recipe_is_covered():
 
 
 @pytest.mark.parametrize("row", ROWS, ids=[f"T{r.table}-{r.method}" for r in ROWS])
-def test_row_matches_the_paper(measured, row):
-    r = measured[id(row)]
+def test_row_matches_the_paper(measurer, row):
+    r = measurer.row(row, log=lambda *_: None)
     assert abs(r["params_diff_pct"]) <= README_TOLERANCE_PCT, (r["params"], r["params_ours"])
     assert abs(r["flops_diff_pct"]) <= README_TOLERANCE_PCT, (r["flops"], r["flops_ours"])

@@ -1,7 +1,8 @@
 """Rewrite pass: splits of the frame axis into parts.
 
 Models cut the clip into parts: ``torch.chunk(x, 3, dim=1)``, ``x.split(9, dim=1)``,
-``x[:, :T // 3]`` with ``T = x.shape[1]``, or a literal ``x[:, :81]`` of a 243-frame clip.
+``x[:, :T // 3]`` with ``T = x.shape[1]``, or a literal ``x[:, :81]`` of a 243-frame clip (read or
+written: ``x[:, :81] = v``).
 After the cut every part must keep its share of the f kept frames: a boundary at frame b of F
 moves to b·f/F, which must be a whole number (a chunk into p parts needs f divisible by p).
 Literal boundaries and sizes are rewritten to b·f/F; boundaries computed from the frame count
@@ -86,7 +87,7 @@ def find_splits(
             sizes = _arg(u, 1, "split_size_or_sections", _arg(u, 1, "split_size"))
             if type(dim) is int and axes[dim] == ("F",):
                 out += _split_sizes(u, sizes, frames)
-        elif u.op == "call_function" and u.target is operator.getitem:
+        elif u.op == "call_function" and u.target in _INDEXING:  # x[:, :9] and x[:, :9] = v alike
             out += _slices(u, axes, facts, frames)
         elif u.op == "call_function" and u.target in _EINOPS and len(u.args) > 1 and isinstance(u.args[1], str):
             parts = _einops_parts(u.args[1], u.kwargs, axes, frames)
@@ -96,6 +97,7 @@ def find_splits(
 
 
 _EINOPS = (einops.rearrange, einops.repeat, einops.reduce)
+_INDEXING = (operator.getitem, operator.setitem)
 
 
 def _einops_parts(pattern: str, sizes: dict, axes: tuple, frames: int) -> int | None:
@@ -121,7 +123,7 @@ def may_split(graph: fx.Graph) -> bool:
     for u in graph.nodes:
         if _is(u, torch.chunk, "chunk") or _is(u, torch.split, "split"):
             return True
-        if u.op == "call_function" and u.target is operator.getitem and len(u.args) > 1:
+        if u.op == "call_function" and u.target in _INDEXING and len(u.args) > 1:
             items = u.args[1] if isinstance(u.args[1], tuple) else (u.args[1],)
             if any(isinstance(i, slice) and (i.start is not None or i.stop is not None) for i in items):
                 return True
@@ -185,6 +187,6 @@ def _slice_fix(u: fx.Node, dim: int, frames: int) -> Callable[[int], None]:
         items = list(index) if isinstance(index, tuple) else [index]
         s = items[dim]
         items[dim] = slice(scale(s.start, f), scale(s.stop, f), s.step)
-        u.args = (u.args[0], tuple(items) if isinstance(index, tuple) else items[0])
+        u.args = (u.args[0], tuple(items) if isinstance(index, tuple) else items[0], *u.args[2:])
 
     return fix
