@@ -134,6 +134,18 @@ def detect_format(path: str | Path, data: Any = None) -> str:
     )
 
 
+def check_keypoint_file(path: str | Path, flag: str | None = None) -> Path:
+    """``path`` as a Path if it is a file; else a one-line ``DataError`` (a directory, or missing).
+    ``flag`` names the command-line option the path came from."""
+    path = Path(path)
+    what = f"{flag} {path}" if flag else f"keypoint file {str(path)!r}"
+    if path.is_dir():
+        raise DataError(f"{what} is a directory; pass the detector's output file in it (a .json, .npy or .npz file)")
+    if not path.is_file():
+        raise DataError(f"{what} does not exist; pass the path of a detector's output.")
+    return path
+
+
 def read_keypoints(
     path: str | Path,
     *,
@@ -142,9 +154,7 @@ def read_keypoints(
     min_score: float = 0.3,
 ) -> KeypointTrack:
     """Read a keypoint file into one filled Human3.6M-17 track (see the module docstring)."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"keypoint file {str(path)!r} does not exist; pass the path of a detector's output.")
+    path = check_keypoint_file(path)
     if format is not None and format not in FORMATS:
         raise DataError(f"format={format!r} is unknown; use one of {', '.join(FORMATS)}.")
     if path.stat().st_size == 0:

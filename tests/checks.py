@@ -103,3 +103,12 @@ def stage_indices(patched, x) -> list[torch.Tensor]:
     for h in handles:
         h.remove()
     return out
+
+
+def build_and_patch(models, name: str, **settings):
+    """(model, clip, patched) for the test VPT ``name`` of ``models`` (a module of tests/models with
+    ``build``), patched with ``settings`` on its first clip."""
+    import hotpatch
+
+    model, x = models.build(name)
+    return model, x, hotpatch.apply(model, example_input=x[:1], **settings)

@@ -18,7 +18,7 @@ from hotpatch.atomic import atomic_write, write_text
 from hotpatch.cli._options import (add_hot_arguments, check_outputs, consoles, describe_config, hot_settings,
                                    nonnegative_float, positive_float, positive_int)
 from hotpatch.cli._progress import Progress
-from hotpatch.errors import ConfigError, DataError, InputShapeError
+from hotpatch.errors import ConfigError, InputShapeError
 from hotpatch.cli._targets import add_target_arguments, describe, load_target
 
 log = logging.getLogger(__name__)
@@ -91,13 +91,12 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from hotpatch.lift import lift_file, lift_track, mean_joint_distance, resolve_convention, write_npz
+    from hotpatch.keypoints import check_keypoint_file
     from hotpatch.render import KINDS
 
     out, err = consoles(args.quiet)
     check_outputs(args)
-    if Path(args.keypoints).is_dir():
-        raise DataError(f"--keypoints {args.keypoints} is a directory; pass the detector's output file in it "
-                        "(a .json, .npy or .npz file)")
+    check_keypoint_file(args.keypoints, "--keypoints")  # before any model is built
     if args.render and Path(args.render).suffix.lower() not in KINDS:
         raise ConfigError(f"--render {args.render}: expected a file ending in {', '.join(KINDS)}")
     if (args.width is None) != (args.height is None):

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import hotpatch
+from checks import build_and_patch
 import frame_use_vpts
 
 MODELS = list(frame_use_vpts.ALL)
@@ -17,10 +18,7 @@ F, N, KEEP = 27, 1, 9
 
 
 def patch(name: str, **kw):
-    model, x = frame_use_vpts.build(name)
-    kw.setdefault("n", N)
-    kw.setdefault("f", KEEP)
-    return model, x, hotpatch.apply(model, example_input=x[:1], **kw)
+    return build_and_patch(frame_use_vpts, name, **{"n": N, "f": KEEP, **kw})
 
 
 @pytest.mark.parametrize("name", MODELS)

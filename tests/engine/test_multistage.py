@@ -11,7 +11,7 @@ import torch
 
 import hotpatch
 import author_vpts
-from checks import frames_per_block
+from checks import build_and_patch, frames_per_block
 from hotpatch.errors import ConfigError
 from hotpatch.engine.rewrite import stage_pruners
 
@@ -20,10 +20,7 @@ F, CUTS, KEEPS = 27, [1, 2], [15, 7]
 
 
 def patch(name: str, **kw):
-    model, x = author_vpts.build(name)
-    kw.setdefault("n", CUTS)
-    kw.setdefault("f", KEEPS)
-    return model, x, hotpatch.apply(model, example_input=x[:1], **kw)
+    return build_and_patch(author_vpts, name, **{"n": CUTS, "f": KEEPS, **kw})
 
 
 @pytest.mark.parametrize("name", MODELS)

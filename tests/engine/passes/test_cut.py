@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import hotpatch
-from checks import stage_indices
+from checks import build_and_patch, stage_indices
 import author_vpts
 from checks import frames_per_block
 from hotpatch.errors import RewriteError
@@ -15,15 +15,11 @@ from hotpatch.prune import TPC, UniformPrune, top_frames
 from hotpatch.layout import Layout
 from hotpatch.engine.wrappers import PruneAgain
 
-MODELS = list(author_vpts.ALL)
 F, CUTS, KEEPS = 27, [1, 2], [15, 7]
 
 
 def patch(name: str, **kw):
-    model, x = author_vpts.build(name)
-    kw.setdefault("n", CUTS)
-    kw.setdefault("f", KEEPS)
-    return model, x, hotpatch.apply(model, example_input=x[:1], **kw)
+    return build_and_patch(author_vpts, name, **{"n": CUTS, "f": KEEPS, **kw})
 
 
 @pytest.mark.parametrize("prune", ["tpc", "uniform", "attention", "motion"])

@@ -11,19 +11,16 @@ import torch
 import torch.nn as nn
 
 import hotpatch
+from checks import build_and_patch
 import frame_use_vpts
 from hotpatch.layout import Layout
 from hotpatch.engine.frame_layers import FrameBatchNorm1d, FrameLinear, FrameMatmul, swap
 
-MODELS = list(frame_use_vpts.ALL)
 F, N, KEEP = 27, 1, 9
 
 
 def patch(name: str, **kw):
-    model, x = frame_use_vpts.build(name)
-    kw.setdefault("n", N)
-    kw.setdefault("f", KEEP)
-    return model, x, hotpatch.apply(model, example_input=x[:1], **kw)
+    return build_and_patch(frame_use_vpts, name, **{"n": N, "f": KEEP, **kw})
 
 
 def test_plan_records_every_gathered_layer():

@@ -12,19 +12,16 @@ import torch.nn as nn
 from einops import rearrange
 
 import hotpatch
+from checks import build_and_patch
 import frame_use_vpts
 from hotpatch.engine.frame_layers import FrameBatchNorm1d
 from hotpatch.engine.passes.splits import Split
 
-MODELS = list(frame_use_vpts.ALL)
 F, N, KEEP = 27, 1, 9
 
 
 def patch(name: str, **kw):
-    model, x = frame_use_vpts.build(name)
-    kw.setdefault("n", N)
-    kw.setdefault("f", KEEP)
-    return model, x, hotpatch.apply(model, example_input=x[:1], **kw)
+    return build_and_patch(frame_use_vpts, name, **{"n": N, "f": KEEP, **kw})
 
 
 def test_literal_frame_slices_and_split_sizes_follow_f():

@@ -9,18 +9,15 @@ import pytest
 import torch
 
 import hotpatch
+from checks import build_and_patch
 import frame_use_vpts
 from hotpatch.engine.passes.strided_stages import Reduction, ReducedIndex, valid_frames
 
-MODELS = list(frame_use_vpts.ALL)
 F, N, KEEP = 27, 1, 9
 
 
 def patch(name: str, **kw):
-    model, x = frame_use_vpts.build(name)
-    kw.setdefault("n", N)
-    kw.setdefault("f", KEEP)
-    return model, x, hotpatch.apply(model, example_input=x[:1], **kw)
+    return build_and_patch(frame_use_vpts, name, **{"n": N, "f": KEEP, **kw})
 
 
 def test_strided_stages_follow_f_and_slice_their_embeddings():
