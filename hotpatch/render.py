@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from hotpatch.data import H36M_LEFT, H36M_RIGHT
+from hotpatch.atomic import atomic_write
 from hotpatch.errors import ConfigError, HotpatchError
 from hotpatch.pose_stats import H36M_PARENTS
 
@@ -49,12 +50,14 @@ def pyplot() -> Any:
 
 
 def save_figure(plt: Any, fig: Any, path: Path, title: str = "", fontsize: int = 10) -> Path:
-    """Title (if any), tight layout, write ``path``, close the figure (also on error)."""
+    """Title (if any), tight layout, write ``path`` (through a temp file beside it), close the
+    figure (also on error)."""
     try:
         if title:
             fig.suptitle(title, fontsize=fontsize)
         fig.tight_layout(rect=(0, 0.05, 1, 1) if fig.legends else None)
-        fig.savefig(path)
+        with atomic_write(path) as tmp:
+            fig.savefig(tmp)
     finally:
         plt.close(fig)
     return path
@@ -190,13 +193,11 @@ def render(
         fig.suptitle(title, fontsize=12)
     anim = animation.FuncAnimation(fig, lambda t: panels.draw(t, total), frames=count, blit=False)
     writer = animation.PillowWriter(fps=fps) if kind == "gif" else animation.FFMpegWriter(fps=fps)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
     try:
-        anim.save(str(tmp), writer=writer)
-        tmp.replace(path)
+        with atomic_write(path) as tmp:
+            anim.save(str(tmp), writer=writer)
     finally:
         plt.close(fig)
-        tmp.unlink(missing_ok=True)
     return path
 
 
