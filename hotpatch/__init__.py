@@ -40,6 +40,7 @@ from hotpatch import profile  # noqa: E402  (the package; calling it calls profi
 from hotpatch.profile import compare  # noqa: E402
 from hotpatch.saving import load, save, save_model  # noqa: E402
 from hotpatch.lift import lift_file  # noqa: E402
+from hotpatch.autotune import tune  # noqa: E402
 
 __all__ += [
     "apply",
@@ -49,6 +50,7 @@ __all__ += [
     "profile",
     "save",
     "save_model",
+    "tune",
     "prepare",
     "Prepared",
     "TPC",
