@@ -2,6 +2,8 @@
 
 * :func:`pareto_plot` — a sweep's error (MPJPE, or latency) against paper FLOPs, the Pareto
   front drawn and labelled, the original marked.
+* :func:`tune_plot` — every candidate of ``hotpatch.tune`` (FLOPs against calibration MPJPE,
+  coloured by the round it reached), the chosen one and the original marked.
 * :func:`kept_frames_plot` — one clip's motion over time with the frames each pruner keeps.
 """
 
@@ -14,9 +16,10 @@ import numpy as np
 
 from hotpatch.errors import ConfigError
 from hotpatch.render import pyplot, save_figure
-from hotpatch.sweep import SweepResult
+from hotpatch.autotune import TuneResult, ranked
+from hotpatch.sweep import SweepResult, pareto_front
 
-__all__ = ["joint_speed", "kept_frames_plot", "pareto_plot"]
+__all__ = ["joint_speed", "kept_frames_plot", "pareto_plot", "tune_plot"]
 
 
 def pareto_plot(result: SweepResult, path: str | Path, *, title: str = "") -> Path:
@@ -54,6 +57,45 @@ def pareto_plot(result: SweepResult, path: str | Path, *, title: str = "") -> Pa
     ax.grid(True, alpha=0.3)
     ax.ticklabel_format(axis="both", style="plain", useOffset=False)  # no "+1.592e2" offsets: values as they are
     ax.legend(loc="best", fontsize=9)
+    return save_figure(plt, fig, path)
+
+
+def tune_plot(result: TuneResult, path: str | Path, *, title: str = "") -> Path:
+    """Write a PNG of a tune search: paper FLOPs against calibration MPJPE of every candidate
+    (the error of the last round it reached, so colours tell on how many windows), the Pareto
+    front of the finalists' round, the budget, the chosen setting and the original."""
+    plt = pyplot()
+    path = Path(path)
+    fig, ax = plt.subplots(figsize=(9.6, 6), dpi=100)
+    cmap = plt.get_cmap("viridis")
+    count = len(result.rounds)
+    for r in result.rounds:
+        rows = [c for c in result.candidates if len(c.errors) == r.index + 1 and c.flops is not None]
+        colour = cmap(r.index / max(1, count - 1))
+        ax.scatter([c.flops / 1e9 for c in rows], [c.errors[-1] for c in rows], s=30, color=colour, zorder=2,
+                   label=f"reached round {r.index} ({r.windows} windows): {len(rows)}")
+    last = [c for c in ranked(result.candidates) if len(c.errors) == count and c.flops is not None]
+    front = [c for c, on in zip(last, pareto_front([(c.flops, c.errors[-1]) for c in last])) if on]
+    if len(front) > 1:
+        front.sort(key=lambda c: c.flops)
+        ax.plot([c.flops / 1e9 for c in front], [c.errors[-1] for c in front], "-", color="0.5", lw=1, zorder=1)
+    chosen, orig = result.chosen, result.original
+    ax.scatter([chosen.flops / 1e9], [chosen.error], marker="D", s=90, facecolor="none", edgecolor="tab:red",
+               lw=2, zorder=4, label=f"chosen: {chosen.label}")
+    ax.annotate(chosen.label, (chosen.flops / 1e9, chosen.error), textcoords="offset points", xytext=(8, 8),
+                fontsize=8, color="tab:red")
+    if orig.get("flops") and orig.get("mpjpe") is not None:
+        ax.scatter([orig["flops"] / 1e9], [orig["mpjpe"]], marker="*", s=220, color="tab:blue", zorder=4,
+                   label="original")
+    if result.budget is not None and orig.get("flops"):
+        ax.axvline(result.limit / 1e9, color="tab:red", ls="--", lw=1, alpha=0.6,
+                   label=f"budget ({result.budget:g} of the original)")
+    ax.set_xlabel("paper FLOPs per clip (G)")
+    ax.set_ylabel("calibration MPJPE (mm, zero retraining; last round reached)")
+    ax.set_title(title or "hotpatch tune: calibration MPJPE vs FLOPs", fontsize=11)
+    ax.grid(True, alpha=0.3)
+    ax.ticklabel_format(axis="both", style="plain", useOffset=False)
+    ax.legend(loc="best", fontsize=8)
     return save_figure(plt, fig, path)
 
 
