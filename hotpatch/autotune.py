@@ -99,7 +99,7 @@ class TuneResult:
     model: nn.Module
     candidates: list[Candidate]
     rounds: list[Round]
-    original: dict[str, Any]  # flops, latency_ms, mpjpe (on the last round's windows)
+    original: dict[str, Any]  # flops, latency_ms, errors (MPJPE on each round's windows), mpjpe (the last)
     budget: float | None
     latency_limit_ms: float | None
     limit: float  # the cost limit: FLOPs or ms
@@ -137,6 +137,9 @@ class TuneResult:
         rounds = len(self.rounds)
         lines += ["", "| setting | paper FLOPs | latency ms | " + " | ".join(f"MPJPE r{i}" for i in range(rounds))
                   + " | dropped after |", "|---|---|---|" + "---|" * rounds + "---|"]
+        errs = [f"{e:.2f}" for e in o.get("errors", [])]
+        lines.append(f"| original | {_pct(o.get('flops'), o.get('flops'))} | {_num(o.get('latency_ms'))} | "
+                     + " | ".join(errs) + " | – |")
         for cand in ranked(self.candidates):
             errs = [f"{e:.2f}" for e in cand.errors] + ["–"] * (rounds - len(cand.errors))
             mark = "**chosen**" if cand is c else f"round {cand.dropped}"
@@ -299,6 +302,9 @@ class Search:
         self.original: dict[str, Any] = {"flops": None, "latency_ms": None, "mpjpe": None}
         self.skipped: list[str] = []
         self.eval_seconds, self.windows_used = 0.0, 0
+        size = sum(p.numel() * p.element_size() for p in model.parameters()) or 1
+        self.models: dict[tuple, nn.Module] = {}
+        self.room = max(1, (1 << 30) // size)
 
     # ------------------------------------------------------------------ costs
 
@@ -317,8 +323,24 @@ class Search:
                               f"latency_ms={latency_ms:g}; nothing to prune. Give a lower limit")
         return float(latency_ms)
 
+    @staticmethod
+    def key(c: Candidate) -> tuple:
+        return (str(c.n), str(c.f), c.prune, c.recover)
+
     def patch(self, c: Candidate) -> nn.Module:
-        return self.prepared.patch(c.n, c.f, pipeline=self.pipeline, prune=c.prune, recover=c.recover, k=self.k)
+        """``c`` patched; kept for later rounds while their copies fit in about 1 GiB."""
+        key = self.key(c)
+        if key in self.models:
+            return self.models[key]
+        patched = self.prepared.patch(c.n, c.f, pipeline=self.pipeline, prune=c.prune, recover=c.recover, k=self.k)
+        if len(self.models) < self.room:
+            self.models[key] = patched
+        return patched
+
+    def forget(self, keep: Sequence[Candidate]) -> None:
+        """Drop the patched models of every setting but ``keep``."""
+        wanted = {self.key(c) for c in keep}
+        self.models = {k: m for k, m in self.models.items() if k in wanted}
 
     def measure(self, c: Candidate) -> float:
         """Patch ``c``, record its FLOPs (and latency, timed interleaved with the original); its cost."""
@@ -400,6 +422,7 @@ class Search:
                 self.progress("costs", i + 1, len(combos), name)
         if not out:
             self._unreachable(prunes, recovers, limit)
+        self.forget(out)
         return out
 
     def _fit_last(self, c: Candidate, limit: float, slope: float) -> bool:
@@ -458,8 +481,11 @@ class Search:
         counts = window_counts(len(candidates), len(order), eta, first)
         alive, chunks = list(range(len(candidates))), {i: [] for i in range(len(candidates))}
         rounds: list[Round] = []
+        own: list[Any] = []  # the original's predictions, for its error on each round's windows
+        self.original["errors"] = []
         for r, w in enumerate(counts):
             task = f"round {r} ({w} windows)"
+            self.original["errors"].append(self.score(self.model, own, order[:w]))
             for j, i in enumerate(alive):
                 candidates[i].errors.append(self.score(self.patch(candidates[i]), chunks[i], order[:w]))
                 if self.progress is not None:
@@ -472,10 +498,11 @@ class Search:
                 candidates[i].dropped = r
                 chunks.pop(i)
             alive = best[:keep]
+            self.forget([candidates[i] for i in alive])
             if last:
                 break
         self.windows_used = rounds[-1].windows
-        self.original["mpjpe"] = self.score(self.model, [], order[:self.windows_used])
+        self.original["mpjpe"] = self.original["errors"][-1]
         winner = candidates[alive[0]]
         if self.original.get("latency_ms") is None and winner.original_ms is not None:
             times = [c.original_ms for c in candidates if c.original_ms is not None]

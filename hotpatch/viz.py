@@ -61,41 +61,48 @@ def pareto_plot(result: SweepResult, path: str | Path, *, title: str = "") -> Pa
 
 
 def tune_plot(result: TuneResult, path: str | Path, *, title: str = "") -> Path:
-    """Write a PNG of a tune search: paper FLOPs against calibration MPJPE of every candidate
-    (the error of the last round it reached, so colours tell on how many windows), the Pareto
-    front of the finalists' round, the budget, the chosen setting and the original."""
+    """Write a PNG of a tune search: every candidate's paper FLOPs against its calibration MPJPE
+    minus the original's on the same windows (those of the last round it reached; colours tell
+    which), the Pareto front of the last round, the budget, the chosen setting and the original."""
     plt = pyplot()
     path = Path(path)
-    fig, ax = plt.subplots(figsize=(9.6, 6), dpi=100)
+    base = result.original.get("errors") or []
+    if len(base) < len(result.rounds):
+        raise ConfigError("the tune result has no error of the original per round; nothing to compare with")
+
+    def y(c) -> float:
+        return c.errors[-1] - base[len(c.errors) - 1]
+
+    fig, ax = plt.subplots(figsize=(12, 6), dpi=100)
     cmap = plt.get_cmap("viridis")
     count = len(result.rounds)
     for r in result.rounds:
         rows = [c for c in result.candidates if len(c.errors) == r.index + 1 and c.flops is not None]
-        colour = cmap(r.index / max(1, count - 1))
-        ax.scatter([c.flops / 1e9 for c in rows], [c.errors[-1] for c in rows], s=30, color=colour, zorder=2,
-                   label=f"reached round {r.index} ({r.windows} windows): {len(rows)}")
+        ax.scatter([c.flops / 1e9 for c in rows], [y(c) for c in rows], s=30, zorder=2,
+                   color=cmap(r.index / max(1, count - 1)),
+                   label=f"last scored in round {r.index} ({r.windows} windows): {len(rows)}")
     last = [c for c in ranked(result.candidates) if len(c.errors) == count and c.flops is not None]
-    front = [c for c, on in zip(last, pareto_front([(c.flops, c.errors[-1]) for c in last])) if on]
+    front = [c for c, on in zip(last, pareto_front([(c.flops, y(c)) for c in last])) if on]
     if len(front) > 1:
         front.sort(key=lambda c: c.flops)
-        ax.plot([c.flops / 1e9 for c in front], [c.errors[-1] for c in front], "-", color="0.5", lw=1, zorder=1)
+        ax.plot([c.flops / 1e9 for c in front], [y(c) for c in front], "-", color="0.5", lw=1, zorder=1)
     chosen, orig = result.chosen, result.original
-    ax.scatter([chosen.flops / 1e9], [chosen.error], marker="D", s=90, facecolor="none", edgecolor="tab:red",
+    ax.scatter([chosen.flops / 1e9], [y(chosen)], marker="D", s=110, facecolor="none", edgecolor="tab:red",
                lw=2, zorder=4, label=f"chosen: {chosen.label}")
-    ax.annotate(chosen.label, (chosen.flops / 1e9, chosen.error), textcoords="offset points", xytext=(8, 8),
+    ax.annotate(chosen.label, (chosen.flops / 1e9, y(chosen)), textcoords="offset points", xytext=(8, 8),
                 fontsize=8, color="tab:red")
-    if orig.get("flops") and orig.get("mpjpe") is not None:
-        ax.scatter([orig["flops"] / 1e9], [orig["mpjpe"]], marker="*", s=220, color="tab:blue", zorder=4,
-                   label="original")
-    if result.budget is not None and orig.get("flops"):
+    if orig.get("flops"):
+        ax.scatter([orig["flops"] / 1e9], [0.0], marker="*", s=220, color="tab:blue", zorder=4,
+                   label=f"original ({orig['mpjpe']:.1f} mm on all {result.calibration['windows']} windows)")
+    if result.budget is not None:
         ax.axvline(result.limit / 1e9, color="tab:red", ls="--", lw=1, alpha=0.6,
                    label=f"budget ({result.budget:g} of the original)")
     ax.set_xlabel("paper FLOPs per clip (G)")
-    ax.set_ylabel("calibration MPJPE (mm, zero retraining; last round reached)")
-    ax.set_title(title or "hotpatch tune: calibration MPJPE vs FLOPs", fontsize=11)
+    ax.set_ylabel("calibration MPJPE − original's on the same windows (mm)")
+    ax.set_title(title or "hotpatch tune: zero-retraining error vs FLOPs", fontsize=11)
     ax.grid(True, alpha=0.3)
     ax.ticklabel_format(axis="both", style="plain", useOffset=False)
-    ax.legend(loc="best", fontsize=8)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0, fontsize=8)
     return save_figure(plt, fig, path)
 
 
