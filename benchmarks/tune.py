@@ -147,14 +147,15 @@ def markdown(rows: list[dict[str, Any]]) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
-    quiet, level, threads = logging.getLogger("hotpatch"), logging.getLogger("hotpatch").level, torch.get_num_threads()
-    quiet.setLevel(logging.WARNING)
+    library = logging.getLogger("hotpatch")  # one INFO line per patch otherwise
+    saved = library.level, torch.get_num_threads()
+    library.setLevel(logging.WARNING)
     torch.set_num_threads(args.threads)
     try:
         return _run(args, argv)
     finally:
-        quiet.setLevel(level)
-        torch.set_num_threads(threads)
+        library.setLevel(saved[0])
+        torch.set_num_threads(saved[1])
 
 
 def _run(args: argparse.Namespace, argv: list[str] | None) -> int:

@@ -13,6 +13,7 @@ from hotpatch.atomic import atomic_write, write_text
 from hotpatch.cli._options import check_outputs, consoles, nonnegative_int, positive_float, positive_int
 from hotpatch.cli._progress import Progress
 from hotpatch.cli._targets import add_target_arguments, describe, load_target
+from hotpatch.cli.sweep import name_list
 from hotpatch.errors import ConfigError, TargetError
 from hotpatch.prune import PRUNERS
 from hotpatch.recover import RECOVERERS
@@ -26,15 +27,6 @@ def _fraction(text: str) -> float:
     if not 0 < value < 1:
         raise argparse.ArgumentTypeError(f"{text}: a fraction of the original's paper FLOPs, 0 < budget < 1")
     return value
-
-
-def _names(choices: tuple[str, ...]):
-    def parse(text: str) -> list[str]:
-        names = [v.strip() for v in text.split(",") if v.strip()]
-        if not names or any(v not in choices for v in names):
-            raise argparse.ArgumentTypeError(f"{text!r}: choose from {', '.join(choices)} (comma-separated)")
-        return names
-    return parse
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -54,9 +46,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     lim.add_argument("--latency-ms", type=positive_float, metavar="MS",
                      help="a latency limit on this device (timed interleaved with the original)")
     s = p.add_argument_group("search")
-    s.add_argument("--prune", type=_names(tuple(PRUNERS)), metavar="P,..",
+    s.add_argument("--prune", type=name_list(tuple(PRUNERS)), metavar="P,..",
                    help="pruners to try (default: those of tpc, uniform, merge that exist)")
-    s.add_argument("--recover", type=_names(tuple(RECOVERERS)), metavar="R,..",
+    s.add_argument("--recover", type=name_list(tuple(RECOVERERS)), metavar="R,..",
                    help="parameter-free recoveries to try (default: those of linear, unmerge that exist)")
     s.add_argument("--pipeline", choices=("seq2seq", "seq2frame"), help="(default: the recipe's, else seq2seq)")
     s.add_argument("--single", action="store_true", help="single cuts only (no two-stage schedules)")
