@@ -18,7 +18,9 @@ them, evenly spread and ordered so that every prefix is spread over the whole da
 0 scores every candidate (zero-retraining MPJPE, mm) on the first few windows, the best
 ``1/eta`` go on, the window count grows ``eta``-fold (a candidate's earlier predictions are
 kept, so a finalist is evaluated once per window), until one candidate is left or every
-calibration window was used; then the lowest error wins. Every candidate of a round sees the
+calibration window was used; then the lowest error wins. By default round 0 gets
+``ceil(W / eta**R)`` of the W windows, R being the halvings that leave one candidate (the
+allocation of Hyperband's successive halving), so the last choice is made on about W / eta. Every candidate of a round sees the
 same windows; ties go to the earlier candidate; nothing is random. With ``first_windows``
 equal to the number of calibration windows the search is the exhaustive grid.
 """
@@ -103,7 +105,7 @@ class TuneResult:
     budget: float | None
     latency_limit_ms: float | None
     limit: float  # the cost limit: FLOPs or ms
-    calibration: dict[str, Any]  # sequences, windows
+    calibration: dict[str, Any]  # sequences, windows (all), last_round_windows
     seconds: float  # wall time of the whole search
     eval_seconds: float  # of it, predicting and scoring calibration windows
     skipped: list[str] = field(default_factory=list)
@@ -130,7 +132,8 @@ class TuneResult:
                  f"Chosen for a {limit}: `{c.label}` ({c.pipeline}), paper FLOPs {_pct(c.flops, o.get('flops'))}"
                  + (f", latency {c.latency_ms:.2f} ms (original {c.original_ms:.2f} ms)" if c.latency_ms else "")
                  + f", calibration MPJPE {c.error:.2f} mm (original {_num(o.get('mpjpe'))} mm).", "",
-                 f"Calibration: {self.calibration['windows']} windows of {self.calibration['sequences']} sequences; "
+                 f"Calibration: {self.calibration['windows']} windows of {self.calibration['sequences']} sequences "
+                 f"({self.calibration['last_round_windows']} in the last round); "
                  f"search {self.seconds:.1f} s ({self.eval_seconds:.1f} s predicting and scoring).", "",
                  "| round | windows | candidates | kept |", "|---|---|---|---|"]
         lines += [f"| {r.index} | {r.windows} | {r.candidates} | {r.kept} |" for r in self.rounds]
@@ -177,14 +180,19 @@ def spread_order(count: int, limit: int | None = None) -> np.ndarray:
 
 
 def window_counts(candidates: int, total: int, eta: int, first: int | None) -> list[int]:
-    """Windows of each round if every round keeps ``ceil(n / eta)``: the last round uses all
-    ``total`` (the first then ``ceil(total / eta**(rounds-1))``) unless ``first`` is given."""
-    sizes = [candidates]
-    while sizes[-1] > 1 and len(sizes) < 64:
-        sizes.append(math.ceil(sizes[-1] / eta))
-    rounds = max(1, len(sizes) - 1)
-    w0 = first if first is not None else math.ceil(total / eta ** (rounds - 1))
-    counts, w = [], min(total, max(1, w0))
+    """Windows of each round when every round keeps ``ceil(n / eta)``. By default as in
+    Hyperband's successive halving: R halvings leave one candidate and round 0 gets
+    ``ceil(total / eta**R)`` windows, so the last round (the final ``eta`` or fewer) gets about
+    ``total / eta``. With ``first``: ``first``, ``first * eta``, ... up to ``total``."""
+    halvings, left = 0, candidates
+    while left > 1:
+        left, halvings = math.ceil(left / eta), halvings + 1
+    if first is None:
+        if halvings == 0:  # one candidate: nothing to choose, its error on every window
+            return [total]
+        w0 = max(1, math.ceil(total / eta ** halvings))
+        return sorted({min(total, w0 * eta ** i) for i in range(halvings)})
+    counts, w = [], min(total, max(1, first))
     while True:
         counts.append(w)
         if w >= total:
@@ -247,8 +255,8 @@ def tune(
     must be parameter-free (``tra`` needs training). ``pipeline`` ``"seq2frame"`` has no
     recovery. ``two_stage=False`` tries single cuts only; ``pairs``: (f1, f2) pairs per two
     cuts. ``eta``: 1/eta of a round go on, with eta times its windows; ``max_windows``:
-    calibration windows (None: all); ``first_windows``: round 0's (default: as many as lets
-    the last round use all). Returns a :class:`TuneResult` with the chosen model patched.
+    calibration windows (None: all); ``first_windows``: round 0's (default: ``ceil(W / eta**R)``,
+    R the halvings that leave one, see :func:`window_counts`). Returns a :class:`TuneResult` with the chosen model patched.
     """
     check_limits(budget, latency_ms)
     if pipeline not in ("seq2seq", "seq2frame"):
@@ -275,7 +283,8 @@ def tune(
     rounds, winner, model_out = search.halve(candidates, eta=eta, max_windows=max_windows, first=first_windows)
     return TuneResult(chosen=winner, model=model_out, candidates=candidates, rounds=rounds,
                       original=search.original, budget=budget, latency_limit_ms=latency_ms, limit=limit,
-                      calibration={"sequences": len(sequences), "windows": search.windows_used},
+                      calibration={"sequences": len(sequences), "windows": search.windows_total,
+                                   "last_round_windows": search.windows_used},
                       seconds=time.perf_counter() - t0, eval_seconds=search.eval_seconds, skipped=search.skipped)
 
 
@@ -301,7 +310,7 @@ class Search:
                                      confidence=self.example.shape[-1] == 3)
         self.original: dict[str, Any] = {"flops": None, "latency_ms": None, "mpjpe": None}
         self.skipped: list[str] = []
-        self.eval_seconds, self.windows_used = 0.0, 0
+        self.eval_seconds, self.windows_used, self.windows_total = 0.0, 0, 0
         size = sum(p.numel() * p.element_size() for p in model.parameters()) or 1
         self.models: dict[tuple, nn.Module] = {}
         self.room = max(1, (1 << 30) // size)
@@ -479,6 +488,7 @@ class Search:
         if first is not None and first < 1:
             raise ConfigError(f"first_windows={first!r}: 1 or more")
         counts = window_counts(len(candidates), len(order), eta, first)
+        self.windows_total = len(order)
         alive, chunks = list(range(len(candidates))), {i: [] for i in range(len(candidates))}
         rounds: list[Round] = []
         own: list[Any] = []  # the original's predictions, for its error on each round's windows
@@ -491,7 +501,7 @@ class Search:
                 if self.progress is not None:
                     self.progress(task, j + 1, len(alive), candidates[i].label)
             best = sorted(alive, key=lambda i: (candidates[i].errors[-1], i))
-            last = w >= len(order) or math.ceil(len(alive) / eta) == 1
+            last = r == len(counts) - 1 or math.ceil(len(alive) / eta) == 1
             keep = 1 if last else math.ceil(len(alive) / eta)
             rounds.append(Round(r, w, len(alive), keep))
             for i in best[keep:]:

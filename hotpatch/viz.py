@@ -93,7 +93,7 @@ def tune_plot(result: TuneResult, path: str | Path, *, title: str = "") -> Path:
                 fontsize=8, color="tab:red")
     if orig.get("flops"):
         ax.scatter([orig["flops"] / 1e9], [0.0], marker="*", s=220, color="tab:blue", zorder=4,
-                   label=f"original ({orig['mpjpe']:.1f} mm on all {result.calibration['windows']} windows)")
+                   label=f"original ({orig['mpjpe']:.1f} mm on the last round's {result.rounds[-1].windows} windows)")
     if result.budget is not None:
         ax.axvline(result.limit / 1e9, color="tab:red", ls="--", lw=1, alpha=0.6,
                    label=f"budget ({result.budget:g} of the original)")

@@ -63,9 +63,11 @@ def test_successive_halving_bookkeeping(result):
     assert rounds[0].candidates == len(cands) and len(rounds) >= 2
     for a, b in zip(rounds, rounds[1:]):
         assert b.candidates == a.kept == math.ceil(a.candidates / 3)
-        assert b.windows == min(a.windows * 3, result.calibration["windows"])
-    assert rounds[-1].kept == 1
-    assert rounds[-1].windows == result.calibration["windows"]
+        assert b.windows == a.windows * 3
+    assert rounds[-1].kept == 1 and rounds[-1].candidates <= 3
+    assert result.calibration["windows"] == 27  # every non-overlapping window of SEQS
+    assert rounds[-1].windows == result.calibration["last_round_windows"]
+    assert rounds[0].windows == math.ceil(27 / 3 ** len(rounds))
     for r in rounds:  # who went on from round r was at least as good as everyone dropped there
         kept = [c.errors[r.index] for c in cands if len(c.errors) > r.index + 1 or c is result.chosen]
         dropped = [c.errors[r.index] for c in cands if c.dropped == r.index]
@@ -86,7 +88,7 @@ def test_chosen_model_matches_the_setting_and_its_error(result):
     assert (cfg["n"], cfg["f"]) == (c.n, c.f)
     assert paper_flops(result.model, 9) == c.flops
     data = WindowDataset(SEQS, 9)
-    windows = spread_order(len(data), 243)[:result.calibration["windows"]]
+    windows = spread_order(len(data), 243)[:result.calibration["last_round_windows"]]
     res = evaluate_model(result.model, data, windows=windows, flops=False)
     assert res["mpjpe"] == pytest.approx(c.error, rel=1e-6)
     assert result.to_dict()["setting"] == result.setting
@@ -104,7 +106,7 @@ def test_tune_is_deterministic(result):
 def test_first_windows_equal_to_all_is_the_grid():
     grid = tune(_model(), SEQS, budget=0.7, example_input=CLIP, prune=["uniform"], two_stage=False,
                 first_windows=10_000)
-    assert len(grid.rounds) == 1 and grid.rounds[0].windows == grid.calibration["windows"]
+    assert len(grid.rounds) == 1 and grid.rounds[0].windows == grid.calibration["windows"] == 27
     assert all(len(c.errors) == 1 for c in grid.candidates)
     assert grid.chosen.error == min(c.error for c in grid.candidates)
 
@@ -151,10 +153,13 @@ def test_spread_order_and_window_counts():
     assert order[0] == 0 and abs(order[1] - 50) <= 4  # the second window halves the range
     assert max(np.diff(np.sort(order[:4]))) <= 40  # any prefix is spread out
     assert spread_order(5).tolist() == [0, 4, 2, 1, 3]
-    assert window_counts(18, 243, 3, None) == [27, 81, 243]  # 18 -> 6 -> 2 -> 1: three rounds
-    assert window_counts(54, 243, 3, None) == [9, 27, 81, 243]
-    assert window_counts(5, 20, 3, None) == [7, 20]
+    assert window_counts(18, 243, 3, None) == [9, 27, 81]  # 18 -> 6 -> 2 -> 1: three rounds
+    assert window_counts(54, 243, 3, None) == [3, 9, 27, 81]
+    assert window_counts(6, 243, 3, None) == [27, 81]
+    assert window_counts(5, 20, 3, None) == [3, 9]
+    assert window_counts(1, 20, 3, None) == [20]
     assert window_counts(5, 20, 3, 20) == [20]
+    assert window_counts(5, 20, 3, 2) == [2, 6, 18, 20]
 
 
 def test_latency_limits_outside_what_is_reachable_are_refused():

@@ -59,8 +59,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     s.add_argument("--windows", type=positive_int, default=243, metavar="W",
                    help="calibration windows, evenly spread over the training split (default: 243)")
     s.add_argument("--first-windows", type=positive_int, metavar="W",
-                   help="windows of round 0 (default: as many as lets the last round use all; --windows here: "
-                        "the exhaustive grid)")
+                   help="windows of round 0 (default: W / ETA^R, R the halvings that leave one candidate; "
+                        "--windows here: the exhaustive grid)")
     t = p.add_argument_group("evaluation and timing")
     t.add_argument("--batch", type=positive_int, default=64, metavar="B", help="windows per forward (default: 64)")
     t.add_argument("--repeats", type=positive_int, default=5, metavar="R", help="timed forwards (--latency-ms)")
@@ -142,4 +142,4 @@ def _summary(result: Any) -> str:
     return (f"chosen for a {limit}: {c.label} ({c.pipeline}), {c.flops / 1e9:.3f} GFLOPs "
             f"({100 * c.flops / o['flops']:.1f}%){timing}, calibration MPJPE {c.error:.2f} mm (original "
             f"{o['mpjpe']:.2f} mm); {len(result.candidates)} candidates, {len(result.rounds)} rounds, "
-            f"{result.calibration['windows']} windows, {result.seconds:.1f} s")
+            f"{result.calibration['windows']} calibration windows, {result.seconds:.1f} s")
