@@ -38,7 +38,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from hotpatch.errors import ConfigError
+from hotpatch.errors import ConfigError, HotpatchError
 
 log = logging.getLogger(__name__)
 
@@ -417,8 +417,8 @@ class Search:
             name = prune + (f"+{recover}" if recover else "")
             try:
                 full, slopes = self.fit(prune, recover)
-            except ConfigError as err:
-                if "learnable" in str(err):
+            except HotpatchError as err:  # a pairing the engine refuses (a recovery needing another pruner)
+                if isinstance(err, ConfigError) and "learnable" in str(err):
                     raise
                 self.skipped.append(f"{name}: {err}")
                 log.info("tune: %s skipped: %s", name, err)
