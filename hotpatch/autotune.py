@@ -370,14 +370,23 @@ class Search:
         c.original_ms = cmp.before.latency.median_ms
         return c.latency_ms
 
-    def fit(self, prune: str, recover: str | None) -> tuple[float, dict[int, float]]:
-        """Cost with every frame kept, and the cost per frame kept after each cut position."""
+    def fit(self, prune: str, recover: str | None, limit: float) -> tuple[float, dict[int, float], float, float]:
+        """Paper FLOPs with every frame kept and per frame kept after each cut position (exact:
+        only Linear/Conv count), the FLOPs that match ``limit`` and the cost of one FLOP (1, or
+        with latency the slope of a line fitted through the measured (FLOPs, ms) points)."""
         F, mid = self.frames, max(1, self.frames // 2)
-        full = self.measure(Candidate(1, F, prune, recover, self.pipeline))
-        slopes = {}
-        for n in range(1, self.levels):
-            slopes[n] = (full - self.measure(Candidate(n, mid, prune, recover, self.pipeline))) / max(1, F - mid)
-        return full, slopes
+        points = [Candidate(1, F, prune, recover, self.pipeline)]
+        points += [Candidate(n, mid, prune, recover, self.pipeline) for n in range(1, self.levels)]
+        costs = [self.measure(c) for c in points]
+        full = float(points[0].flops)
+        slopes = {n: (full - points[n].flops) / max(1, F - mid) for n in range(1, self.levels)}
+        if not self.latency:
+            return full, slopes, limit, 1.0
+        per_flop, offset = np.polyfit([float(c.flops) for c in points], costs, 1)
+        if not per_flop > 0:
+            raise ConfigError("its latency does not grow with its FLOPs on this device (timing noise?); "
+                              "use a FLOPs budget, or more repeats")
+        return full, slopes, (limit - offset) / per_flop, float(per_flop)
 
     def schedules(self, full: float, slopes: dict[int, float], limit: float, two_stage: bool,
                   pairs: int) -> list[tuple[Any, Any]]:
@@ -416,16 +425,16 @@ class Search:
         for i, (prune, recover) in enumerate(combos):
             name = prune + (f"+{recover}" if recover else "")
             try:
-                full, slopes = self.fit(prune, recover)
+                full, slopes, flops_limit, per_flop = self.fit(prune, recover, limit)
             except HotpatchError as err:  # a pairing the engine refuses (a recovery needing another pruner)
                 if isinstance(err, ConfigError) and "learnable" in str(err):
                     raise
                 self.skipped.append(f"{name}: {err}")
                 log.info("tune: %s skipped: %s", name, err)
                 continue
-            for n, f in self.schedules(full, slopes, limit, two_stage, pairs):
+            for n, f in self.schedules(full, slopes, flops_limit, two_stage, pairs):
                 c = Candidate(n, f, prune, recover, self.pipeline)
-                if self._fit_last(c, limit, slopes[n[-1] if isinstance(n, list) else n]):
+                if self._fit_last(c, limit, per_flop * slopes[n[-1] if isinstance(n, list) else n]):
                     out.append(c)
             if self.progress is not None:
                 self.progress("costs", i + 1, len(combos), name)
@@ -449,12 +458,18 @@ class Search:
                 c.f -= step
             else:
                 break
-        self.skipped.append(f"{c.label}: over the limit at the lowest f tried")
+        self.skipped.append(f"{c.label}: still over the limit after 4 measurements")
         return False
 
     def _unreachable(self, prunes: Sequence[str], recovers: Sequence[str | None], limit: float) -> None:
-        c = Candidate(1, 1, prunes[0], recovers[0], self.pipeline)
-        cost = self.measure(c)
+        tried = [Candidate(1, 1, p, r, self.pipeline) for p in prunes for r in recovers]
+        costs = []
+        for c in tried:
+            try:
+                costs.append(self.measure(c))
+            except HotpatchError:  # a pairing the engine refuses
+                costs.append(math.inf)
+        cost, c = min(zip(costs, tried), key=lambda pair: pair[0])
         if self.latency:
             raise ConfigError(f"latency_ms={limit:g} is below anything reachable: the fastest setting ({c.label}) "
                               f"takes {cost:.2f} ms; give a limit of at least that")
