@@ -256,7 +256,8 @@ def tune(
     recovery. ``two_stage=False`` tries single cuts only; ``pairs``: (f1, f2) pairs per two
     cuts. ``eta``: 1/eta of a round go on, with eta times its windows; ``max_windows``:
     calibration windows (None: all); ``first_windows``: round 0's (default: ``ceil(W / eta**R)``,
-    R the halvings that leave one, see :func:`window_counts`). Returns a :class:`TuneResult` with the chosen model patched.
+    R the halvings that leave one, see :func:`window_counts`). Returns a :class:`TuneResult`
+    with the chosen model patched.
     """
     check_limits(budget, latency_ms)
     if pipeline not in ("seq2seq", "seq2frame"):
@@ -267,6 +268,9 @@ def tune(
         raise ConfigError(f"pairs={pairs!r}: (f1, f2) pairs per two-stage schedule, 1 or more")
     if not sequences:
         raise ConfigError("no calibration sequences; pass the training split of your data")
+    for name, value in (("max_windows", max_windows), ("first_windows", first_windows)):
+        if value is not None and (not isinstance(value, int) or value < 1):
+            raise ConfigError(f"{name}={value!r}: a number of calibration windows, 1 or more (or None)")
     from hotpatch.prune import PRUNERS
     from hotpatch.recover import RECOVERERS
 
@@ -500,8 +504,6 @@ class Search:
               first: int | None) -> tuple[list[Round], Candidate, nn.Module]:
         """Successive halving; returns the rounds, the winner and its patched model."""
         order = spread_order(len(self.dataset), max_windows)
-        if first is not None and first < 1:
-            raise ConfigError(f"first_windows={first!r}: 1 or more")
         counts = window_counts(len(candidates), len(order), eta, first)
         self.windows_total = len(order)
         alive, chunks = list(range(len(candidates))), {i: [] for i in range(len(candidates))}

@@ -127,6 +127,7 @@ def test_seq2frame_has_no_recovery():
     (dict(budget=0.5, pipeline="auto"), "'seq2seq' or 'seq2frame'"),
     (dict(budget=0.5, eta=1), "eta=1"),
     (dict(budget=0.5, prune=["nope"]), "choose from"),
+    (dict(budget=0.5, first_windows=0), "first_windows=0: a number of calibration windows"),
 ])
 def test_bad_arguments_are_refused(kwargs, message):
     with pytest.raises(ConfigError, match=message):
