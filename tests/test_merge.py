@@ -222,3 +222,17 @@ def test_unmerge_of_a_reduced_length_stage_is_refused():
     model, x = frame_use_vpts.build("stridedformer")
     with pytest.raises(hotpatch.RewriteError, match=r"recover='unmerge' cannot recover.*strided stage.*recover='linear'"):
         hotpatch.apply(model, n=1, f=18, prune="merge", recover="unmerge", example_input=x[:1])
+
+
+def test_save_and_load_keep_the_merge_setting(tmp_path):
+    from hotpatch.recipes import mixste
+
+    torch.manual_seed(0)
+    model = mixste.build(27, dim=32, depth=2)
+    patched = hotpatch.apply(model, n=1, f=9, prune="merge-mean", recover="unmerge-pure", prune_pos_embed=True)
+    loaded = hotpatch.load(hotpatch.save(patched, tmp_path / "merge.pt"))
+    assert loaded.hotpatch_config["prune"] == "merge-mean" and loaded.hotpatch_config["recover"] == "unmerge-pure"
+    assert isinstance(loaded.hotpatch_prune.pruner, MeanMergePrune) and loaded.hotpatch_prune.assignment
+    x = torch.randn(2, 27, 17, 2)
+    with torch.no_grad():
+        assert torch.equal(patched.eval()(x), loaded(x))
