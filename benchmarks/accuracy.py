@@ -49,6 +49,11 @@ from hotpatch.errors import ConfigError
 from hotpatch.patch import parse_stages, stage_text
 from hotpatch.recipes import get as get_recipe
 
+try:  # run as a script (python benchmarks/accuracy.py) or imported as benchmarks.accuracy
+    from benchmarks import merge_rows
+except ImportError:
+    import merge_rows
+
 log = logging.getLogger("benchmarks.accuracy")
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -414,11 +419,31 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> int:
            f"TPC + linear, {count} stages ({what})", "seq2seq", "tpc", "linear", "none (zero-retraining)")
         extra += ["tpc2_s2f", "tpc2_linear"]
 
+    # token merging (issue 22): the variants at the single cut, then the winners at every level
+    merge_keys = merge_rows.variant_rows(ev, original, n, f, s2s)
+    weighting, unmerge = merge_rows.winners(results)
+    log.info("merging: %s and %s have the lowest MPJPE at the single cut", weighting, unmerge)
+    key = f"{weighting}_s2f"
+    ev(key, hotpatch.apply(original, n, f, prune=weighting, pipeline="seq2frame"), s2f,
+       f"{weighting} (n={n}, f={f})", "seq2frame", weighting, "–", merge_rows.ZR)
+    merge_keys.append(key)
+    levels = [(f"single cut (n={n}, f={f})", "tpc_linear", "uniform_linear", "")]
+    if "tpc_linear_extra" in results:
+        merge_keys += merge_rows.level_rows(ev, original, args.extra_n, f, f"n={args.extra_n}", "50", weighting,
+                                            unmerge, s2s, s2f)
+        levels.append((f"cut at n={args.extra_n}", "tpc_linear_extra", "uniform_linear_50", "50"))
+    if stages is not None:
+        merge_keys += merge_rows.level_rows(ev, original, ns, fs, what, "2st", weighting, unmerge, s2s, s2f)
+        levels.append((f"two stages ({what})", "tpc2_linear", "uniform_linear_2st", "2st"))
+
     budget = f"+{args.ft_steps} steps"
     finetuned = {
         "hot_ft": ("HoT (TPC + TRA)", "tpc", "tra"),
         "lineartra_ft": ("TPC + linear-TRA", "tpc", "linear-tra"),
         "linear_ft": ("TPC + linear", "tpc", "linear"),
+        "merge_ft": (merge_rows.label(weighting, unmerge), weighting, unmerge),
+        "mergelinear_ft": (merge_rows.label(weighting, "linear"), weighting, "linear"),
+        "uniform_ft": ("uniform sampling + linear", "uniform", "linear"),
         "orig_ft": ("MixSTE (original)", "–", "–"),
     }
     ft_history = {}
@@ -427,7 +452,7 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> int:
         if key == "orig_ft":
             model = copy.deepcopy(original)
         else:
-            model = hotpatch.apply(original, n, f, recover=rec, prune_pos_embed=True)
+            model = hotpatch.apply(original, n, f, prune=prune, recover=rec, prune_pos_embed=prune != "uniform")
         t = time.perf_counter()
         ft_history[key] = train(model, train_data, args.ft_steps, args.ft_lr, args.batch, args.seed + 1,
                                 f"fine-tune {key}", new_lr_scale=args.new_lr_scale)
@@ -436,13 +461,33 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> int:
 
     order = ["orig_s2s", "orig_s2f", "tpc_s2f", "tpc_nearest", "tpc_linear", "uniform_nearest", "uniform_linear",
              *extra, "hot_ft", "lineartra_ft", "linear_ft", "orig_ft"]
+    merge_order = ["orig_s2s", "orig_s2f", "tpc_s2f", "tpc_linear", "uniform_linear", *merge_keys,
+                   *[k for k in ("tpc_s2f_extra", "tpc_linear_extra", "tpc2_s2f", "tpc2_linear") if k in results],
+                   "linear_ft", "merge_ft", "mergelinear_ft", "uniform_ft", "orig_ft"]
     rows = [results[k] for k in order]
     table = markdown_table(rows)
     other_rows = [results_other[k] for k in order] if other is not None else []
+    merge_table = markdown_table([results[k] for k in merge_order])
+    levels.append(("after the same fine-tune", "linear_ft", "uniform_ft", "ft"))
+    merge_claims = merge_rows.claims(results, levels, weighting, unmerge)
     total_min = clock.total() / 60
     command = "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(sys.argv[0], ROOT)] + (argv or sys.argv[1:]))
     s2f_frames = results["orig_s2f"]["frames"]
     o2s, o2f, t2f = results["orig_s2s"], results["orig_s2f"], results["tpc_s2f"]
+    merge_section = f"""
+## Token merging: merge + unmerge against TPC and uniform sampling at the same FLOPs
+
+`prune="merge"` keeps TPC's cluster centres but makes each kept token the weighted mean of its
+cluster; `recover="unmerge"` gives each frame its cluster's token (`unmerge-linear`: halfway
+towards linear interpolation in time). The variants were compared at the single cut; the winners
+({weighting}, {unmerge}) were then used at the other levels, in seq2frame and in the fine-tunes.
+The merge rows' "selected" frames are the cluster centres. Paper FLOPs count Linear layers
+only: the merge's weighted mean (a (f × F) matrix product per sample) is not in them.
+
+{merge_table}
+
+{chr(10).join(merge_claims)}
+"""
     test_file_note = ""
     other_section = ""
     if other is not None:
@@ -455,6 +500,12 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> int:
 {markdown_table(other_rows)}
 
 {chr(10).join(claims(results_other))}
+
+Token merging on `--test-data` (the same models; the variants chosen on the shared split):
+
+{markdown_table([results_other[k] for k in merge_order])}
+
+{chr(10).join(merge_rows.claims(results_other, levels, weighting, unmerge))}
 """
     text = f"""# Accuracy: HoT on a small MixSTE trained on real motion capture
 
@@ -486,7 +537,7 @@ evenly spread), measured while the original trains; train loss is the mean train
 combined loss) over the steps since the previous row.
 
 {curve_table(learning_curve)}
-
+{merge_section}
 {other_section}
 ## Setup
 
@@ -504,7 +555,7 @@ combined loss) over the steps since the previous row.
   decay to 0), weight decay 0.1, gradient clip 1, MixSTE's losses (weighted MPJPE + 0.5 TCLoss + 2.0 velocity).
 - HoT settings: n={n}, f={f}{f" (and zero-retraining rows at n={args.extra_n})" if extra else ""}. With {args.depth} block pairs, n={n} keeps the first {n} pairs at full
   resolution (the paper's MixSTE default n=3 of 8 keeps 3/8) and f/F = {f}/{F} matches the paper's 81/243.
-- Fine-tunes (the last four rows): the same {args.ft_steps} steps, batch {args.batch}, lr {args.ft_lr:g} cosine
+- Fine-tunes (the last four rows; the merging section adds three): the same {args.ft_steps} steps, batch {args.batch}, lr {args.ft_lr:g} cosine
   ({args.new_lr_scale:g}× that for the new TRA / positional-embedding parameters), the same
   batches in the same order, starting from the trained original; TRA's queries start at zero, and the patched
   models get the learnable (1, f, C) positional embedding after pruning (as the official HoT MixSTE).
@@ -516,6 +567,10 @@ combined loss) over the steps since the previous row.
     print(text)
     if args.json:
         Path(args.json).write_text(json.dumps({"rows": rows, "test_data_rows": other_rows,
+                                               "merge_rows": [results[k] for k in merge_order],
+                                               "merge_test_data_rows": [results_other[k] for k in merge_order]
+                                               if other is not None else [],
+                                               "merge_winners": [weighting, unmerge],
                                                "learning_curve": learning_curve, "pretrain": pretrain_history,
                                                "finetune": ft_history, "args": vars(args)}, indent=2, default=str))
     log.info("wrote %s (%.1f min)", out, total_min)

@@ -21,7 +21,7 @@ from hotpatch.errors import (
 from hotpatch.engine.opaque import forget_mixed_frames, pin_frame_sized_blocks
 from hotpatch.engine.refusals import blocks_by_kind, frame_resamplers, in_words, one_line
 from hotpatch.prune import PRUNERS
-from hotpatch.recover import RECOVERERS
+from hotpatch.recover import RECOVERERS, UNMERGE_BLENDS
 from hotpatch.engine.config import PatchConfig
 from hotpatch.engine.rewrite import rewrite
 from hotpatch.engine.trace import ShapeNeeded, trace
@@ -72,11 +72,15 @@ def apply(
         pipeline: ``"seq2seq"`` (recover all F frames before the head, output shape kept),
             ``"seq2frame"`` (no recovery; the centre frame is always kept and its prediction
             (B, 1, ...) is returned) or ``"auto"`` (seq2seq).
-        prune: ``"tpc"`` (the paper's clustering), ``"uniform"``, ``"attention"`` or ``"motion"``.
+        prune: ``"tpc"`` (the paper's clustering), ``"merge"`` (TPC's clusters, each kept token
+            the density-weighted mean of its cluster; ``"merge-mean"``: plain means),
+            ``"uniform"``, ``"attention"`` or ``"motion"``.
         recover: ``"tra"`` (learnable, zero-initialised), ``"nearest"`` or ``"linear"``
-            (parameter-free, for zero-retraining seq2seq) or ``"linear-tra"`` (linear plus a
-            learnable correction that is zero at initialisation: zero-retraining, then
-            fine-tuning); ignored for seq2frame.
+            (parameter-free, for zero-retraining seq2seq), ``"unmerge"`` (parameter-free: every
+            frame from its cluster's token, blended halfway with linear interpolation;
+            ``"unmerge-pure"``: no blend; needs ``prune="tpc"`` or a merge) or ``"linear-tra"``
+            (linear plus a learnable correction that is zero at initialisation: zero-retraining,
+            then fine-tuning); ignored for seq2frame.
         k: neighbours of the DPC-kNN density (the token itself included).
         leaf_modules: module classes to keep as opaque calls and treat as blocks.
         inplace: share the model's modules instead of deep-copying them.
@@ -290,6 +294,10 @@ def _check_args(n, f, k, pipeline, prune, recover, recover_frames) -> None:
         raise ConfigError(f"prune={prune!r} is unknown; use one of {tuple(PRUNERS)}")
     if pipeline != "seq2frame" and recover not in RECOVERERS:
         raise ConfigError(f"recover={recover!r} is unknown; use one of {RECOVERERS} (or pipeline='seq2frame')")
+    if pipeline != "seq2frame" and recover in UNMERGE_BLENDS and not PRUNERS[prune].clusters:
+        clustering = ", ".join(repr(p) for p, cls in PRUNERS.items() if cls.clusters)
+        raise ConfigError(f"recover={recover!r} gives every frame its cluster's token, and prune={prune!r} makes "
+                          f"no clusters; use a clustering pruner ({clustering}), or recover='linear'")
     if recover_frames is not None and (recover != "tra" or recover_frames < 1):
         raise ConfigError("recover_frames needs recover='tra' and a positive frame count")
 

@@ -10,11 +10,18 @@ returns the kept tokens and their indices.
 * :class:`UniformPrune` — evenly spaced frames.
 * :class:`AttentionPrune` — frames that receive the most parameter-free self-attention.
 * :class:`MotionPrune` — frames whose features change most from the previous frame.
+* :class:`MergePrune` — TPC's clusters, each kept token the (density-)weighted mean of its
+  cluster's members instead of the centre alone (token merging); with the cluster assignment
+  of every frame, which ``recover="unmerge"`` uses to give each frame its cluster's token.
+
+Clustering pruners (TPC and its merging variants) also offer ``cluster(features, center,
+log_sizes) -> Clusters``: the kept centres, every frame's cluster and the merge weights.
 """
 
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 import torch.nn as nn
@@ -47,11 +54,29 @@ def dpc_knn_scores(x: torch.Tensor, k: int = 2) -> tuple[torch.Tensor, torch.Ten
     score = density * delta. Equal densities are ordered by index (lower index counts as
     denser), so exactly one token has no denser one and no random noise is needed.
     """
+    score, density, delta, _, _ = dpc_knn(x, k)
+    return score, density, delta
+
+
+class DPC(NamedTuple):
+    """What DPC-kNN computes for tokens (B, N, C): the scores of :func:`dpc_knn_scores`, the
+    (scaled) distances (B, N, N) and the log-density (B, N), exact where the density underflows."""
+
+    score: torch.Tensor
+    density: torch.Tensor
+    delta: torch.Tensor
+    dist: torch.Tensor
+    log_density: torch.Tensor
+
+
+def dpc_knn(x: torch.Tensor, k: int = 2) -> DPC:
+    """:func:`dpc_knn_scores` plus the distances and log-densities it computed on the way."""
     b, n, c = x.shape
     dist = pairwise_distance(x) / math.sqrt(c)
     k = min(k, n)
     nearest = dist.topk(k, dim=-1, largest=False).values
-    density = torch.exp(-(nearest**2).mean(dim=-1))
+    log_density = -(nearest**2).mean(dim=-1)
+    density = torch.exp(log_density)
     rho_i = density.unsqueeze(2)
     rho_j = density.unsqueeze(1)
     pos = torch.arange(n, device=x.device)
@@ -61,7 +86,7 @@ def dpc_knn_scores(x: torch.Tensor, k: int = 2) -> tuple[torch.Tensor, torch.Ten
     delta = torch.where(denser, dist, inf).min(dim=-1).values
     densest = ~denser.any(dim=-1)
     delta = torch.where(densest, dist.max(dim=-1).values, delta)
-    return density * delta, density, delta
+    return DPC(density * delta, density, delta, dist, log_density)
 
 
 def top_frames(score: torch.Tensor, keep: int, center: int | torch.Tensor | None = None) -> torch.Tensor:
@@ -101,6 +126,9 @@ class FramePruner(nn.Module):
     ``select(features, center)`` may override the centre per call, e.g. with one position per
     sample (a (B,) tensor) when a later pruning stage must keep the frame an earlier one kept.
     """
+
+    clusters = False  # offers cluster(): every frame's cluster (recover="unmerge" needs it)
+    merges = False  # kept tokens are cluster means, not the centres' own tokens
 
     def __init__(self, keep: int, center: int | None = None) -> None:
         super().__init__()
@@ -145,10 +173,33 @@ class TPC(FramePruner):
             nn.Parameter(torch.zeros(1, keep, pos_embed_dim)) if pos_embed_dim else None
         )
 
+    clusters = True
+
     @torch.no_grad()
     def select(self, features: torch.Tensor, center: int | torch.Tensor | None = None) -> torch.Tensor:
         score, _, _ = dpc_knn_scores(features, self.k)
         return top_frames(score, self.keep, self._center(center))
+
+    @torch.no_grad()
+    def cluster(self, features: torch.Tensor, center: int | torch.Tensor | None = None,
+                log_sizes: torch.Tensor | None = None) -> Clusters:
+        """The same centres as :meth:`select`, every frame's cluster and its merge weight.
+
+        ``log_sizes`` (B, N): the log of how many original frames each token already stands for
+        (a later stage of a multi-stage schedule); a merge weights each token by it.
+        """
+        center = self._center(center)
+        dpc = dpc_knn(features, self.k)
+        index = top_frames(dpc.score, self.keep, center)
+        assign, member = nearest_centre(dpc.dist, index, center)
+        log_weight = self.log_weights(dpc, log_sizes)
+        log_weight = torch.where(member, log_weight, torch.full_like(log_weight, float("-inf")))
+        return Clusters(index, assign, log_weight)
+
+    def log_weights(self, dpc: DPC, log_sizes: torch.Tensor | None) -> torch.Tensor:
+        """Log of each token's weight in its cluster's mean: its size (1 by default)."""
+        zero = torch.zeros_like(dpc.log_density)
+        return zero if log_sizes is None else zero + log_sizes.to(zero.dtype)
 
     def add_pos_embed(self, x: torch.Tensor) -> torch.Tensor:
         """Add the optional positional embedding to canonical kept tokens (B, f, ..., C)."""
@@ -163,6 +214,84 @@ class TPC(FramePruner):
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, k={self.k}"
+
+
+class Clusters(NamedTuple):
+    """A clustering pruner's choice: ``index`` (B, f) the kept centres sorted in time,
+    ``assign`` (B, N) every frame's cluster (a position in ``index``: each centre is in its own
+    cluster), ``log_weight`` (B, N) each frame's log weight in its cluster's mean (-inf: the
+    frame joins no mean, e.g. a frame kept out of the seq2frame centre's cluster when no other
+    cluster exists)."""
+
+    index: torch.Tensor
+    assign: torch.Tensor
+    log_weight: torch.Tensor
+
+
+def nearest_centre(
+    dist: torch.Tensor, index: torch.Tensor, center: int | torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each token's cluster: the kept centre ``index`` (B, f) nearest to it in ``dist`` (B, N, N).
+
+    Returns ``(assign, member)``, both (B, N): ``assign`` a position in ``index`` (ties go to the
+    earlier centre; a centre always joins its own cluster, also where another centre's features
+    equal its own), ``member`` False for a frame that must not join its cluster's mean. With
+    ``center`` (seq2frame, a frame or one per sample) the centre frame's cluster holds that frame
+    alone: the others join their nearest other centre (or, if none is kept, no mean at all).
+    """
+    b, n, _ = dist.shape
+    to_centres = dist.gather(2, index.unsqueeze(1).expand(b, n, index.shape[1]))  # (B, N, f)
+    own = torch.arange(n, device=dist.device).view(1, n, 1) == index.unsqueeze(1)
+    to_centres = torch.where(own, torch.full_like(to_centres, -1.0), to_centres)
+    if center is None:
+        return to_centres.argmin(dim=-1), torch.ones(b, n, dtype=torch.bool, device=dist.device)
+    c = center.view(-1, 1) if isinstance(center, torch.Tensor) else center
+    barred = (index == c).unsqueeze(1) & ~own  # another frame in the centre's cluster
+    to_centres = torch.where(barred, torch.full_like(to_centres, float("inf")), to_centres)
+    assign = to_centres.argmin(dim=-1)
+    return assign, ~barred.gather(2, assign.unsqueeze(-1)).squeeze(-1)
+
+
+def merge_tokens(x: torch.Tensor, assign: torch.Tensor, log_weight: torch.Tensor, keep: int) -> torch.Tensor:
+    """The weighted mean of every cluster's tokens: canonical ``x`` (B, N, ..., C) to (B, keep, ..., C).
+
+    ``assign`` (B, N) is each token's cluster (0 .. keep-1), ``log_weight`` (B, N) its log weight
+    (-inf: left out); every cluster needs one finite weight. The weights are normalised per
+    cluster in log space (no underflow) and applied as one batched matrix product, which is
+    deterministic and exports to ONNX; a cluster of one token returns that token bit for bit.
+    """
+    b, n = assign.shape
+    onehot = assign.unsqueeze(-1) == torch.arange(keep, device=assign.device)  # (B, N, keep)
+    lw = torch.where(onehot, log_weight.unsqueeze(-1), torch.full_like(onehot, float("-inf"), dtype=log_weight.dtype))
+    w = torch.exp(lw - lw.max(dim=1, keepdim=True).values)  # each cluster's heaviest token: 1
+    w = w / w.sum(dim=1, keepdim=True)
+    merged = torch.bmm(w.transpose(1, 2).to(x.dtype), x.reshape(b, n, -1))
+    return merged.view(b, keep, *x.shape[2:])
+
+
+class MergePrune(TPC):
+    """Token merging on TPC's clusters (``prune="merge"``): the same DPC-kNN centres, but each
+    kept token is the mean of its cluster's members weighted by their DPC-kNN density (a token
+    in a dense run of similar frames counts more than an outlier), so what TPC drops still
+    reaches the middle blocks. In a later stage each token is also weighted by how many
+    original frames it stands for. :class:`MeanMergePrune` weights members equally."""
+
+    merges = True
+
+    def log_weights(self, dpc: DPC, log_sizes: torch.Tensor | None) -> torch.Tensor:
+        return super().log_weights(dpc, log_sizes) + dpc.log_density
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Merge tokens (B, F, C) or (B, F, J, C); returns ``(merged, index, assign)``."""
+        c = self.cluster(pool_tokens(x))
+        return self.add_pos_embed(merge_tokens(x, c.assign, c.log_weight, self.keep)), c.index, c.assign
+
+
+class MeanMergePrune(MergePrune):
+    """:class:`MergePrune` with every member weighted equally (plain cluster means)."""
+
+    def log_weights(self, dpc: DPC, log_sizes: torch.Tensor | None) -> torch.Tensor:
+        return TPC.log_weights(self, dpc, log_sizes)
 
 
 class UniformPrune(FramePruner):
@@ -215,4 +344,7 @@ PRUNERS: dict[str, type[FramePruner]] = {
     "uniform": UniformPrune,
     "attention": AttentionPrune,
     "motion": MotionPrune,
+    "merge": MergePrune,
+    "merge-density": MergePrune,
+    "merge-mean": MeanMergePrune,
 }

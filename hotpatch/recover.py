@@ -9,6 +9,9 @@ Every recoverer is a plain ``nn.Module`` with ``forward(x, index)``: ``x`` is a 
   which make zero-retraining seq2seq possible.
 * :class:`LinearTRA` — linear interpolation plus a learnable attention correction that is
   exactly zero at initialisation (zero-retraining and short fine-tuning).
+* :class:`UnmergeRecover` — the inverse of token merging: every frame takes its cluster's
+  token (the cluster assignment of a clustering pruner), optionally blended with linear
+  interpolation in time; parameter-free. Called as ``forward(x, index, assign)``.
 """
 
 from __future__ import annotations
@@ -121,6 +124,12 @@ class _Interpolate(nn.Module):
         weight = torch.where(i1 == i0, torch.zeros_like(weight), weight)
         return left, right, weight
 
+    def linear(self, x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        """Every frame interpolated linearly in time between the kept tokens around it."""
+        left, right, weight = self._brackets(index)
+        w = weight.view(*weight.shape, *([1] * (x.dim() - 2))).to(x.dtype)
+        return gather_frames(x, left) * (1 - w) + gather_frames(x, right) * w
+
     def extra_repr(self) -> str:
         return f"frames={self.frames}"
 
@@ -138,9 +147,38 @@ class LinearRecover(_Interpolate):
     """Interpolate linearly in time between the kept tokens around every frame."""
 
     def forward(self, x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-        left, right, weight = self._brackets(index)
-        w = weight.view(*weight.shape, *([1] * (x.dim() - 2))).to(x.dtype)
-        return gather_frames(x, left) * (1 - w) + gather_frames(x, right) * w
+        return self.linear(x, index)
 
 
-RECOVERERS = ("tra", "nearest", "linear", "linear-tra")
+class UnmergeRecover(_Interpolate):
+    """Every frame starts from its own cluster's token (``recover="unmerge"``).
+
+    ``assign`` (B, F) is each original frame's cluster, a position among the kept tokens (the
+    pruner's cluster assignment, composed through every stage). With ``blend`` > 0 the result
+    moves that far towards linear interpolation in time between the kept tokens (their centres'
+    frames): ``unmerged + blend * (linear - unmerged)``, so where both agree (all frames kept)
+    the output is the input bit for bit.
+    """
+
+    needs_assignment = True
+
+    def __init__(self, frames: int, blend: float = 0.0) -> None:
+        super().__init__(frames)
+        if not 0.0 <= blend <= 1.0:
+            raise ValueError(f"blend must be in [0, 1], got {blend}")
+        self.blend = blend
+
+    def forward(self, x: torch.Tensor, index: torch.Tensor, assign: torch.Tensor) -> torch.Tensor:
+        unmerged = gather_frames(x, assign)
+        if self.blend == 0.0:
+            return unmerged
+        return unmerged + self.blend * (self.linear(x, index) - unmerged)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, blend={self.blend:g}"
+
+
+UNMERGE_BLENDS = {"unmerge": 0.5, "unmerge-linear": 0.5, "unmerge-pure": 0.0}
+"""``recover=`` names of :class:`UnmergeRecover` and their blend towards linear interpolation."""
+
+RECOVERERS = ("tra", "nearest", "linear", "linear-tra", *UNMERGE_BLENDS)

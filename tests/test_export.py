@@ -20,6 +20,9 @@ from hotpatch.export import export_onnx, export_program
     ("motionbert", dict(recover="linear", prune_pos_embed=True)),  # interpolation
     ("poseformer", dict(pipeline="seq2frame")),                     # centre frame
     ("mixste", dict(n=[1, 2], f=[12, 6], pipeline="seq2frame")),     # two stages, centre kept
+    ("mixste", dict(prune="merge", recover="unmerge")),              # token merging + unmerging
+    ("motionbert", dict(n=[1, 2], f=[12, 6], prune="merge", recover="unmerge")),  # composed clusters
+    ("poseformer", dict(prune="merge", pipeline="seq2frame")),      # merged, centre alone
 ])
 def test_onnx_export_matches_the_patched_model_in_onnxruntime(tmp_path, name, settings):
     import onnxruntime as ort

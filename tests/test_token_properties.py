@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from hotpatch.layout import gather_frames
-from hotpatch.prune import PRUNERS, pool_tokens
+from hotpatch.prune import PRUNERS, TPC, pool_tokens
 from hotpatch.recover import LinearRecover, LinearTRA, NearestRecover
 
 settings.register_profile(
@@ -32,6 +32,7 @@ settings.register_profile("dev", max_examples=500, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 NAMES = sorted(PRUNERS)
+GATHERING = [n for n in NAMES if not PRUNERS[n].merges]  # forward returns the selected tokens themselves
 
 
 @st.composite
@@ -55,7 +56,7 @@ def clips(draw, min_frames: int = 1, max_frames: int = 40):
 
 def make(name: str, keep: int, k: int, center: int | None = None):
     cls = PRUNERS[name]
-    return cls(keep, k=k, center=center) if name == "tpc" else cls(keep, center=center)
+    return cls(keep, k=k, center=center) if issubclass(cls, TPC) else cls(keep, center=center)
 
 
 def assert_valid(index: torch.Tensor, batch: int, keep: int, frames: int) -> None:
@@ -98,7 +99,7 @@ def test_pruners_are_batch_invariant(name, clip, data):
     assert torch.equal(pruner.select(x[order]), index[order])
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", GATHERING)  # merging: tests/test_merge.py
 @given(clip=clips(), joints=st.integers(1, 5))
 def test_pruner_forward_keeps_the_selected_tokens(name, clip, joints):
     """forward on (B, F, J, C) tokens selects on the joint-pooled features and gathers them."""

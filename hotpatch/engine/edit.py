@@ -81,6 +81,7 @@ class Edit:
         self.new_modules: dict[str, nn.Module] = {}
         self.pruned: set[fx.Node] = set()
         self.indices: list[fx.Node] = []  # per stage: the original frames of its kept tokens (B, f_s)
+        self.assignments: list[fx.Node] = []  # per stage, when kept: every frame's cluster (B, F)
         self.new_stage: dict[fx.Node, int] = {}  # stage of the nodes added here
         self.origin: dict[fx.Node, fx.Node] = {}  # a pruner's output or input guard -> the node it stands for
         self.post_frames = cfg.recover_frames or cfg.frames
@@ -125,6 +126,10 @@ class Edit:
     def index_for(self, n: fx.Node) -> fx.Node:
         """The kept-frame index of ``n``'s stage."""
         return self.indices[max(self.stage(n), 1) - 1]
+
+    def assignment_for(self, n: fx.Node) -> fx.Node:
+        """Every original frame's cluster among the tokens of ``n``'s stage (a clustering pruner's)."""
+        return self.assignments[max(self.stage(n), 1) - 1]
 
     def block_stage(self, name: str) -> int:
         """The stage of the block ``name`` or of a block that holds it (``name`` qualified)."""

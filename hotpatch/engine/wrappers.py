@@ -21,8 +21,8 @@ from hotpatch.engine.analyse import Plan
 from hotpatch.engine.config import PatchConfig
 from hotpatch.errors import HotpatchError, RewriteError
 from hotpatch.layout import Extra, Layout, gather_frames
-from hotpatch.prune import PRUNERS, TPC, FramePruner, pool_tokens
-from hotpatch.recover import TRA, LinearRecover, LinearTRA, NearestRecover
+from hotpatch.prune import PRUNERS, TPC, Clusters, FramePruner, merge_tokens, pool_tokens
+from hotpatch.recover import TRA, UNMERGE_BLENDS, LinearRecover, LinearTRA, NearestRecover, UnmergeRecover
 
 log = logging.getLogger(__name__)
 
@@ -59,22 +59,29 @@ class PruneAtCut(nn.Module):
     """Prunes every frame-carrying tensor alive at the cut with one set of indices.
 
     The pruner sees the tensors' pooled features concatenated along channels; each tensor
-    is gathered in its own layout. Returns ``(*pruned, index)``.
+    is gathered (a merging pruner: its token tensors merged) in its own layout. Returns
+    ``(*pruned, index)``, or ``(*pruned, assign, index)`` with ``assignment`` set: ``assign``
+    (B, F) every frame's cluster among the kept tokens (the index stays last).
     """
 
-    def __init__(self, pruner: FramePruner, layouts: list[Layout], frames: int) -> None:
+    def __init__(self, pruner: FramePruner, layouts: list[Layout], frames: int, assignment: bool = False) -> None:
         super().__init__()
         self.pruner = pruner
         self.layouts = layouts
         self.frames = frames
+        self.assignment = assignment
 
     def forward(self, *xs: torch.Tensor) -> tuple[torch.Tensor, ...]:
         canon = [lay.to_canonical(x, self.frames) for lay, x in zip(self.layouts, xs)]
-        index = self.pruner.select(features(canon))
-        return (*keep_frames(self.pruner, self.layouts, canon, index), index)
+        if not self.assignment:
+            index = self.pruner.select(features(canon))
+            return (*keep_frames(self.pruner, self.layouts, canon, index), index)
+        c = self.pruner.cluster(features(canon))
+        return (*keep_frames(self.pruner, self.layouts, canon, c.index, c), c.assign, c.index)
 
     def extra_repr(self) -> str:
-        return f"frames={self.frames}, layouts=[{', '.join(l.describe() for l in self.layouts)}]"
+        return (f"frames={self.frames}, layouts=[{', '.join(l.describe() for l in self.layouts)}]"
+                + (", assignment=True" if self.assignment else ""))
 
 
 class PruneAgain(nn.Module):
@@ -83,22 +90,35 @@ class PruneAgain(nn.Module):
     Called as ``(*xs, index)`` with ``index`` (B, f_prev) the original frames of ``xs``'s
     tokens; returns ``(*pruned, index')`` with ``index'`` (B, f) the original frames of the
     tokens it keeps (the composed indices). With ``center`` set (seq2frame), the token of
-    that original frame is always kept.
+    that original frame is always kept. With ``assignment`` set it is called as
+    ``(*xs, assign, index)`` and returns ``(*pruned, assign', index')``: ``assign'`` (B, F) each
+    original frame's cluster among this stage's tokens; a merging pruner weights each token by
+    the number of original frames it stands for.
     """
 
-    def __init__(self, pruner: FramePruner, layouts: list[Layout], center: int | None = None) -> None:
+    def __init__(self, pruner: FramePruner, layouts: list[Layout], center: int | None = None,
+                 assignment: bool = False) -> None:
         super().__init__()
-        self.pruner, self.layouts, self.center = pruner, layouts, center
+        self.pruner, self.layouts, self.center, self.assignment = pruner, layouts, center, assignment
 
     def forward(self, *args: torch.Tensor) -> tuple[torch.Tensor, ...]:
         *xs, before = args
+        if self.assignment:
+            *xs, assign = xs
         canon = [lay.to_canonical(x, before.shape[1]) for lay, x in zip(self.layouts, xs)]
         center = None if self.center is None else (before < self.center).sum(dim=1)  # its position
-        local = self.pruner.select(features(canon), center)
-        return (*keep_frames(self.pruner, self.layouts, canon, local), before.gather(1, local))
+        if not self.assignment:
+            local = self.pruner.select(features(canon), center)
+            return (*keep_frames(self.pruner, self.layouts, canon, local), before.gather(1, local))
+        slots = torch.arange(before.shape[1], device=assign.device)
+        sizes = (assign.unsqueeze(-1) == slots).sum(dim=1)  # original frames per token (>= 1)
+        c = self.pruner.cluster(features(canon), center, sizes.double().log())
+        kept = keep_frames(self.pruner, self.layouts, canon, c.index, c)
+        return (*kept, c.assign.gather(1, assign), before.gather(1, c.index))
 
     def extra_repr(self) -> str:
-        return f"center={self.center}, layouts=[{', '.join(l.describe() for l in self.layouts)}]"
+        return (f"center={self.center}, layouts=[{', '.join(l.describe() for l in self.layouts)}]"
+                + (", assignment=True" if self.assignment else ""))
 
 
 def is_token(c: torch.Tensor) -> bool:
@@ -113,11 +133,17 @@ def features(canon: list[torch.Tensor]) -> torch.Tensor:
     return torch.cat([pool_tokens(c).float() for c in tokens], dim=-1)
 
 
-def keep_frames(pruner: FramePruner, layouts: list[Layout], canon: list[torch.Tensor], index: torch.Tensor) -> list[torch.Tensor]:
-    """Each canonical tensor's frames ``index`` (plus TPC's optional embedding), in its own layout."""
+def keep_frames(pruner: FramePruner, layouts: list[Layout], canon: list[torch.Tensor], index: torch.Tensor,
+                clusters: Clusters | None = None) -> list[torch.Tensor]:
+    """Each canonical tensor's frames ``index`` (plus TPC's optional embedding), in its own layout.
+    A merging pruner's token tensors become their clusters' means instead (masks and other
+    per-frame values are still gathered at the centres)."""
     outs = []
     for lay, c in zip(layouts, canon):
-        kept = gather_frames(c, index)
+        if pruner.merges and clusters is not None and is_token(c):
+            kept = merge_tokens(c, clusters.assign, clusters.log_weight, index.shape[1])
+        else:
+            kept = gather_frames(c, index)
         if isinstance(pruner, TPC) and is_token(c):
             kept = pruner.add_pos_embed(kept)
         outs.append(lay.from_canonical(kept, index.shape[1]))
@@ -192,9 +218,10 @@ class RecoverAt(nn.Module):
         super().__init__()
         self.recoverer, self.layout, self.frames = recoverer, layout, frames
 
-    def forward(self, x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, index: torch.Tensor, assign: torch.Tensor | None = None) -> torch.Tensor:
         canon = self.layout.to_canonical(x, index.shape[1])
-        return self.layout.from_canonical(self.recoverer(canon, index), self.frames)
+        out = self.recoverer(canon, index) if assign is None else self.recoverer(canon, index, assign)
+        return self.layout.from_canonical(out, self.frames)
 
 
 class CenterSelect(nn.Module):
@@ -241,6 +268,8 @@ def make_recoverer(cfg: PatchConfig, dim: int, heads: int) -> nn.Module:
         return LinearRecover(cfg.frames)
     if cfg.recover == "linear-tra":
         return LinearTRA(dim, cfg.frames, heads)
+    if cfg.recover in UNMERGE_BLENDS:
+        return UnmergeRecover(cfg.frames, UNMERGE_BLENDS[cfg.recover])
     raise RewriteError(f"unknown recover={cfg.recover!r}")
 
 
@@ -249,7 +278,14 @@ def make_pruner(cfg: PatchConfig, pos_embed_dim: int | None, keep: int | None = 
     get no fixed centre: :class:`PruneAgain` passes each sample's centre position."""
     keep = cfg.keeps[0] if keep is None else keep
     center = cfg.center if first else None
-    if cfg.prune == "tpc":
-        return TPC(keep, k=cfg.k, center=center, pos_embed_dim=pos_embed_dim)
-    return PRUNERS[cfg.prune](keep, center=center)
+    cls = PRUNERS[cfg.prune]
+    if issubclass(cls, TPC):
+        return cls(keep, k=cfg.k, center=center, pos_embed_dim=pos_embed_dim)
+    return cls(keep, center=center)
+
+
+def needs_assignment(cfg: PatchConfig) -> bool:
+    """Whether the pruners must hand every frame's cluster on: a merging pruner, or a recovery
+    that reads it (``recover="unmerge"``), in a seq2seq patch."""
+    return PRUNERS[cfg.prune].merges or (cfg.pipeline != "seq2frame" and cfg.recover in UNMERGE_BLENDS)
 

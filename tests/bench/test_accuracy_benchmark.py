@@ -26,9 +26,19 @@ def test_quick_run_writes_every_row(tmp_path):
                  "fine-tuned +5 steps", "Table 2", "Table 4", "Table 5", "Fair control", "starts as interpolation",
                  "Command", "TPC, two stages (n=1,3, f=18,9)", "TPC + linear, two stages", "Two pruning stages vs one cut"):
         assert name in text, name
-    rows = [line for line in text.splitlines() if line.startswith("| ") and line[2].isdigit()
+    main, merging = text.split("## Token merging")
+    rows = [line for line in main.splitlines() if line.startswith("| ") and line[2].isdigit()
             and line.count("|") == 12]  # the results table's rows (not the learning curve's)
     assert len(rows) == 15
+    merge_rows = [line.split(" | ")[1] for line in merging.split("## Setup")[0].splitlines()
+                  if line.startswith("| ") and line[2].isdigit()]
+    variants = [f"{w} + {r}" for w in ("merge-density", "merge-mean") for r in ("unmerge-pure", "unmerge-linear", "linear")]
+    assert variants == merge_rows[5:11]  # every weighting with every recovery at the single cut
+    assert sum("(n=1)" in r for r in merge_rows) == 5 and sum("two stages" not in r and "n=1,3" in r for r in merge_rows) == 4
+    assert [merge_rows[i] for i in (-5, -2, -1)] == ["TPC + linear", "uniform sampling + linear", "MixSTE (original)"]
+    for claim in ("Variants (single cut)", "single cut (n=2, f=9)", "cut at n=1", "two stages (n=1,3, f=18,9)",
+                  "after the same fine-tune"):
+        assert claim in merging, claim
 
 
 def test_test_data_scores_another_file(tmp_path):

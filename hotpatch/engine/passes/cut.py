@@ -14,7 +14,7 @@ import operator
 import torch.fx as fx
 
 from hotpatch.engine.edit import Edit, RewritePass
-from hotpatch.engine.wrappers import PruneAgain, PruneAtCut, check_frames, make_pruner
+from hotpatch.engine.wrappers import PruneAgain, PruneAtCut, check_frames, make_pruner, needs_assignment
 from hotpatch.errors import RewriteError
 
 
@@ -60,6 +60,8 @@ class PruneAtCuts(RewritePass):
     def check(self, edit: Edit) -> None:
         if len(edit.indices) != len(edit.cfg.keeps):
             raise self.fail(f"{len(edit.indices)} kept-frame indices for {len(edit.cfg.keeps)} stages")
+        if edit.assignments and len(edit.assignments) != len(edit.indices):
+            raise self.fail(f"{len(edit.assignments)} cluster assignments for {len(edit.indices)} stages")
         for n in edit.nodes[: edit.sites.cut]:
             f = edit.fact(n)
             if f is not None and f.carries_frames and f.data_dependent:
@@ -78,7 +80,7 @@ class PruneAtCuts(RewritePass):
             raise RewriteError(f"no frame-carrying tensor is alive before {cut.target}; nothing to prune")
         layouts = [edit.layout(n, "tensor alive at the cut") for n in live]
         pos_dim = edit.fact(live[0]).shape[-1] if edit.cfg.prune_pos_embed else None
-        module = PruneAtCut(make_pruner(edit.cfg, pos_dim), layouts, edit.cfg.frames)
+        module = PruneAtCut(make_pruner(edit.cfg, pos_dim), layouts, edit.cfg.frames, needs_assignment(edit.cfg))
         name = edit.add_module("hotpatch_prune", module)
         prune_call(edit, 1, name, cut, live, ())
 
@@ -101,8 +103,10 @@ class PruneAtCuts(RewritePass):
         layouts = [edit.layout(n, f"tensor alive at the cut of stage {stage}") for n in live]
         pos_dim = edit.fact(live[0]).shape[-1] if edit.cfg.prune_pos_embed else None
         pruner = make_pruner(edit.cfg, pos_dim, keep=edit.cfg.keeps[stage - 1], first=False)
-        name = edit.add_module(f"hotpatch_prune{stage}", PruneAgain(pruner, layouts, edit.cfg.center))
-        prune_call(edit, stage, name, cut, live, (edit.indices[-1],))
+        assignment = needs_assignment(edit.cfg)
+        module = PruneAgain(pruner, layouts, edit.cfg.center, assignment)
+        name = edit.add_module(f"hotpatch_prune{stage}", module)
+        prune_call(edit, stage, name, cut, live, (*edit.assignments[-1:], edit.indices[-1]))
 
 
 def prune_call(edit: Edit, stage: int, name: str, cut: fx.Node, live: list[fx.Node], extra: tuple) -> None:
@@ -112,7 +116,12 @@ def prune_call(edit: Edit, stage: int, name: str, cut: fx.Node, live: list[fx.No
     with edit.graph.inserting_before(cut):
         call = edit.graph.call_module(name, (*live, *extra))
         outs = [edit.graph.call_function(operator.getitem, (call, i)) for i in range(len(live))]
-        index = edit.graph.call_function(operator.getitem, (call, len(live)))
+        assign = None
+        if edit.gm.get_submodule(name).assignment:  # (*pruned, assign, index): the index stays last
+            assign = edit.graph.call_function(operator.getitem, (call, len(live)))
+            edit.assignments.append(assign)
+            edit.new_stage[assign] = stage
+        index = edit.graph.call_function(operator.getitem, (call, len(live) + (assign is not None)))
     for n, out in zip(live, outs):
         for u in list(n.users):
             if edit.in_range(u) and edit.pos[u] >= start:

@@ -62,8 +62,11 @@ def insert_recovery(edit: Edit) -> None:
         dim = lay.to_canonical(torch.empty(fe.shape), edit.cfg.frames).shape[-1]
         recoverer = make_recoverer(edit.cfg, dim, find_heads(edit.gm, edit.plan, dim))
         name = edit.add_module("hotpatch_recover", RecoverAt(recoverer, lay, edit.post_frames))
+        args = (e, edit.index_for(e))
+        if getattr(recoverer, "needs_assignment", False):
+            args += (edit.assignment_for(e),)
         with edit.graph.inserting_after(insert_at):
-            rec = edit.graph.call_module(name, (e, edit.index_for(e)))
+            rec = edit.graph.call_module(name, args)
         insert_at = rec
         for u in [u for u in e.users if edit.is_post(u)]:
             u.replace_input_with(e, rec)

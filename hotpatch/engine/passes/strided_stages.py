@@ -22,7 +22,7 @@ from hotpatch.engine.analyse import NodeFacts
 from hotpatch.engine.edit import Edit, RewritePass, edit_sizes, is_elementwise, is_sizing
 from hotpatch.engine.reductions import Reduction
 from hotpatch.engine.wrappers import RecoverAt, find_heads, make_recoverer
-from hotpatch.errors import ConfigError
+from hotpatch.errors import ConfigError, RewriteError
 from hotpatch.layout import Layout
 
 
@@ -154,6 +154,11 @@ def recover_reduced(edit: Edit, e: fx.Node, fe: NodeFacts, insert_at: fx.Node) -
     dim = lay.to_canonical(torch.empty(fe.shape), length).shape[-1]
     sub = replace(edit.cfg, frames=length, recover_frames=None)
     recoverer = make_recoverer(sub, dim, find_heads(edit.gm, edit.plan, dim))
+    if getattr(recoverer, "needs_assignment", False):
+        raise RewriteError(
+            f"recover={edit.cfg.recover!r} cannot recover `{e.name}`: it leaves the pruned region at the "
+            f"reduced length {length} of a strided stage, where frames have no cluster of their own; "
+            "use recover='linear' (or 'nearest') for this model.")
     stride = total_stride(edit.plan.reductions, edit.cfg.frames, length)
     idx_name = edit.add_module("hotpatch_reduced_index", ReducedIndex(stride, length, new))
     name = edit.add_module("hotpatch_recover", RecoverAt(recoverer, lay, length))
