@@ -5,9 +5,14 @@ windows of the training split) and save the chosen patched model."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import logging
 import sys
+from collections.abc import Iterator
 from typing import Any
+
+import torch
 
 from hotpatch.atomic import atomic_write, write_text
 from hotpatch.cli._options import check_outputs, consoles, nonnegative_int, positive_float, positive_int
@@ -65,7 +70,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     t.add_argument("--batch", type=positive_int, default=64, metavar="B", help="windows per forward (default: 64)")
     t.add_argument("--repeats", type=positive_int, default=5, metavar="R", help="timed forwards (--latency-ms)")
     t.add_argument("--warmup", type=nonnegative_int, default=1, metavar="W", help="untimed forwards first")
-    t.add_argument("--threads", type=positive_int, metavar="T", help="torch threads while timing")
+    t.add_argument("--threads", type=positive_int, metavar="T",
+                   help="torch threads for the whole search, timing and evaluation (default: torch's)")
     o = p.add_argument_group("output")
     o.add_argument("-o", "--output", required=True, metavar="OUT.pt", help="the chosen patched model")
     o.add_argument("--report", dest="json", metavar="PATH", help="everything tried, as JSON ('-' for stdout)")
@@ -101,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
     frames, _, _ = target.input_shape()
     d = target.defaults
     pipeline = args.pipeline or (d.get("pipeline") if d.get("pipeline") in ("seq2seq", "seq2frame") else "seq2seq")
-    with Progress(err, "tune") as progress:
+    with Progress(err, "tune") as progress, _search_settings(args.threads, getattr(args, "debug", False)):
         progress.status("loading data")
         calibration = load_splits(args)["train"]
         if not calibration:
@@ -120,7 +126,8 @@ def run(args: argparse.Namespace) -> int:
         from hotpatch.viz import tune_plot
 
         with atomic_write(args.plot) as tmp:
-            tune_plot(result, tmp, title=f"hotpatch tune {describe(target)}: {pipeline}, F={frames}")
+            tune_plot(result, tmp, title=f"hotpatch tune {target.name}: {pipeline}, F={frames}, "
+                                         f"{len(result.candidates)} candidates")
         written.append(args.plot)
     if args.json:
         text = json.dumps(report, indent=2, default=str)
@@ -132,6 +139,22 @@ def run(args: argparse.Namespace) -> int:
     for path in written:
         out.print(f"wrote {path}", highlight=False, markup=False)
     return 0
+
+
+@contextlib.contextmanager
+def _search_settings(threads: int | None, debug: bool) -> Iterator[None]:
+    """``threads`` torch threads, and no log line per patch (a search makes dozens) unless ``debug``."""
+    saved, patch_log = torch.get_num_threads(), logging.getLogger("hotpatch.patch")
+    level = patch_log.level
+    if threads:
+        torch.set_num_threads(threads)
+    if not debug:
+        patch_log.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(saved)
+        patch_log.setLevel(level)
 
 
 def _summary(result: Any) -> str:

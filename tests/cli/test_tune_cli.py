@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 import hotpatch
 import tinypose
@@ -19,11 +20,15 @@ def test_cli_tune_writes_every_output_and_the_model_reloads(capsys, tmp_path):
     pytest.importorskip("matplotlib", reason="the plot needs the plot extra")
     data = tinypose.write_clips(tmp_path / "clips.npz")
     out = {name: tmp_path / name for name in ("tuned.pt", "tune.json", "tune.md", "pareto.png")}
+    torch.set_num_threads(2)  # --threads 1 holds for the search only
     rc = main(["tune", *TINY, "--data", str(data), "--cameras", "1", "--budget", "0.7", "--threads", "1",
                "-o", str(out["tuned.pt"]), "--report", str(out["tune.json"]), "--markdown", str(out["tune.md"]),
                "--plot", str(out["pareto.png"])])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     stdout, stderr = capsys.readouterr()
     assert rc == 0, stderr
+    assert threads == 2
     report = json.loads(out["tune.json"].read_text())
     chosen, setting = report["chosen"], report["setting"]
     assert report["budget"] == 0.7 and report["rounds"][0]["candidates"] == len(report["candidates"])
