@@ -23,4 +23,6 @@ def test_quick_run_compares_grid_and_tune(tmp_path):
     assert row["gap_mm"] == grid[row["tune_pick"]][0] - min(e[0] for e in grid.values())
     assert row["rounds"][0][1] == row["candidates"] == len(grid)
     lines = [line for line in out.read_text().splitlines() if line.startswith("| 0.6 |")]
-    assert len(lines) == 1 and row["tune_pick"] in lines[0]
+    assert len(lines) == 2 and row["tune_pick"] in lines[0] and row["longer_pick"] in lines[1]  # both tables
+    assert row["longer_gap_mm"] == grid[row["longer_pick"]][0] - min(e[0] for e in grid.values())
+    assert "- Budget 0.6: tune's pick is" in out.read_text()
