@@ -80,3 +80,15 @@ def test_cli_tune_limit_errors_are_one_line(capsys, tmp_path, limits, message):
         main(["tune", *TINY, "--data", "x.npz", "-o", str(tmp_path / "t.pt"), *limits])
     err = capsys.readouterr().err
     assert exc.value.code == 2 and message in err and "Traceback" not in err
+
+
+def test_cli_tune_refuses_to_overwrite_its_target_file(capsys, tmp_path):
+    data = tinypose.write_clips(tmp_path / "clips.npz")
+    model_file = tmp_path / "base.pt"
+    torch.save(tinypose.mixste(frames=9, depth=3), model_file)
+    before = model_file.read_bytes()
+    rc = main(["--quiet", "tune", str(model_file), "--trust", "--data", str(data), "--budget", "0.5",
+               "-o", str(model_file)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "-o" in err and "is also TARGET" in err and "would overwrite its own input" in err
+    assert model_file.read_bytes() == before
