@@ -73,7 +73,7 @@ def apply(
             ``"seq2frame"`` (no recovery; the centre frame is always kept and its prediction
             (B, 1, ...) is returned) or ``"auto"`` (seq2seq).
         prune: ``"tpc"`` (the paper's clustering), ``"merge"`` (TPC's clusters, each kept token
-            the density-weighted mean of its cluster; ``"merge-mean"``: plain means),
+            the mean of its cluster; ``"merge-density"``: weighted by DPC-kNN density),
             ``"uniform"``, ``"attention"`` or ``"motion"``.
         recover: ``"tra"`` (learnable, zero-initialised), ``"nearest"`` or ``"linear"``
             (parameter-free, for zero-retraining seq2seq), ``"unmerge"`` (parameter-free: every

@@ -23,7 +23,7 @@ CASES = [
     ("mixste", dict(n=[1, 2], f=[12, 6], prune="tpc", pipeline="seq2frame")),  # two stages, centre kept
     ("motionbert", dict(n=[1, 2], f=[12, 6], prune="motion", recover="linear-tra")),
     ("mixste", dict(prune="merge", recover="unmerge")),  # token merging and its matched recovery
-    ("motionbert", dict(n=[1, 2], f=[12, 6], prune="merge-mean", recover="unmerge-pure")),  # sizes composed
+    ("motionbert", dict(n=[1, 2], f=[12, 6], prune="merge-density", recover="unmerge-pure")),  # sizes composed
     ("mixste", dict(n=[1, 2], f=[12, 6], prune="merge", pipeline="seq2frame")),  # centre kept alone
 ]
 

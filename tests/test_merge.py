@@ -15,7 +15,7 @@ from hypothesis import given
 import hotpatch
 import author_vpts
 import frame_use_vpts
-from hotpatch.prune import PRUNERS, TPC, MeanMergePrune, MergePrune, dpc_knn, merge_tokens, nearest_centre
+from hotpatch.prune import PRUNERS, TPC, DensityMergePrune, MergePrune, dpc_knn, merge_tokens, nearest_centre
 from hotpatch.recover import LinearRecover, UnmergeRecover
 from test_token_properties import clips
 
@@ -43,7 +43,7 @@ def test_merge_keeps_tpc_centres_and_assigns_every_frame_to_its_nearest_centre()
     assert torch.equal(c.assign.gather(1, c.index), torch.arange(10).expand(3, -1))  # centres: own cluster
 
 
-@pytest.mark.parametrize("cls, weighted", [(MeanMergePrune, False), (MergePrune, True)])
+@pytest.mark.parametrize("cls, weighted", [(MergePrune, False), (DensityMergePrune, True)])
 def test_merged_tokens_are_the_weighted_cluster_means(cls, weighted):
     x = torch.randn(2, 24, 5, 6, generator=torch.Generator().manual_seed(1))  # (B, F, J, C)
     pruner = cls(8, k=3)
@@ -60,12 +60,12 @@ def test_merged_tokens_are_the_weighted_cluster_means(cls, weighted):
 
 def test_plain_merge_conserves_the_sum_of_the_tokens():
     x = torch.randn(2, 40, 7, generator=torch.Generator().manual_seed(2))
-    merged, _, assign = MeanMergePrune(12)(x)
+    merged, _, assign = MergePrune(12)(x)
     sizes = torch.stack([torch.bincount(a, minlength=12) for a in assign]).float()
     torch.testing.assert_close((merged * sizes.unsqueeze(-1)).sum(dim=1), x.sum(dim=1), rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("name", ["merge", "merge-mean"])
+@pytest.mark.parametrize("name", ["merge", "merge-density"])
 @pytest.mark.parametrize("shape", [(2, 16, 8), (2, 16, 17, 4)])
 def test_merging_every_frame_is_the_identity(name, shape):
     x = torch.randn(shape, generator=torch.Generator().manual_seed(3))
@@ -77,7 +77,7 @@ def test_merging_every_frame_is_the_identity(name, shape):
 def test_density_weights_do_not_underflow_on_large_features():
     """exp(-d²) of features in the hundreds is 0 in float64; the log-space weights stay finite."""
     x = 300 * torch.randn(2, 20, 6, generator=torch.Generator().manual_seed(4))
-    merged, _, assign = MergePrune(5)(x)
+    merged, _, assign = DensityMergePrune(5)(x)
     assert torch.isfinite(merged).all()
     for b in range(2):  # each merged token lies inside its members' range
         for s in range(5):
@@ -229,10 +229,10 @@ def test_save_and_load_keep_the_merge_setting(tmp_path):
 
     torch.manual_seed(0)
     model = mixste.build(27, dim=32, depth=2)
-    patched = hotpatch.apply(model, n=1, f=9, prune="merge-mean", recover="unmerge-pure", prune_pos_embed=True)
+    patched = hotpatch.apply(model, n=1, f=9, prune="merge-density", recover="unmerge-pure", prune_pos_embed=True)
     loaded = hotpatch.load(hotpatch.save(patched, tmp_path / "merge.pt"))
-    assert loaded.hotpatch_config["prune"] == "merge-mean" and loaded.hotpatch_config["recover"] == "unmerge-pure"
-    assert isinstance(loaded.hotpatch_prune.pruner, MeanMergePrune) and loaded.hotpatch_prune.assignment
+    assert loaded.hotpatch_config["prune"] == "merge-density" and loaded.hotpatch_config["recover"] == "unmerge-pure"
+    assert isinstance(loaded.hotpatch_prune.pruner, DensityMergePrune) and loaded.hotpatch_prune.assignment
     x = torch.randn(2, 27, 17, 2)
     with torch.no_grad():
         assert torch.equal(patched.eval()(x), loaded(x))
