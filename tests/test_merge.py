@@ -15,6 +15,8 @@ from hypothesis import given
 import hotpatch
 import author_vpts
 import frame_use_vpts
+import gated_vpts
+import wild_vpts
 from hotpatch.prune import PRUNERS, TPC, DensityMergePrune, MergePrune, dpc_knn, merge_tokens, nearest_centre
 from hotpatch.recover import LinearRecover, UnmergeRecover
 from test_token_properties import clips
@@ -236,3 +238,22 @@ def test_save_and_load_keep_the_merge_setting(tmp_path):
     x = torch.randn(2, 27, 17, 2)
     with torch.no_grad():
         assert torch.equal(patched.eval()(x), loaded(x))
+
+
+HOSTS = [(wild_vpts, n) for n in ("shape_branch", "freq", "iter_norm", "star_unpack", "head_branch")] + \
+    [(gated_vpts, n) for n in gated_vpts.ALL] + \
+    [(frame_use_vpts, n) for n in ("graphformer", "mixerformer", "adjacencyformer", "segmentformer", "windowformer",
+                                   "einsumformer")]
+
+
+@pytest.mark.parametrize("module, name", HOSTS, ids=[n for _, n in HOSTS])
+def test_merge_and_unmerge_in_every_host_pattern(module, name):
+    """Frame-sized layers, windows, splits, gates, branches: merge + unmerge patches at f and is
+    the original bit for bit at f = F."""
+    model, x = module.build(name)
+    with torch.no_grad():
+        want = model.eval()(x)
+        got = hotpatch.apply(model, n=1, f=9, prune="merge", recover="unmerge", example_input=x[:1])(x)
+        assert got.shape == want.shape and torch.isfinite(got).all()
+        full = hotpatch.apply(model, n=1, f=x.shape[1], prune="merge", recover="unmerge", example_input=x[:1])
+        assert torch.equal(full(x), want)

@@ -160,11 +160,12 @@ def test_apply_is_reproducible_under_the_callers_seed():
 
 
 @pytest.mark.parametrize("name", list(author_vpts.ALL))
-def test_patched_models_are_batch_invariant(name):
+@pytest.mark.parametrize("settings", [{}, {"prune": "merge", "recover": "unmerge"}], ids=["tpc-tra", "merge-unmerge"])
+def test_patched_models_are_batch_invariant(name, settings):
     """Sample i of a batch gives what it gives alone (to 1e-5: batched matmuls may round differently)."""
     model, x = author_vpts.build(name)
     x = torch.cat([x, torch.randn(2, *x.shape[1:])])
-    patched = hotpatch.apply(model, n=1, f=9, example_input=x)
+    patched = hotpatch.apply(model, n=1, f=9, example_input=x, **settings)
     _perturb(patched.hotpatch_recover if hasattr(patched, "hotpatch_recover") else patched, 2, 0.01)
     batch = _out(patched, x)
     for i in range(x.shape[0]):
@@ -223,11 +224,12 @@ def test_a_constant_example_input_does_not_hide_the_layout():
 
 @pytest.mark.parametrize("name", list(author_vpts.ALL))
 def test_keeping_every_frame_reproduces_the_original_exactly(name):
-    """The README's "exactly": f = F with nearest/linear recovery gives the original's outputs, bit for bit."""
+    """The README's "exactly": f = F with nearest/linear recovery (and merge/unmerge) gives the
+    original's outputs, bit for bit."""
     model, x = author_vpts.build(name)
     reference = _out(model, x)
     prepared = hotpatch.prepare(model, example_input=x[:1])
-    for prune in ("tpc", "uniform", "attention", "motion"):
-        for recover in ("nearest", "linear"):
-            patched = prepared.patch(1, x.shape[1], prune=prune, recover=recover)
-            assert torch.equal(_out(patched, x), reference), (prune, recover)
+    settings = [(p, r) for p in ("tpc", "uniform", "attention", "motion") for r in ("nearest", "linear")]
+    for prune, recover in settings + [("merge", "unmerge"), ("merge-density", "unmerge-pure"), ("tpc", "unmerge")]:
+        patched = prepared.patch(1, x.shape[1], prune=prune, recover=recover)
+        assert torch.equal(_out(patched, x), reference), (prune, recover)

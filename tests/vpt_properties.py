@@ -48,11 +48,23 @@ def gradients_reach_every_parameter(build, name: str, n: int, f: int) -> None:
     assert not missing, missing
 
 
-def all_frames_reproduce(build, name: str, n: int, frames: int, recover: str) -> None:
+def all_frames_reproduce(build, name: str, n: int, frames: int, recover: str, prune: str = "tpc") -> None:
     model, x = build(name)
-    patched = hotpatch.apply(model, n=n, f=frames, recover=recover, example_input=x[:1])
+    patched = hotpatch.apply(model, n=n, f=frames, prune=prune, recover=recover, example_input=x[:1])
     with torch.no_grad():
         assert torch.equal(patched(x), model(x))
+
+
+def merge_is_per_sample(build, name: str, n: int, f: int) -> None:
+    """Token merging in this host's layout: shape kept, finite, each sample as alone (to 1e-5)."""
+    model, x = build(name)
+    x = torch.cat([x, x.flip(0)]) if x.shape[0] > 1 else torch.cat([x, 2 * x])
+    patched = hotpatch.apply(model, n=n, f=f, prune="merge", recover="unmerge", example_input=x[:1]).eval()
+    with torch.no_grad():
+        batch = patched(x)
+        assert batch.shape == model(x).shape and torch.isfinite(batch).all()
+        for i in range(x.shape[0]):
+            torch.testing.assert_close(batch[i:i + 1], patched(x[i:i + 1]), rtol=0, atol=1e-5)
 
 
 def save_load_round_trip(build, name: str, n: int, f: int, source: str, tmp_path) -> None:
@@ -104,9 +116,13 @@ def property_tests(build, sources: dict[str, str], n: int, f: int, frames: int) 
         gradients_reach_every_parameter(build, name, n, f)
 
     @names
-    @pytest.mark.parametrize("recover", ["nearest", "linear"])
-    def test_all_frames_kept_reproduces_the_original(name, recover):
-        all_frames_reproduce(build, name, n, frames, recover)
+    @pytest.mark.parametrize("prune, recover", [("tpc", "nearest"), ("tpc", "linear"), ("merge", "unmerge")])
+    def test_all_frames_kept_reproduces_the_original(name, prune, recover):
+        all_frames_reproduce(build, name, n, frames, recover, prune)
+
+    @names
+    def test_token_merging_is_per_sample(name):
+        merge_is_per_sample(build, name, n, f)
 
     @names
     def test_save_load_round_trip(name, tmp_path):
@@ -114,5 +130,5 @@ def property_tests(build, sources: dict[str, str], n: int, f: int, frames: int) 
 
     tests = (test_patch_keeps_the_original, test_blocks_after_the_cut_see_f_tokens,
              test_gradients_reach_every_original_parameter, test_all_frames_kept_reproduces_the_original,
-             test_save_load_round_trip)
+             test_token_merging_is_per_sample, test_save_load_round_trip)
     return {t.__name__: t for t in tests}
