@@ -50,9 +50,11 @@ def test_fullgraph_compile_matches_eager(name, settings):
 
 @pytest.mark.skipif(shutil.which("g++") is None and shutil.which("cc") is None,
                     reason="torch.compile's inductor backend needs a C++ compiler on CPU")
-def test_inductor_compile_of_a_patched_model():
+@pytest.mark.parametrize("settings", [dict(recover="linear"), dict(prune="merge", recover="unmerge")],
+                         ids=["tpc-linear", "merge-unmerge"])
+def test_inductor_compile_of_a_patched_model(settings):
     model, x = author_vpts.build("mixste")
-    patched = hotpatch.apply(model, n=1, f=9, recover="linear").eval()
+    patched = hotpatch.apply(model, n=1, f=9, **settings).eval()
     with torch.no_grad():
         compiled = torch.compile(patched, fullgraph=True)
         torch.testing.assert_close(compiled(x), patched(x), rtol=1e-4, atol=1e-4)
