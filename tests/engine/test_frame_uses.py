@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import hotpatch
-from checks import build_and_patch
+from checks import block_input_shapes, build_and_patch
 import frame_use_vpts
 
 MODELS = list(frame_use_vpts.ALL)
@@ -50,15 +50,7 @@ def test_blocks_after_the_cut_see_f_tokens(name):
     """Blocks after the cut see f tokens (f / 3**i in the i-th strided stage), blocks before F."""
     model, x, patched = patch(name)
     plan = patched.hotpatch_plan
-    seen = {}
-    hooks = [
-        patched.get_submodule(b.name).register_forward_hook(lambda m, a, o, name=b.name: seen.__setitem__(name, a[0].shape[1]))
-        for b in plan.blocks
-    ]
-    with torch.no_grad():
-        patched(x)
-    for h in hooks:
-        h.remove()
+    seen = {name: shape[1] for name, shape in block_input_shapes(patched, x).items()}
     names = [b.name for b in plan.blocks]
     after = names[names.index(patched.hotpatch_sites.cut_block):]
     assert len(after) == len(names) - N

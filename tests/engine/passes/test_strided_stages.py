@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import hotpatch
-from checks import build_and_patch
+from checks import block_input_shapes, build_and_patch
 import frame_use_vpts
 from hotpatch.engine.passes.strided_stages import Reduction, ReducedIndex, valid_frames
 
@@ -28,9 +28,7 @@ def test_strided_stages_follow_f_and_slice_their_embeddings():
     assert any(n.startswith("`pos_embeds_1` (1, 9, 32) indexed by positions") and "first 6" in n for n in notes)
     assert any(n.startswith("`pos_embeds_2` (1, 3, 32)") and "first 2" in n for n in notes)
     assert any("recovered to 3" in n for n in notes)
-    seen = {}
-    for b in patched.hotpatch_plan.blocks:
-        patched.get_submodule(b.name).register_forward_hook(lambda m, a, o, name=b.name: seen.__setitem__(name, a[0].shape[1]))
+    seen = {name: shape[1] for name, shape in block_input_shapes(patched, x).items()}
     with torch.no_grad():
         out = patched(x)
     assert seen == {"stages.0.0": 27, "stages.0.1": 18, "stages.1.0": 6, "stages.1.1": 6, "stages.2.0": 2}
@@ -79,9 +77,7 @@ def test_functional_strided_stages_follow_f():
     notes = patched.hotpatch_plan.notes
     assert "strided stage `conv1d` (stride 3, kernel 3: 27 -> 9) after the cut: 18 -> 6 tokens" in notes
     assert "strided stage `max_pool1d` (stride 3, kernel 3: 9 -> 3) after the cut: 6 -> 2 tokens" in notes
-    seen = {}
-    for b in patched.hotpatch_plan.blocks:
-        patched.get_submodule(b.name).register_forward_hook(lambda m, a, o, name=b.name: seen.__setitem__(name, a[0].shape[1]))
+    seen = {name: shape[1] for name, shape in block_input_shapes(patched, x).items()}
     with torch.no_grad():
         out = patched(x)
     assert seen == {"stages.0.0": 27, "stages.0.1": 18, "stages.1.0": 6, "stages.1.1": 6, "stages.2.0": 2}
