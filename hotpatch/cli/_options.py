@@ -147,6 +147,12 @@ def check_outputs(args: argparse.Namespace, extra: dict[str, Any] | None = None)
                 raise ConfigError(f"{other} and {flag} are both {path}; give each output its own file")
 
 
+def check_png(flag: str, path: str | None, what: str = "the plot") -> None:
+    """A picture option (``flag``) must name a ``.png`` file (when given)."""
+    if path and not path.lower().endswith(".png"):
+        raise ConfigError(f"{flag} {path}: {what} is a PNG; pass a path ending in .png")
+
+
 def _same_file(a: Path, b: Path) -> bool:
     if a.exists() and b.exists():
         return os.path.samefile(a, b)

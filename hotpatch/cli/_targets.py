@@ -74,6 +74,11 @@ class Target:
     example: Any = None  # --example-input: a tensor, tuple or dict of every input of forward
     _original: nn.Module | None = field(default=None, repr=False)
 
+    def pipeline(self, given: str | None) -> str:
+        """``given`` (a ``--pipeline``), else this model's own ``seq2seq`` / ``seq2frame``, else ``seq2seq``."""
+        own = self.defaults.get("pipeline")
+        return given or (own if own in ("seq2seq", "seq2frame") else "seq2seq")
+
     def input_shape(self) -> tuple[int, int, int]:
         """(F, J, C) of one clip; inferred from the model (and cached) where not known."""
         d = self.defaults

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from hotpatch.cli._options import check_outputs, consoles, stage_value
+from hotpatch.cli._options import check_outputs, check_png, consoles, stage_value
 from hotpatch.patch import stage_text
 from hotpatch.cli.sweep import name_list
 from hotpatch.errors import ConfigError, DataError
@@ -66,8 +66,7 @@ def run(args: argparse.Namespace) -> int:
 
     out, _ = consoles(args.quiet)
     check_outputs(args)
-    if not args.output.lower().endswith(".png"):
-        raise ConfigError(f"-o {args.output}: the picture is a PNG; pass a path ending in .png")
+    check_png("-o", args.output, "the picture")
     check_data_files(args)
     target = load_target(args)
     if target.patched:

@@ -11,7 +11,7 @@ from typing import Any
 
 
 from hotpatch.atomic import atomic_write, write_text
-from hotpatch.cli._options import argument_type, check_outputs, consoles, nonnegative_int, positive_int
+from hotpatch.cli._options import argument_type, check_outputs, check_png, consoles, nonnegative_int, positive_int
 from hotpatch.cli._progress import Progress
 from hotpatch.patch import parse_stages, stage_text
 from hotpatch.errors import ConfigError
@@ -87,8 +87,7 @@ def run(args: argparse.Namespace) -> int:
 
     out, err = consoles(args.quiet)
     check_outputs(args)
-    if args.plot and not args.plot.lower().endswith(".png"):
-        raise ConfigError(f"--plot {args.plot}: the plot is a PNG; pass a path ending in .png")
+    check_png("--plot", args.plot)
     if bool(args.n) != bool(args.f) or not (args.n or args.stages):
         raise ConfigError("give --n and --f (every combination is measured), --stages N,N:F,F, or both")
     if args.data:
@@ -102,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
                           "a model file)")
     frames, joints, channels = target.input_shape()
     d = target.defaults
-    pipeline = args.pipeline or (d.get("pipeline") if d.get("pipeline") in ("seq2seq", "seq2frame") else "seq2seq")
+    pipeline = target.pipeline(args.pipeline)
     pos_embed = bool(d.get("prune_pos_embed")) if args.prune_pos_embed is None else args.prune_pos_embed
     sequences = load_splits(args)["test"] if args.data else None
     with Progress(err, "sweep") as progress:

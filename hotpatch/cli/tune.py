@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from hotpatch.atomic import atomic_write, write_text
-from hotpatch.cli._options import check_outputs, consoles, nonnegative_int, positive_float, positive_int
+from hotpatch.cli._options import check_outputs, check_png, consoles, nonnegative_int, positive_float, positive_int
 from hotpatch.cli._progress import Progress
 from hotpatch.cli._targets import add_target_arguments, describe, load_target
 from hotpatch.cli.sweep import name_list
@@ -88,9 +88,8 @@ def run(args: argparse.Namespace) -> int:
 
     out, err = consoles(args.quiet)
     check_outputs(args, {"--markdown": args.markdown} if args.markdown else None)
+    check_png("--plot", args.plot)
     if args.plot:
-        if not args.plot.lower().endswith(".png"):
-            raise ConfigError(f"--plot {args.plot}: the plot is a PNG; pass a path ending in .png")
         from hotpatch.render import pyplot
 
         pyplot()  # matplotlib missing: the plot extra's message now, before the search
@@ -105,8 +104,7 @@ def run(args: argparse.Namespace) -> int:
         raise TargetError(f"{target.name} does not say how it was built (no hotpatch_source), so the tuned file "
                           "could not be loaded again; pass a recipe name or package.module:Class")
     frames, _, _ = target.input_shape()
-    d = target.defaults
-    pipeline = args.pipeline or (d.get("pipeline") if d.get("pipeline") in ("seq2seq", "seq2frame") else "seq2seq")
+    pipeline = target.pipeline(args.pipeline)
     with Progress(err, "tune") as progress, _search_settings(args.threads, getattr(args, "debug", False)):
         progress.status("loading data")
         calibration = load_splits(args)["train"]
