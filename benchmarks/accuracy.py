@@ -42,6 +42,7 @@ import numpy as np
 import torch
 
 import hotpatch
+from hotpatch.atomic import atomic_write, write_text
 from hotpatch.data import WindowDataset, load_clips
 from hotpatch.evaluate import evaluate_model
 from hotpatch.finetune import FinetuneConfig, finetune
@@ -368,9 +369,10 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> int:
         curve = LearningCurve(original, s2s, curve_idx, args.curve_points, args.eval_batch)
         pretrain_history = train(original, train_data, args.train_steps, args.lr, args.batch, args.seed,
                                  "train original", warmup=warmup, on_step=curve)
-        torch.save(original.state_dict(), weights)
+        with atomic_write(weights) as tmp:
+            torch.save(original.state_dict(), tmp)
         learning_curve = curve.rows
-        curve_file.write_text(json.dumps(learning_curve, indent=2))
+        write_text(curve_file, json.dumps(learning_curve, indent=2))
         clock.phase("train original", time.perf_counter() - t - curve.seconds)
         clock.phase("learning curve", curve.seconds)
     original.eval()
@@ -563,10 +565,10 @@ combined loss) over the steps since the previous row.
 """
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text)
+    write_text(out, text)
     print(text)
     if args.json:
-        Path(args.json).write_text(json.dumps({"rows": rows, "test_data_rows": other_rows,
+        write_text(args.json, json.dumps({"rows": rows, "test_data_rows": other_rows,
                                                "merge_rows": [results[k] for k in merge_order],
                                                "merge_test_data_rows": [results_other[k] for k in merge_order]
                                                if other is not None else [],

@@ -37,6 +37,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks import accuracy  # noqa: E402
+from hotpatch.atomic import write_text  # noqa: E402
 from hotpatch.autotune import tune  # noqa: E402
 from hotpatch.data import WindowDataset, load_clips  # noqa: E402
 from hotpatch.evaluate import evaluate_model  # noqa: E402
@@ -236,11 +237,11 @@ about a third of them):
 """
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text)
+    write_text(out, text)
     print(text)
     if args.json:
-        Path(args.json).write_text(json.dumps({"rows": rows, "original_test_mpjpe": original_test}, indent=2,
-                                              default=str))
+        write_text(args.json, json.dumps({"rows": rows, "original_test_mpjpe": original_test}, indent=2,
+                                  default=str))
     return 0
 
 
