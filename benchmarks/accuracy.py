@@ -48,7 +48,7 @@ from hotpatch.evaluate import evaluate_model
 from hotpatch.finetune import FinetuneConfig, finetune
 from hotpatch.errors import ConfigError
 from hotpatch.patch import parse_stages, stage_text
-from hotpatch.recipes import get as get_recipe
+from hotpatch.models import get as get_recipe
 
 try:  # run as a script (python benchmarks/accuracy.py) or imported as benchmarks.accuracy
     from benchmarks import merge_rows

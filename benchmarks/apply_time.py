@@ -28,7 +28,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import hotpatch  # noqa: E402
-from hotpatch.recipes import get  # noqa: E402
+from hotpatch.models import get  # noqa: E402
 
 MODELS = {  # name -> (recipe, build overrides)
     "mixste": ("mixste", {}),

@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import hotpatch  # noqa: E402
 from hotpatch.lift import lift  # noqa: E402
 from hotpatch.profile import compare  # noqa: E402
-from hotpatch.recipes import get  # noqa: E402
+from hotpatch.models import get  # noqa: E402
 
 MODELS = {  # recipe -> (build overrides, patch settings): the paper's defaults at F=243
     "mixste": ({}, dict(n=3, f=81, recover="tra", prune_pos_embed=True)),

@@ -2,7 +2,7 @@
 
 For every row with Param and FLOPs values in Tables 1, 2, 3, 6, 10, 11, 12 and 13 (and the
 interpolation rows of Table 5) this prints the paper's value, ours and the relative
-difference. Host models come from ``hotpatch.recipes`` (MixSTE, MotionBERT-Lite, MHFormer)
+difference. Host models come from ``hotpatch.models`` (MixSTE, MotionBERT-Lite, MHFormer)
 or ``benchmarks.baselines`` (the other Table 6 models); every HoT / TPC row is the recipe
 patched by the generic ``hotpatch`` rewrite (``prepare(model).patch(n, f, ...)``, the same
 code path as ``hotpatch.apply``). FLOPs follow the paper: 2 x MACs of Linear/Conv layers,
@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import hotpatch  # noqa: E402
 from benchmarks import baselines  # noqa: E402
 from hotpatch.profile import profile  # noqa: E402
-from hotpatch.recipes import get  # noqa: E402
+from hotpatch.models import get  # noqa: E402
 
 S2S = dict(pipeline="seq2seq", recover="tra", prune_pos_embed=True)  # HoT: TPC + TRA
 S2F = dict(pipeline="seq2frame")  # TPC only, centre frame kept

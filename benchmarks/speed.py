@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import hotpatch  # noqa: E402
 from benchmarks.hand_hot import hand_written  # noqa: E402
 from hotpatch.profile import profile_many  # noqa: E402
-from hotpatch.recipes import get  # noqa: E402
+from hotpatch.models import get  # noqa: E402
 
 MODELS = {  # recipe -> (build overrides, patch settings): the paper's defaults
     "mixste": ({}, dict(n=3, f=81, pipeline="seq2seq", recover="tra", prune_pos_embed=True)),

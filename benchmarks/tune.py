@@ -41,7 +41,7 @@ from hotpatch.atomic import write_text  # noqa: E402
 from hotpatch.autotune import tune  # noqa: E402
 from hotpatch.data import WindowDataset, load_clips  # noqa: E402
 from hotpatch.evaluate import evaluate_model  # noqa: E402
-from hotpatch.recipes import get as get_recipe  # noqa: E402
+from hotpatch.models import get as get_recipe  # noqa: E402
 
 log = logging.getLogger("benchmarks.tune")
 

@@ -312,7 +312,7 @@ def load_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], *,
             f"{source} does not look like a checkpoint of {name}: only {len(common)} of the model's "
             f"{len(own)} keys are in it, and {len(report.unexpected)} of its {len(state_dict)} keys are "
             f"unknown to the model.\n{report.problems()}\nLoad it into the model it was saved from "
-            "(hotpatch.recipes.names() lists the built-in ones)."
+            "(hotpatch.models.names() lists the built-in ones)."
         )
     _check_frames(report, frame_keys or {}, source)
     if len(report.mismatched) > len(common) / 2:

@@ -68,15 +68,15 @@ class InputConvention:
 def convention_of(model: Any, channels: int | None = None) -> tuple[InputConvention | None, str]:
     """The model's convention and where it came from (``"the model file"``, ``"recipe NAME"``),
     or (None, reason). ``channels``: the model's input channels, checked against the record."""
-    from hotpatch import recipes
+    from hotpatch import models
 
     record = getattr(model, "hotpatch_input", None)
     source = getattr(model, "hotpatch_source", None)
     if isinstance(record, Mapping):
         conv, where = InputConvention.from_dict(record), "the model file"
-    elif isinstance(source, Mapping) and source.get("recipe") in recipes.names():
+    elif isinstance(source, Mapping) and source.get("recipe") in models.names():
         name = source["recipe"]
-        conv, where = InputConvention.from_dict(recipes.get(name).INPUT), f"recipe {name}"
+        conv, where = InputConvention.from_dict(models.get(name).INPUT), f"recipe {name}"
         if channels is not None:  # a recipe built with --channels: scores follow the channels
             conv = replace(conv, scores=channels == 3)
     else:

@@ -2,7 +2,7 @@
 
 A *source* is one of two JSON-like dicts:
 
-* ``{"recipe": "mixste", "overrides": {"frames": 27, "dim": 32}}`` — ``hotpatch.recipes.get(
+* ``{"recipe": "mixste", "overrides": {"frames": 27, "dim": 32}}`` — ``hotpatch.models.get(
   "mixste").build(**overrides)``; every recipe's ``build`` sets it on the model it returns;
 * ``{"class": "package.module:Class", "kwargs": {...}}`` — ``Class(**kwargs)``; the class must
   be an ``nn.Module`` subclass (a file naming, say, ``os:system`` is refused, not called).
@@ -29,7 +29,7 @@ _IMPORT_PATH = re.compile(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\.[
 
 
 def recipe_source(name: str, overrides: Mapping[str, Any]) -> dict[str, Any]:
-    """The source of ``hotpatch.recipes.get(name).build(**overrides)``."""
+    """The source of ``hotpatch.models.get(name).build(**overrides)``."""
     return {"recipe": name, "overrides": dict(overrides)}
 
 
@@ -110,9 +110,9 @@ def build(source: Mapping[str, Any]) -> nn.Module:
     """Build the (unpatched) model ``source`` describes; it carries ``hotpatch_source``."""
     source = check(source)
     if "recipe" in source:
-        from hotpatch import recipes
+        from hotpatch import models
 
-        model = recipes.get(source["recipe"]).build(**source["overrides"])
+        model = models.get(source["recipe"]).build(**source["overrides"])
     else:
         cls = import_class(source["class"])
         try:

@@ -30,9 +30,9 @@ STANDING = np.array([
 
 
 def test_recipes_record_their_input_convention_and_saved_files_carry_it(tmp_path):
-    from hotpatch import recipes
+    from hotpatch import models
 
-    conv, where = convention_of(recipes.get("motionbert").build(9, dim_feat=16, dim_rep=16, depth=1, num_heads=2))
+    conv, where = convention_of(models.get("motionbert").build(9, dim_feat=16, dim_rep=16, depth=1, num_heads=2))
     assert (conv.normalize, conv.scores, where) == ("box", True, "recipe motionbert")
     model = tinypose.mixste(9)
     assert convention_of(model)[0] == InputConvention("screen", False)

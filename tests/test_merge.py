@@ -227,7 +227,7 @@ def test_unmerge_of_a_reduced_length_stage_is_refused():
 
 
 def test_save_and_load_keep_the_merge_setting(tmp_path):
-    from hotpatch.recipes import mixste
+    from hotpatch.models import mixste
 
     torch.manual_seed(0)
     model = mixste.build(27, dim=32, depth=2)

@@ -15,7 +15,7 @@ import author_vpts
 from hotpatch.engine import analyse
 from hotpatch.errors import RewriteError
 from hotpatch.profile import profile
-from hotpatch.recipes import mixste, motionbert
+from hotpatch.models import mixste, motionbert
 
 _ROOT = str(Path(__file__).resolve().parent.parent)
 if _ROOT not in sys.path:

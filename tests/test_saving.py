@@ -9,7 +9,7 @@ import hotpatch
 import author_vpts
 from hotpatch import saving
 from hotpatch.errors import CheckpointError, ConfigError, TargetError
-from hotpatch.recipes import mixste, motionbert
+from hotpatch.models import mixste, motionbert
 
 
 def _perturb(module: torch.nn.Module, seed: int) -> None:

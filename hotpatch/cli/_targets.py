@@ -294,7 +294,7 @@ def resolve(target: str, *, frames: int | None = None, joints: int | None = None
             variant: str | None = None, overrides: dict[str, Any] | None = None,
             checkpoint: str | Path | None = None, trust: bool = False) -> Target:
     """The model TARGET names (see the module docstring); raises ``TargetError`` and friends."""
-    from hotpatch import recipes
+    from hotpatch import models
 
     overrides = dict(overrides or {})
     for name, value in (("frames", frames), ("joints", joints), ("channels", channels)):
@@ -309,7 +309,7 @@ def resolve(target: str, *, frames: int | None = None, joints: int | None = None
                 "use them with a recipe name or module:Class"
             )
         _merge_geometry(result, frames, joints, channels)
-    elif target.lower() in recipes.names():
+    elif target.lower() in models.names():
         result = _from_recipe(target.lower(), frames, joints, channels, variant, overrides)
     elif sources.is_import_path(target):
         if variant is not None:
@@ -322,7 +322,7 @@ def resolve(target: str, *, frames: int | None = None, joints: int | None = None
     else:
         raise TargetError(
             f"{target!r} is not a file, a recipe name or an import path; expected an existing model file, "
-            f"one of the recipes {recipes.names()}, or package.module:Class. Check the path or the spelling."
+            f"one of the recipes {models.names()}, or package.module:Class. Check the path or the spelling."
         )
     if checkpoint is not None:
         if not result.patched and _has_hot_keys(checkpoint, trust):
@@ -340,9 +340,9 @@ def _has_hot_keys(path: str | Path, trust: bool) -> bool:
 
 
 def _from_recipe(name: str, frames, joints, channels, variant, overrides) -> Target:
-    from hotpatch import recipes
+    from hotpatch import models
 
-    recipe = recipes.get(name)
+    recipe = models.get(name)
     given = {k: v for k, v in (("frames", frames), ("joints", joints), ("channels", channels),
                                ("variant", variant)) if v is not None}
     model = recipe.build(**given, **overrides)
@@ -415,10 +415,10 @@ def _patched_target(model: nn.Module, kind: str, name: str) -> Target:
 
 
 def _recipe_of(source: Any) -> ModuleType | None:
-    from hotpatch import recipes
+    from hotpatch import models
 
-    if isinstance(source, dict) and isinstance(source.get("recipe"), str) and source["recipe"] in recipes.names():
-        return recipes.get(source["recipe"])
+    if isinstance(source, dict) and isinstance(source.get("recipe"), str) and source["recipe"] in models.names():
+        return models.get(source["recipe"])
     return None
 
 

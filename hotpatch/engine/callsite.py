@@ -1,7 +1,8 @@
 """Where a call comes from: library code (torch, einops, hotpatch) or the user's model code.
 
 Tracing errors and opaque calls are reported at the user's line, so the engine walks stack frames
-past library frames; recipes count as user code although they are installed inside hotpatch.
+past library frames; the architectures in hotpatch/models count as user code although they are
+installed inside hotpatch.
 """
 
 from __future__ import annotations
@@ -16,10 +17,10 @@ _PACKAGE_DIR = __file__.rsplit("/", 2)[0] + "/"  # hotpatch/, above engine/
 
 
 def is_library(filename: str) -> bool:
-    """Frames of torch, einops and hotpatch itself; recipes and user code are not library code
-    (recipes are installed inside the hotpatch package, so only its own modules count)."""
+    """Frames of torch, einops and hotpatch itself; model code is not library code (the
+    architectures are installed inside the hotpatch package, in models/, so only its own modules count)."""
     if filename.startswith(_PACKAGE_DIR):
-        return not filename.startswith(_PACKAGE_DIR + "recipes/")
+        return not filename.startswith(_PACKAGE_DIR + "models/")
     return filename.startswith(_LIBRARY_DIRS)
 
 

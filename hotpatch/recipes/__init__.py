@@ -1,28 +1,21 @@
-"""Faithful re-implementations of published video pose transformers (installed as ``hotpatch.recipes``).
+"""Former home of the architectures, now :mod:`hotpatch.models`.
 
-Each recipe module offers ``build(frames=None, **overrides)``, ``load_checkpoint(model, path)``
-``DEFAULTS`` (input geometry and the HoT paper's settings for that model) and ``INPUT`` (the
-input convention of its official checkpoints, :mod:`hotpatch.conventions`).
+Kept so that old imports (``from hotpatch.recipes import mixste``) and models pickled by earlier
+versions (which name ``hotpatch.recipes.mixste.MixSTE2``, ``hotpatch.recipes._layers.Mlp``) still
+load: each former submodule is the moved module itself, registered under its old name.
 """
 
 from __future__ import annotations
 
 import importlib
-from types import ModuleType
+import sys
 
-from hotpatch.errors import ConfigError
+from hotpatch.models import get, names
 
-_RECIPES = ("mhformer", "mixste", "motionbert")
+_MOVED = ("mixste", "motionbert", "mhformer", "_layers", "_common")
 
+for _name in _MOVED:
+    sys.modules[f"{__name__}.{_name}"] = _module = importlib.import_module(f"hotpatch.models.{_name}")
+    globals()[_name] = _module
 
-def names() -> list[str]:
-    """The names ``get`` accepts, sorted."""
-    return list(_RECIPES)
-
-
-def get(name: str) -> ModuleType:
-    """The recipe module called ``name`` (case-insensitive), e.g. ``get("mixste").build()``."""
-    key = name.lower() if isinstance(name, str) else name
-    if key not in _RECIPES:
-        raise ConfigError(f"unknown recipe {name!r}; expected one of {names()}")
-    return importlib.import_module(f"{__name__}.{key}")
+__all__ = ["get", "names", "mixste", "motionbert", "mhformer"]

@@ -11,7 +11,7 @@ import torch
 
 import hotpatch
 from hotpatch.cli import main
-from hotpatch.recipes import get as get_recipe
+from hotpatch.models import get as get_recipe
 from tinypose import write_clips
 
 TINY = ["mixste", "--frames", "9", "--set", "dim=16", "--set", "depth=2", "--set", "num_heads=2"]

@@ -16,7 +16,7 @@ from hotpatch import cli
 from hotpatch.cli import main
 from hotpatch.data import H36M_LEFT, H36M_RIGHT, H36M_TEST_SUBJECTS, H36M_TRAIN_SUBJECTS, WindowDataset, load_clips
 from hotpatch.evaluate import evaluate_model
-from hotpatch.recipes import get as get_recipe
+from hotpatch.models import get as get_recipe
 from tinypose import write_clips
 
 TINY = ["mixste", "--frames", "9", "--set", "dim=16", "--set", "depth=2", "--set", "num_heads=2"]

@@ -41,7 +41,7 @@ def test_train_then_eval_patch_and_finetune_the_file(capsys, clips, tmp_path):
     assert all(torch.equal(model.state_dict()[k], v) for k, v in payload["state_dict"].items())
     # trained: the weights moved away from a fresh build with the same seed
     torch.manual_seed(0)
-    fresh = hotpatch.recipes.get("mixste").build(9, dim=16, depth=2, num_heads=2)
+    fresh = hotpatch.models.get("mixste").build(9, dim=16, depth=2, num_heads=2)
     assert any(not torch.equal(fresh.state_dict()[k], v) for k, v in payload["state_dict"].items())
 
     rc, out, err = run(capsys, "eval", str(base), "--data", clips, "--n", "1", "--f", "3", "--recover", "linear",
@@ -85,6 +85,6 @@ def test_save_model_needs_a_source_and_an_unpatched_model(tmp_path):
 
     with pytest.raises(ConfigError, match="source="):
         save_model(torch.nn.Linear(2, 3), tmp_path / "m.pt")
-    model = hotpatch.recipes.get("mixste").build(9, dim=16, depth=2, num_heads=2)
+    model = hotpatch.models.get("mixste").build(9, dim=16, depth=2, num_heads=2)
     with pytest.raises(ConfigError, match="hotpatch.save"):
         save_model(hotpatch.apply(model, n=1, f=3, example_input=torch.zeros(1, 9, 17, 2)), tmp_path / "p.pt")

@@ -243,7 +243,7 @@ def test_resume_with_another_epoch_count_is_an_error_before_any_work(capsys, tmp
 
 
 def test_save_model_never_leaves_a_partial_file(tmp_path, monkeypatch):
-    import hotpatch.recipes.mixste as mixste
+    import hotpatch.models.mixste as mixste
 
     model = mixste.build(9, dim=16, depth=1, num_heads=2)
     path = tmp_path / "base.pt"

@@ -15,7 +15,7 @@ from torch._subclasses.fake_tensor import FakeTensor
 import hotpatch
 import author_vpts
 import gated_vpts
-from test_recipes import _input, _tiny
+from test_models import _input, _tiny
 
 # the module, also where hotpatch.engine exports a function of the same name
 analyse = importlib.import_module("hotpatch.engine.analyse")
@@ -32,7 +32,7 @@ PINNED = {
     "encoder_layer": [(T, 1), (T, 2), (T, 3), (T, 4)],
     "center_frame": [(T, 1), (T, 2), (T, 3), (T, 4)],
 }
-PINNED_RECIPES = {  # tiny builds of tests/test_recipes.py
+PINNED_RECIPES = {  # tiny builds of tests/test_models.py
     ("mixste", "lite"): [(S, 0), (T, 1), (S, 0), (T, 2)],
     ("motionbert", "lite"): [(T, 1), (T, 1), (T, 2), (T, 2)],
     ("motionbert", "full"): [(T, 1), (T, 1), (T, 2), (T, 2)],
@@ -86,7 +86,7 @@ def test_fake_and_real_probes_give_the_same_plan(name, monkeypatch):
 
 
 def test_paper_size_models_are_probed_on_fake_tensors():
-    from hotpatch.recipes import mixste
+    from hotpatch.models import mixste
 
     assert analyse.worth_faking(mixste.build(), torch.zeros(1, 243, 17, 2))
     assert not analyse.worth_faking(author_vpts.build("mixste")[0], torch.zeros(1, 27, 17, 2))

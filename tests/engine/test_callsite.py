@@ -15,7 +15,7 @@ import torch
 import hotpatch
 import wild_vpts
 from hotpatch.engine import callsite, mixing
-from hotpatch.recipes import mixste
+from hotpatch.models import mixste
 
 PACKAGE = os.path.dirname(hotpatch.__file__)
 

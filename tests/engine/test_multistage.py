@@ -147,11 +147,11 @@ def test_bad_stage_lists_are_refused(n, f, match):
 def test_full_size_mixste_two_stages():
     """The issue's recipe: MixSTE (F=243) n=[1, 3], f=[121, 61] costs fewer paper FLOPs than
     n=1, f=121; blocks see 243, 121 and 61 frames; the output keeps all 243."""
-    from hotpatch import recipes
+    from hotpatch import models
     from hotpatch.profile import profile
 
     torch.manual_seed(0)
-    model = recipes.get("mixste").build().eval()
+    model = models.get("mixste").build().eval()
     x = torch.randn(1, 243, 17, 2)
     prepared = hotpatch.prepare(model, example_input=x)
     one = prepared.patch(1, 121, prune_pos_embed=True)

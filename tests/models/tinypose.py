@@ -42,7 +42,7 @@ def write_clips(path, lengths=(30, 22, 41, 25, 35, 28), seed=0):
 
 def mixste(frames=9, seed=0, drop_path_rate=0.0, **kw):
     """A tiny MixSTE from the recipe (dim 16, 2 block pairs, 2 heads)."""
-    from hotpatch.recipes import get
+    from hotpatch.models import get
 
     torch.manual_seed(seed)
     cfg = dict(dim=16, depth=2, num_heads=2, drop_path_rate=drop_path_rate)

@@ -74,7 +74,7 @@ def test_auto_falls_back_to_real_values_when_the_fake_run_needs_one(monkeypatch)
 
 
 def test_profile_of_a_paper_size_recipe_counts_without_arithmetic():
-    from hotpatch.recipes import mixste
+    from hotpatch.models import mixste
 
     model = mixste.build(depth=2).eval()  # full width and F = 243: faked (worth_faking)
     x = torch.randn(1, 243, 17, 2)

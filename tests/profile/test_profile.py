@@ -355,7 +355,7 @@ def test_rejected_input_raises_input_shape_error() -> None:
 
 def test_input_defaults_to_the_patch_config_and_torch_counts_patched_models():
     import hotpatch
-    from hotpatch.recipes import mixste
+    from hotpatch.models import mixste
 
     model = mixste.build(9, dim=16, depth=2)
     patched = hotpatch.apply(model, n=1, f=3)

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from hotpatch.errors import CheckpointError, ConfigError
-from hotpatch import recipes
-from hotpatch.recipes import mhformer, mixste, motionbert
+from hotpatch import models
+from hotpatch.models import mhformer, mixste, motionbert
 
 # Tiny configurations: (module, build kwargs, input channels).
 TINY = {
@@ -40,18 +40,18 @@ def _input(name: str, frames: int, batch: int = 2) -> torch.Tensor:
 # --------------------------------------------------------------------------- registry
 
 def test_names_and_get():
-    assert recipes.names() == ["mhformer", "mixste", "motionbert"]
-    for name in recipes.names():
-        module = recipes.get(name)
+    assert models.names() == ["mhformer", "mixste", "motionbert"]
+    for name in models.names():
+        module = models.get(name)
         assert callable(module.build) and callable(module.load_checkpoint)
         assert {"frames", "joints", "channels", "n", "f", "pipeline"} <= set(module.DEFAULTS)
-    assert recipes.get("MixSTE") is mixste
+    assert models.get("MixSTE") is mixste
 
 
 def test_unknown_recipe_names_the_known_ones():
     with pytest.raises(ConfigError) as err:
-        recipes.get("poseformer")
-    for name in recipes.names():
+        models.get("poseformer")
+    for name in models.names():
         assert name in str(err.value)
 
 
