@@ -37,8 +37,11 @@ def test_cli_sweep_writes_json_csv_and_png(capsys, tmp_path):
     rows = [[c.strip() for c in line.split("│") if c.strip()] for line in out.splitlines()]
     rows = [cells for cells in rows if len(cells) >= 6 and cells[5].endswith("x")]
     assert len(rows) == 9  # the original and 8 settings
-    for cells in rows:  # the printed speed-up matches the printed latency columns
-        assert float(cells[5][:-1]) == pytest.approx(float(cells[4]) / float(cells[3]), abs=0.006), cells
+    for cells in rows:  # the printed speed-up matches the printed latency columns, to their rounding
+        after, before = float(cells[3]), float(cells[4])
+        ratio = before / after
+        rounding = 0.005 + ratio * 0.005 * (1 / before + 1 / after)  # ±0.005 on each printed value
+        assert float(cells[5][:-1]) == pytest.approx(ratio, abs=rounding + 1e-9), cells
 
 
 @pytest.mark.parametrize("flag, value, message", [
