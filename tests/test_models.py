@@ -292,3 +292,39 @@ def test_official_tpc_mhformer_checkpoint_loads_into_the_patched_recipe(tmp_path
     torch.save(_tiny("mhformer").state_dict(), path)  # TPC adds no parameters
     model = hotpatch.apply(_tiny("mhformer", seed=1), n=1, f=9, pipeline="seq2frame", recover=None)
     assert mhformer.load_checkpoint(model, path).ok
+
+
+def test_the_former_hotpatch_recipes_imports_warn_and_name_the_new_path():
+    import importlib
+    import sys
+    import warnings
+
+    for name in [m for m in sys.modules if m == "hotpatch.recipes" or m.startswith("hotpatch.recipes.")]:
+        del sys.modules[name]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        old = importlib.import_module("hotpatch.recipes.mixste")
+        from hotpatch.recipes import get as old_get
+    assert old is mixste and old_get("motionbert") is motionbert
+    messages = [str(w.message) for w in caught if issubclass(w.category, DeprecationWarning)]
+    assert len(messages) == 1 and "hotpatch.models" in messages[0]
+
+
+def test_a_model_pickled_under_the_former_module_path_loads(tmp_path, monkeypatch):
+    import io
+    import warnings
+
+    model = mixste.build(9, dim=16, depth=1, num_heads=2).eval()
+    for cls in {type(m) for m in model.modules() if type(m).__module__.startswith("hotpatch.models.")}:
+        monkeypatch.setattr(cls, "__module__", cls.__module__.replace("hotpatch.models.", "hotpatch.recipes."))
+    buffer = io.BytesIO()
+    torch.save(model, buffer)
+    assert b"hotpatch.recipes.mixste" in buffer.getvalue() and b"hotpatch.models" not in buffer.getvalue()
+    monkeypatch.undo()
+    buffer.seek(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        loaded = torch.load(buffer, weights_only=False)
+    assert type(loaded) is mixste.MixSTE2
+    x = torch.randn(1, 9, 17, 2)
+    assert torch.equal(loaded(x), model(x))

@@ -9,8 +9,13 @@ from __future__ import annotations
 
 import importlib
 import sys
+import warnings
 
 from hotpatch.models import get, names
+
+warnings.warn("hotpatch.recipes is deprecated: the architectures moved to hotpatch.models "
+              "(e.g. `from hotpatch.models import mixste`); recipe files are in recipes/",
+              DeprecationWarning, stacklevel=2)
 
 _MOVED = ("mixste", "motionbert", "mhformer", "_layers", "_common")
 
