@@ -13,9 +13,11 @@ bounding box scaled to [-1, 1] (MotionBERT's in-the-wild convention); 3-channel 
 the detector's scores. The output is root-relative (joint 0 at the origin), in the model's units
 (metres for models trained on Human3.6M or the shared clips).
 
-:func:`lift_file` does it all for one keypoint file, as ``hotpatch lift`` does: read the file, take
-the model's input convention (:mod:`hotpatch.conventions`) and the frame size, lift, summarise
-the poses (:mod:`hotpatch.pose_stats`) and optionally write the ``.npz``.
+:func:`lift_people` does it all for one keypoint file, as ``hotpatch lift`` does: read the file
+(every person, or one), take the model's input convention (:mod:`hotpatch.conventions`) and the
+frame size, lift each person, summarise the poses (:mod:`hotpatch.pose_stats`) and optionally
+write the ``.npz``; :func:`lift_file` is its one-person form. A patched model whose TRA never
+learned (zero queries) lifts with linear recovery instead, and says so (``recovery="as-is"`` keeps it).
 """
 
 from __future__ import annotations
@@ -36,12 +38,14 @@ from hotpatch.conventions import NORMALIZATIONS, InputConvention, body_extent, c
 from hotpatch.data import PoseSequence, WindowDataset, normalize_screen_coordinates
 from hotpatch.errors import ConfigError, DataError
 from hotpatch.evaluate import pipeline_of, predict
-from hotpatch.keypoints import KeypointTrack, frame_size, read_keypoints
+from hotpatch.keypoints import KeypointTrack, frame_size, outside_frame, read_people
 from hotpatch.pose_stats import pose_summary, pose_warnings
+from hotpatch.untrained import parameter_free_recovery, untrained_tra
 
 log = logging.getLogger(__name__)
 
-__all__ = ["LiftResult", "LiftedFile", "NORMALIZATIONS", "lift", "lift_file", "lift_track", "normalize"]
+__all__ = ["LiftResult", "LiftedFile", "NORMALIZATIONS", "RECOVERY", "lift", "lift_file", "lift_people", "lift_track",
+           "normalize", "write_lifted"]
 
 
 
@@ -180,12 +184,17 @@ def mean_joint_distance(a: np.ndarray, b: np.ndarray) -> float:
 # ----------------------------------------------------------------------------- one call
 
 
+#: ``recovery=`` of :func:`lift_people`: swap an untrained TRA for linear recovery, or keep it.
+RECOVERY = ("parameter-free", "as-is")
+
+
 @dataclass
 class LiftedFile:
-    """What :func:`lift_file` returns: ``poses`` (T, 17, 3) in metres, root-relative; the
-    ``track`` read; the ``result`` of :func:`lift`; the JSON-able ``summary`` (settings, the
-    input convention used and where it came from, frame size, frames/s, ``poses``: bone-length
-    statistics in mm, ``warnings``); ``arrays``: what the ``.npz`` holds."""
+    """One person lifted from a keypoint file: ``poses`` (T, 17, 3) in metres, root-relative; the
+    ``track`` read (its 2D keypoints in pixels, gaps filled); the ``result`` of :func:`lift`; the
+    JSON-able ``summary`` (settings, the input convention used and where it came from, frame
+    size, frames/s, ``poses``: bone-length statistics in mm, ``warnings``); ``arrays``: what the
+    ``.npz`` holds."""
 
     poses: np.ndarray
     track: KeypointTrack
@@ -214,10 +223,32 @@ def resolve_convention(model: nn.Module, channels: int | None,
     return conv, f"from {where}"
 
 
-def lift_file(
+def zero_retraining(model: nn.Module, recovery: str = "parameter-free") -> tuple[nn.Module, str | None]:
+    """The model to use without retraining, and a note when its untrained TRA was swapped for
+    linear recovery (``recovery="parameter-free"``) or kept (``"as-is"``, with a warning)."""
+    if recovery not in RECOVERY:
+        raise ConfigError(f"recovery={recovery!r}; use one of {RECOVERY}")
+    names = untrained_tra(model)
+    if not names:
+        return model, None
+    if recovery == "as-is":
+        note = ("the TRA has no trained weights (zero queries: every frame comes out as the same pose); kept as asked, "
+                "the poses are not meaningful until it is fine-tuned (hotpatch finetune)")
+        log.warning("%s", note)
+        return model, note
+    model, _ = parameter_free_recovery(model)
+    note = ("the TRA has no trained weights (its checkpoint holds none; zero queries would give every frame the same "
+            "pose): recovering frames by linear interpolation instead (parameter-free). Pass --recover tra "
+            "(recovery='as-is') to keep the untrained TRA, or fine-tune it")
+    log.warning("%s", note)
+    return model, note
+
+
+def lift_people(
     model: nn.Module,
     keypoints: str | os.PathLike,
     *,
+    person: Any = "all",
     out: str | os.PathLike | None = None,
     frames: int | None = None,
     channels: int | None = None,
@@ -226,38 +257,55 @@ def lift_file(
     size: tuple[int, int] | None = None,
     video_size: tuple[int, int] | None = None,
     format: str | None = None,
-    person: int | None = None,
+    layout: str | None = None,
     min_score: float = 0.3,
+    frame_numbers: str = "file",
+    trust: bool = False,
+    recovery: str = "parameter-free",
     **kwargs: Any,
-) -> LiftedFile:
-    """Lift a detector's keypoint file with ``model``; write ``out`` (``.npz``) if given.
+) -> list[LiftedFile]:
+    """Lift the people of a detector's keypoint file with ``model``; write ``out`` (``.npz``) if given.
 
-    ``frames`` / ``channels`` default to the patched model's input shape (pass ``frames`` for an
-    unpatched model, and ``channels`` where it differs from its recorded convention's). The input
-    convention is the model's (``normalize`` overrides its normalisation; ``convention`` =
-    (convention, how it was chosen) replaces it); the frame size is
-    ``size``, else ``video_size``, else the file's, else an assumption that is logged.
-    Other keyword arguments go to :func:`lift`. Example::
-
-        lifted = hotpatch.lift_file(patched, "alphapose-results.json", out="poses.npz")
-        lifted.poses.shape, lifted.summary["poses"]["bones"]["thigh"], lifted.summary["warnings"]
+    ``person``: ``"all"`` (everyone seen long enough, each its own result), None (the main
+    person) or a track id. ``frames`` / ``channels`` default to the patched model's input shape
+    (pass ``frames`` for an unpatched model). The input convention is the model's (``normalize``
+    overrides its normalisation; ``convention`` = (convention, how chosen) replaces it); the frame
+    size is ``size``, else ``video_size``, else the file's, else an assumption that is logged.
+    ``format`` / ``layout`` / ``frame_numbers`` / ``trust`` go to
+    :func:`~hotpatch.keypoints.read_people`; other keyword arguments to :func:`lift`.
     """
     shape = list((getattr(model, "hotpatch_config", None) or {}).get("input_shape") or [])
     frames = frames or (shape[0] if shape else None)
     if frames is None:
-        raise ConfigError("lift_file needs the model's clip length: pass frames=F (a patched model knows it)")
-    track = read_keypoints(keypoints, format=format, person=person, min_score=min_score)
+        raise ConfigError("lifting needs the model's clip length: pass frames=F (a patched model knows it)")
+    model, recovery_note = zero_retraining(model, recovery)
     conv, conv_from = convention or resolve_convention(model, channels or (shape[2] if shape else None), normalize)
     channels = channels or conv.channels
-    if conv.scores and not track.has_scores:
-        raise DataError(f"{keypoints} holds x, y only, but the model takes detector scores as a third channel "
-                        f"({conv_from}); give a file with scores (a detector's JSON or a (T, 17, 3) array)")
-    width = height = None
-    size_from = None
-    if conv.normalize == "screen":
-        width, height, size_from = frame_size(track, size, video=video_size)
-    result = lift_track(model, track, frames=frames, channels=channels, normalization=conv.normalize,
-                        width=width, height=height, **kwargs)
+    tracks = read_people(keypoints, person=person, format=format, layout=layout, min_score=min_score,
+                         frame_numbers=frame_numbers, size=size or video_size, trust=trust)
+    lifted = []
+    for track in tracks:
+        if conv.scores and not track.has_scores:
+            raise DataError(f"{keypoints} holds x, y only, but the model takes detector scores as a third channel "
+                            f"({conv_from}); give a file with scores (a detector's JSON or a (T, 17, 3) array)")
+        width = height = size_from = None
+        if conv.normalize == "screen":
+            width, height, size_from = frame_size(track, size, video=video_size)
+        result = lift_track(model, track, frames=frames, channels=channels, normalization=conv.normalize,
+                            width=width, height=height, **kwargs)
+        summary = _summary(model, keypoints, track, result, conv, conv_from, (width, height), size_from, frames)
+        if recovery_note:
+            summary["recovery_note"] = recovery_note
+        arrays = {"poses_3d": result.poses, "keypoints_2d": track.xy, "scores_2d": track.scores,
+                  "filled_2d": track.filled, "inputs": result.inputs}
+        lifted.append(LiftedFile(result.poses, track, result, summary, arrays))
+    if out is not None:
+        write_lifted(out, lifted, several=person == "all")
+    return lifted
+
+
+def _summary(model: nn.Module, keypoints: Any, track: KeypointTrack, result: LiftResult, conv: InputConvention,
+             conv_from: str, size: tuple[Any, Any], size_from: str | None, frames: int) -> dict[str, Any]:
     stats = pose_summary(result.poses)
     warnings = pose_warnings(stats)
     if conv.extent is not None:
@@ -267,23 +315,63 @@ def lift_file(
             warnings.append(f"the input body's extent (median {seen:.3f} in normalised units) lies outside what the "
                             f"model saw in training ({lo:.3f}-{hi:.3f}); check the frame size (--size) and "
                             "--normalize")
+    outside = outside_frame(track.xy[~track.filled], *size) if size[0] else None
+    if outside:
+        warnings.append(outside)
+    who = f"person {track.person}: " if track.tracking.get("people", 1) > 1 else ""
     for line in warnings:
-        log.warning("%s", line)
-    summary: dict[str, Any] = {
-        "keypoints": str(keypoints), "format": track.format, "layout": track.layout, "frames": len(track),
+        log.warning("%s%s", who, line)
+    return {
+        "keypoints": str(keypoints), "format": track.format, "layout": track.layout, "layout_from": track.layout_from,
+        "person": track.person, "tracking": track.tracking, "frames": len(track),
         "missing_frames": track.missing_frames, "filled_joints": int(track.filled.sum()), "window": frames,
         "stride": result.stride, "windows": result.windows, "pipeline": result.pipeline,
         "normalize": conv.normalize, "input": {**conv.to_dict(), "from": conv_from},
-        "frame_size": [width, height] if width else None, "frame_size_from": size_from,
+        "frame_size": [size[0], size[1]] if size[0] else None, "frame_size_from": size_from,
         "fps": result.fps, "seconds": result.seconds, "poses": stats, "warnings": warnings,
         "config": dict(model.hotpatch_config) if hasattr(model, "hotpatch_config") else None,
     }
-    arrays = {"poses_3d": result.poses, "keypoints_2d": track.xy, "scores": track.scores, "filled": track.filled,
-              "inputs": result.inputs}
-    lifted = LiftedFile(result.poses, track, result, summary, arrays)
-    if out is not None:
-        write_npz(out, arrays, summary)
-    return lifted
+
+
+def lift_file(model: nn.Module, keypoints: str | os.PathLike, *, person: Any = None,
+              out: str | os.PathLike | None = None, **kwargs: Any) -> LiftedFile:
+    """Lift one person of a detector's keypoint file (the main one, or track ``person``); write ``out``
+    (``.npz``) if given. Keyword arguments as :func:`lift_people`. Example::
+
+        lifted = hotpatch.lift_file(patched, "alphapose-results.json", out="poses.npz")
+        lifted.poses.shape, lifted.summary["poses"]["bones"]["thigh"], lifted.summary["warnings"]
+    """
+    if isinstance(person, str) and person == "all":
+        raise ConfigError("lift_file lifts one person; use hotpatch.lift_people(model, path) for everyone")
+    return lift_people(model, keypoints, person=person, out=out, **kwargs)[0]
+
+
+def stacked(lifted: list[LiftedFile], several: bool) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """The ``.npz`` arrays and JSON summary of one file's lifted people: (T, ...) arrays and the
+    person's summary for one person; (P, T, ...) arrays, ``person_ids`` and a summary with
+    ``people`` (one summary each) when ``several``."""
+    if not several:
+        return dict(lifted[0].arrays), dict(lifted[0].summary)
+    arrays = {k: np.stack([x.arrays[k] for x in lifted]) for k in lifted[0].arrays}
+    arrays["person_ids"] = np.asarray([str(x.track.person) for x in lifted])
+    first = lifted[0].summary
+    shared = {k: first[k] for k in ("keypoints", "format", "layout", "layout_from", "frames", "window", "stride",
+                                    "pipeline", "normalize", "input", "frame_size", "frame_size_from", "config")}
+    shared["tracking"] = {k: v for k, v in first["tracking"].items() if k in ("source", "people", "best_pick_switches")}
+    shared["windows"] = sum(x.summary["windows"] for x in lifted)
+    shared["seconds"] = sum(x.summary["seconds"] for x in lifted)
+    shared["fps"] = sum(len(x.poses) for x in lifted) / shared["seconds"] if shared["seconds"] > 0 else float("inf")
+    if "recovery_note" in first:
+        shared["recovery_note"] = first["recovery_note"]
+    shared["people"] = [{k: v for k, v in x.summary.items() if k not in shared} for x in lifted]
+    shared["warnings"] = [f"person {x.track.person}: {w}" for x in lifted for w in x.summary["warnings"]]
+    return arrays, shared
+
+
+def write_lifted(path: str | os.PathLike, lifted: list[LiftedFile], *, several: bool = False) -> Path:
+    """Write one file's lifted people to ``path`` (``.npz``, see :func:`stacked`)."""
+    arrays, summary = stacked(lifted, several)
+    return write_npz(path, arrays, summary)
 
 
 def write_npz(path: str | os.PathLike, arrays: dict[str, np.ndarray], summary: dict[str, Any]) -> Path:

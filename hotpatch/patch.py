@@ -354,6 +354,11 @@ def _config(plan: Plan, n, f, pipeline, prune, recover, k, pos_embed, recover_fr
             f"f={list(f) if isinstance(f, tuple) else f} exceeds the clip length F={plan.frames}; "
             f"pass 1 <= f <= {plan.frames}"
         )
+    kept = list(f) if isinstance(f, tuple) else [f]
+    if kept[-1] >= plan.frames:
+        log.warning("f=%s keeps all F=%d frames: HoT prunes nothing (the blocks after the cut see every frame, no "
+                    "cost is saved); pass f < %d, e.g. f=%d", stage_text(f), plan.frames, plan.frames,
+                    max(1, plan.frames // 3))
     resolved = "seq2frame" if pipeline == "seq2frame" else "seq2seq"
     return PatchConfig(
         n=n, f=f, frames=plan.frames, pipeline=resolved, prune=prune,

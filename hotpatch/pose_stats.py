@@ -30,6 +30,14 @@ MAX_BONE_SPREAD = 0.2
 MAX_ASYMMETRY = 0.2
 #: Warn when the body's horizontal extent is below this fraction of its height.
 MIN_WIDTH_RATIO = 0.12
+#: Warn when the stature (head-to-ankle bone chain) lies outside this range (mm).
+STATURE_MM = (1000.0, 2500.0)
+#: Each paired bone's usual share of the stature (mean of Human3.6M's and the Bandai-Namco
+#: skeleton's); a bone outside BONE_RATIO_RANGE times its share is absurd.
+BONE_SHARE = {"hip": 0.065, "thigh": 0.285, "shin": 0.29, "shoulder": 0.085, "upper arm": 0.175, "forearm": 0.16}
+BONE_RATIO_RANGE = (0.4, 2.5)
+#: The bones of the head-to-ankle chain whose lengths add up to the stature (a leg: the mean of both).
+_CHAIN = ((10,), (9,), (8,), (7,), (2, 5), (3, 6))
 
 
 def _bone(poses: np.ndarray, joint: int) -> np.ndarray:
@@ -38,8 +46,9 @@ def _bone(poses: np.ndarray, joint: int) -> np.ndarray:
 
 def pose_summary(poses: np.ndarray) -> dict[str, Any]:
     """Bone lengths (mean, sd over frames; right/left for paired bones), the left/right
-    asymmetry of each pair (%), and the body's median width (horizontal extent, the larger of
-    x and depth) and height (vertical extent), all in mm."""
+    asymmetry of each pair (%), the body's median width (horizontal extent, the larger of x and
+    depth) and height (vertical extent), and its stature (the median length of the bone chain
+    from the head down the spine and a leg to the ankle, whatever the pose), all in mm."""
     p = np.asarray(poses, dtype=np.float64)
     bones: dict[str, Any] = {}
     for name, joints in BONES.items():
@@ -52,6 +61,7 @@ def pose_summary(poses: np.ndarray) -> dict[str, Any]:
             entry["asymmetry_pct"] = 100.0 * abs(r - left) / ((r + left) / 2) if r + left > 0 else 0.0
         bones[name] = entry
     extent = p.max(axis=1) - p.min(axis=1)  # (T, 3)
+    stature = sum(np.mean([_bone(p, j) for j in joints], axis=0) for joints in _CHAIN)
     return {
         "units": "mm",
         "frames": len(p),
@@ -59,6 +69,7 @@ def pose_summary(poses: np.ndarray) -> dict[str, Any]:
         "bones": bones,
         "width_mm": float(np.median(np.maximum(extent[:, 0], extent[:, 2])) * 1000.0),
         "height_mm": float(np.median(extent[:, 1]) * 1000.0),
+        "stature_mm": float(np.median(stature)),
     }
 
 
@@ -81,6 +92,22 @@ def pose_warnings(summary: dict[str, Any]) -> list[str]:
     if stretchy:
         out.append(f"bone lengths vary over time (sd / mean above {MAX_BONE_SPREAD:.0%}): {', '.join(stretchy[:6])}; "
                    "a real body keeps them")
+    stature = summary.get("stature_mm", 0.0)
+    lo, hi = STATURE_MM
+    if height > 1.0 and not lo <= stature <= hi:
+        out.append(f"the 3D body is {stature / 1000:.2f} m tall (head-to-ankle bone chain), outside a person's "
+                   f"{lo / 1000:.1f}-{hi / 1000:.1f} m: the model may be untrained or its input convention wrong "
+                   "(--normalize, --size)")
+    if stature > 0:
+        absurd = []
+        for name, share in BONE_SHARE.items():
+            for side, v in summary["bones"][name].items():
+                ratio = v["mean_mm"] / stature / share if isinstance(v, dict) else 1.0
+                if not BONE_RATIO_RANGE[0] <= ratio <= BONE_RATIO_RANGE[1]:
+                    absurd.append(f"{name} {side} {v['mean_mm']:.0f} mm ({v['mean_mm'] / stature:.0%} of the stature, "
+                                  f"usually {share:.0%})")
+        if absurd:
+            out.append(f"absurd bone proportions: {', '.join(absurd[:4])}; a real body is not built so")
     lopsided = [f"{name} ({bone['asymmetry_pct']:.0f}%)" for name, bone in summary["bones"].items()
                 if bone.get("asymmetry_pct", 0.0) > 100 * MAX_ASYMMETRY]
     if lopsided:

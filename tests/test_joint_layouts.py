@@ -110,7 +110,7 @@ def test_nested_and_float_track_ids(tmp_path):
     (tmp_path / "both.json").write_text(json.dumps(dets))
     np.testing.assert_allclose(read_keypoints(tmp_path / "both.json").xy, to_h36m(b), atol=1e-3)
     np.testing.assert_allclose(read_keypoints(tmp_path / "both.json", person=2).xy, to_h36m(a), atol=1e-3)
-    with pytest.raises(DataError, match=r"track ids in the file: \[2, 5\]"):
+    with pytest.raises(DataError, match=r"track id 9 .*: 2 \(12 frames\), 5 \(12 frames\)"):
         read_keypoints(tmp_path / "both.json", person=9)
 
 
@@ -126,15 +126,17 @@ def test_frame_size_from_file_option_video_or_an_assumption_named_in_a_warning(t
     unsized = read_keypoints(tmp_path / "v.json")
     assert frame_size(unsized, video=(800, 600)) == (800, 600, "the video")
     with caplog.at_level(logging.WARNING, logger="hotpatch"):
-        assert frame_size(unsized) == (1920, 1080, "assumed")  # keypoints reach y = 900 > 720
-    assert "assuming 1920x1080" in caplog.text and "--size WxH" in caplog.text
+        # keypoints reach x, y = 900: 1080x1080 is the smallest common size (landscape, portrait or square) holding them
+        assert frame_size(unsized) == (1080, 1080, "assumed")
+    assert "assuming 1080x1080 (square" in caplog.text and "--size WxH" in caplog.text
+    assert "others that fit: 1080x1350, 1920x1080" in caplog.text
     big = KeypointTrack(np.full((2, 17, 2), 5000.0, np.float32), np.ones((2, 17), np.float32),
                         np.zeros((2, 17), bool), 0, "h36m")
     assert frame_size(big)[:2] == (5008, 5008)
 
 
 @pytest.mark.parametrize("content, message", [
-    ([{"image_id": "0.jpg", "keypoints": [1.0] * 30}], "30 keypoint values; expected 51 (COCO-17), 78"),
+    ([{"image_id": "0.jpg", "keypoints": [1.0] * 30}], "30 keypoint values; expected 51 (COCO-17), 54 (OpenPose COCO"),
     ([{"frame_id": 0, "instances": [{"keypoints": [[1, 2]] * 20, "keypoint_scores": [1] * 20}]}],
      "20 joints per person; hotpatch reads 17"),
     ([{"frame_id": 0, "instances": [{"keypoints": [[1, 2]] * 17, "keypoint_scores": [1] * 16}]}],
@@ -159,5 +161,6 @@ def test_unreadable_files_raise_one_line_naming_the_fix(tmp_path, content, messa
 
 def test_layout_for_names_every_known_layout():
     assert layout_for(26).name == "halpe26" and layout_for(133).name == "wholebody133"
-    with pytest.raises(DataError, match="25 joints.*17 \\(COCO-17\\), 26 .*133 .*136"):
-        layout_for(25)
+    assert layout_for(25).name == "body25" and layout_for(33).name == "mediapipe33" and layout_for(18).name == "coco18"
+    with pytest.raises(DataError, match="20 joints.*17 \\(COCO-17\\), 26 .*133 .*136"):
+        layout_for(20)

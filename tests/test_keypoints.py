@@ -47,7 +47,7 @@ def test_every_format_reads_to_the_same_h36m_track(tmp_path, fmt):
         path, expected = tmp_path / "k.npz", px
         np.savez(path, keypoints=np.concatenate([px, scores[..., None]], -1), width=W, height=H)
     track = read_keypoints(path)
-    assert track.format == ("h36m" if fmt in ("npy", "npz") else fmt) == detect_format(path)
+    assert track.format == ("array" if fmt in ("npy", "npz") else fmt) == detect_format(path)
     assert track.xy.shape == (40, 17, 2) and track.xy.dtype == np.float32
     np.testing.assert_allclose(track.xy, expected, rtol=0, atol=1e-3)  # float32 pixels
     assert not track.filled.any() and track.missing_frames == 0
@@ -71,7 +71,7 @@ def test_best_detection_per_frame_or_the_requested_track(tmp_path):
     path.write_text(json.dumps(data))
     np.testing.assert_allclose(read_keypoints(path).xy, coco_to_h36m(coco), atol=1e-3)
     np.testing.assert_allclose(read_keypoints(path, person=7).xy, coco_to_h36m(coco) + [300, 0], atol=1e-3)
-    with pytest.raises(DataError, match=r"track id 5 .*\[3, 7\]"):
+    with pytest.raises(DataError, match=r"track id 5 .*: 3 \(20 frames\), 7 \(20 frames\)"):
         read_keypoints(path, person=5)
 
 
@@ -84,7 +84,7 @@ def test_missing_frames_and_low_score_joints_are_interpolated_and_counted(tmp_pa
     with caplog.at_level(logging.WARNING, logger="hotpatch"):
         track = read_keypoints(path, min_score=0.3)
     assert track.missing_frames == 3
-    assert "3 missing frame(s) and 1 low-score joint(s)" in caplog.text
+    assert "filled 3 frame(s) without the person and 1 low-score or undetected joint(s)" in caplog.text
     full = coco_to_h36m(coco)
     for t in (5, 6, 7):  # linear between frames 4 and 8
         w = (t - 4) / 4

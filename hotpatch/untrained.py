@@ -1,0 +1,47 @@
+"""Patched models whose token recovery never learned: found, and swapped for a parameter-free one.
+
+HoT's TRA starts from zero queries, so until it is fine-tuned it maps every frame to the same
+pose: zero-retraining use (lifting a video, ``eval``) of a model whose checkpoint holds no TRA
+weights would collapse the output. :func:`parameter_free_recovery` gives such a model with linear
+interpolation in time in place of each untrained TRA (on a copy), which needs no weights; callers
+say that they did it.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch.nn as nn
+
+from hotpatch.engine.wrappers import RecoverAt
+from hotpatch.recover import TRA, LinearRecover
+
+__all__ = ["parameter_free_recovery", "untrained_tra"]
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    return model.module if hasattr(model, "module") and isinstance(model.module, nn.Module) else model
+
+
+def untrained_tra(model: nn.Module) -> list[str]:
+    """Names of the recovery sites of ``model`` that hold a TRA whose queries are all zero."""
+    return [name for name, m in _unwrap(model).named_modules() if isinstance(m, RecoverAt)
+            and isinstance(m.recoverer, TRA) and not bool(m.recoverer.queries.detach().any())]
+
+
+def parameter_free_recovery(model: nn.Module) -> tuple[nn.Module, list[str]]:
+    """``model`` with every untrained TRA replaced by :class:`~hotpatch.recover.LinearRecover` of
+    the same frame count (a copy; the model itself when there is none to replace), and the
+    names of the sites replaced. ``hotpatch_config["recover"]`` of the copy says ``"linear"``."""
+    names = untrained_tra(model)
+    if not names:
+        return model, []
+    model = copy.deepcopy(model)
+    inner = _unwrap(model)
+    for name in names:
+        site = inner.get_submodule(name)
+        site.recoverer = LinearRecover(site.recoverer.frames)
+    config = getattr(inner, "hotpatch_config", None)
+    if isinstance(config, dict):
+        inner.hotpatch_config = {**config, "recover": "linear", "recover_replaced": "tra (untrained)"}
+    return model, names
