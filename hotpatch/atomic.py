@@ -20,7 +20,7 @@ from hotpatch.errors import HotpatchError, OutputError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["atomic_write", "check_writable", "failed_copy_path", "temp_path", "write_npz", "write_text"]
+__all__ = ["Staged", "atomic_write", "check_writable", "failed_copy_path", "temp_path", "write_npz", "write_text"]
 
 
 def check_writable(path: str | os.PathLike) -> Path:
@@ -43,7 +43,23 @@ def check_writable(path: str | os.PathLike) -> Path:
         where = path if path.exists() else parent
         raise OutputError(f"cannot write {str(path)!r}: permission denied on {str(where)!r}; "
                           "choose a place you can write to")
+    _probe(path)
     return path
+
+
+def _probe(path: Path) -> None:
+    """Create and remove the temp file :func:`atomic_write` would write: permissions say yes for
+    root where the file system still says no (``/proc``, a read-only mount, a full disk)."""
+    tmp = temp_path(path)
+    try:
+        fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except FileExistsError:
+        return  # a write of this process is under way there: the folder takes files
+    except OSError as err:
+        raise OutputError(f"cannot write {str(path)!r}: {err.strerror or err} (creating a file in "
+                          f"{str(path.parent)!r} failed); choose a place you can write to") from err
+    os.close(fd)
+    os.unlink(tmp)
 
 
 def temp_path(path: str | os.PathLike) -> Path:
@@ -84,6 +100,65 @@ def atomic_write(path: str | os.PathLike, *, keep_failed: bool = False) -> Itera
         raise explained from err
     finally:
         tmp.unlink(missing_ok=True)
+
+
+class Staged:
+    """The outputs of one command, written to temp files and renamed into place together.
+
+    ``path(target)`` checks ``target`` and gives the temp path to write it to; ``commit()``
+    renames every temp file to its target once all are written; ``discard()`` removes them. As a
+    context manager it commits when the block ends without an error and discards otherwise, so a
+    failed output (an ``.mp4`` without ffmpeg) leaves none of the others behind. ``explained(err,
+    tmp, target)`` is ``err`` naming the target instead of its temp file, and saying nothing was written.
+    """
+
+    def __init__(self) -> None:
+        self.pending: list[tuple[Path, Path]] = []
+
+    def path(self, target: str | os.PathLike) -> Path:
+        target = check_writable(target)
+        if any(t == target for _, t in self.pending):
+            raise OutputError(f"{str(target)!r} is written twice by one command; give each output its own path")
+        tmp = temp_path(target)
+        self.pending.append((tmp, target))
+        return tmp
+
+    def commit(self) -> list[Path]:
+        missing = [str(t) for tmp, t in self.pending if not tmp.is_file()]
+        if missing:
+            self.discard()
+            raise OutputError(f"nothing was written for {', '.join(missing)} (the writer made no file); no output "
+                              "of this command was kept")
+        for tmp, target in self.pending:
+            os.replace(tmp, target)
+        done = [t for _, t in self.pending]
+        self.pending = []
+        return done
+
+    def discard(self) -> None:
+        for tmp, _ in self.pending:
+            tmp.unlink(missing_ok=True)
+        self.pending = []
+
+    def explained(self, err: Exception, tmp: Path, target: Path) -> Exception:
+        """``err`` with ``tmp`` named as ``target`` and what was (not) written said."""
+        text = str(err).replace(str(tmp), str(target)).replace(tmp.name, target.name)
+        others = [str(t) for _, t in self.pending if t != target]
+        also = f" (so none of this command's outputs was written{': ' + ', '.join(others) if others else ''})"
+        cls = type(err) if isinstance(err, HotpatchError) else OutputError
+        try:
+            return cls(f"cannot write {target}: {text}{also}" if cls is OutputError else f"{text}{also}")
+        except TypeError:  # an error class with another signature
+            return OutputError(f"cannot write {target}: {text}{also}")
+
+    def __enter__(self) -> Staged:
+        return self
+
+    def __exit__(self, kind: Any, value: Any, tb: Any) -> None:
+        if kind is None:
+            self.commit()
+        else:
+            self.discard()
 
 
 def write_text(path: str | os.PathLike, text: str) -> Path:

@@ -36,6 +36,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from hotpatch.data import WindowDataset
 from hotpatch.atomic import atomic_write
+from hotpatch.distributed import DistContext, setup_distributed, teardown
 from hotpatch.errors import CheckpointError, ConfigError
 from hotpatch.losses import TC_WEIGHT, VELOCITY_WEIGHT, combine, loss_sums
 
@@ -119,39 +120,6 @@ class FinetuneResult:
 
 
 # ----------------------------------------------------------------------------- distributed
-
-
-@dataclass
-class DistContext:
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-    initialized_here: bool = False
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    @property
-    def distributed(self) -> bool:
-        return self.world_size > 1
-
-
-def setup_distributed() -> DistContext:
-    """Join the process group torchrun describes (``WORLD_SIZE``, ``RANK``, ``LOCAL_RANK``,
-    ``MASTER_ADDR``/``MASTER_PORT``), or use one already initialised; a single process otherwise."""
-    if dist.is_available() and dist.is_initialized():
-        return DistContext(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)))
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return DistContext()
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    backend = "nccl" if torch.cuda.is_available() else "gloo"
-    if backend == "nccl":
-        torch.cuda.set_device(local_rank)
-    dist.init_process_group(backend)
-    log.debug("joined process group: rank %d of %d (%s)", dist.get_rank(), world, backend)
-    return DistContext(dist.get_rank(), dist.get_world_size(), local_rank, initialized_here=True)
 
 
 def _device(model: nn.Module, ctx: DistContext) -> torch.device:
@@ -381,8 +349,7 @@ def finetune(
         model.eval()
         return FinetuneResult(model=model, history=history, resumed_from_epoch=start if resume and start else None)
     finally:
-        if ctx.initialized_here and dist.is_initialized():
-            dist.destroy_process_group()
+        teardown(ctx)
 
 
 def _optimizer(model: nn.Module, cfg: FinetuneConfig) -> torch.optim.Optimizer:

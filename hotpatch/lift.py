@@ -186,6 +186,9 @@ def mean_joint_distance(a: np.ndarray, b: np.ndarray) -> float:
 
 #: ``recovery=`` of :func:`lift_people`: swap an untrained TRA for linear recovery, or keep it.
 RECOVERY = ("parameter-free", "as-is")
+RECOVERY_NOTE = ("the TRA has no trained weights (its checkpoint holds none; its zero queries would give every frame "
+                 "the same pose): frames are recovered by linear interpolation instead (parameter-free). Pass "
+                 "--recover tra (recovery='as-is') to keep the untrained TRA, or fine-tune it")
 
 
 @dataclass
@@ -237,11 +240,8 @@ def zero_retraining(model: nn.Module, recovery: str = "parameter-free") -> tuple
         log.warning("%s", note)
         return model, note
     model, _ = parameter_free_recovery(model)
-    note = ("the TRA has no trained weights (its checkpoint holds none; zero queries would give every frame the same "
-            "pose): recovering frames by linear interpolation instead (parameter-free). Pass --recover tra "
-            "(recovery='as-is') to keep the untrained TRA, or fine-tune it")
-    log.warning("%s", note)
-    return model, note
+    log.warning("%s", RECOVERY_NOTE)
+    return model, RECOVERY_NOTE
 
 
 def lift_people(
@@ -278,7 +278,7 @@ def lift_people(
     frames = frames or (shape[0] if shape else None)
     if frames is None:
         raise ConfigError("lifting needs the model's clip length: pass frames=F (a patched model knows it)")
-    model, recovery_note = zero_retraining(model, recovery)
+    model, _ = zero_retraining(model, recovery)
     conv, conv_from = convention or resolve_convention(model, channels or (shape[2] if shape else None), normalize)
     channels = channels or conv.channels
     tracks = read_people(keypoints, person=person, format=format, layout=layout, min_score=min_score,
@@ -294,8 +294,6 @@ def lift_people(
         result = lift_track(model, track, frames=frames, channels=channels, normalization=conv.normalize,
                             width=width, height=height, **kwargs)
         summary = _summary(model, keypoints, track, result, conv, conv_from, (width, height), size_from, frames)
-        if recovery_note:
-            summary["recovery_note"] = recovery_note
         arrays = {"poses_3d": result.poses, "keypoints_2d": track.xy, "scores_2d": track.scores,
                   "filled_2d": track.filled, "inputs": result.inputs}
         lifted.append(LiftedFile(result.poses, track, result, summary, arrays))
@@ -318,6 +316,7 @@ def _summary(model: nn.Module, keypoints: Any, track: KeypointTrack, result: Lif
     outside = outside_frame(track.xy[~track.filled], *size) if size[0] else None
     if outside:
         warnings.append(outside)
+    config = dict(model.hotpatch_config) if hasattr(model, "hotpatch_config") else None
     who = f"person {track.person}: " if track.tracking.get("people", 1) > 1 else ""
     for line in warnings:
         log.warning("%s%s", who, line)
@@ -329,7 +328,8 @@ def _summary(model: nn.Module, keypoints: Any, track: KeypointTrack, result: Lif
         "normalize": conv.normalize, "input": {**conv.to_dict(), "from": conv_from},
         "frame_size": [size[0], size[1]] if size[0] else None, "frame_size_from": size_from,
         "fps": result.fps, "seconds": result.seconds, "poses": stats, "warnings": warnings,
-        "config": dict(model.hotpatch_config) if hasattr(model, "hotpatch_config") else None,
+        "config": config,
+        **({"recovery_note": RECOVERY_NOTE} if config and config.get("recover_replaced") else {}),
     }
 
 

@@ -36,7 +36,11 @@ def parameter_free_recovery(model: nn.Module) -> tuple[nn.Module, list[str]]:
     names = untrained_tra(model)
     if not names:
         return model, []
+    original = model
     model = copy.deepcopy(model)
+    for key, value in vars(_unwrap(original)).items():  # a GraphModule's copy drops its extra attributes
+        if key.startswith("hotpatch_") and not hasattr(_unwrap(model), key):
+            setattr(_unwrap(model), key, value)
     inner = _unwrap(model)
     for name in names:
         site = inner.get_submodule(name)

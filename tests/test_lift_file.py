@@ -193,7 +193,7 @@ def test_cli_lift_halpe26_with_video_size_and_overlay(capsys, tmp_path):
     frames[..., 2] = np.arange(10)[:, None, None] * 20 + 40
     iio.imwrite(tmp_path / "clip.gif", frames, duration=40, loop=0)
     rc = main(["--quiet", "lift", "mixste", "--frames", "9", "--set", "dim=16", "--set", "depth=2", "--set",
-               "num_heads=2", "--keypoints", str(path), "--video", str(tmp_path / "clip.gif"), "-o",
+               "num_heads=2", "--random-weights", "--keypoints", str(path), "--video", str(tmp_path / "clip.gif"), "-o",
                str(tmp_path / "o.npz"), "--render", str(tmp_path / "sheet.png"), "--person", "1"])
     out, err = capsys.readouterr()
     assert rc == 0, err

@@ -2,7 +2,9 @@
 
 Each subcommand lives in ``hotpatch/cli/<name>.py`` with ``add_parser(subparsers)``
 and ``run(args) -> int``. Errors end the program with one line and exit code 2 (a
-traceback only with ``--debug``).
+traceback only with ``--debug``). Under ``torchrun`` only rank 0 logs, and a leading ``--``
+(``torchrun --nproc_per_node 2 -m hotpatch -- eval ... --n 3``: where torchrun's own options end,
+so that its parser does not take ``--n`` for an abbreviation of ``--nnodes``) is skipped.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
@@ -61,9 +64,14 @@ def _add_global_options(parser: argparse.ArgumentParser) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["--"]:  # torchrun ... -m hotpatch -- eval ...: the end of torchrun's own options
+        argv = argv[1:]
     args = parser.parse_args(argv)
+    rank = int(os.environ.get("RANK", "0"))  # under torchrun only rank 0 logs; the others only errors
     logging.basicConfig(
-        level=logging.DEBUG if args.debug else logging.WARNING if args.quiet else logging.INFO,
+        level=logging.DEBUG if args.debug else logging.ERROR if rank else logging.WARNING if args.quiet
+        else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",
     )
     try:

@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 
 from hotpatch.cli import main
+from hotpatch.keypoints import COMMON_SIZES
 from keypoint_files import H, W, coco_from_h36m, projected_clip, write_coco
 
-TINY = ["mixste", "--frames", "9", "--set", "dim=16", "--set", "depth=2", "--set", "num_heads=2"]
+TINY = ["mixste", "--frames", "9", "--set", "dim=16", "--set", "depth=2", "--set", "num_heads=2", "--random-weights"]
 
 
 def run(capsys, *argv):
@@ -65,7 +66,7 @@ def _bad_files(tmp_path):
     np.save(tmp_path / "joints16.npy", np.zeros((5, 16, 2)))
     return {
         "notjson.json": "not JSON", "empty.json": "empty", "nokp.json": "cannot tell the keypoint format",
-        "short.json": "30 keypoint values; expected 51", "joints16.npy": "(5, 16, 2)",
+        "short.json": "30 keypoint values; expected 51", "joints16.npy": "16 joints per person",
         "missing.json": "does not exist",
     }
 
@@ -90,7 +91,7 @@ def test_cli_lift_without_image_size_assumes_one_and_says_which(capsys, tmp_path
     summary = json.loads(str(np.load(tmp_path / "o.npz")["summary"]))
     w, h = summary["frame_size"]
     assert summary["frame_size_from"] == "assumed" and f"assuming {w}x{h}" in caplog.text
-    assert (w, h) in [(640, 480), (1280, 720), (1920, 1080)] and px[..., 0].max() <= w and px[..., 1].max() <= h
+    assert (w, h) in COMMON_SIZES and px[..., 0].max() <= w and px[..., 1].max() <= h
     with pytest.raises(SystemExit):
         main(["lift", *TINY, "--keypoints", str(path), "-o", str(tmp_path / "o.npz"), "--size", "1x"])
     assert "give the frame size as WxH" in capsys.readouterr().err

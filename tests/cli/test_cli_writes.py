@@ -166,7 +166,7 @@ def test_argument_errors_are_one_line_with_the_way_to_help(capsys, tmp_path, mon
 def test_a_directory_given_as_the_keypoint_file_says_so(capsys, tmp_path):
     rc, _, err = run(capsys, "lift", *TINY, "--keypoints", str(tmp_path), "-o", str(tmp_path / "o.npz"))
     line = one_line(err, "lift")
-    assert rc == 2 and f"--keypoints {tmp_path} is a directory" in line and "does not exist" not in line
+    assert rc == 2 and f"{tmp_path} is a folder without keypoint files" in line and "does not exist" not in line
 
 
 def test_an_output_whose_parent_is_a_file_says_so(capsys, tmp_path):
