@@ -13,7 +13,11 @@ and 5). ``flip=True`` averages each prediction with the un-flipped prediction of
 input (MixSTE's test-time augmentation); selection is taken from the unflipped pass.
 
 :func:`compare_models` evaluates an original and a patched model side by side, with their
-paper-convention FLOPs per clip (:func:`hotpatch.profile.profile`, counter ``"paper"``).
+paper-convention FLOPs per clip (:func:`hotpatch.profile.profile`, counter ``"paper"``); a patched
+model whose TRA never learned is evaluated with linear recovery instead (zero retraining, said in
+a warning; ``recovery="as-is"`` keeps it). Under ``torchrun`` (``dist``: a
+:class:`~hotpatch.distributed.DistContext`) each process predicts every ``world_size``-th window
+and the predictions are gathered before scoring, so every rank gets the numbers of one process.
 """
 
 from __future__ import annotations
@@ -29,8 +33,10 @@ import torch
 import torch.nn as nn
 
 from hotpatch.data import WindowDataset, flip_pose
+from hotpatch.distributed import DistContext, gather
 from hotpatch.errors import ConfigError, DataError
 from hotpatch.metrics import M_TO_MM, evaluate, selection_mask
+from hotpatch.untrained import zero_retraining
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +44,7 @@ __all__ = [
     "Predictions",
     "compare_models",
     "evaluate_model",
+    "merge_predictions",
     "paper_flops",
     "pipeline_of",
     "predict",
@@ -174,6 +181,14 @@ def predict(
     )
 
 
+def merge_predictions(parts: list[Predictions]) -> Predictions:
+    """Predictions of disjoint window subsets (one per process) as one, in window order."""
+    windows = np.concatenate([p.windows for p in parts])
+    order = np.argsort(windows, kind="stable")
+    selected = None if parts[0].selected is None else np.concatenate([p.selected for p in parts])[order]
+    return Predictions(np.concatenate([p.poses for p in parts])[order], selected, windows[order], parts[0].mode)
+
+
 def _output_tensor(out: Any, batch: int, frames: int) -> torch.Tensor:
     if not isinstance(out, torch.Tensor) or out.dim() != 4 or out.shape[0] != batch or out.shape[-1] != 3:
         shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
@@ -252,16 +267,25 @@ def evaluate_model(
     windows: np.ndarray | None = None,
     flops: bool = True,
     progress: ProgressFn | None = None,
+    dist: DistContext | None = None,
 ) -> dict[str, Any]:
     """Predict and score: a plain dict with ``mpjpe``, ``p_mpjpe``, ``mpjve`` (mm), ``frames``,
     ``*_selected`` / ``*_pruned`` for a patched model, ``flops`` (paper convention, per clip,
-    if ``flops``), ``pipeline``, ``flip`` and ``seconds``."""
+    if ``flops``; rank 0 only under ``dist``), ``pipeline``, ``flip`` and ``seconds``. ``dist``
+    splits the windows across ``torchrun`` processes (see the module docstring)."""
     t0 = time.perf_counter()
-    preds = predict(model, dataset, batch_size=batch_size, flip=flip, windows=windows, progress=progress)
+    if dist is not None and dist.distributed:
+        idx = np.arange(len(dataset)) if windows is None else np.asarray(windows, dtype=np.int64)
+        mine = idx[dist.rank::dist.world_size]
+        part = predict(model, dataset, batch_size=batch_size, flip=flip, windows=mine,
+                       progress=progress) if len(mine) else None
+        preds = merge_predictions([p for p in gather(part, dist) if p is not None])
+    else:
+        preds = predict(model, dataset, batch_size=batch_size, flip=flip, windows=windows, progress=progress)
     out: dict[str, Any] = {"pipeline": dataset.mode, "flip": flip, **score(dataset, preds)}
     out["windows"] = len(preds.windows)
     out["seconds"] = time.perf_counter() - t0
-    if flops:
+    if flops and (dist is None or dist.is_main):
         channels = dataset[0]["inputs"].shape[-1]
         out["flops"] = paper_flops(model, dataset.frames, channels=channels)
     return out
@@ -279,28 +303,36 @@ def compare_models(
     stride: int | None = None,
     confidence: bool = False,
     progress: Callable[[str, int, int], None] | None = None,
+    recovery: str = "parameter-free",
+    dist: DistContext | None = None,
 ) -> dict[str, Any]:
     """Evaluate ``original`` and ``patched`` with the same windows (zero-retraining: weights as
     they are) and return ``{"original": {...}, "patched": {...}, "delta": {...}, "config": {...}}``.
 
     ``pipeline`` defaults to the patched model's: for seq2frame, both models are scored on the
     centre frame of every window. ``frames`` defaults to the patched model's F. ``delta``
-    holds patched minus original for each error and the FLOPs change in percent.
+    holds patched minus original for each error and the FLOPs change in percent. An untrained
+    TRA is evaluated as linear recovery unless ``recovery="as-is"`` (``config["recovery_note"]``
+    says which); ``dist`` splits the windows across ``torchrun`` processes.
     """
     cfg = dict(getattr(patched, "hotpatch_config", None) or {})
     frames = frames or cfg.get("frames")
     if not frames:
         raise ConfigError("compare_models needs frames=F (the patched model has no hotpatch_config['frames']).")
     mode = pipeline or pipeline_of(patched)
+    patched, note = zero_retraining(patched, recovery)
     dataset = WindowDataset(sequences, frames, mode=mode, stride=stride, confidence=confidence)
     results: dict[str, Any] = {}
     for name, model in (("original", original), ("patched", patched)):
         cb = (lambda done, total, _n=name: progress(_n, done, total)) if progress else None
-        results[name] = evaluate_model(model, dataset, batch_size=batch_size, flip=flip, progress=cb)
+        results[name] = evaluate_model(model, dataset, batch_size=batch_size, flip=flip, progress=cb, dist=dist)
     a, b = results["original"], results["patched"]
     delta = {k: b[k] - a[k] for k in ("mpjpe", "p_mpjpe", "mpjve") if k in a and k in b}
     if a.get("flops") and b.get("flops") is not None:
         delta["flops_pct"] = 100.0 * (b["flops"] - a["flops"]) / a["flops"]
     results["delta"] = delta
-    results["config"] = {"frames": frames, "pipeline": mode, "windows": len(dataset), "flip": flip, **cfg}
+    results["config"] = {"frames": frames, "pipeline": mode, "windows": len(dataset), "flip": flip, **cfg,
+                         **dict(getattr(patched, "hotpatch_config", None) or {})}
+    if note:
+        results["config"]["recovery_note"] = note
     return results

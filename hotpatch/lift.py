@@ -40,7 +40,7 @@ from hotpatch.errors import ConfigError, DataError
 from hotpatch.evaluate import pipeline_of, predict
 from hotpatch.keypoints import KeypointTrack, frame_size, outside_frame, read_people
 from hotpatch.pose_stats import pose_summary, pose_warnings
-from hotpatch.untrained import parameter_free_recovery, untrained_tra
+from hotpatch.untrained import RECOVERY, RECOVERY_NOTE, zero_retraining
 
 log = logging.getLogger(__name__)
 
@@ -184,13 +184,6 @@ def mean_joint_distance(a: np.ndarray, b: np.ndarray) -> float:
 # ----------------------------------------------------------------------------- one call
 
 
-#: ``recovery=`` of :func:`lift_people`: swap an untrained TRA for linear recovery, or keep it.
-RECOVERY = ("parameter-free", "as-is")
-RECOVERY_NOTE = ("the TRA has no trained weights (its checkpoint holds none; its zero queries would give every frame "
-                 "the same pose): frames are recovered by linear interpolation instead (parameter-free). Pass "
-                 "--recover tra (recovery='as-is') to keep the untrained TRA, or fine-tune it")
-
-
 @dataclass
 class LiftedFile:
     """One person lifted from a keypoint file: ``poses`` (T, 17, 3) in metres, root-relative; the
@@ -224,24 +217,6 @@ def resolve_convention(model: nn.Module, channels: int | None,
         return (replace(conv, normalize=normalize, extent=None),
                 f"as given; the model's ({where}) is {conv.normalize}")
     return conv, f"from {where}"
-
-
-def zero_retraining(model: nn.Module, recovery: str = "parameter-free") -> tuple[nn.Module, str | None]:
-    """The model to use without retraining, and a note when its untrained TRA was swapped for
-    linear recovery (``recovery="parameter-free"``) or kept (``"as-is"``, with a warning)."""
-    if recovery not in RECOVERY:
-        raise ConfigError(f"recovery={recovery!r}; use one of {RECOVERY}")
-    names = untrained_tra(model)
-    if not names:
-        return model, None
-    if recovery == "as-is":
-        note = ("the TRA has no trained weights (zero queries: every frame comes out as the same pose); kept as asked, "
-                "the poses are not meaningful until it is fine-tuned (hotpatch finetune)")
-        log.warning("%s", note)
-        return model, note
-    model, _ = parameter_free_recovery(model)
-    log.warning("%s", RECOVERY_NOTE)
-    return model, RECOVERY_NOTE
 
 
 def lift_people(

@@ -10,13 +10,23 @@ say that they did it.
 from __future__ import annotations
 
 import copy
+import logging
 
 import torch.nn as nn
 
 from hotpatch.engine.wrappers import RecoverAt
+from hotpatch.errors import ConfigError
 from hotpatch.recover import TRA, LinearRecover
 
-__all__ = ["parameter_free_recovery", "untrained_tra"]
+log = logging.getLogger(__name__)
+
+__all__ = ["RECOVERY", "RECOVERY_NOTE", "parameter_free_recovery", "untrained_tra", "zero_retraining"]
+
+#: ``recovery=`` of :func:`zero_retraining`: swap an untrained TRA for linear recovery, or keep it.
+RECOVERY = ("parameter-free", "as-is")
+RECOVERY_NOTE = ("the TRA has no trained weights (its checkpoint holds none; its zero queries would give every frame "
+                 "the same pose): frames are recovered by linear interpolation instead (parameter-free). Pass "
+                 "--recover tra (recovery='as-is') to keep the untrained TRA, or fine-tune it")
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
@@ -49,3 +59,21 @@ def parameter_free_recovery(model: nn.Module) -> tuple[nn.Module, list[str]]:
     if isinstance(config, dict):
         inner.hotpatch_config = {**config, "recover": "linear", "recover_replaced": "tra (untrained)"}
     return model, names
+
+
+def zero_retraining(model: nn.Module, recovery: str = "parameter-free") -> tuple[nn.Module, str | None]:
+    """The model to use without retraining, and a note when its untrained TRA was swapped for
+    linear recovery (``recovery="parameter-free"``) or kept (``"as-is"``, with a warning)."""
+    if recovery not in RECOVERY:
+        raise ConfigError(f"recovery={recovery!r}; use one of {RECOVERY}")
+    names = untrained_tra(model)
+    if not names:
+        return model, None
+    if recovery == "as-is":
+        note = ("the TRA has no trained weights (zero queries: every frame comes out as the same pose); kept as asked, "
+                "the poses are not meaningful until it is fine-tuned (hotpatch finetune)")
+        log.warning("%s", note)
+        return model, note
+    model, _ = parameter_free_recovery(model)
+    log.warning("%s", RECOVERY_NOTE)
+    return model, RECOVERY_NOTE

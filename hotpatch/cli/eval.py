@@ -1,7 +1,15 @@
 """``hotpatch eval TARGET --data PATH [--n N --f F ...]``: accuracy and FLOPs, original vs patched.
 
-Zero-retraining: the checkpoint's weights are used as they are. Both models see the same
-test windows (seq2seq: non-overlapping; seq2frame: one per centre frame).
+Zero-retraining: the checkpoint's weights are used as they are (a TRA the checkpoint holds no
+weights for recovers linearly instead, unless ``--recover tra``; a recipe without ``--checkpoint``
+is refused unless ``--random-weights``). Both models see the same test windows (seq2seq:
+non-overlapping; seq2frame: one per centre frame). Under ``torchrun`` the windows are split across
+the processes and rank 0 prints the one table::
+
+    torchrun --nproc_per_node 2 -m hotpatch -- eval base.pt --data clips.npz --n 3 --f 81
+
+(the ``--`` ends torchrun's own options: without it torchrun takes ``--n`` for an abbreviation
+of its ``--nnodes`` / ``--nproc-per-node`` and stops).
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ from hotpatch.cli._options import (add_hot_arguments, check_outputs, consoles, d
 from hotpatch.errors import ConfigError, InputShapeError
 from hotpatch.cli._progress import Progress
 from hotpatch.cli._targets import Target, add_target_arguments, describe, load_target
+from hotpatch.cli._weights import add_random_weights, check_weights
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +49,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     g.add_argument("--stride", type=positive_int, metavar="S",
                    help="window stride (default: F for seq2seq, 1 for seq2frame; seq2frame > 1 skips frames)")
     g.add_argument("--seed", type=int, default=0, help="seed of new parameters (an untrained TRA) (default: 0)")
+    add_random_weights(g)
     g.add_argument("--json", metavar="PATH", help="write the results as JSON to PATH ('-' for stdout only)")
     p.set_defaults(run=run)
     return p
@@ -52,7 +62,8 @@ def _refuse_several_inputs(name: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hotpatch.evaluate import compare_models, untrained_recovery
+    from hotpatch.distributed import setup_distributed, teardown
+    from hotpatch.evaluate import compare_models
 
     out, err = consoles(args.quiet)
     check_outputs(args)
@@ -63,26 +74,28 @@ def run(args: argparse.Namespace) -> int:
     target = load_target(args)
     if target.several_inputs:
         _refuse_several_inputs(describe(target))
-    if target.kind in ("recipe", "class") and not getattr(args, "checkpoint", None):
-        log.warning("no --checkpoint given: evaluating %s with freshly initialised weights; the errors "
-                    "say nothing about the model. Pass --checkpoint FILE.", describe(target))
+    check_weights(target, args, "evaluating")
     if target.patched:
         original, patched = target.original(), target.model
     else:
         original, patched = target.model, target.patch(**hot_settings(args))
-    config = dict(patched.hotpatch_config)
-    if untrained_recovery(patched):
-        log.warning("TRA (recover=tra) has untrained, zero-initialised queries: it needs fine-tuning "
-                    "(hotpatch finetune) before its accuracy means anything. For zero-retraining seq2seq "
-                    "use --recover linear (or nearest).")
     frames, joints, channels = target.input_shape()
     _check_geometry(joints, channels, target)
-    with Progress(err, "eval") as progress:
-        progress.status("loading data")
-        splits = load_splits(args)
-        result = compare_models(original, patched, splits["test"], frames=frames, batch_size=args.batch,
-                                flip=args.flip, stride=args.stride, confidence=channels == 3,
-                                progress=lambda name, done, total: progress.update(f"evaluating {name}", done, total))
+    ctx = setup_distributed()
+    try:
+        with Progress(err if ctx.is_main else None, "eval") as progress:
+            progress.status("loading data")
+            splits = load_splits(args)
+            result = compare_models(
+                original, patched, splits["test"], frames=frames, batch_size=args.batch, flip=args.flip,
+                stride=args.stride, confidence=channels == 3, recovery="as-is" if args.recover == "tra" else
+                "parameter-free", dist=ctx,
+                progress=lambda name, done, total: progress.update(f"evaluating {name}", done, total))
+    finally:
+        teardown(ctx)
+    if not ctx.is_main:
+        return 0
+    config = result["config"]
     result["target"] = describe(target)
     result["data"] = {"path": str(args.data), "data_2d": args.data_2d, "sequences": len(splits["test"]),
                       "max_clips": args.max_clips}
@@ -93,7 +106,10 @@ def run(args: argparse.Namespace) -> int:
             return 0
         write_text(args.json, text + "\n")
     out.print(f"{describe(target)}; HoT {describe_config(config)}; {result['data']['sequences']} test sequences, "
-              f"{result['config']['windows']} windows{' (flip)' if args.flip else ''}", highlight=False, markup=False)
+              f"{result['config']['windows']} windows{' (flip)' if args.flip else ''}"
+              + (f" on {ctx.world_size} processes" if ctx.distributed else ""), highlight=False, markup=False)
+    if config.get("recovery_note"):
+        out.print(f"recovery: {config['recovery_note']}", highlight=False, markup=False)
     out.print(table(result))
     if args.json:
         out.print(f"wrote {args.json}", highlight=False, markup=False)

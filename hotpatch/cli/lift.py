@@ -181,7 +181,7 @@ def _model(args: argparse.Namespace) -> tuple[Any, Any, str]:
     if args.compare and not hasattr(model, "hotpatch_config"):
         raise ConfigError("--compare lifts with the original and the patched model; pass --n and --f "
                           "(or a patched TARGET)")
-    from hotpatch.lift import zero_retraining
+    from hotpatch.untrained import zero_retraining
 
     recovery = "as-is" if args.recover == "tra" else "parameter-free"
     model, _ = zero_retraining(model, recovery)  # once, before the inputs; its note goes with each summary

@@ -61,7 +61,8 @@ def test_eval_prints_original_and_patched_side_by_side(capsys, clips, checkpoint
 
 
 def test_eval_seq2frame_json_to_stdout(capsys, clips):
-    rc, out, _ = run(capsys, "eval", *TINY, "--data", clips, "--n", "1", "--f", "3", "--pipeline", "seq2frame",
+    rc, out, _ = run(capsys, "eval", *TINY, "--random-weights", "--data", clips, "--n", "1", "--f", "3",
+                     "--pipeline", "seq2frame",
                      "--max-clips", "1", "--cameras", "1", "--json", "-")
     assert rc == 0
     data = json.loads(out)  # only JSON on stdout, and strict JSON (no NaN)
@@ -69,13 +70,21 @@ def test_eval_seq2frame_json_to_stdout(capsys, clips):
     assert data["original"]["frames"] == data["patched"]["frames"] == 30 == data["config"]["windows"]
 
 
-def test_eval_warns_that_untrained_tra_needs_fine_tuning(capsys, clips, caplog):
+def test_eval_refuses_random_weights_and_recovers_an_untrained_tra_linearly(capsys, clips, caplog):
+    rc, _, err = run(capsys, "eval", *TINY, "--data", clips, "--n", "1", "--f", "3", "--max-clips", "1")
+    assert rc == 2 and "no trained weights (no --checkpoint)" in err and "--random-weights" in err
     with caplog.at_level(logging.WARNING, logger="hotpatch"):
-        rc, _, _ = run(capsys, "eval", *TINY, "--data", clips, "--n", "1", "--f", "3", "--recover", "tra",
-                       "--max-clips", "1", "--cameras", "1")
+        rc, out, _ = run(capsys, "eval", *TINY, "--random-weights", "--data", clips, "--n", "1", "--f", "3",
+                         "--max-clips", "1", "--cameras", "1", "--json", "-")
     assert rc == 0
-    assert "needs fine-tuning" in caplog.text and "--recover linear" in caplog.text
-    assert "no --checkpoint given" in caplog.text  # TINY has no checkpoint: random weights are flagged
+    data = json.loads(out)
+    assert data["config"]["recover"] == "linear" and "linear interpolation instead" in data["config"]["recovery_note"]
+    assert "on random weights (--random-weights)" in caplog.text
+    with caplog.at_level(logging.WARNING, logger="hotpatch"):
+        rc, out, _ = run(capsys, "eval", *TINY, "--random-weights", "--data", clips, "--n", "1", "--f", "3",
+                         "--recover", "tra", "--max-clips", "1", "--cameras", "1", "--json", "-")
+    assert rc == 0 and json.loads(out)["config"]["recover"] == "tra"
+    assert "kept as asked" in caplog.text and "fine-tuned (hotpatch finetune)" in caplog.text
 
 
 def test_eval_reads_human36m_files(capsys, tmp_path):
@@ -83,7 +92,8 @@ def test_eval_reads_human36m_files(capsys, tmp_path):
     poses = {s: {"Walk": (np.array([0.2, -0.1, 0.9]) + 0.3 * rng.normal(size=(14, 32, 3))).astype(np.float32)}
              for s in ("S1", "S5", "S6", "S7", "S8", "S9", "S11")}
     np.savez(tmp_path / "data_3d_h36m.npz", positions_3d=poses)
-    rc, out, _ = run(capsys, "eval", *TINY, "--data", str(tmp_path / "data_3d_h36m.npz"), "--n", "1", "--f", "3",
+    rc, out, _ = run(capsys, "eval", *TINY, "--random-weights", "--data", str(tmp_path / "data_3d_h36m.npz"),
+                     "--n", "1", "--f", "3",
                      "--recover", "nearest", "--max-clips", "3", "--json", "-")
     assert rc == 0
     data = json.loads(out)

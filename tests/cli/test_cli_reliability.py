@@ -89,7 +89,7 @@ def test_data_with_the_wrong_joint_count_is_a_clean_error(capsys, clips, tmp_pat
     z = dict(np.load(clips))
     z["positions"] = z["positions"][:, :16]
     np.savez(tmp_path / "j16.npz", **z)
-    for command, extra in (("eval", []), ("finetune", [*QUICK, "-o", str(tmp_path / "h.pt")])):
+    for command, extra in (("eval", ["--random-weights"]), ("finetune", [*QUICK, "-o", str(tmp_path / "h.pt")])):
         rc, _, err = run(capsys, command, *TINY, "--data", str(tmp_path / "j16.npz"), "--n", "1", "--f", "3", *extra)
         line = _one_line_error(err, command)
         assert rc == 2 and "(181, 16, 3)" in line and "(N, 17, 3)" in line
@@ -179,7 +179,7 @@ def test_data_2d_replaces_the_projected_inputs(capsys, tmp_path):
     path_3d, path_2d = _write_h36m(tmp_path)
     results = {}
     for extra in ([], ["--data-2d", path_2d]):
-        rc, out, _ = run(capsys, "eval", *TINY, "--data", path_3d, *extra, "--n", "1", "--f", "3",
+        rc, out, _ = run(capsys, "eval", *TINY, "--random-weights", "--data", path_3d, *extra, "--n", "1", "--f", "3",
                          "--recover", "linear", "--json", "-")
         assert rc == 0
         results[bool(extra)] = json.loads(out)["original"]
