@@ -145,6 +145,38 @@ def test_degenerate_stretchy_and_lopsided_poses_warn():
     assert "NaN" in pose_warnings(pose_summary(np.full((2, 17, 3), np.nan)))[0]
 
 
+def test_bodies_of_impossible_size_or_proportions_warn():
+    for scale, tall in ((0.3, "0.49 m tall"), (0.007, "0.01 m tall"), (1.8, "2.96 m tall")):
+        lines = pose_warnings(pose_summary(np.repeat(STANDING[None], 3, axis=0) * scale))
+        assert any(tall in w and "outside a person's 1.0-2.5 m" in w for w in lines), (scale, lines)
+    long_arms = np.repeat(STANDING[None], 3, axis=0).copy()
+    long_arms[:, 16] = long_arms[:, 15] + [0, 1.9, 0]  # a 1.9 m right forearm
+    lines = pose_warnings(pose_summary(long_arms))
+    assert any("absurd bone proportions: forearm right 1900 mm" in w for w in lines), lines
+
+
+def test_a_setting_that_prunes_nothing_says_so(caplog):
+    with caplog.at_level(logging.WARNING, logger="hotpatch"):
+        hotpatch.apply(tinypose.mixste(9), n=1, f=9, recover="linear")
+    assert "f=9 keeps all F=9 frames: HoT prunes nothing" in caplog.text
+
+
+def test_portrait_frames_are_guessed_and_keypoints_outside_the_frame_reported(caplog):
+    from hotpatch.keypoints import KeypointTrack, frame_size, outside_frame
+
+    xy = np.zeros((3, 17, 2))
+    xy[..., 0], xy[..., 1] = np.linspace(100, 1000, 17), np.linspace(200, 1300, 17)
+    track = KeypointTrack(xy.astype(np.float32), np.ones((3, 17), np.float32), np.zeros((3, 17), bool), 0, "array")
+    with caplog.at_level(logging.WARNING, logger="hotpatch"):
+        assert frame_size(track) == (1080, 1350, "assumed")
+    assert "assuming 1080x1350 (portrait" in caplog.text
+    xy[0, 0] = [-40, 500]
+    line = outside_frame(xy, 1280, 720)
+    assert line.startswith("28 of 51 keypoint positions lie outside the 1280x720 frame")
+    assert "1 left of or above it (down to x=-40" in line and "check the frame size (--size)" in line
+    assert outside_frame(xy[:, 1:], 1080, 1350) is None
+
+
 # ----------------------------------------------------------------------------- video overlay
 
 
