@@ -208,7 +208,10 @@ def run(args: argparse.Namespace) -> int:
         with Progress(err if ctx.is_main else None, "lift") as progress:
             for plan in shard(plans, ctx):
                 results.append(_lift(args, plan, target, model, recovery, video, staged, progress))
-    except HotpatchError as exc:
+    except KeyboardInterrupt:
+        staged.discard()
+        raise
+    except Exception as exc:  # noqa: BLE001 - every rank must reach the gather; re-raised below
         error = exc
     failed = [e for e in gather(None if error is None else str(error), ctx) if e]
     try:
