@@ -101,13 +101,15 @@ def lift(
     flip: bool = False,
     compile: str | None = None,
     progress: Callable[[int, int], None] | None = None,
+    warmup: bool = True,
 ) -> LiftResult:
     """Lift normalised inputs (T, 17, C) with ``model`` (F = ``frames``) to (T, 17, 3).
 
     ``pipeline`` defaults to the model's (seq2frame for a seq2frame-patched model); ``stride``
     to ``3F/4`` (seq2seq) or 1 (seq2frame). ``flip`` averages with the mirrored input's
     prediction (test-time augmentation). ``compile`` (a ``torch.compile`` mode) lifts with the
-    compiled model; compilation happens in the untimed warm-up.
+    compiled model; compilation happens in the untimed warm-up. ``warmup=False`` skips it, for a
+    model that has just lifted another clip (it is warm; a short clip's warm-up would double its cost).
     """
     inputs = np.asarray(inputs, dtype=np.float32)
     if inputs.ndim != 3 or inputs.shape[1] != 17 or inputs.shape[2] not in (2, 3) or len(inputs) == 0:
@@ -127,7 +129,7 @@ def lift(
         model = torch.compile(model, mode=compile, fullgraph=True)
     # warm-up outside the timed run (lazy initialisation, caches, compilation): a full batch and,
     # if the last batch is smaller, one of its size (a compiled model specialises on it)
-    for size in sorted({min(batch_size, len(dataset)), len(dataset) % batch_size} - {0}):
+    for size in sorted({min(batch_size, len(dataset)), len(dataset) % batch_size} - {0}) if warmup or compile else ():
         predict(model, dataset, batch_size=batch_size, flip=flip, windows=np.arange(size))
     t0 = time.perf_counter()
     preds = predict(model, dataset, batch_size=batch_size, flip=flip, progress=progress)

@@ -206,8 +206,8 @@ def run(args: argparse.Namespace) -> int:
     staged, error, results = Staged(), None, []
     try:
         with Progress(err if ctx.is_main else None, "lift") as progress:
-            for plan in shard(plans, ctx):
-                results.append(_lift(args, plan, target, model, recovery, video, staged, progress))
+            for i, plan in enumerate(shard(plans, ctx)):  # the model is warm after the first input
+                results.append(_lift(args, plan, target, model, recovery, video, staged, progress, warm=i > 0))
     except KeyboardInterrupt:
         staged.discard()
         raise
@@ -236,13 +236,13 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _lift(args: argparse.Namespace, plan: LiftOutputs, target: Any, model: Any, recovery: str, video: Any,
-          staged: Staged, progress: Any) -> dict[str, Any]:
+          staged: Staged, progress: Any, warm: bool = False) -> dict[str, Any]:
     """Lift one input; its outputs go to ``staged``; returns its summary (with the target)."""
     from hotpatch.lift import lift_people, lift_track, mean_joint_distance, resolve_convention, stacked, write_npz
 
     frames, _, channels = target.input_shape()
     convention = resolve_convention(target.model, channels, args.normalize)
-    common = dict(stride=args.stride, batch_size=args.batch, flip=args.flip, compile=args.compile)
+    common = dict(stride=args.stride, batch_size=args.batch, flip=args.flip, compile=args.compile, warmup=not warm)
     person = _person(args.person)
     several = person == "all"
     label = "the patched model" if hasattr(model, "hotpatch_config") else "the model"
