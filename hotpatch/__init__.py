@@ -41,6 +41,7 @@ from hotpatch.profile import compare  # noqa: E402
 from hotpatch.saving import load, save, save_model  # noqa: E402
 from hotpatch.lift import lift_file  # noqa: E402
 from hotpatch.autotune import tune  # noqa: E402
+from hotpatch.stream import Stream  # noqa: E402
 
 __all__ += [
     "apply",
@@ -50,6 +51,7 @@ __all__ += [
     "profile",
     "save",
     "save_model",
+    "Stream",
     "tune",
     "prepare",
     "Prepared",

@@ -93,3 +93,66 @@ def test_onnx_library_info_logging_is_hidden_unless_verbose(tmp_path, caplog):
     with caplog.at_level(logging.INFO):
         export_onnx(model, tmp_path / "loud.onnx", example=x, verbose=True)
     assert len(onnx_records()) > 5 and {r.levelno for r in onnx_records()} == {logging.INFO}
+
+
+def _ops(path) -> set[str]:
+    import onnx
+
+    return {n.op_type for n in onnx.load(str(path)).graph.node}
+
+
+def _weight_matmuls(path) -> dict[str, int]:
+    """How many MatMul / MatMulInteger nodes take a constant (initializer) operand."""
+    import collections
+
+    import onnx
+
+    graph = onnx.load(str(path)).graph
+    consts = {i.name for i in graph.initializer}
+    return dict(collections.Counter(n.op_type for n in graph.node if n.op_type in ("MatMul", "MatMulInteger")
+                                    and any(i in consts for i in n.input)))
+
+
+@onnx_missing
+@pytest.mark.parametrize("per_channel", [False, True])
+def test_int8_export_is_quantized_and_checked_against_the_eager_fp32_model(tmp_path, per_channel):
+    from hotpatch.export import INT8_TOLERANCE, OnnxModel
+
+    model, x = author_vpts.build("mixste")
+    patched = hotpatch.apply(model, n=1, f=9, recover="linear").eval()
+    check = export_onnx(patched, tmp_path / "m8.onnx", example=x, quantize="int8", per_channel=per_channel)
+    fp32 = export_onnx(patched, tmp_path / "m.onnx", example=x)
+    linears = _weight_matmuls(fp32.path)["MatMul"]
+    assert _weight_matmuls(check.path) == {"MatMulInteger": linears}  # every linear layer in int8
+    assert 0 < check.relative_error <= INT8_TOLERANCE and check.quantize == "int8"
+    onnx_model = OnnxModel(check.path)  # the file records the patch and the input shape
+    assert onnx_model.hotpatch_config["f"] == 9 and onnx_model.input_shape == tuple(x.shape[1:])
+    with torch.no_grad():
+        want = patched(x)
+    got = onnx_model(x)
+    rel = float((got - want).pow(2).mean().sqrt() / want.pow(2).mean().sqrt())
+    assert rel == pytest.approx(check.relative_error, rel=1e-3)
+
+
+@onnx_missing
+def test_int8_export_that_fails_its_check_leaves_no_file(tmp_path):
+    model, x = author_vpts.build("mixste")
+    with pytest.raises(ExportError, match=r"RMS, > 1e-06%"):
+        export_onnx(model, tmp_path / "m8.onnx", example=x, quantize="int8", rtol=1e-8)
+    assert not (tmp_path / "m8.onnx").exists()
+    with pytest.raises(ExportError):
+        export_onnx(model, tmp_path / "m8.onnx", example=x, quantize="int8", rtol=1e-8, keep_failed=True)
+    assert not (tmp_path / "m8.onnx").exists() and (tmp_path / "m8.failed.onnx").stat().st_size > 0
+
+
+@onnx_missing
+def test_static_int8_quantization_needs_calibration_clips(tmp_path):
+    from hotpatch.export import quantize_onnx
+
+    model, x = author_vpts.build("mixste")
+    export_onnx(model, tmp_path / "m.onnx", example=x)
+    with pytest.raises(ExportError, match="calibration"):
+        quantize_onnx(tmp_path / "m.onnx", tmp_path / "s.onnx", method="static")
+    clips = [torch.randn(x.shape, generator=torch.Generator().manual_seed(i)).numpy() for i in range(3)]
+    quantize_onnx(tmp_path / "m.onnx", tmp_path / "s.onnx", method="static", calibration=clips)
+    assert {"QuantizeLinear", "DequantizeLinear"} <= _ops(tmp_path / "s.onnx")
