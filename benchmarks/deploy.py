@@ -26,6 +26,7 @@ HoT settings, scored in every variant on the shared test clips and on the shifte
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import logging
 import os
@@ -108,7 +109,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--batch-repeats", type=int, default=None, help="the same at batches above 1 (default: --repeats)")
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--threads", type=int, default=2, help="torch and onnxruntime intra-op threads")
-    p.add_argument("--calibration", type=int, default=8, help="clips calibrating the static variants")
+    p.add_argument("--calibration", type=int, default=32,
+                   help="training windows calibrating the static variants of the accuracy model (default: 32)")
     p.add_argument("--work", default="/tmp/hotpatch-deploy", help="exported files (reused with --reuse)")
     p.add_argument("--reuse", action="store_true", help="reuse exported files found in --work")
     p.add_argument("--accuracy", action=argparse.BooleanOptionalAction, default=True,
@@ -182,6 +184,9 @@ def make_variant(variant: str, model: torch.nn.Module, x: torch.Tensor, stem: Pa
 
 
 def speed(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Latency rows. Each variant is timed in its own group with the fp32 ONNX pair (original, patched,
+    interleaved ABBA): every ratio to the original fp32 ONNX model is measured in the same run, and
+    only four runners are in memory at a time. The fp32 row pools the fp32 samples of every group."""
     rows = []
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -195,30 +200,40 @@ def speed(args: argparse.Namespace) -> list[dict[str, Any]]:
         ratio = paper_flops(original, frames, channels=channels) / paper_flops(patched, frames, channels=channels)
         for batch in args.batches:
             variants = args.variants if batch == 1 else args.batch_variants
+            repeats = args.repeats if batch == 1 or args.batch_repeats is None else args.batch_repeats
             x = torch.randn(batch, frames, 17, channels, generator=torch.Generator().manual_seed(1))
             calib = [0.3 * torch.randn(x.shape, generator=torch.Generator().manual_seed(10 + i)).numpy()
-                     for i in range(args.calibration)]
-            works, keys = [], []
+                     for i in range(2)]  # the ranges do not change the speed; calibration holds every activation
+
+            def runners(variant: str) -> list[Any]:
+                log.info("%s batch %d: preparing %s", name, batch, variant)
+                return [make_variant(variant, model, x, work / f"{name}-{which}-b{batch}", calib, args.threads, made,
+                                     args.reuse) for which, model in (("original", original), ("patched", patched))]
+
+            base = runners(BASE)
+            pooled: list[list[float]] = [[], []]
+            timed = {}
+            for variant in [v for v in variants if v != BASE] or [BASE]:
+                works = base + (runners(variant) if variant != BASE else [])
+                log.info("%s batch %d: timing %s with fp32 ONNX (%d runners x %d repeats)", name, batch, variant,
+                         len(works), repeats)
+                samples = time_interleaved(works, (x,), torch.device("cpu"), repeats, args.warmup, None)
+                pooled[0] += samples[0]
+                pooled[1] += samples[1]
+                timed[variant] = [1e3 * statistics.median(s) for s in samples]
+                del works
+                gc.collect()
+            timed[BASE] = [1e3 * statistics.median(s) for s in pooled] * 2
             for variant in variants:
-                for which, model in (("original", original), ("patched", patched)):
-                    log.info("%s batch %d: preparing %s %s", name, batch, which, variant)
-                    works.append(make_variant(variant, model, x, work / f"{name}-{which}-b{batch}", calib,
-                                              args.threads, made, args.reuse))
-                    keys.append((variant, which))
-            log.info("%s batch %d: timing %d runners x %d repeats", name, batch, len(works), args.repeats)
-            repeats = args.repeats if batch == 1 or args.batch_repeats is None else args.batch_repeats
-            samples = time_interleaved(works, (x,), torch.device("cpu"), repeats, args.warmup, None)
-            ms = {k: 1e3 * statistics.median(s) for k, s in zip(keys, samples)}
-            base = ms[(BASE, "original")]
-            for variant in variants:
-                o, p = ms[(variant, "original")], ms[(variant, "patched")]
+                b, _, o, p = timed[variant]
                 rows.append({"model": name, "batch": batch, "variant": variant, "original_ms": o, "patched_ms": p,
                              "speedup": o / p, "original_fps": batch * frames / o * 1e3,
-                             "patched_fps": batch * frames / p * 1e3, "original_x": base / o, "patched_x": base / p,
+                             "patched_fps": batch * frames / p * 1e3, "original_x": b / o, "patched_x": b / p,
                              "flops_ratio": ratio, "setting": hot})
                 log.info("%s b%d %s: %.1f / %.1f ms (%.2fx; patched %.2fx of the original fp32 ONNX)", name, batch,
-                         variant, o, p, o / p, base / p)
-            del works
+                         variant, o, p, o / p, b / p)
+            del base
+            gc.collect()
     return rows
 
 
@@ -264,7 +279,7 @@ def accuracy_rows(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[
     calib_seqs = load_clips(acc.data, cameras_per_clip=1, noise_px=acc.noise_px, seed=acc.seed,
                             max_clips=8)["train"]
     calib_data = WindowDataset(calib_seqs, F)
-    pick = np.linspace(0, len(calib_data) - 1, min(args.calibration * 4, len(calib_data))).round().astype(int)
+    pick = np.linspace(0, len(calib_data) - 1, min(args.calibration, len(calib_data))).round().astype(int)
     calibration = [calib_data[int(i)]["inputs"][None].numpy() for i in pick]
     stages = _two_stage(F, acc.depth, acc.n, acc.f)
     models = {
