@@ -30,8 +30,6 @@ import gc
 import json
 import logging
 import os
-import platform
-import shlex
 import statistics
 import sys
 import time
@@ -46,6 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import hotpatch  # noqa: E402
 from benchmarks import accuracy  # noqa: E402
+from benchmarks.common import benchmark_run, command_line, names  # noqa: E402
 from hotpatch.evaluate import evaluate_model, paper_flops  # noqa: E402
 from hotpatch.export import OnnxModel, export_onnx, fuse_onnx, quantize_onnx  # noqa: E402
 from hotpatch.models import get as get_recipe  # noqa: E402
@@ -128,16 +127,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="tiny models and data settings: a smoke test of the script")
     args = p.parse_args(argv)
     known = speed_models(args.quick)
-    args.models = [m for m in (args.models or ",".join(known)).split(",") if m]
-    args.variants = [v for v in args.variants.split(",") if v]
+    args.models = names(p, args.models or ",".join(known), known, "--models")
+    args.variants = names(p, args.variants, VARIANTS, "--variants")
     args.batch_variants = args.variants if args.batch_variants == "all" else \
-        [v for v in args.batch_variants.split(",") if v in args.variants]
-    for name in args.models:
-        if name not in known:
-            p.error(f"--models: unknown {name!r}; expected some of {', '.join(known)}")
-    for name in args.variants:
-        if name not in VARIANTS:
-            p.error(f"--variants: unknown {name!r}; expected some of {', '.join(VARIANTS)}")
+        [v for v in names(p, args.batch_variants, VARIANTS, "--batch-variants") if v in args.variants]
     if BASE not in args.variants:
         p.error(f"--variants must include {BASE}: every ratio is to the original fp32 ONNX model")
     if args.quick and args.out is None:
@@ -397,14 +390,8 @@ def options_summary(rows: list[dict[str, Any]]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
-    logging.getLogger("hotpatch").setLevel(logging.WARNING)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(args.threads)
-    try:
+    with benchmark_run(args.threads):
         return _run(args, argv)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _run(args: argparse.Namespace, argv: list[str] | None) -> int:
@@ -413,7 +400,7 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> int:
     rows = speed(args)
     load_after = os.getloadavg()
     acc_rows, setup = accuracy_rows(args) if args.accuracy else ([], {})
-    command = "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(__file__, ROOT)] + (argv or sys.argv[1:]))
+    command = command_line(__file__, argv)
     settings = "; ".join(f"{m}: {speed_models(args.quick)[m][2]}" for m in args.models)
     acc_text = "(not measured: `--no-accuracy`)"
     if acc_rows:

@@ -26,7 +26,6 @@ import json
 import logging
 import os
 import platform
-import shlex
 import statistics
 import sys
 import time
@@ -39,6 +38,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import hotpatch  # noqa: E402
+from benchmarks.common import benchmark_run, command_line, names  # noqa: E402
 from hotpatch.models import get as get_recipe  # noqa: E402
 from hotpatch.profile.timing import time_interleaved  # noqa: E402
 
@@ -73,14 +73,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--dry-run", action="store_true", help="print the plan and what is available; run nothing")
     args = p.parse_args(argv)
     known = models(args.quick)
-    args.models = [m for m in (args.models or ",".join(known)).split(",") if m]
-    args.modes = [m for m in args.modes.split(",") if m]
-    for m in args.models:
-        if m not in known:
-            p.error(f"--models: unknown {m!r}; expected some of {', '.join(known)}")
-    for m in args.modes:
-        if m not in MODES:
-            p.error(f"--modes: unknown {m!r}; expected some of {', '.join(MODES)}")
+    args.models = names(p, args.models or ",".join(known), known, "--models")
+    args.modes = names(p, args.modes, MODES, "--modes")
     return args
 
 
@@ -203,8 +197,11 @@ interleaved (ABBA); median of one forward of the whole batch. frames/s = batch Ã
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
-    logging.getLogger("hotpatch").setLevel(logging.WARNING)
+    with benchmark_run(None):
+        return _run(args, argv)
+
+
+def _run(args: argparse.Namespace, argv: list[str] | None) -> int:
     started = time.perf_counter()
     if args.device.startswith("cuda") and not torch.cuda.is_available() and not args.dry_run:
         print(f"no CUDA device (torch {torch.__version__}, torch.cuda.is_available() is False); run with --device cpu "
@@ -223,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
         for m, b, mode in plan:
             print(f"  {m} batch {b} {mode}: {unavailable(mode, dev) or 'would run'}")
         return 0
-    command = "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(__file__, ROOT)] + (argv or sys.argv[1:]))
+    command = command_line(__file__, argv)
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []

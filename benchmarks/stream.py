@@ -24,7 +24,6 @@ import json
 import logging
 import math
 import os
-import shlex
 import statistics
 import sys
 import time
@@ -37,6 +36,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import hotpatch  # noqa: E402
+from benchmarks.common import benchmark_run, command_line, names  # noqa: E402
 from benchmarks.deploy import machine  # noqa: E402
 from hotpatch.models import get as get_recipe  # noqa: E402
 
@@ -80,14 +80,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="tiny models: a smoke test of the script")
     args = p.parse_args(argv)
     known = recipes(args.quick)
-    args.models = [m for m in (args.models or ",".join(known)).split(",") if m]
-    args.runtimes = [r for r in args.runtimes.split(",") if r]
-    for m in args.models:
-        if m not in known:
-            p.error(f"--models: unknown {m!r}; expected some of {', '.join(known)}")
-    for r in args.runtimes:
-        if r not in ("eager", "onnx", "onnx-int8"):
-            p.error(f"--runtimes: unknown {r!r}; expected eager, onnx or onnx-int8")
+    args.models = names(p, args.models or ",".join(known), known, "--models")
+    args.runtimes = names(p, args.runtimes, ("eager", "onnx", "onnx-int8"), "--runtimes")
     if args.quick and args.out is None:
         p.error("--quick needs --out (the committed table is only written by a full run)")
     args.out = args.out or str(DEFAULT_OUT)
@@ -174,7 +168,7 @@ def min_real_time_delay(row: dict[str, Any], which: str) -> str:
 
 
 def _fps(v: float) -> str:
-    return f"{v:.0f}" if v >= 100 else f"{v:.1f}" if v >= 10 else f"{v:.2f}"
+    return f"{v:.0f}" if v >= 100 else f"{v:.3g}"  # three digits: ratios of printed values stay within 1%
 
 
 def table(rows: list[dict[str, Any]]) -> str:
@@ -210,18 +204,12 @@ def verdicts(rows: list[dict[str, Any]]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
-    logging.getLogger("hotpatch").setLevel(logging.WARNING)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(args.threads)
-    try:
+    with benchmark_run(args.threads):
         t0, load = time.perf_counter(), os.getloadavg()[0]
         rows = measure(args)
-        command = "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(__file__, ROOT)] +
-                                       (argv or sys.argv[1:]))
         text = f"""# Live lifting: `hotpatch.Stream`, original vs patched at the same delay
 
-Command (from the repository root): `{command}`
+Command (from the repository root): `{command_line(__file__, argv)}`
 
 Machine: {machine(args.threads)}. Load average (1 min) {load:.1f} before and {os.getloadavg()[0]:.1f} after{'; ' + args.note if args.note else ''}.
 Total wall time {(time.perf_counter() - t0) / 60:.1f} min.
@@ -241,8 +229,6 @@ microseconds, one that runs a forward costs the forward.
         print(text)
         if args.json:
             write_text(args.json, json.dumps({"rows": rows, "args": vars(args)}, indent=2, default=str))
-    finally:
-        torch.set_num_threads(threads)
     return 0
 
 

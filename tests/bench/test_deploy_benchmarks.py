@@ -64,7 +64,8 @@ def test_stream_quick_run_agrees_with_itself(tmp_path):
     for r in rows:
         o, p = float(r[5]), float(r[6])
         assert float(r[7].rstrip("×")) == pytest.approx(p / o, rel=0.015, abs=0.01)
-        assert r[10] == " / ".join("yes" if v >= 25 else "no" for v in (o, p))
+        if min(abs(o - 25), abs(p - 25)) > 0.5:  # the verdict is on the unrounded frames/s
+            assert r[10] == " / ".join("yes" if v >= 25 else "no" for v in (o, p))
     assert "smallest delay for 25 fps" in text
 
 
