@@ -28,7 +28,7 @@ from hotpatch.errors import ConfigError, DataError
 OFFLINE_ONLY = ("keypoints", "output")
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def add_stream_arguments(parser: argparse.ArgumentParser) -> None:
     """``--stream``, ``--delay``, ``--hop`` on ``lift``'s parser; ``--keypoints`` and ``-o`` become optional
     there (:func:`check_offline` asks for them when not streaming)."""
     g = parser.add_argument_group("streaming")

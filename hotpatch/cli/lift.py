@@ -18,7 +18,7 @@ from hotpatch.atomic import atomic_write, write_text
 from hotpatch.cli._options import (add_hot_arguments, check_outputs, consoles, describe_config, hot_settings,
                                    nonnegative_float, positive_float, positive_int)
 from hotpatch.cli._progress import Progress
-from hotpatch.cli import _stream
+from hotpatch.cli._stream import add_stream_arguments, check_offline, run_stream
 from hotpatch.errors import ConfigError, InputShapeError
 from hotpatch.cli._targets import add_target_arguments, describe, load_target
 
@@ -84,7 +84,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     o.add_argument("--turn", action="store_true", help="turn the 3D view about the vertical axis while animating")
     o.add_argument("--fps", type=positive_float, default=30.0, help="frame rate of the rendered animation (default: 30)")
     o.add_argument("--json", metavar="PATH", help="write the summary as JSON to PATH ('-' for stdout only)")
-    _stream.add_arguments(p)
+    add_stream_arguments(p)
     p.set_defaults(run=run)
     return p
 
@@ -97,8 +97,8 @@ def run(args: argparse.Namespace) -> int:
     from hotpatch.render import KINDS
 
     if args.stream:
-        return _stream.run_stream(args)
-    _stream.check_offline(args)
+        return run_stream(args)
+    check_offline(args)
     out, err = consoles(args.quiet)
     check_outputs(args)
     check_keypoint_file(args.keypoints, "--keypoints")  # before any model is built
