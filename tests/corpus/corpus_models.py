@@ -281,6 +281,17 @@ class PerformerLifter(_SequenceLifter):
                                    nb_features=16, ff_mult=2), dim)
 
 
+
+class MambaLifter(_SequenceLifter):
+    """mambapy's pure-PyTorch ``Mamba``: per layer a causal depthwise Conv1d over time and a
+    selective state-space scan run as a ``torch.autograd.Function`` (parallel scan over the
+    sequence padded to a power of two); no attention (issue 27 pattern 7)."""
+
+    def __init__(self, frames: int = FRAMES, dim: int = DIM, depth: int = 2):
+        from mambapy.mamba import Mamba, MambaConfig
+
+        super().__init__(Mamba(MambaConfig(d_model=dim, n_layers=depth, d_state=8, expand_factor=2)), dim)
+
 # ------------------------------------------------------------- torch.nn's own blocks
 
 

@@ -119,6 +119,8 @@ ENTRIES = [
           today=Today(TraceFailure, "Proxy(getattr_",
                       "einops' `Rearrange` layer looks its recipe up by `input.ndim`", "pattern 2")),
     Entry("performer", cm.PerformerLifter, "performer-pytorch", "Performer", "MIT"),
+    Entry("mamba", cm.MambaLifter, "mambapy", "Mamba", "MIT",  # issue 27 pattern 7: patch or refuse, deliberately
+          accept=(PATCH, Refusal(HotpatchError, r"scan|autograd\.Function|state.space"))),
     Entry("torch-encoder-seq-first", cm.TorchEncoderSeqFirst, "torch", "nn.TransformerEncoder", "BSD-3-Clause",
           today=Today(TraceFailure, "zeros() takes 1 positional argument but 2 were given",
                       "a sine table `torch.zeros(f, C)` filled in forward", "patterns 1 and 2")),
