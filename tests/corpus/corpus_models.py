@@ -60,7 +60,7 @@ class XTransformersSpaceTime(nn.Module):
         self.spatial = nn.ModuleList([Encoder(dim=dim, depth=1, heads=heads, attn_dim_head=dim // heads)
                                       for _ in range(depth)])
         self.temporal = nn.ModuleList([Encoder(dim=dim, depth=1, heads=heads, attn_dim_head=dim // heads,
-                                               rotary_pos_emb=True) for _ in range(depth)])
+                                               rotary_pos_emb=True, verbose=False) for _ in range(depth)])
         self.head = nn.Linear(dim, 3)
 
     def forward(self, x):
