@@ -15,6 +15,7 @@ shared machine are noisy; they are here to spot a model that takes far longer th
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import time
 from pathlib import Path
@@ -54,6 +55,7 @@ def run(entry) -> dict[str, str]:
     else:
         record = "flip" if accepted else "as recorded" if entry.today.holds(error) else "changed"
     text = "" if error is None else f"{type(error).__name__}: {' '.join(str(error).split())}"
+    text = re.sub(r"\S*/site-packages/", "site-packages/", text.replace(f"{ROOT}/", ""))  # no machine paths
     return {**row, "result": result, "apply s": seconds, "record": record, "error": text}
 
 
