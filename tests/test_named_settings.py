@@ -1,0 +1,71 @@
+"""Every ``prune=`` / ``recover=`` name does what its documentation says, checked through the name
+(``hotpatch.apply(..., recover="unmerge")``) and not only through the class it maps to: a table
+entry that maps a name to the wrong setting (``unmerge`` with no blend) must fail here."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import author_vpts
+import hotpatch
+from hotpatch.engine.wrappers import RecoverAt
+from hotpatch.prune import PRUNERS, TPC, DensityMergePrune, MergePrune, UniformPrune
+from hotpatch.recover import RECOVERERS
+
+#: What README / apply's docstring promise for each recover name: the blend of unmerging towards
+#: linear interpolation (None: not an unmerge).
+UNMERGE_NAMES = {"unmerge": 0.5, "unmerge-linear": 0.5, "unmerge-pure": 0.0}
+#: The module each prune name builds, and whether its kept tokens are cluster means.
+PRUNE_NAMES = {"tpc": (TPC, False), "uniform": (UniformPrune, False), "attention": (None, False),
+               "motion": (None, False), "merge": (MergePrune, True), "merge-mean": (MergePrune, True),
+               "merge-density": (DensityMergePrune, True)}
+
+
+def _recovered(model, x, **setting) -> torch.Tensor:
+    """What the recovery returns (before the head), so that settings compare without the head."""
+    patched = hotpatch.apply(model, n=1, f=9, **setting).eval()
+    seen = []
+    hooks = [m.register_forward_hook(lambda m, a, out: seen.append(out)) for m in patched.modules()
+             if isinstance(m, RecoverAt)]
+    with torch.no_grad():
+        patched(x)
+    for h in hooks:
+        h.remove()
+    assert len(seen) == 1
+    return seen[0]
+
+
+def test_every_registered_name_is_covered_here():
+    assert set(PRUNERS) == set(PRUNE_NAMES), "a new prune name needs its documented behaviour tested here"
+    unmerges = {r for r in RECOVERERS if r.startswith("unmerge")}
+    assert unmerges == set(UNMERGE_NAMES), "a new unmerge name needs its documented blend tested here"
+
+
+@pytest.mark.parametrize("name", sorted(UNMERGE_NAMES))
+def test_each_unmerge_name_blends_as_documented(name):
+    """``unmerge`` = halfway between pure unmerging and linear interpolation, through apply."""
+    model, x = author_vpts.build("mixste")
+    pure = _recovered(model, x, prune="merge", recover="unmerge-pure")
+    linear = _recovered(model, x, prune="merge", recover="linear")
+    got = _recovered(model, x, prune="merge", recover=name)
+    assert not torch.allclose(pure, linear, atol=1e-4)  # the blend is visible on this clip
+    torch.testing.assert_close(got, pure + UNMERGE_NAMES[name] * (linear - pure), rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", sorted(PRUNE_NAMES))
+def test_each_prune_name_builds_its_documented_pruner(name):
+    model, x = author_vpts.build("mixste")
+    patched = hotpatch.apply(model, n=1, f=9, prune=name, recover="linear")
+    pruner = patched.hotpatch_prune.pruner
+    cls, merges = PRUNE_NAMES[name]
+    assert type(pruner) is (cls or PRUNERS[name]) and pruner.keep == 9
+    assert bool(getattr(pruner, "merges", False)) == merges
+
+
+def test_merge_mean_is_merge():
+    model, x = author_vpts.build("mixste")
+    with torch.no_grad():
+        a = hotpatch.apply(model, n=1, f=9, prune="merge", recover="unmerge").eval()(x)
+        b = hotpatch.apply(model, n=1, f=9, prune="merge-mean", recover="unmerge").eval()(x)
+    assert torch.equal(a, b)
