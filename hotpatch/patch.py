@@ -19,7 +19,10 @@ from hotpatch.errors import (
     AlreadyPatchedError, ConfigError, HotpatchError, InputShapeError, NoTemporalBlocksError, RewriteError, TraceFailure,
 )
 from hotpatch.engine.opaque import forget_mixed_frames, pin_frame_sized_blocks
-from hotpatch.engine.refusals import blocks_by_kind, frame_resamplers, in_words, one_line
+from hotpatch.engine.refusals import (
+    NOTE_LIMIT, ON_COEFFICIENTS, SIZED_BY_FRAMES, Listing, capped, frame_resamplers, in_words, kind_runs,
+    listed_blocks, one_line, refusal,
+)
 from hotpatch.prune import PRUNERS
 from hotpatch.recover import RECOVERERS, UNMERGE_BLENDS
 from hotpatch.engine.config import PatchConfig
@@ -116,6 +119,7 @@ class Prepared:
         self._training, self._source = training, source
         self.input_record: dict | None = None  # the model's hotpatch_input (input convention), carried over
 
+    @capped()
     def patch(
         self, n: int | Sequence[int], f: int | Sequence[int], *, pipeline: str = "auto", prune: str = "tpc",
         recover: str | None = "tra", k: int = 2, prune_pos_embed: bool = False, recover_frames: int | None = None,
@@ -151,6 +155,7 @@ class Prepared:
         return patched
 
 
+@capped()
 def prepare(
     model: nn.Module,
     *,
@@ -310,38 +315,39 @@ def _check_temporal_blocks(gm: fx.GraphModule, plan: Plan) -> None:
     resamplers = [] if attends else frame_resamplers(gm, plan)
     if plan.levels > 0 and not resamplers:
         return
-    if plan.blocks:
-        found = "blocks " + blocks_by_kind(plan)
-    else:
-        found = "no transformer blocks"
-    if plan.blocks and resamplers:  # what mixes frames instead, rather than every layer type
-        found += (f". Their attention stays within a frame; frames are mixed by layers that resample "
-                  f"them: {one_line(', '.join(resamplers), 160)}")
+    lost = [note for note in plan.notes if "not temporal for HoT" in note]
+    found = kind_runs(plan, skip_why=(SIZED_BY_FRAMES, ON_COEFFICIENTS) if lost else ())  # not those the notes name
     layers = Counter(
         type(m).__name__ for m in gm.modules()
         if next(m.children(), None) is None and next(m.parameters(recurse=False), None) is not None
     )
-    if layers and not (plan.blocks and resamplers):
-        found += "; its layers: " + ", ".join(f"{c} {name}" for name, c in layers.most_common(5))
-    lost = [note for note in plan.notes if "not temporal for HoT" in note]
-    why = f" ({one_line('; '.join(lost), 220)})" if lost else ""
-    raise NoTemporalBlocksError(
-        f"found no transformer block that attends across frames{why}, so there are no frame "
-        f"tokens for HoT to prune. Found {one_line(found, 300)}. HoT prunes the frame tokens of blocks "
-        "that attend across frames; convolution, graph-convolution, MLP and U-shaped lifters have "
-        "none and cannot be patched. If your blocks are built differently, pass "
-        "leaf_modules=[YourBlockClass]."
-    )
+    parts: list[str | Listing] = ["found no transformer block that attends across frames"]
+    if lost:  # why the blocks it has do not count (each note names its blocks)
+        parts += [" (", Listing(lost, "; ", floor=NOTE_LIMIT), ")"]
+    parts.append(", so there are no frame tokens for HoT to prune. ")
+    if found:
+        parts += ["Found blocks ", *listed_blocks(found)]
+    elif not plan.blocks:
+        parts.append("Found no transformer blocks")
+    if plan.blocks and resamplers:  # what mixes frames instead, rather than every layer type
+        parts += [". Their attention stays within a frame; frames are mixed by layers that resample them: ",
+                  Listing(resamplers)]
+    elif layers:
+        parts += ["; its layers: " if found or not plan.blocks else "Its layers: ",
+                  Listing([f"{c} {name}" for name, c in layers.most_common(5)])]
+    raise NoTemporalBlocksError(refusal(
+        *parts, ". Convolution, graph-convolution, MLP and U-shaped lifters have no such blocks and cannot be "
+        "patched; if your blocks are built differently, pass leaf_modules=[YourBlockClass]."
+    ))
 
 
 def _config(plan: Plan, n, f, pipeline, prune, recover, k, pos_embed, recover_frames) -> PatchConfig:
     if plan.levels == 0:
-        names = blocks_by_kind(plan) or "none"
-        raise NoTemporalBlocksError(
-            "found no transformer block that attends across frames (blocks found: "
-            f"{names}). A block is an element of a ModuleList/Sequential that owns an attention "
-            "and an MLP; if yours are built differently, pass leaf_modules=[YourBlockClass]."
-        )
+        raise NoTemporalBlocksError(refusal(
+            "found no transformer block that attends across frames (blocks found: ",
+            *(listed_blocks(kind_runs(plan)) or ["none"]), "). A block is an element of a ModuleList/Sequential that "
+            "owns an attention and an MLP; if yours are built differently, pass leaf_modules=[YourBlockClass]."
+        ))
     last_n = n[-1] if isinstance(n, tuple) else n
     first_f = f[0] if isinstance(f, tuple) else f
     if last_n >= plan.levels:

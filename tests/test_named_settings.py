@@ -69,3 +69,16 @@ def test_merge_mean_is_merge():
         a = hotpatch.apply(model, n=1, f=9, prune="merge", recover="unmerge").eval()(x)
         b = hotpatch.apply(model, n=1, f=9, prune="merge-mean", recover="unmerge").eval()(x)
     assert torch.equal(a, b)
+
+
+def test_pipeline_auto_is_seq2seq_and_k_reaches_the_pruner_of_every_stage():
+    model, x = author_vpts.build("mixste")
+    with torch.no_grad():
+        auto = hotpatch.apply(model, n=1, f=9, pipeline="auto", recover="linear").eval()
+        seq = hotpatch.apply(model, n=1, f=9, pipeline="seq2seq", recover="linear").eval()
+        assert auto.hotpatch_config["pipeline"] == "seq2seq" and torch.equal(auto(x), seq(x))
+    from hotpatch.engine.rewrite import stage_pruners
+
+    for k in (1, 4):
+        patched = hotpatch.apply(model, n=[1, 2], f=[12, 6], k=k, prune="merge", recover="unmerge")
+        assert [m.pruner.k for _, m in stage_pruners(patched)] == [k, k]
