@@ -24,7 +24,7 @@ from hotpatch.engine.refusals import (
     listed_blocks, one_line, refusal,
 )
 from hotpatch.prune import PRUNERS
-from hotpatch.recover import RECOVERERS, UNMERGE_BLENDS
+from hotpatch.recover import RECOVERERS, reads_assignment
 from hotpatch.engine.config import PatchConfig
 from hotpatch.engine.rewrite import rewrite
 from hotpatch.engine.trace import ShapeNeeded, trace
@@ -76,12 +76,13 @@ def apply(
             ``"seq2frame"`` (no recovery; the centre frame is always kept and its prediction
             (B, 1, ...) is returned) or ``"auto"`` (seq2seq).
         prune: ``"tpc"`` (the paper's clustering), ``"merge"`` (TPC's clusters, each kept token
-            the mean of its cluster; ``"merge-density"``: weighted by DPC-kNN density),
-            ``"uniform"``, ``"attention"`` or ``"motion"``.
+            the mean of its cluster; ``"merge-mean"``: the same; ``"merge-density"``: weighted by
+            DPC-kNN density), ``"uniform"``, ``"attention"`` or ``"motion"``.
         recover: ``"tra"`` (learnable, zero-initialised), ``"nearest"`` or ``"linear"``
             (parameter-free, for zero-retraining seq2seq), ``"unmerge"`` (parameter-free: every
             frame from its cluster's token, blended halfway with linear interpolation;
-            ``"unmerge-pure"``: no blend; needs ``prune="tpc"`` or a merge) or ``"linear-tra"``
+            ``"unmerge-linear"``: the same; ``"unmerge-pure"``: no blend; needs ``prune="tpc"`` or
+            a merge) or ``"linear-tra"``
             (linear plus a learnable correction that is zero at initialisation: zero-retraining,
             then fine-tuning); ignored for seq2frame.
         k: neighbours of the DPC-kNN density (the token itself included).
@@ -299,7 +300,7 @@ def _check_args(n, f, k, pipeline, prune, recover, recover_frames) -> None:
         raise ConfigError(f"prune={prune!r} is unknown; use one of {tuple(PRUNERS)}")
     if pipeline != "seq2frame" and recover not in RECOVERERS:
         raise ConfigError(f"recover={recover!r} is unknown; use one of {RECOVERERS} (or pipeline='seq2frame')")
-    if pipeline != "seq2frame" and recover in UNMERGE_BLENDS and not PRUNERS[prune].clusters:
+    if pipeline != "seq2frame" and reads_assignment(recover) and not PRUNERS[prune].clusters:
         clustering = ", ".join(repr(p) for p, cls in PRUNERS.items() if cls.clusters)
         raise ConfigError(f"recover={recover!r} gives every frame its cluster's token, and prune={prune!r} makes "
                           f"no clusters; use a clustering pruner ({clustering}), or recover='linear'")

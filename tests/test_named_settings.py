@@ -82,3 +82,18 @@ def test_pipeline_auto_is_seq2seq_and_k_reaches_the_pruner_of_every_stage():
     for k in (1, 4):
         patched = hotpatch.apply(model, n=[1, 2], f=[12, 6], k=k, prune="merge", recover="unmerge")
         assert [m.pruner.k for _, m in stage_pruners(patched)] == [k, k]
+
+
+@pytest.mark.parametrize("name", RECOVERERS)
+def test_whether_a_recovery_reads_the_cluster_assignment_is_decided_by_its_module(name):
+    """One decision: ``reads_assignment`` (which the cut pass and the argument check use) is the
+    ``needs_assignment`` of the module the name builds (which the recovery pass reads)."""
+    from hotpatch.engine.config import PatchConfig
+    from hotpatch.engine.wrappers import make_recoverer, needs_assignment
+    from hotpatch.recover import reads_assignment
+
+    cfg = PatchConfig(n=1, f=3, frames=9, pipeline="seq2seq", prune="uniform", recover=name, k=2)
+    built = make_recoverer(cfg, dim=8, heads=2)
+    assert reads_assignment(name) == bool(getattr(built, "needs_assignment", False))
+    assert needs_assignment(cfg) == reads_assignment(name)
+    assert reads_assignment(name) == name.startswith("unmerge")  # what the docs say

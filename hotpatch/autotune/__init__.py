@@ -266,7 +266,8 @@ class _Costs:
 
 
 def _candidates(costs: _Costs, prunes: Sequence[str], recovers: Sequence[str | None], pipeline: str, limit: float,
-                levels: int, two_stage: bool, pairs: int, progress: Progress | None) -> tuple[list[Candidate], list[str]]:
+                levels: int, two_stage: bool, pairs: int,
+                progress: Progress | None) -> tuple[list[Candidate], list[str]]:
     """Every schedule × pruner × recovery within ``limit`` (measured), the last f lowered until it
     is; and the pairings skipped (refused by the engine) or still over the limit."""
     out: list[Candidate] = []
@@ -369,7 +370,8 @@ def _grid_check(final: list[Candidate], winner: Candidate, calib: Calibration, c
     gap = errors[winner.label] - errors[best.label]
     noise = 0.0
     if best is not winner:
-        diff = calib.window_errors(winner.key, cache.get(winner.key)) - calib.window_errors(best.key, cache.get(best.key))
+        diff = (calib.window_errors(winner.key, cache.get(winner.key))
+                - calib.window_errors(best.key, cache.get(best.key)))
         noise = float(2 * diff.std(ddof=1) / math.sqrt(len(diff))) if len(diff) > 1 else math.inf
     rank = 1 + sum(e < errors[winner.label] for e in errors.values())
     return GridCheck(errors=errors, best=best.label, rank=rank, gap_mm=gap, noise_mm=noise,

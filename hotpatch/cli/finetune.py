@@ -55,7 +55,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def add_training_arguments(parser: argparse.ArgumentParser, *, lr: float) -> None:
     """The options of the training loop, shared by ``finetune`` and ``train``."""
-    from hotpatch.cli._options import add_batch_option, add_json_option, add_threads_option, DeprecatedAlias  # shared option definitions
+    from hotpatch.cli._options import DeprecatedAlias, add_batch_option, add_json_option, add_threads_option
 
     g = parser.add_argument_group("training")
     g.add_argument("-o", "--output", required=True, metavar="OUT.pt", help="where to write the trained model")
@@ -69,8 +69,8 @@ def add_training_arguments(parser: argparse.ArgumentParser, *, lr: float) -> Non
     g.add_argument("--gamma", type=positive_float, default=0.99, help="step schedule decay per epoch (default: 0.99)")
     g.add_argument("--warmup-steps", dest="warmup", type=nonnegative_int, default=0, metavar="STEPS",
                    help="linear learning-rate warm-up steps (default: 0)")
-    g.add_argument("--warmup", dest="warmup", type=nonnegative_int, action=DeprecatedAlias, replacement="--warmup-steps",
-                   help=argparse.SUPPRESS)  # --warmup is untimed forwards on profile, sweep and tune
+    g.add_argument("--warmup", dest="warmup", type=nonnegative_int, action=DeprecatedAlias,
+                   replacement="--warmup-steps", help=argparse.SUPPRESS)  # --warmup is untimed forwards on profile, sweep and tune
     g.add_argument("--steps-per-epoch", type=positive_int, metavar="S", help="cap optimiser steps per epoch")
     g.add_argument("--stride", type=positive_int, metavar="S", help="training window stride (default: F // 3)")
     g.add_argument("--no-flip", dest="flip_prob", action="store_const", const=0.0, default=0.5,

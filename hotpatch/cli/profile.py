@@ -28,7 +28,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                     "the % change of every number, timed interleaved in one run.")
     add_target_arguments(p)
     add_hot_arguments(p)
-    from hotpatch.cli._options import COMPILE_HELP, add_batch_option, add_json_option, add_threads_option  # shared option definitions
+    from hotpatch.cli._options import COMPILE_HELP, add_batch_option, add_json_option, add_threads_option
 
     g = p.add_argument_group("measurement")
     add_batch_option(g, 1)

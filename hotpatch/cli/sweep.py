@@ -63,7 +63,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     g.add_argument("--recover", type=name_list(tuple(RECOVERERS)), default=["linear"], metavar="R,..",
                    help=f"recoverers ({', '.join(RECOVERERS)}) (default: linear, meaningful without retraining)")
     g.add_argument("--pipeline", choices=("seq2seq", "seq2frame"),
-                   help="seq2seq recovers all frames; seq2frame keeps the centre one (default: the recipe's, else seq2seq)")
+                   help="seq2seq recovers all frames; seq2frame keeps the centre one "
+                        "(default: the recipe's, else seq2seq)")
     g.add_argument("--prune-pos-embed", action=argparse.BooleanOptionalAction, default=None,
                    help="learnable (1, f, C) positional embedding after pruning (default: the recipe's)")
     add_data_arguments(p, required=False)

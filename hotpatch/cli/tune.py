@@ -56,7 +56,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     s.add_argument("--recover", type=name_list(tuple(RECOVERERS)), metavar="R,..",
                    help="recoverers to try, parameter-free ones (default: linear, unmerge)")
     s.add_argument("--pipeline", choices=("seq2seq", "seq2frame"),
-                   help="seq2seq recovers all frames; seq2frame keeps the centre one (default: the recipe's, else seq2seq)")
+                   help="seq2seq recovers all frames; seq2frame keeps the centre one "
+                        "(default: the recipe's, else seq2seq)")
     s.add_argument("--single", action="store_true", help="single cuts only (no two-stage schedules)")
     s.add_argument("--pairs", type=positive_int, default=2, metavar="P",
                    help="(f1, f2) pairs tried per two-stage schedule (default: 2)")

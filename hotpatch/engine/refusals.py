@@ -218,8 +218,9 @@ def _share(widths: list[int], room: int, floors: list[int]) -> list[int]:
     return out
 
 
-_FIX_START = re.compile(r"(?:(?<=[.;:,]\s)|(?<=\()|^)(?:[Pp]ass |[Cc]hoose |[Uu]se |[Gg]ive |[Ii]f your|[Pp]ut |[Mm]ake |"
-                        r"[Dd]rop |[Aa]dd |[Pp]atch |[Ff]ix )")
+_FIX_START = re.compile(r"(?:(?<=[.;:,]\s)|(?<=\()|^)"  # a clause that starts with what to do
+                        r"(?:[Pp]ass |[Cc]hoose |[Uu]se |[Gg]ive |[Ii]f your|[Pp]ut |[Mm]ake |[Dd]rop |[Aa]dd |"
+                        r"[Pp]atch |[Ff]ix )")
 
 
 def cap(text: str, limit: int = LIMIT) -> str:
