@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,8 @@ WRITERS = {"save", "savez", "savez_compressed", "savefig", "write_text", "write_
 #: Receivers of a writer-named call that write nothing (``str.replace``, ``hotpatch.save`` itself goes
 #: through this module, ``dataclasses.replace``).
 NOT_FILES = {"dataclasses", "hotpatch", "saving", "copy"}
+#: Calls that return a temp path of hotpatch.atomic (``temp_path(p)``, ``Staged().path(p)``).
+_TEMP_MAKERS = re.compile(r"^(?:.*\.)?temp_path$|^(?:staged|stage|outputs?)\.path$|^(?:tempfile\.)?mkdtemp$")
 #: Modules whose own job is writing (the one place that may write directly).
 EXEMPT = {"hotpatch/atomic.py"}
 
@@ -44,12 +47,28 @@ class _Writes(ast.NodeVisitor):
         self.found: list[tuple[int, str]] = []
 
     def _is_safe(self, node: ast.AST) -> bool:
+        """A temp name of hotpatch.atomic: bound by ``with atomic_write(..) as tmp`` (or
+        ``atomic_directory``), by ``tmp = temp_path(..)`` / ``tmp = staged.path(..)``, a handle
+        opened on one, or a path inside a temp folder (``tmp / "config.json"``)."""
         names = set().union(*self.safe)
         if isinstance(node, ast.Name):
             return node.id in names
         if isinstance(node, ast.Call) and _dotted(node.func) in ("str", "os.fspath", "Path") and node.args:
             return self._is_safe(node.args[0])
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div):
+            return self._is_safe(node.left)
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in (
+                "joinpath", "with_suffix", "with_name"):
+            return self._is_safe(node.func.value)
         return False
+
+    def visit_Assign(self, node: ast.Assign) -> None:
+        self.visit(node.value)
+        call = node.value
+        if isinstance(call, ast.Call) and _TEMP_MAKERS.match(_dotted(call.func)):
+            self.safe[-1].update(t.id for t in node.targets if isinstance(t, ast.Name))
+        elif self._is_safe(call):  # a path derived from a temp name
+            self.safe[-1].update(t.id for t in node.targets if isinstance(t, ast.Name))
 
     def visit_With(self, node: ast.With) -> None:
         self.safe.append(set())
@@ -60,7 +79,8 @@ class _Writes(ast.NodeVisitor):
             if name and isinstance(call, ast.Call):
                 func = _dotted(call.func)
                 opened_safe = func.split(".")[-1] == "open" and call.args and self._is_safe(call.args[0])
-                if func.split(".")[-1] == "atomic_write" or opened_safe:
+                scratch = func.split(".")[-1] in ("TemporaryDirectory", "NamedTemporaryFile")  # not an output
+                if func.split(".")[-1] in ("atomic_write", "atomic_directory") or opened_safe or scratch:
                     self.safe[-1].add(name)
         for stmt in node.body:
             self.visit(stmt)
@@ -129,6 +149,11 @@ def test_no_module_writes_a_file_except_through_hotpatch_atomic():
     ("name = text.replace('a', 'b')", False),
     ("import hotpatch\nhotpatch.save(patched, path)", False),
     ("with atomic_write(p) as tmp:\n    pass\nPath(p).write_bytes(b)", True),  # after the block: direct
+    ("with atomic_directory(d) as tmp:\n    (tmp / 'config.json').write_text(t)", False),
+    ("with atomic_directory(d) as tmp:\n    torch.save(w, tmp / 'model.pt')", False),
+    ("tmp = staged.path(out)\nnp.savez(tmp, **a)", False),
+    ("tmp = temp_path(out)\nnp.savez(tmp, **a)\nnp.savez(out, **a)", True),
+    ("with tempfile.TemporaryDirectory() as work:\n    program.save(str(Path(work) / 'a.onnx'))", False),
 ])
 def test_the_write_check_tells_direct_writes_from_atomic_ones(source, bad):
     assert bool(direct_writes(source)) == bad

@@ -302,3 +302,22 @@ def test_a_later_merge_stage_weights_each_token_by_the_frames_it_stands_for(name
             w = weight[b, members]
             want = (before[b, members] * (w / w.sum()).view(-1, *[1] * (before.dim() - 2))).sum(dim=0)
             torch.testing.assert_close(after[b, s], want, rtol=1e-5, atol=1e-5)
+
+
+def test_seq2frame_keeps_the_centre_frame_alone_in_a_later_merge_stage_too():
+    """Stage 2 of a seq2frame merge: the token of the centre frame leaves the stage unmerged (its
+    cluster holds it alone), so the prediction of the centre frame is never averaged away."""
+    model, x = author_vpts.build("mixste")
+    frames = x.shape[1]
+    patched = hotpatch.apply(model, n=[1, 2], f=[12, 5], prune="merge", pipeline="seq2frame")
+    second, (args, out) = _stage_two_io(patched, x)
+    *tokens, assign_in, index_in = args
+    *kept, assign_out, index_out = out
+    lay = second.layouts[0]
+    before, after = lay.to_canonical(tokens[0], index_in.shape[1]), lay.to_canonical(kept[0], 5)
+    centre = frames // 2
+    for b in range(x.shape[0]):
+        slot_in = (index_in[b] == centre).nonzero().item()  # the centre frame's stage-1 token
+        slot_out = (index_out[b] == centre).nonzero().item()
+        assert torch.equal(after[b, slot_out], before[b, slot_in])
+        assert ((assign_out[b] == slot_out) & (assign_in[b] != slot_in)).sum() == 0  # nobody else joined it
