@@ -92,7 +92,7 @@ def kind_runs(plan: Plan, skip_why: Sequence[str] = ()) -> list[tuple[str, list[
 
 def listed_blocks(runs: Sequence[tuple[str, Sequence[str]]]) -> list[str | Listing]:
     """``runs`` as parts of a :func:`refusal`: each run's names a :class:`Listing` followed by its kind,
-    ``a.0–3, b.0 (spatial), c.0–1 (static)``; a long run shortens to ``a.0–3 and 4 more (spatial)``."""
+    ``a.0–3, b.0 (spatial), c.0–1 (static)``; a long run shortens to ``a.0–3, and 4 more (spatial)``."""
     parts: list[str | Listing] = []
     for i, (kind, names) in enumerate(runs):
         parts += [", " if i else "", Listing(range_items(names)), f" ({kind})"]
@@ -204,11 +204,8 @@ def _share(widths: list[int], room: int, floors: list[int]) -> list[int]:
     their width, the others share what is left, none below its floor (or its own width)."""
     if sum(widths) <= room:
         return widths
-    out, left = list(widths), room
-    order = sorted(range(len(widths)), key=lambda i: min(widths[i], floors[i]), reverse=True)
-    for i in order:  # floors first: what a list keeps whatever the others need
-        out[i] = min(widths[i], floors[i])
-    left -= sum(out)
+    out = [min(w, f) for w, f in zip(widths, floors)]  # floors first: kept whatever the others need
+    left = room - sum(out)
     order = sorted(range(len(widths)), key=lambda i: widths[i] - out[i])
     for k, i in enumerate(order):  # then the room left, in equal shares
         share = max(0, left) // (len(order) - k)
