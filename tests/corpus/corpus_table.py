@@ -84,7 +84,7 @@ NOT_ATTENTION = Refusal(NoTemporalBlocksError, r"Conv1d")
 ENTRIES = [
     Entry("x-transformers-encoder", cm.XTransformersLifter, "x-transformers",
           "ContinuousTransformerWrapper(Encoder)", "MIT",
-          today=Today(TraceFailure, "Proxy object cannot be iterated",
+          today=Today(TraceFailure, "Proxy object cannot be",
                       "`batch, seq, orig_mask, device = *x.shape[:2], ...` in ContinuousTransformerWrapper.forward",
                       "pattern 2")),
     Entry("x-transformers-space-time", cm.XTransformersSpaceTime, "x-transformers", "Encoder (rotary)", "MIT",
