@@ -19,9 +19,12 @@ from hotpatch.errors import (
     AlreadyPatchedError, ConfigError, HotpatchError, InputShapeError, NoTemporalBlocksError, RewriteError, TraceFailure,
 )
 from hotpatch.engine.opaque import forget_mixed_frames, pin_frame_sized_blocks
-from hotpatch.engine.refusals import blocks_by_kind, frame_resamplers, in_words, one_line
+from hotpatch.engine.refusals import (
+    NOTE_LIMIT, ON_COEFFICIENTS, SIZED_BY_FRAMES, Listing, capped, frame_resamplers, in_words, kind_runs,
+    listed_blocks, one_line, refusal,
+)
 from hotpatch.prune import PRUNERS
-from hotpatch.recover import RECOVERERS, UNMERGE_BLENDS
+from hotpatch.recover import RECOVERERS, reads_assignment
 from hotpatch.engine.config import PatchConfig
 from hotpatch.engine.rewrite import rewrite
 from hotpatch.engine.trace import ShapeNeeded, trace
@@ -73,12 +76,13 @@ def apply(
             ``"seq2frame"`` (no recovery; the centre frame is always kept and its prediction
             (B, 1, ...) is returned) or ``"auto"`` (seq2seq).
         prune: ``"tpc"`` (the paper's clustering), ``"merge"`` (TPC's clusters, each kept token
-            the mean of its cluster; ``"merge-density"``: weighted by DPC-kNN density),
-            ``"uniform"``, ``"attention"`` or ``"motion"``.
+            the mean of its cluster; ``"merge-mean"``: the same; ``"merge-density"``: weighted by
+            DPC-kNN density), ``"uniform"``, ``"attention"`` or ``"motion"``.
         recover: ``"tra"`` (learnable, zero-initialised), ``"nearest"`` or ``"linear"``
             (parameter-free, for zero-retraining seq2seq), ``"unmerge"`` (parameter-free: every
             frame from its cluster's token, blended halfway with linear interpolation;
-            ``"unmerge-pure"``: no blend; needs ``prune="tpc"`` or a merge) or ``"linear-tra"``
+            ``"unmerge-linear"``: the same; ``"unmerge-pure"``: no blend; needs ``prune="tpc"`` or
+            a merge) or ``"linear-tra"``
             (linear plus a learnable correction that is zero at initialisation: zero-retraining,
             then fine-tuning); ignored for seq2frame.
         k: neighbours of the DPC-kNN density (the token itself included).
@@ -116,6 +120,7 @@ class Prepared:
         self._training, self._source = training, source
         self.input_record: dict | None = None  # the model's hotpatch_input (input convention), carried over
 
+    @capped()
     def patch(
         self, n: int | Sequence[int], f: int | Sequence[int], *, pipeline: str = "auto", prune: str = "tpc",
         recover: str | None = "tra", k: int = 2, prune_pos_embed: bool = False, recover_frames: int | None = None,
@@ -151,6 +156,7 @@ class Prepared:
         return patched
 
 
+@capped()
 def prepare(
     model: nn.Module,
     *,
@@ -294,7 +300,7 @@ def _check_args(n, f, k, pipeline, prune, recover, recover_frames) -> None:
         raise ConfigError(f"prune={prune!r} is unknown; use one of {tuple(PRUNERS)}")
     if pipeline != "seq2frame" and recover not in RECOVERERS:
         raise ConfigError(f"recover={recover!r} is unknown; use one of {RECOVERERS} (or pipeline='seq2frame')")
-    if pipeline != "seq2frame" and recover in UNMERGE_BLENDS and not PRUNERS[prune].clusters:
+    if pipeline != "seq2frame" and reads_assignment(recover) and not PRUNERS[prune].clusters:
         clustering = ", ".join(repr(p) for p, cls in PRUNERS.items() if cls.clusters)
         raise ConfigError(f"recover={recover!r} gives every frame its cluster's token, and prune={prune!r} makes "
                           f"no clusters; use a clustering pruner ({clustering}), or recover='linear'")
@@ -310,38 +316,39 @@ def _check_temporal_blocks(gm: fx.GraphModule, plan: Plan) -> None:
     resamplers = [] if attends else frame_resamplers(gm, plan)
     if plan.levels > 0 and not resamplers:
         return
-    if plan.blocks:
-        found = "blocks " + blocks_by_kind(plan)
-    else:
-        found = "no transformer blocks"
-    if plan.blocks and resamplers:  # what mixes frames instead, rather than every layer type
-        found += (f". Their attention stays within a frame; frames are mixed by layers that resample "
-                  f"them: {one_line(', '.join(resamplers), 160)}")
+    lost = [note for note in plan.notes if "not temporal for HoT" in note]
+    found = kind_runs(plan, skip_why=(SIZED_BY_FRAMES, ON_COEFFICIENTS) if lost else ())  # not those the notes name
     layers = Counter(
         type(m).__name__ for m in gm.modules()
         if next(m.children(), None) is None and next(m.parameters(recurse=False), None) is not None
     )
-    if layers and not (plan.blocks and resamplers):
-        found += "; its layers: " + ", ".join(f"{c} {name}" for name, c in layers.most_common(5))
-    lost = [note for note in plan.notes if "not temporal for HoT" in note]
-    why = f" ({one_line('; '.join(lost), 220)})" if lost else ""
-    raise NoTemporalBlocksError(
-        f"found no transformer block that attends across frames{why}, so there are no frame "
-        f"tokens for HoT to prune. Found {one_line(found, 300)}. HoT prunes the frame tokens of blocks "
-        "that attend across frames; convolution, graph-convolution, MLP and U-shaped lifters have "
-        "none and cannot be patched. If your blocks are built differently, pass "
-        "leaf_modules=[YourBlockClass]."
-    )
+    parts: list[str | Listing] = ["found no transformer block that attends across frames"]
+    if lost:  # why the blocks it has do not count (each note names its blocks)
+        parts += [" (", Listing(lost, "; ", floor=NOTE_LIMIT), ")"]
+    parts.append(", so there are no frame tokens for HoT to prune. ")
+    if found:
+        parts += ["Found blocks ", *listed_blocks(found)]
+    elif not plan.blocks:
+        parts.append("Found no transformer blocks")
+    if plan.blocks and resamplers:  # what mixes frames instead, rather than every layer type
+        parts += [". Their attention stays within a frame; frames are mixed by layers that resample them: ",
+                  Listing(resamplers)]
+    elif layers:
+        parts += ["; its layers: " if found or not plan.blocks else "Its layers: ",
+                  Listing([f"{c} {name}" for name, c in layers.most_common(5)])]
+    raise NoTemporalBlocksError(refusal(
+        *parts, ". Convolution, graph-convolution, MLP and U-shaped lifters have no such blocks and cannot be "
+        "patched; if your blocks are built differently, pass leaf_modules=[YourBlockClass]."
+    ))
 
 
 def _config(plan: Plan, n, f, pipeline, prune, recover, k, pos_embed, recover_frames) -> PatchConfig:
     if plan.levels == 0:
-        names = blocks_by_kind(plan) or "none"
-        raise NoTemporalBlocksError(
-            "found no transformer block that attends across frames (blocks found: "
-            f"{names}). A block is an element of a ModuleList/Sequential that owns an attention "
-            "and an MLP; if yours are built differently, pass leaf_modules=[YourBlockClass]."
-        )
+        raise NoTemporalBlocksError(refusal(
+            "found no transformer block that attends across frames (blocks found: ",
+            *(listed_blocks(kind_runs(plan)) or ["none"]), "). A block is an element of a ModuleList/Sequential that "
+            "owns an attention and an MLP; if yours are built differently, pass leaf_modules=[YourBlockClass]."
+        ))
     last_n = n[-1] if isinstance(n, tuple) else n
     first_f = f[0] if isinstance(f, tuple) else f
     if last_n >= plan.levels:

@@ -157,3 +157,51 @@ def _same_file(a: Path, b: Path) -> bool:
     if a.exists() and b.exists():
         return os.path.samefile(a, b)
     return a.resolve() == b.resolve()
+
+
+# ------------------------------------------------------------------ options with one meaning everywhere
+# Every command that has one of these options defines it through the function here, so the option
+# means the same on every command (tests/cli/test_help.py checks every option that two commands share).
+
+THREADS_HELP = "torch threads for the whole command: every model run, timing and evaluation (default: torch's)"
+JSON_HELP = "write the results as JSON to PATH ('-' for stdout only)"
+BATCH_HELP = "clips (F-frame windows) per forward pass; in training, per optimiser step across all processes"
+COMPILE_HELP = ("run the model as torch.compile(model, mode=MODE, fullgraph=True) (compiled before any timing, "
+                "the compile time reported apart; MODE default: default)")
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
+
+
+def add_threads_option(group: Any) -> None:
+    """``--threads T``: applied by ``hotpatch.cli.main`` around the whole command (and restored)."""
+    group.add_argument("--threads", type=positive_int, metavar="T", help=THREADS_HELP)
+
+
+def add_json_option(group: Any, *, deprecated: tuple[str, ...] = ()) -> None:
+    """``--json PATH`` (and hidden ``deprecated`` spellings of it that warn and do the same)."""
+    group.add_argument("--json", metavar="PATH", help=JSON_HELP)
+    for flag in deprecated:
+        group.add_argument(flag, dest="json", metavar="PATH", action=DeprecatedAlias, replacement="--json",
+                           help=argparse.SUPPRESS)
+
+
+def add_batch_option(group: Any, default: int) -> None:
+    group.add_argument("--batch", type=positive_int, default=default, metavar="B",
+                       help=f"{BATCH_HELP} (default: {default})")
+
+
+def add_compile_option(group: Any) -> None:
+    group.add_argument("--compile", nargs="?", const="default", choices=COMPILE_MODES, help=COMPILE_HELP)
+
+
+class DeprecatedAlias(argparse.Action):
+    """An old spelling of an option: stores into the new one's ``dest`` and says so on stderr."""
+
+    def __init__(self, option_strings: list[str], dest: str, replacement: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, **kwargs)
+        self.replacement = replacement
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        print(f"{parser.prog}: warning: {option_string} is deprecated; use {self.replacement} (same meaning)",
+              file=sys.stderr)
+        setattr(namespace, self.dest, values)

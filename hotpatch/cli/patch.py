@@ -17,6 +17,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                     "to build the original, readable without unpickling code. --n/--f default to a "
                     "recipe's paper settings.")
     add_target_arguments(p)
+    from hotpatch.cli._options import add_threads_option  # shared option definitions
+
+    add_threads_option(p)
     add_hot_arguments(p)
     p.add_argument("-o", "--output", required=True, metavar="OUT.pt", help="file to write")
     p.set_defaults(run=run)

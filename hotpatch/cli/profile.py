@@ -28,8 +28,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                     "the % change of every number, timed interleaved in one run.")
     add_target_arguments(p)
     add_hot_arguments(p)
+    from hotpatch.cli._options import COMPILE_HELP, add_batch_option, add_json_option, add_threads_option
+
     g = p.add_argument_group("measurement")
-    g.add_argument("--batch", type=positive_int, default=1, metavar="B", help="clips per forward (default: 1)")
+    add_batch_option(g, 1)
     g.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     g.add_argument("--counters", default="fvcore,paper",
                    help="FLOP counters, comma-separated: fvcore, paper, torch, thop (default: fvcore,paper)")
@@ -37,16 +39,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     g.add_argument("--repeats", type=positive_int, default=20, metavar="R",
                    help="timed forwards per model (default: 20)")
     g.add_argument("--warmup", type=nonnegative_int, default=3, metavar="W", help="untimed forwards first (default: 3)")
-    g.add_argument("--threads", type=positive_int, metavar="T", help="CPU threads while timing (default: torch's)")
+    add_threads_option(g)
     g.add_argument("--train", action="store_true", help="also measure the memory of one training step")
     g.add_argument("--no-fps", dest="fps", action="store_false", help="skip timing")
     g.add_argument("--compile", nargs="?", const="default", choices=("default", "reduce-overhead", "max-autotune"),
-                   help="time torch.compile(model, mode=MODE, fullgraph=True) of both models instead of eager "
-                        "(compile time reported apart; MODE default: default)")
+                   help=COMPILE_HELP)  # both models
     g.add_argument("--calls", type=positive_int, default=1, metavar="N",
                    help="forwards of the model per clip, e.g. K sampling steps x H hypotheses of a diffusion "
                         "denoiser (every number above is per call); N > 1 adds the per-clip totals")
-    g.add_argument("--json", metavar="PATH", help="write the numbers as JSON to PATH ('-' for stdout only)")
+    add_json_option(g)
     p.set_defaults(run=run)
     return p
 

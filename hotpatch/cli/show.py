@@ -38,6 +38,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     g.add_argument("--prune", type=name_list(tuple(PRUNERS)), default=["tpc", "uniform"], metavar="P,..",
                    help=f"pruners side by side ({', '.join(PRUNERS)}) (default: tpc,uniform)")
     g.add_argument("-o", "--output", required=True, metavar="OUT.png", help="the picture")
+    from hotpatch.cli._options import add_threads_option  # shared option definitions
+
+    add_threads_option(g)
     p.set_defaults(run=run)
     return p
 

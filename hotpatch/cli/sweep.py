@@ -62,19 +62,22 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                    help=f"pruners ({', '.join(PRUNERS)}) (default: tpc)")
     g.add_argument("--recover", type=name_list(tuple(RECOVERERS)), default=["linear"], metavar="R,..",
                    help=f"recoverers ({', '.join(RECOVERERS)}) (default: linear, meaningful without retraining)")
-    g.add_argument("--pipeline", choices=("seq2seq", "seq2frame"), help="(default: the recipe's, else seq2seq)")
+    g.add_argument("--pipeline", choices=("seq2seq", "seq2frame"),
+                   help="seq2seq recovers all frames; seq2frame keeps the centre one "
+                        "(default: the recipe's, else seq2seq)")
     g.add_argument("--prune-pos-embed", action=argparse.BooleanOptionalAction, default=None,
                    help="learnable (1, f, C) positional embedding after pruning (default: the recipe's)")
     add_data_arguments(p, required=False)
+    from hotpatch.cli._options import add_batch_option, add_json_option, add_threads_option  # shared option definitions
+
     t = p.add_argument_group("timing")
-    t.add_argument("--batch", type=positive_int, default=64, metavar="B",
-                   help="windows per forward for accuracy (default: 64)")
+    add_batch_option(t, 64)
     t.add_argument("--repeats", type=positive_int, default=5, metavar="R", help="timed forwards per model (default: 5)")
     t.add_argument("--warmup", type=nonnegative_int, default=1, metavar="W", help="untimed forwards first (default: 1)")
-    t.add_argument("--threads", type=positive_int, metavar="T", help="torch threads while timing")
+    add_threads_option(t)
     t.add_argument("--no-latency", dest="latency", action="store_false", help="skip timing (FLOPs and accuracy only)")
     o = p.add_argument_group("output")
-    o.add_argument("--json", metavar="PATH", help="rows (and the front) as JSON ('-' for stdout only)")
+    add_json_option(o)  # the rows and the front
     o.add_argument("--csv", metavar="PATH", help="rows as CSV")
     o.add_argument("--plot", metavar="PATH.png", help="error (MPJPE, or latency without --data) vs paper FLOPs")
     p.set_defaults(run=run)

@@ -30,7 +30,7 @@ from torch.fx.node import map_aggregate
 
 from hotpatch.engine.callsite import is_library
 from hotpatch.engine.inputs import Inputs, as_inputs
-from hotpatch.engine.refusals import block_ranges, in_words
+from hotpatch.engine.refusals import NOTE_LIMIT, ON_COEFFICIENTS, SIZED_BY_FRAMES, Listing, in_words, range_items, refusal
 
 _MAX_OPAQUE = 16
 
@@ -195,7 +195,7 @@ def forget_mixed_frames(gm: fx.GraphModule, plan: Any, example: torch.Tensor | I
     for b in plan.blocks:
         node = by_name[b.node]
         if b.kind == "temporal" and not any(_live_frames(a, plan) for a in node.all_input_nodes):
-            b.kind = "static"
+            b.kind, b.why = "static", ON_COEFFICIENTS
             lost[b.name] = b.node
         b.level = 0
     assign_levels(gm.graph, plan.blocks)
@@ -209,11 +209,11 @@ def forget_mixed_frames(gm: fx.GraphModule, plan: Any, example: torch.Tensor | I
     for n in mixing:
         mine = _taint(gm.graph, {n}, plan)
         names = [name for name, node in lost.items() if by_name[node] in mine]
-        after = f"; blocks {block_ranges(names)} work on it, so they are not temporal for HoT" if names else ""
-        plan.note(
+        after = ["; blocks ", Listing(range_items(names)), " work on it, so they are not temporal for HoT"] if names else []
+        plan.note(refusal(
             f"{n.target.__module__}.{n.target.__qualname__}(...) mixes all frames: its output holds "
-            f"coefficients, not frames{after}"
-        )
+            "coefficients, not frames", *after, limit=NOTE_LIMIT,
+        ))
 
 
 def _mixes_frames(node: fx.Node, args: tuple, kwargs: dict, out: list[torch.Tensor], plan: Any) -> bool:
@@ -324,7 +324,7 @@ def pin_frame_sized_blocks(gm: fx.GraphModule, plan: Any, example: torch.Tensor 
             with torch.no_grad():
                 gm.get_submodule(b.name)(*shorter[0], **shorter[1])
         except Exception as exc:
-            b.kind = "frame-channel"
+            b.kind, b.why = "frame-channel", SIZED_BY_FRAMES
             pinned.append(b.name)
             reason = _reason(exc)
     if not pinned:
@@ -333,10 +333,10 @@ def pin_frame_sized_blocks(gm: fx.GraphModule, plan: Any, example: torch.Tensor 
         b.level = 0
     assign_levels(gm.graph, plan.blocks)
     plan.levels = max((b.level for b in plan.blocks), default=0)
-    plan.note(
-        f"blocks {block_ranges(pinned)} mix frames but accept only F={plan.frames} tokens ({reason}): a "
-        "layer inside is sized by the frame count, so they are not temporal for HoT"
-    )
+    plan.note(refusal(
+        "blocks ", Listing(range_items(pinned)), f" mix frames but accept only F={plan.frames} tokens ({reason}): "
+        "a layer inside is sized by the frame count, so they are not temporal for HoT", limit=NOTE_LIMIT,
+    ))
 
 
 def _has_frame_sized_tensor(module: nn.Module, frames: int) -> bool:

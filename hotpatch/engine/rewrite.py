@@ -7,7 +7,7 @@ and checks what must hold after it. Every pass's ``inspect`` runs first, on the 
 
 A new pattern found in real code is a new pass module under ``hotpatch/engine/passes/`` (a
 :class:`~hotpatch.engine.edit.RewritePass` subclass) placed in this list, with a test file
-under ``tests/engine/``.
+under ``tests/engine/passes/`` (``test_<pass>.py``, beside the other passes' tests).
 """
 
 from __future__ import annotations
