@@ -192,7 +192,7 @@ interleaved (ABBA); median of one forward of the whole batch. frames/s = batch Ã
 {chr(10).join('- ' + n for n in notes)}
 """
     write_text(args.out, text)
-    Path(args.out).with_suffix(".json").write_text(json.dumps({"rows": rows, "notes": notes}, indent=2, default=str))
+    write_text(Path(args.out).with_suffix(".json"), json.dumps({"rows": rows, "notes": notes}, indent=2, default=str))
 
 
 def main(argv: list[str] | None = None) -> int:
