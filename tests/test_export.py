@@ -158,3 +158,31 @@ def test_static_int8_quantization_needs_calibration_clips(tmp_path):
     clips = [torch.randn(x.shape, generator=torch.Generator().manual_seed(i)).numpy() for i in range(3)]
     quantize_onnx(tmp_path / "m.onnx", tmp_path / "s.onnx", method="static", calibration=clips)
     assert {"QuantizeLinear", "DequantizeLinear"} <= _ops(tmp_path / "s.onnx")
+
+
+@onnx_missing
+def test_onnx_model_runs_any_batch_through_a_fixed_batch_file(tmp_path):
+    from hotpatch.export import OnnxModel
+
+    model, x = author_vpts.build("mixste")
+    patched = hotpatch.apply(model, n=1, f=9, recover="linear").eval()
+    x = torch.cat([x[:1], x[:1]])  # a file for batch 2
+    export_onnx(patched, tmp_path / "b2.onnx", example=x)
+    runner = OnnxModel(tmp_path / "b2.onnx")
+    assert runner.batch == 2 and runner.input_shape == tuple(x.shape[1:]) and runner.output_frames == x.shape[1]
+    clips = torch.randn((5, *x.shape[1:]), generator=torch.Generator().manual_seed(3))  # two full chunks and a half
+    with torch.no_grad():
+        want = patched(clips)
+    np.testing.assert_allclose(runner(clips).numpy(), want.numpy(), atol=1e-4)
+    with pytest.raises(ExportError, match="one \\(B, F, J, C\\) clip"):
+        OnnxModel(_two_input_file(tmp_path))
+
+
+def _two_input_file(tmp_path):
+    class Two(nn.Module):
+        def forward(self, a, b):
+            return a + b
+
+    path = tmp_path / "two.onnx"
+    export_onnx(Two(), path, example=(torch.randn(1, 3, 17, 2), torch.randn(1, 3, 17, 2)))
+    return path
