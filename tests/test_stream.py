@@ -118,16 +118,19 @@ def test_box_normalisation_uses_each_windows_box():
 
 
 @onnx_missing
-@pytest.mark.parametrize("name", ["mixste", "mhformer"])
-def test_stream_through_an_exported_onnx_model(tmp_path, name):
+@pytest.mark.parametrize("patched", [False, True])
+@pytest.mark.parametrize("name", sorted(RECIPES))
+def test_stream_through_an_exported_onnx_model(tmp_path, name, patched):
     from hotpatch.export import export_onnx
 
-    model, frames, channels = _model(name, patched=True)
-    export_onnx(model, tmp_path / "m.onnx")
+    model, frames, channels = _model(name, patched)
+    export_onnx(model, tmp_path / "m.onnx", example=torch.from_numpy(_clip(frames, channels))[None])
     clip = _clip(frames + 4, channels)
-    stream = hotpatch.Stream(str(tmp_path / "m.onnx"), delay=2)  # F and pipeline from the file
+    pipeline = "seq2frame" if name == "mhformer" and not patched else None  # a patched file records its own
+    stream = hotpatch.Stream(str(tmp_path / "m.onnx"), delay=2, pipeline=pipeline)  # F from the file
     assert (stream.frames, stream.pipeline) == (frames, "seq2frame" if name == "mhformer" else "seq2seq")
-    np.testing.assert_allclose(_streamed(stream, clip), _streamed(hotpatch.Stream(model, delay=2), clip), atol=1e-4)
+    eager = hotpatch.Stream(model, delay=2, frames=frames, pipeline=pipeline)
+    np.testing.assert_allclose(_streamed(stream, clip), _streamed(eager, clip), atol=1e-4)
 
 
 def test_bad_settings_and_frames_are_refused():
