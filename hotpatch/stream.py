@@ -49,7 +49,7 @@ Emitted = tuple[int, np.ndarray]
 class Stream:
     """Lift a live stream of 2D keypoints frame by frame (see the module docstring).
 
-    ``model``: an ``nn.Module``, an ``.onnx`` path or an onnxruntime session. ``frames`` (F) and the
+    ``model``: an ``nn.Module`` (put in eval mode), an ``.onnx`` path or an onnxruntime session. ``frames`` (F) and the
     input channels default to the model's recorded input shape. ``delay``: frames the model sees after
     the one it emits (default: seq2frame ``F - 1 - F//2``, seq2seq ``F - 1``). Example::
 

@@ -62,7 +62,8 @@ def run_stream(args: argparse.Namespace, stdin: IO[str] | None = None, stdout: I
 
     _, err = consoles(args.quiet)
     given = [f for dest, f in (("keypoints", "--keypoints"), ("output", "-o")) if getattr(args, dest, None)]
-    given += [f"--{k}" for k in ("render", "json", "compare", "video") if getattr(args, k, None)]
+    given += [f"--{k.replace('_', '-')}" for k in ("render", "render_frames", "turn", "json", "compare", "video",
+                                                    "stride", "flip", "compile", "person") if getattr(args, k, None)]
     if given:
         raise ConfigError(f"--stream reads stdin and writes stdout; drop {', '.join(given)}")
     model, frames, channels = _model(args)

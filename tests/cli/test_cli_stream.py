@@ -86,6 +86,7 @@ def test_stream_cli_through_an_exported_onnx_file(capsys, monkeypatch, tmp_path,
 
 @pytest.mark.parametrize("argv, stdin, message", [
     (["--stream", "-o", "x.npz", "--size", "100x100"], "", "drop -o"),
+    (["--stream", "--flip", "--stride", "3", "--size", "100x100"], "", "drop --stride, --flip"),
     (["--stream"], "", "--size WxH"),
     (["--stream", "--size", "100x100", "--delay", "9"], "", "delay=9"),
     (["--stream", "--size", "100x100"], "{not json\n", "line 1 of stdin is not JSON"),
