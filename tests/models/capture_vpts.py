@@ -99,7 +99,7 @@ class SineTableVPT(_Lifter):
     def forward(self, x):
         B, L, j, c = x.shape
         table = sine_table(B, L, C).to(x.device)
-        h = self.embed(x.reshape(B, L, j * c))
+        h = self.embed(x.reshape(B, L, j * c)) + self.pos
         for blk in self.blocks:
             h = blk(h + self.scale * table)  # the table at every block, after the cut too
         return self.head(h).reshape(B, L, j, 3)
@@ -131,7 +131,7 @@ class ListVPT(_Lifter):
         steps = torch.tensor([i for i in range(f)])  # a list of ints made in Python
         t = (steps.float() / float(f - 1))[None, :, None]  # float() of a size
         centred = torch.stack([x[:, :, k] - x[:, :, 0] for k in range(j)], dim=2)  # a loop over joints
-        h = self.embed(centred.reshape(b, f, j * c)) * (int(c ** 0.5) + 1) + self.time(t)
+        h = self.embed(centred.reshape(b, f, j * c)) * (int(c ** 0.5) + 1) + self.time(t) + self.pos
         for blk in self.blocks:
             h = blk(h)
         return self.head(h).reshape(b, f, j, 3)
