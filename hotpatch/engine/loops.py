@@ -49,13 +49,15 @@ class LoopBlock(nn.Module):
         Impl.__name__ = Impl.__qualname__ = cls.__name__
         return super().__new__(Impl)
 
-    def __init__(self, container: nn.Module, graph: fx.Graph, extra: dict[str, nn.Module] | None = None) -> None:
+    def __init__(self, container: nn.Module, graph: fx.Graph, outer: dict[str, nn.Module] | None = None) -> None:
         super().__init__()
         for name, child in container.named_children():
             self.add_module(name, child)
         self._order = [name for name, _ in container.named_children()]
-        for name, module in (extra or {}).items():
-            self.add_module(name, module)
+        for name, module in (outer or {}).items():
+            # a module of the model that the iteration calls (a shared norm, a dropout hotpatch made):
+            # referenced, not registered, so it keeps its own name and state_dict key
+            object.__setattr__(self, name, module)
         self.container = type(container).__name__
         self.graph = graph
         self._compile()
@@ -121,12 +123,12 @@ def find_span(graph: fx.Graph, name: str) -> list[fx.Node] | None:
 
 
 def outline(gm_root: nn.Module, graph: fx.Graph, name: str, span: list[fx.Node],
-            dropouts: dict[str, nn.Module]) -> str | None:
+            dropouts: dict[str, nn.Module], blocks: list[str]) -> str | None:
     """Replace ``span`` in ``graph`` by one call of ``name``, a :class:`LoopBlock` set into
     ``gm_root`` in place of the container. Returns why it cannot be done, or None when done."""
     inside = set(span)
     prefix = name + "."
-    extra: dict[str, nn.Module] = {}
+    outer: dict[str, nn.Module] = {}
     hoisted: list[fx.Node] = []
     for n in span:
         if n.op == "placeholder" or n.op == "output":
@@ -134,9 +136,10 @@ def outline(gm_root: nn.Module, graph: fx.Graph, name: str, span: list[fx.Node],
         if n.op == "get_attr" and not n.target.startswith(prefix):
             hoisted.append(n)  # a parameter of another module, or a constant: an input of the block
         elif n.op == "call_module" and not n.target.startswith(prefix):
-            if n.target not in dropouts:
-                return f"it also calls `{n.target}`, which the container does not hold"
-            extra[n.target] = dropouts[n.target]
+            if n.target in blocks:
+                return f"it runs the block `{n.target}` inside"
+            outer["hotpatch_outer_" + n.target.replace(".", "_")] = (
+                dropouts[n.target] if n.target in dropouts else gm_root.get_submodule(n.target))
     for n in hoisted:
         inside.discard(n)
     body = [n for n in span if n in inside]
@@ -157,13 +160,15 @@ def outline(gm_root: nn.Module, graph: fx.Graph, name: str, span: list[fx.Node],
         copy = sub.node_copy(n, lambda a: env[a])
         if n.op in ("call_module", "get_attr") and n.target.startswith(prefix):
             copy.target = n.target[len(prefix):]
+        elif n.op == "call_module":
+            copy.target = "hotpatch_outer_" + n.target.replace(".", "_")
         env[n] = copy
     sub.output(env[outputs[0]] if len(outputs) == 1 else tuple(env[o] for o in outputs))
 
     container = gm_root.get_submodule(name)
     parent_name, _, child = name.rpartition(".")
     parent = gm_root.get_submodule(parent_name) if parent_name else gm_root
-    setattr(parent, child, LoopBlock(container, sub, extra))
+    setattr(parent, child, LoopBlock(container, sub, outer))
 
     first = body[0]
     with graph.inserting_before(first):
@@ -177,8 +182,6 @@ def outline(gm_root: nn.Module, graph: fx.Graph, name: str, span: list[fx.Node],
             o.replace_all_uses_with(item, delete_user_cb=lambda u: u not in inside)
     for n in reversed(body):
         graph.erase_node(n)
-    for target in extra:
-        dropouts.pop(target, None)
     return None
 
 
@@ -201,7 +204,7 @@ def outline_loop_blocks(root: nn.Module, graph: fx.Graph, blocks: list[str],
         if any(owner_of(n, other) for n in span for other in blocks if other != name and other not in called):
             notes.append(f"`{name}` is not a block: its layers run interleaved with those of another block")
             continue
-        why = outline(root, graph, name, span, dropouts)
+        why = outline(root, graph, name, span, dropouts, blocks)
         if why is not None:
             notes.append(f"`{name}` ({type(root.get_submodule(name)).__name__}) is not a block: {why}")
             continue

@@ -17,7 +17,7 @@ from hotpatch.engine.loops import LoopBlock
 
 F, N, KEEP = 27, 1, 9
 SOURCES = {name: f"loop_vpts:{cls.__name__}" for name, cls in vpts.MODELS.items()}
-DEPTH = {"loop": 4, "regressor": 4, "factorised": 3}
+DEPTH = {"loop": 4, "regressor": 4, "factorised": 3, "shared": 4}
 
 
 @pytest.mark.parametrize("name", list(vpts.MODELS))
@@ -35,6 +35,20 @@ def test_each_loop_iteration_is_one_block_under_the_containers_name(name):
     original = set(model.state_dict())
     assert original <= set(patched.state_dict())  # every original key, under its own name
     assert {k for k in patched.state_dict() if not k.startswith("hotpatch_")} == original
+
+
+def test_a_module_of_the_parent_called_in_the_loop_stays_the_parents():
+    model, x = vpts.build("shared")
+    patched = hotpatch.apply(model, n=N, f=KEEP, example_input=x[:1])
+    blocks = [patched.get_submodule(f"layers.{i}") for i in range(4)]
+    assert all(b.hotpatch_outer_between is patched.between for b in blocks)  # one norm, shared
+    assert not any(k.startswith("layers.") and ".between." in k for k in patched.state_dict())
+    patched.train()
+    with torch.no_grad():  # F.dropout(training=self.training) follows .train() inside the blocks too
+        assert not torch.equal(patched(x), patched(x))
+    patched.eval()
+    with torch.no_grad():
+        assert torch.equal(patched(x), patched(x))
 
 
 def test_the_block_holds_the_containers_layers_and_iterates_like_it():

@@ -8,12 +8,15 @@ iteration is. Before issue 27 each gave ``NoTemporalBlocksError: ... Found no tr
   per-frame stream (the poses) after every layer; the model returns that stream.
 * :class:`FactorisedLoopVPT` — ``[spatial_attn, temporal_attn, ff]`` over (B, F, J, C) with the
   rearranges inside the loop (ViViT's factorised self-attention).
+* :class:`SharedNormLoopVPT` — the loop body also calls a norm of the parent, shared by every
+  iteration, and functional dropout.
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from einops import rearrange
 
 from author_vpts import Attention, Mlp
@@ -100,7 +103,25 @@ class FactorisedLoopVPT(nn.Module):
         return self.head(x)
 
 
-MODELS = {"loop": LoopVPT, "regressor": RegressorLoopVPT, "factorised": FactorisedLoopVPT}
+class SharedNormLoopVPT(LoopVPT):
+    """The loop body also calls a module of the parent (one norm shared by every iteration) and
+    functional dropout between the two layers."""
+
+    def __init__(self, frames: int = 27, depth: int = 4) -> None:
+        super().__init__(frames, depth)
+        self.between = nn.LayerNorm(C)
+
+    def forward(self, x):
+        b, f, j, c = x.shape
+        x = self.embed(x.reshape(b, f, j * c)) + self.pos
+        for attn, ff in self.layers:
+            x = attn(x) + x
+            x = F.dropout(self.between(x), p=0.1, training=self.training)
+            x = ff(x) + x
+        return self.head(self.norm(x)).reshape(b, f, j, 3)
+
+
+MODELS = {"loop": LoopVPT, "regressor": RegressorLoopVPT, "factorised": FactorisedLoopVPT, "shared": SharedNormLoopVPT}
 
 
 def build(name: str, batch: int = 2, frames: int = 27):
