@@ -323,7 +323,7 @@ def _check_temporal_blocks(gm: fx.GraphModule, plan: Plan) -> None:
     )
     if layers and not (plan.blocks and resamplers):
         found += "; its layers: " + ", ".join(f"{c} {name}" for name, c in layers.most_common(5))
-    lost = [note for note in plan.notes if "not temporal for HoT" in note]
+    lost = [note for note in plan.notes if "not temporal for HoT" in note or " is not a block: " in note]
     why = f" ({one_line('; '.join(lost), 220)})" if lost else ""
     raise NoTemporalBlocksError(
         f"found no transformer block that attends across frames{why}, so there are no frame "
