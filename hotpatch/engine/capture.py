@@ -131,30 +131,47 @@ class Evaluator:
         return self.env[node]
 
     def _run(self, n: fx.Node, root: nn.Module) -> Any:
-        args = map_arg(n.args, self.env.__getitem__)
-        kwargs = map_arg(n.kwargs, self.env.__getitem__)
-        if n.op == "placeholder":
-            specs = self.tracer.example_inputs or {}
-            first = next(iter(n.graph.nodes))
-            spec = specs.get(n.target, specs.get(None) if n is first else None)
-            if spec is None:
-                return n.args[0] if n.args else None
-            shape, dtype = spec
-            return torch.zeros((self.batch * shape[0], *shape[1:]), dtype=dtype)
-        if n.op == "get_attr":
-            obj: Any = root
-            for part in n.target.split("."):
-                obj = getattr(obj, part)
-            return obj
-        if n.op == "call_function":
-            return n.target(*args, **kwargs)
-        if n.op == "call_method":
-            return getattr(args[0], n.target)(*args[1:], **kwargs)
-        if n.op == "call_module":
-            dropouts = getattr(self.tracer, "dropouts", {})
-            module = dropouts[n.target] if n.target in dropouts else root.get_submodule(n.target)
-            return module(*args, **kwargs)
-        return None
+        if n.op != "placeholder":
+            return run_node(n, self.env, root, getattr(self.tracer, "dropouts", {}))
+        specs = self.tracer.example_inputs or {}
+        first = next(iter(n.graph.nodes))
+        spec = specs.get(n.target, specs.get(None) if n is first else None)
+        if spec is None:
+            return n.args[0] if n.args else None
+        shape, dtype = spec
+        return torch.zeros((self.batch * shape[0], *shape[1:]), dtype=dtype)
+
+
+def run_node(n: fx.Node, env: dict[fx.Node, Any], root: nn.Module, modules: dict[str, nn.Module] | None = None) -> Any:
+    """Run one node (not a placeholder) of a graph of ``root`` on the values of its inputs in
+    ``env``; ``modules`` are call targets that are not (yet) submodules of ``root``."""
+    args = map_arg(n.args, env.__getitem__)
+    kwargs = map_arg(n.kwargs, env.__getitem__)
+    if n.op == "get_attr":
+        obj: Any = root
+        for part in n.target.split("."):
+            obj = getattr(obj, part)
+        return obj
+    if n.op == "call_function":
+        return n.target(*args, **kwargs)
+    if n.op == "call_method":
+        return getattr(args[0], n.target)(*args[1:], **kwargs)
+    if n.op == "call_module":
+        module = modules[n.target] if modules and n.target in modules else root.get_submodule(n.target)
+        return module(*args, **kwargs)
+    return None
+
+
+def ancestors(node: fx.Node) -> set[fx.Node]:
+    """``node`` and every node it is computed from."""
+    seen: set[fx.Node] = set()
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        if n not in seen:
+            seen.add(n)
+            stack.extend(n.all_input_nodes)
+    return seen
 
 
 class Concretiser:

@@ -17,7 +17,7 @@ from hotpatch.engine.loops import LoopBlock
 
 F, N, KEEP = 27, 1, 9
 SOURCES = {name: f"loop_vpts:{cls.__name__}" for name, cls in vpts.MODELS.items()}
-DEPTH = {"loop": 4, "regressor": 4, "factorised": 3, "shared": 4}
+DEPTH = {"loop": 4, "regressor": 4, "factorised": 3, "shared": 4, "shared_regressor": 4}
 
 
 @pytest.mark.parametrize("name", list(vpts.MODELS))

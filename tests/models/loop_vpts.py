@@ -10,6 +10,8 @@ iteration is. Before issue 27 each gave ``NoTemporalBlocksError: ... Found no tr
   rearranges inside the loop (ViViT's factorised self-attention).
 * :class:`SharedNormLoopVPT` — the loop body also calls a norm of the parent, shared by every
   iteration, and functional dropout.
+* :class:`SharedRegressorLoopVPT` — one regressor of the parent updates the pose stream after
+  every iteration (outside the blocks).
 """
 
 from __future__ import annotations
@@ -121,7 +123,26 @@ class SharedNormLoopVPT(LoopVPT):
         return self.head(self.norm(x)).reshape(b, f, j, 3)
 
 
-MODELS = {"loop": LoopVPT, "regressor": RegressorLoopVPT, "factorised": FactorisedLoopVPT, "shared": SharedNormLoopVPT}
+class SharedRegressorLoopVPT(LoopVPT):
+    """One regressor of the parent refines the pose stream after every iteration."""
+
+    def __init__(self, frames: int = 27, depth: int = 4) -> None:
+        super().__init__(frames, depth)
+        self.regress = nn.Linear(C, J * 3)
+
+    def forward(self, x):
+        b, f, j, c = x.shape
+        x = self.embed(x.reshape(b, f, j * c)) + self.pos
+        poses = self.head(x)
+        for attn, ff in self.layers:
+            x = attn(x) + x
+            x = ff(x) + x
+            poses = poses + self.regress(self.norm(x))
+        return poses.reshape(b, f, j, 3)
+
+
+MODELS = {"loop": LoopVPT, "regressor": RegressorLoopVPT, "factorised": FactorisedLoopVPT,
+          "shared": SharedNormLoopVPT, "shared_regressor": SharedRegressorLoopVPT}
 
 
 def build(name: str, batch: int = 2, frames: int = 27):

@@ -29,6 +29,7 @@ import torch.fx as fx
 import torch.nn as nn
 from torch.fx.node import map_arg
 
+from hotpatch.engine.capture import ancestors, run_node
 from hotpatch.engine.edit import Edit, RewritePass
 from hotpatch.engine.wrappers import GatherPairs, rescale_count
 from hotpatch.errors import RewriteError
@@ -186,36 +187,15 @@ def mha_heads(block: nn.Module) -> int | None:
 def value_of(edit: Edit, node: fx.Node) -> torch.Tensor:
     """The value of a value-independent node for the example input (its ancestors run in graph
     order; they come before the cut)."""
-    ancestors: set[fx.Node] = set()
-    stack = [node]
-    while stack:
-        n = stack.pop()
-        if n not in ancestors:
-            ancestors.add(n)
-            stack.extend(n.all_input_nodes)
+    needed = ancestors(node)
     example = edit.plan.example
     env: dict[fx.Node, Any] = {}
     with torch.no_grad():
         for n in edit.graph.nodes:
-            if n not in ancestors:
+            if n not in needed:
                 continue
-            args = map_arg(n.args, env.__getitem__)
-            kwargs = map_arg(n.kwargs, env.__getitem__)
             if n.op == "placeholder":
                 env[n] = example.values.get(n.target, n.args[0] if n.args else None) if example is not None else None
-            elif n.op == "get_attr":
-                env[n] = _attr(edit.gm, n.target)
-            elif n.op == "call_function":
-                env[n] = n.target(*args, **kwargs)
-            elif n.op == "call_method":
-                env[n] = getattr(args[0], n.target)(*args[1:], **kwargs)
-            elif n.op == "call_module":
-                env[n] = edit.gm.get_submodule(n.target)(*args, **kwargs)
+            else:
+                env[n] = run_node(n, env, edit.gm)
     return env[node]
-
-
-def _attr(root: nn.Module, target: str) -> Any:
-    obj: Any = root
-    for part in target.split("."):
-        obj = getattr(obj, part)
-    return obj
