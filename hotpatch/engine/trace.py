@@ -34,6 +34,7 @@ from hotpatch.errors import HotpatchError, TraceFailure
 from hotpatch.engine import capture
 from hotpatch.engine.capture import Concretiser, SizeValueError
 from hotpatch.engine.opaque import Opaque
+from hotpatch.engine.refusals import one_line
 from hotpatch.engine.callsite import is_library, user_frame
 from hotpatch.engine.loops import outline_loop_blocks
 from hotpatch.engine.inputs import forward_parameters
@@ -404,31 +405,31 @@ def _trace_failure_message(model: nn.Module, exc: Exception, blocks: Iterable[st
         tb = tb.tb_next
     reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     if isinstance(exc, SizeValueError):  # names the line, the construct and the fix itself
-        return f"could not trace {type(model).__name__} with torch.fx: {reason}"
-    msg = f"could not trace {type(model).__name__} with torch.fx: {reason}"
+        return one_line(f"could not trace {type(model).__name__} with torch.fx: {reason}")
+    msg = f"could not trace {type(model).__name__} with torch.fx: {one_line(reason, 200).rstrip('.')}"
     if site is not None:
-        msg += f"\n  at {_frame_site(site)}"
+        msg += f"; at {_frame_site(site)}"
         owner = site.f_locals.get("self")
     holds_blocks = isinstance(owner, nn.Module) and any(
         b == q or b.startswith(q + ".") for q, m in model.named_modules() if m is owner for b in blocks
     )
     if holds_blocks:
         msg += (
-            f"\nFix: make that line independent of tensor values (shape asserts are fine); "
+            f". Fix: make that line independent of tensor values (shape asserts are fine); "
             f"{type(owner).__name__} holds transformer blocks, so it cannot be kept as one opaque call."
         )
     elif isinstance(owner, nn.Module) and owner is not model:
         msg += (
-            f"\nFix: pass leaf_modules=[{type(owner).__name__}] so hotpatch keeps that module "
+            f". Fix: pass leaf_modules=[{type(owner).__name__}] so hotpatch keeps that module "
             "as one opaque call, or make that line independent of tensor values."
         )
     else:
         msg += (
-            "\nFix: make that line independent of tensor values (shape asserts are fine), or "
+            ". Fix: make that line independent of tensor values (shape asserts are fine), or "
             "move it into a submodule that holds no transformer block (hotpatch keeps a submodule "
             "it cannot trace as one opaque call)."
         )
-    return msg
+    return one_line(msg)
 
 
 def _decide_dropouts(
