@@ -364,6 +364,8 @@ def _same(a: Any, b: Any) -> bool:
                 and a.dtype == b.dtype and bool(torch.equal(a, b)))
     if isinstance(a, (tuple, list)) and isinstance(b, (tuple, list)):
         return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return bool(np.array_equal(a, b)) and np.shape(a) == np.shape(b)
     try:
         return bool(a == b)
     except Exception:
@@ -385,7 +387,7 @@ def _frames(specs: Any) -> int:
 
 def _counts_frames(v: Any, frames: int) -> bool:
     """An int (or a shape's entry, or a tensor's size) that is a positive multiple of F."""
-    if isinstance(v, torch.Tensor):
+    if isinstance(v, (torch.Tensor, np.ndarray)):
         sizes = list(v.shape)
     elif isinstance(v, (tuple, list, torch.Size)):
         sizes = [s for s in v if isinstance(s, int)]
