@@ -1,15 +1,18 @@
 """Capture by running on third-party code (issue 27): x-transformers' ``Encoder`` with rotary
 positions computed in ``forward`` from the clip length, in tests/models/xtransformers_lifter.py.
 Its positions reach the attention layers after the cut as the kept frames' rows, as does the
-shell's key padding mask."""
+shell's key padding mask. x-transformers is pinned in the ``corpus`` extra (tests/corpus/README.md)."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 import hotpatch
 import vpt_properties as props
-import xtransformers_lifter as lifter
+
+pytest.importorskip("x_transformers")
+import xtransformers_lifter as lifter  # noqa: E402
 
 F, N, KEEP = 27, 2, 9
 LATER = "encoder.layers.4.1"  # the attention of layer 3: after the cut at n=2
