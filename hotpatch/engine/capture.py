@@ -51,7 +51,8 @@ _MODULE_GETATTR = nn.Module.__getattr__
 _TENSOR_METHODS = {name: getattr(torch.Tensor, name) for name in ("cuda", "to")}
 _IS_TENSOR = torch.is_tensor
 _SIZE_ATTRS = ("shape", "ndim")
-META_ATTRS = ("shape", "ndim", "device", "dtype", "is_cuda", "layout")  # attributes that read no tensor values
+META_ATTRS = ("shape", "ndim", "device", "dtype", "is_cuda", "layout", "is_nested", "is_sparse", "is_quantized",
+              "is_meta")  # attributes that read no tensor values
 SIZE_METHODS = ("size", "dim", "ndimension", "numel")
 _DETERMINISTIC = ("zeros", "ones", "empty", "full", "arange", "range", "eye", "linspace", "logspace",
                   "tensor", "as_tensor", "tril_indices", "triu_indices")
@@ -226,6 +227,30 @@ class Concretiser:
             )
         return one
 
+    def length(self, proxy: fx.Proxy) -> int:
+        """How many items iterating ``proxy`` gives (a shape or a slice of it, a tuple, a tensor's
+        first axis): that count must be the same for every input of the patched model, the items
+        themselves stay proxies (``batch, seq, *_ = *x.shape[:2], ...``)."""
+        node = proxy.node
+        where = site(user_frame(sys._getframe(1)))
+        if self.tracer.example_inputs is None:
+            raise ShapeNeeded(where)
+        one, two = (_length(self.evaluator(b).value(node)) for b in (1, 2))
+        if one is None or one != two:
+            raise SizeValueError(
+                f"{where} iterates `{node.name}`, whose length {'' if one is None else f'({one}) '}changes with the "
+                "batch size; a patched model takes any batch size. Fix: iterate a fixed-size axis, or keep the "
+                "computation in batched torch ops."
+            )
+        frames = _frames(self.tracer.example_inputs)
+        if self.after_block(node) and not is_size_value(node) and _counts_frames(one, frames):
+            raise SizeValueError(
+                f"{where} iterates over the {one} frames of tokens that a transformer block computed; after the "
+                "cut they have f frames, not F. Fix: keep the computation in torch ops on the tokens."
+            )
+        self.used = True
+        return one
+
     def device_attribute(self, device: fx.Proxy, name: str) -> Any:
         """``x.device.type`` (or ``.index``): the device the model is traced on; Python that reads
         it (``autocast(x.device.type)``, ``if x.device.type == "cuda"``) is decided for that device."""
@@ -370,6 +395,12 @@ def _same(a: Any, b: Any) -> bool:
         return bool(a == b)
     except Exception:
         return False
+
+
+def _length(v: Any) -> int | None:
+    if isinstance(v, (torch.Tensor, np.ndarray)):
+        return v.shape[0] if v.ndim else None
+    return len(v) if isinstance(v, (tuple, list, torch.Size)) else None
 
 
 def _shown(v: Any) -> str:
@@ -532,4 +563,6 @@ def tensor_methods(tracer: Any) -> list[tuple[str, Callable]]:
             return tracer.create_proxy(*moved)
         return to(self, *args, **kwargs)
 
+    cuda.__name__ = cuda.__qualname__ = "cuda"  # torch's __torch_function__ records methods by name
+    to_device.__name__ = to_device.__qualname__ = "to"
     return [("cuda", cuda), ("to", to_device)]

@@ -25,6 +25,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import einops
+import einops.layers.torch
 import torch
 import torch.fx as fx
 import torch.nn as nn
@@ -44,6 +45,7 @@ log = logging.getLogger(__name__)
 
 _PROJECTIONS = (nn.Linear, nn.Conv1d, nn.Conv2d)
 _EINOPS_FUNCS = (einops.rearrange, einops.repeat, einops.reduce)
+_EINOPS_LAYERS = (einops.layers.torch.Rearrange, einops.layers.torch.Reduce)
 _DROPOUT_FUNCS = {
     F.dropout: nn.Dropout,
     F.dropout1d: nn.Dropout1d,
@@ -152,6 +154,10 @@ class WritableProxy(fx.Proxy):
     def __float__(self) -> float:
         return float(self.tracer.capture.value(self))
 
+    def __len__(self) -> int:  # len() in library code (the model's own calls are recorded: _traced_len)
+        rank = shape_rank(self.tracer, self.node)
+        return rank if rank is not None else self.tracer.capture.length(self)
+
     def __getattr__(self, k: str) -> Any:
         if k.startswith("__array"):  # NumPy probes these: a proxy is no array
             raise AttributeError(k)
@@ -212,6 +218,17 @@ class HotpatchTracer(fx.Tracer):
     def proxy(self, node: fx.Node) -> fx.Proxy:
         return WritableProxy(node, self)
 
+    def call_module(self, m: nn.Module, forward: Any, args: tuple, kwargs: dict) -> Any:
+        """einops' ``Rearrange`` / ``Reduce`` layers are recorded as the function call they make
+        (``rearrange(x, pattern, **axes_lengths)``), so their sizes are seen and remapped like
+        those of a functional call; their recipe lookup by ``x.ndim`` cannot run on a proxy."""
+        if isinstance(m, _EINOPS_LAYERS) and len(args) == 1 and not kwargs and isinstance(args[0], fx.Proxy):
+            if isinstance(m, einops.layers.torch.Reduce):
+                return self.create_proxy("call_function", einops.reduce, (args[0], m.pattern, m.reduction),
+                                         dict(m.axes_lengths))
+            return self.create_proxy("call_function", einops.rearrange, (args[0], m.pattern), dict(m.axes_lengths))
+        return super().call_module(m, forward, args, kwargs)
+
     def to_bool(self, obj: fx.Proxy) -> bool:
         frame = user_frame(sys._getframe(1))
         if frame is not None and _is_assert_jump(frame):
@@ -223,13 +240,15 @@ class HotpatchTracer(fx.Tracer):
 
     def iter(self, obj: fx.Proxy) -> Iterator:
         """``*_, c = x.shape`` and ``for s in x.size()``: a shape's length is the input's rank;
-        anything else computed from sizes alone (``t.tolist()``) is iterated by its example value."""
+        ``map(f, qkv.chunk(3))`` gives three pieces; anything else (``*x.shape[:2]``, ``t.tolist()``,
+        the rows of a tensor) as many items as it has for the example, if that count is fixed: the
+        items stay proxies."""
         rank = shape_rank(self, obj.node)
         if rank is None:
-            rank = _chunks(obj.node)  # map(f, qkv.chunk(3, dim=-1)): three chunks
-        if rank is not None:
-            return iter([obj[i] for i in range(rank)])
-        return iter(self.capture.value(obj))
+            rank = _chunks(obj.node)
+        if rank is None:
+            rank = self.capture.length(obj)
+        return iter([obj[i] for i in range(rank)])
 
     def create_arg(self, a: Any) -> Any:
         return super().create_arg(capture.as_dtype(a))  # dtype=int, np.int32: torch dtypes
@@ -496,6 +515,8 @@ def build_graph_module(
                 gm.register_buffer(node.target, value, persistent=False)
             else:
                 setattr(gm, node.target, value)
+        elif node.op == "get_attr" and node.target.startswith("_tensor_constant") and node.target in gm._buffers:
+            gm._non_persistent_buffers_set.add(node.target)  # one fx's deepcopy registered: still not state
     gm.training = root.training
     return gm
 

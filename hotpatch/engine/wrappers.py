@@ -214,21 +214,35 @@ class GatherConstant(nn.Module):
 
 
 class GatherOwnShape(nn.Module):
-    """Gathers a batch-free per-frame constant at each sample's kept frames in its own shape, the
-    batch first: (1, F, ...) -> (B, f, ...), (F, ...) -> (B, f, ...) (rotary tables, positions)."""
+    """Gathers a batch-free per-frame constant at each sample's kept frames in its own shape, with
+    the batch of the block input it goes with first: (1, F, ...) -> (B, f, ...), or (B·J, f, ...)
+    next to (B·J, F, C) tokens (each row gets its sample's frames). For rotary tables and
+    positions passed to a block."""
 
-    def __init__(self, frame_axis: int, leading_one: bool) -> None:
+    def __init__(self, frame_axis: int, leading_one: bool, partner: Layout) -> None:
         super().__init__()
         self.frame_axis, self.leading_one = frame_axis, leading_one
+        first = partner.axes[0]
+        if "F" in first:
+            raise RewriteError(f"a per-frame constant passed next to tokens of layout {partner.describe()} (frames "
+                               "merged with the batch) cannot be gathered per sample")
+        rows = tuple(first) if "B" in first else ("B",)  # the atoms of the partner's batch axis
+        self.rows = tuple(-1 if a == "B" else partner.atom_size(a, 0) for a in rows)
 
     def forward(self, const: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
         c = const if self.leading_one else const.unsqueeze(0)
         axis = self.frame_axis + (0 if self.leading_one else 1)
         c = c.expand(index.shape[0], *c.shape[1:]).movedim(axis, 1)
-        return gather_frames(c, index).movedim(1, axis)
+        kept = gather_frames(c, index).movedim(1, axis)  # (B, ...)
+        if len(self.rows) == 1:
+            return kept
+        b = self.rows.index(-1)
+        sizes = [index.shape[0] if a == -1 else a for a in self.rows]
+        kept = kept.reshape(*[1] * b, kept.shape[0], *[1] * (len(sizes) - b - 1), *kept.shape[1:])
+        return kept.expand(*sizes, *kept.shape[len(sizes):]).flatten(0, len(sizes) - 1)
 
     def extra_repr(self) -> str:
-        return f"frame_axis={self.frame_axis}"
+        return f"frame_axis={self.frame_axis}, rows={self.rows}"
 
 
 class GatherPairs(nn.Module):

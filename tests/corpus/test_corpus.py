@@ -61,6 +61,8 @@ def test_patched_or_refused_cleanly(entry):
     try:
         patched = hotpatch.apply(model, n=N, f=KEEP, example_input=x[:1])
     except RewriteError as exc:  # the post-rewrite check caught what the analysis missed
+        if entry.today and entry.today.holds(exc):
+            raise  # recorded in the table (a gap of issue 27 item 2): a strict xfail until it is closed
         pytest.fail(f"RewriteError (an analysis bug, issue 27 item 2): {exc}")
     except HotpatchError as exc:
         if not any(r.matches(exc) for r in entry.accept if r != PATCH):

@@ -17,7 +17,7 @@ import vpt_properties as props
 from hotpatch.engine.trace import trace
 
 F, N, KEEP = 27, 2, 9
-PATCHED = ["numpy_mask", "sine_table", "factory", "list", "band_mask", "causal_mask", "late_table"]
+PATCHED = ["numpy_mask", "sine_table", "factory", "list", "band_mask", "causal_mask", "late_table", "rotary"]
 SOURCES = {name: f"capture_vpts:{vpts.MODELS[name].__name__}" for name in PATCHED}
 
 

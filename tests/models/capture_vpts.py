@@ -21,6 +21,8 @@ traced (the error each gave is in the docstring).
   ``RewriteError`` (band) and the ``ones()`` error (causal).
 * :class:`LateTableVPT` — a position table made in the loop over blocks from the current token
   count (``torch.arange(x.shape[1])``), so after the cut it is made from f.
+* :class:`RotarySpaceTimeVPT` — a (1, F, d) rotary table made in ``forward`` and passed to the
+  temporal blocks of a MixSTE-style alternation, whose tokens are (B·J, F, C).
 
 Refused, with one line naming the construct and the fix: :class:`BatchNumpyVPT` (NumPy on the
 batch size), :class:`ValueNumpyVPT` (NumPy on tensor values), :class:`InnerRangeVPT` (a Python
@@ -195,6 +197,50 @@ class LateTableVPT(_Lifter):
         return self.head(h).reshape(b, f, j, 3)
 
 
+class RotaryBlock(nn.Module):
+    """A block whose attention rotates queries and keys by a (rows, n, d) table, d the head size."""
+
+    def __init__(self, dim: int = C, heads: int = 4) -> None:
+        super().__init__()
+        self.heads = heads
+        self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.qkv, self.proj, self.mlp = nn.Linear(dim, 3 * dim), nn.Linear(dim, dim), Mlp(dim, 2 * dim)
+
+    def forward(self, x, freqs):
+        b, n, c = x.shape
+        q, k, v = self.qkv(self.norm1(x)).reshape(b, n, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
+        cos, sin = freqs.cos()[:, None], freqs.sin()[:, None]  # (rows or 1, 1, n, d)
+        q = q * cos + torch.cat([-q[..., 1::2], q[..., ::2]], dim=-1) * sin
+        k = k * cos + torch.cat([-k[..., 1::2], k[..., ::2]], dim=-1) * sin
+        attn = (q @ k.transpose(-2, -1) * (c // self.heads) ** -0.5).softmax(-1)
+        x = x + self.proj((attn @ v).transpose(1, 2).reshape(b, n, c))
+        return x + self.mlp(self.norm2(x))
+
+
+class RotarySpaceTimeVPT(nn.Module):
+    """MixSTE's alternation, spatial (B·F, J, C) and temporal (B·J, F, C) blocks; the temporal ones
+    take a (1, F, d) rotary table made in ``forward`` from the clip length."""
+
+    def __init__(self, frames: int = 27, depth: int = 3) -> None:
+        super().__init__()
+        self.embed = nn.Linear(2, C)
+        self.spatial_pos = nn.Parameter(torch.randn(1, J, C) * 0.02)
+        self.spatial = nn.ModuleList([Block(C, 4) for _ in range(depth)])
+        self.temporal = nn.ModuleList([RotaryBlock() for _ in range(depth)])
+        self.head = nn.Linear(C, 3)
+        self.register_buffer("inv_freq", 1.0 / 100 ** (torch.arange(0, C // 4, 2).float() / (C // 4)))
+
+    def forward(self, x):
+        b, f, j, c = x.shape
+        t = torch.arange(f, device=x.device).type_as(self.inv_freq)
+        freqs = (t[:, None] * self.inv_freq[None, :]).repeat_interleave(2, dim=-1)[None]  # (1, F, d)
+        h = self.embed(x).reshape(b * f, j, C) + self.spatial_pos
+        for spatial, temporal in zip(self.spatial, self.temporal):
+            h = spatial(h).reshape(b, f, j, C).transpose(1, 2).reshape(b * j, f, C)
+            h = temporal(h, freqs).reshape(b, j, f, C).transpose(1, 2).reshape(b * f, j, C)
+        return self.head(h).reshape(b, f, j, 3)
+
+
 # ------------------------------------------------------------------------------------ refused
 
 
@@ -280,6 +326,7 @@ class BandMaskCustomVPT(_Lifter):
 MODELS = {
     "numpy_mask": NumpyMaskVPT, "sine_table": SineTableVPT, "factory": FactoryVPT, "list": ListVPT,
     "cuda": CudaVPT, "band_mask": BandMaskVPT, "causal_mask": CausalMaskVPT, "late_table": LateTableVPT,
+    "rotary": RotarySpaceTimeVPT,
     "batch_numpy": BatchNumpyVPT, "value_numpy": ValueNumpyVPT, "inner_range": InnerRangeVPT,
     "band_mask_custom": BandMaskCustomVPT,
 }

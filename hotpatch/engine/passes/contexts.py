@@ -78,7 +78,7 @@ class FrameContexts(RewritePass):
                 frame_axes = [i for i, axis in enumerate(fact.axes) if axis == ("F",)]
                 if len(frame_axes) != 1:
                     raise
-                module = GatherOwnShape(frame_axes[0], leading_one=fact.shape[0] == 1 and frame_axes[0] > 0)
+                module = GatherOwnShape(frame_axes[0], fact.shape[0] == 1 and frame_axes[0] > 0, lay)
         name = edit.add_module("hotpatch_gather", module)
         with edit.graph.inserting_before(u):
             node = edit.graph.call_module(name, (ctx, edit.index_for(u)))

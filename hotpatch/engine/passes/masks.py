@@ -80,10 +80,10 @@ class FrameMasks(RewritePass):
             edit.pruned.discard(u)
             edit.note(f"`{u.name}` (shape {f.shape}) is made from the frame count after the cut: it is made "
                       f"for all {edit.cfg.frames} frames, as in the original, and its kept frames are gathered")
+        if not frozen:
+            return
         for u in edit.pruned_nodes():  # computed only from what was made again: no longer pruned
-            f = edit.fact(u)
-            if (f is not None and not f.data_dependent and f.kind == "tensor" and not written(u)
-                    and not any(a in edit.pruned for a in u.all_input_nodes)):
+            if not written(u) and not any(a in edit.pruned for a in u.all_input_nodes):
                 edit.pruned.discard(u)
 
     @staticmethod

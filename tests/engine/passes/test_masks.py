@@ -121,3 +121,19 @@ def test_mask_a_block_cannot_take_per_sample_is_refused_in_one_line():
     msg = str(err.value)
     assert "mask over pairs of frames passed to `blocks.2`" in msg and "(MaskedBlock)" in msg and "Fix:" in msg
     assert "\n" not in msg and len(msg) <= 600
+
+
+def test_rotary_table_rows_follow_each_samples_kept_frames_for_every_joint():
+    model, x = vpts.build("rotary")
+    patched = hotpatch.apply(model, n=1, f=KEEP, example_input=x[:1])
+    seen = {}
+    patched.get_submodule("temporal.1").register_forward_pre_hook(lambda m, a: seen.update(freqs=a[1]))
+    patched.hotpatch_prune.register_forward_hook(lambda m, a, o: seen.update(index=o[-1]))
+    with torch.no_grad():
+        patched(x)
+        t = torch.arange(F).float()
+        full = (t[:, None] * model.inv_freq[None, :]).repeat_interleave(2, dim=-1)  # (F, d)
+    index = seen["index"]
+    rows = torch.arange(2).repeat_interleave(17)  # (B·J) rows: sample b, joint j
+    assert seen["freqs"].shape == (2 * 17, KEEP, full.shape[-1])
+    assert torch.equal(seen["freqs"], full[index[rows]])
