@@ -243,10 +243,14 @@ class Concretiser:
                 "computation in batched torch ops."
             )
         frames = _frames(self.tracer.example_inputs)
-        if self.after_block(node) and not is_size_value(node) and _counts_frames(one, frames):
-            raise SizeValueError(
-                f"{where} iterates over the {one} frames of tokens that a transformer block computed; after the "
-                "cut they have f frames, not F. Fix: keep the computation in torch ops on the tokens."
+        value = self.evaluator(1).value(node)
+        tensors = isinstance(value, torch.Tensor) or (
+            isinstance(value, (tuple, list)) and bool(value) and isinstance(value[0], torch.Tensor))
+        if tensors and _counts_frames(one, frames):
+            raise SizeValueError(  # before any block it would be unrolled F times: a submodule stays opaque instead
+                f"{where} iterates over the {one} frames of a tensor; hotpatch records tensor operations, and "
+                "after the cut the tokens have f frames, not F. Fix: keep the computation in torch ops over the "
+                "frame axis, or move the loop into a submodule without transformer blocks (kept as one call)."
             )
         self.used = True
         return one

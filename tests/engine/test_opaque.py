@@ -21,8 +21,9 @@ def test_untraceable_helper_function_is_kept_opaque_and_named():
     model, x = wild_vpts.build("freq")
     patched = hotpatch.apply(model, n=N, f=KEEP, example_input=x[:1])
     notes = patched.hotpatch_plan.notes
-    assert "kept wild_dct.dct(...) as one opaque call: torch.fx cannot trace it ('len' is not supported in " \
-        "symbolic tracing by default)" in notes
+    # len(x.shape) is the rank since issue 27; range(n) of a size in the helper's own module still is not
+    assert "kept wild_dct.dct(...) as one opaque call: torch.fx cannot trace it ('Proxy' object cannot be " \
+        "interpreted as an integer)" in notes
     calls = [n for n in patched.graph.nodes if n.op == "call_function" and n.target is wild_vpts.wild_dct.dct]
     assert len(calls) == 1
 
