@@ -431,6 +431,7 @@ def classify_block(module: nn.Module, run: _BlockRun, facts: dict[str, NodeFacts
             if m.origins and m.origins & frame_axes:
                 return "temporal", f"{m.op} in {m.module or 'the block'} {ATTENDS_OVER_FRAMES}"
         lost = [m for m in mix.attentions + mix.others if m.origins is None]
+        lost += [m for m in mix.positions if m.origins & frame_axes]  # a loop over frames (a scan)
         if not lost and not mix.unknown:
             for m in mix.others:
                 if m.origins & frame_axes:
@@ -439,15 +440,16 @@ def classify_block(module: nn.Module, run: _BlockRun, facts: dict[str, NodeFacts
                 where = sorted({m.module or "the block" for m in mix.attentions})
                 return "spatial", f"attention in {', '.join(where)} attends over other tokens, not frames"
             return "spatial", "nothing in it mixes frames"
-    return _perturbation_kind(module, run, frame_inputs, real_args, _unfollowed(mix))
+    return _perturbation_kind(module, run, frame_inputs, real_args, _unfollowed(mix, frame_axes))
 
 
-def _unfollowed(mix: Mixing | None) -> str:
+def _unfollowed(mix: Mixing | None, frame_axes: set) -> str:
     """What kept the axes from being followed: the first op without a rule, or the block itself."""
     if mix is None:
         return "the block could not run under the axis tracker"
     lost = [f"{m.op} in {m.module or 'the block'}" for m in mix.attentions + mix.others if m.origins is None]
-    return (mix.unknown + lost + ["?"])[0]
+    taken = [f"{m.op} of single frames in {m.module or 'the block'}" for m in mix.positions if m.origins & frame_axes]
+    return (mix.unknown + lost + taken + ["?"])[0]
 
 
 def _perturbation_kind(module: nn.Module, run: _BlockRun, frame_inputs: dict[int, NodeFacts], real_args,

@@ -45,6 +45,7 @@ class Mixing:
     attentions: list[Mix] = field(default_factory=list)
     others: list[Mix] = field(default_factory=list)
     unknown: list[str] = field(default_factory=list)  # ops without a rule that saw input axes
+    positions: list[Mix] = field(default_factory=list)  # ops that took single positions of an input axis
 
 
 def plain(shape: tuple[int, ...] | torch.Size, label: Any = None, axis_labels: dict[int, Any] | None = None) -> Dims:
@@ -155,10 +156,10 @@ class AxisTracker(TorchDispatchMode):
 
     def takes_positions(self, op: str, dims: Dims | None, axis: int, size: int) -> None:
         """``op`` takes single positions (``size`` 1, or drops the axis) of an axis that comes from an
-        input axis: a loop over tokens (a hand-written scan ``h = a * h + u[:, t]``) mixes them in
-        ways no rule follows, so the block's kind is left to the perturbation test."""
+        input axis. Over a token axis, a loop of them (a hand-written scan ``h = a * h + u[:, t]``)
+        mixes tokens in ways no rule follows: the caller leaves such a block to the perturbation test."""
         if size == 1 and dims is not None and origins(dims[axis]):
-            self.mixing.unknown.append(f"{op} of single positions in {self._where() or 'the block'}")
+            self.mixing.positions.append(Mix(self._where(), op, origins(dims[axis])))
 
     def mixes(self, op: str, dims: Dims | None, axes: list[int]) -> None:
         if dims is None:

@@ -51,7 +51,7 @@ class SizedLayer:
     tensors: list[tuple[str, tuple[int, ...]]]  # its own parameters and buffers with a dim of that size
     in_axes: tuple | None = None
     out_axes: tuple | None = None
-    block: str | None = None  # the block (or opaque leaf) that holds it
+    block: str | None = None  # the block (or opaque leaf) that holds it; None for a layer the graph calls
     example: tuple | None = field(default=None, repr=False)  # its first input and output at B=1
     stage: int | None = None  # sized by a strided stage of this (original) length, not by F
 
@@ -126,7 +126,7 @@ def _meets_stage(edit: Edit, u: fx.Node, const: fx.Node) -> bool:
 
 
 def decide(edit: Edit, passes: list[RewritePass]) -> None:
-    """Refuse the first use no pass claims (see the module docstring); record the others."""
+    """Refuse the first use no pass claims (see the module docstring), before any edit."""
     for use in inventory(edit):
         if not any(p.claims(edit, use) for p in passes):
             raise RewriteError(refusal(edit, use))
@@ -168,7 +168,8 @@ def refusal(edit: Edit, use: Use) -> str:
 
 
 def constant_name(n: fx.Node) -> str:
-    """```pos``` for a parameter or buffer; ```expand_1``` (from `pos`) for a tensor made from one."""
+    """How a refusal names a constant: `pos` for a parameter or buffer, `expand_1` (from `pos`) for
+    a tensor made from one."""
     if n.op == "get_attr":
         return f"`{n.target}`"
     roots, stack, seen = [], [n], {n}
@@ -228,6 +229,7 @@ def sized_layers(edit: Edit) -> list[SizedLayer]:
     in), with the axes of their input and output."""
     frames = edit.cfg.frames
     blocks = {b.node for b in edit.plan.blocks}
+    blocks_by_name = {b.name for b in edit.plan.blocks}
     holders = {b.name: _stage_lengths(edit, edit.node_named(b.node)) for b in edit.plan.blocks
                if edit.pos[edit.node_named(b.node)] >= edit.sites.cut}
     holders.update({n.target: set() for n in edit.region if n.op == "call_module" and n.name not in blocks})
@@ -241,8 +243,9 @@ def sized_layers(edit: Edit) -> list[SizedLayer]:
             by_stage = [(t, length) for t in own for length in lengths if length in t[1]]
             if name in found or not (by_frames or by_stage):
                 continue
-            found[name] = (SizedLayer(name, m, by_frames, block=holder) if by_frames
-                           else SizedLayer(name, m, [by_stage[0][0]], block=holder, stage=by_stage[0][1]))
+            block = holder if sub or holder in blocks_by_name else None  # a layer the graph calls: its own
+            found[name] = (SizedLayer(name, m, by_frames, block=block) if by_frames
+                           else SizedLayer(name, m, [by_stage[0][0]], block=block, stage=by_stage[0][1]))
     if not found:
         return []
     runs = capture(edit, {name: layer.module for name, layer in found.items()})

@@ -26,7 +26,7 @@ def test_the_plan_says_how_each_scan_block_was_judged():
     kinds = {b.name: b.kind for b in plan.blocks}
     assert kinds == {**{f"spatial.{i}": "spatial" for i in range(3)}, **{f"temporal.{i}": "temporal" for i in range(3)}}
     for b in plan.blocks[1::2]:
-        assert b.why.startswith("no attention followed (select of single positions in scan could not be followed); "
+        assert b.why.startswith("no attention followed (select of single frames in scan could not be followed); "
                                 "changing one frame changes the others")
         assert f"{b.name}: temporal by perturbation: no attention followed" in "\n".join(plan.notes)
     assert ("blocks temporal.0–2 mix frames without an attention hotpatch can follow (judged by the perturbation test) and "

@@ -13,20 +13,18 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from author_vpts import Block
+from frame_use_vpts import StridedFormer
 
 J, C, DIM = 17, 2, 32
 
 
-class SlicedStageFormer(nn.Module):
+class SlicedStageFormer(StridedFormer):
+    """StridedFormer's stages and strided convolutions, with one (1, F, C) embedding for all stages."""
+
     def __init__(self, num_frame=27, heads=4, depths=(2, 2, 1)):
-        super().__init__()
-        self.embed = nn.Linear(J * C, DIM)
+        super().__init__(num_frame, J, C, DIM, heads, depths=depths)
+        del self.pos_embeds
         self.pos = nn.Parameter(torch.randn(1, num_frame, DIM) * 0.02)
-        self.stages = nn.ModuleList([nn.ModuleList([Block(DIM, heads) for _ in range(d)]) for d in depths])
-        self.reduce = nn.ModuleList([nn.Conv1d(DIM, DIM, 3, stride=3) for _ in range(len(depths) - 1)])
-        self.norm = nn.LayerNorm(DIM)
-        self.head = nn.Linear(DIM, J * 3)
 
     def forward(self, x):
         b, f, j, c = x.shape
@@ -41,14 +39,12 @@ class SlicedStageFormer(nn.Module):
         return self.head(x[:, x.shape[1] // 2]).view(b, 1, j, 3)
 
 
-class SlicedSliceFormer(nn.Module):
+class SlicedSliceFormer(SlicedStageFormer):
+    """The stages joined by strided slices instead of convolutions; returns the last stage's tokens."""
+
     def __init__(self, num_frame=27, heads=4, depths=(2, 2, 1)):
-        super().__init__()
-        self.embed = nn.Linear(J * C, DIM)
-        self.pos = nn.Parameter(torch.randn(1, num_frame, DIM) * 0.02)
-        self.stages = nn.ModuleList([nn.ModuleList([Block(DIM, heads) for _ in range(d)]) for d in depths])
-        self.norm = nn.LayerNorm(DIM)
-        self.head = nn.Linear(DIM, J * 3)
+        super().__init__(num_frame, heads, depths)
+        del self.reduce
 
     def forward(self, x):
         b, f, j, c = x.shape
