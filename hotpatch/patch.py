@@ -16,7 +16,7 @@ import torch.nn as nn
 from hotpatch.engine.analyse import ATTENDS_OVER_FRAMES, Plan, analyse, fake_tensors, worth_faking
 from hotpatch.engine.inputs import Inputs, bind_inputs
 from hotpatch.errors import (
-    AlreadyPatchedError, ConfigError, HotpatchError, InputShapeError, NoTemporalBlocksError, RewriteError, TraceFailure,
+    AlreadyPatchedError, ConfigError, HotpatchError, InputShapeError, NoTemporalBlocksError, PatchCheckError, TraceFailure,
 )
 from hotpatch.engine.opaque import forget_mixed_frames, pin_frame_sized_blocks
 from hotpatch.engine.refusals import (
@@ -357,9 +357,10 @@ def _config(plan: Plan, n, f, pipeline, prune, recover, k, pos_embed, recover_fr
             f"blocks; the last cut must leave at least one after it: pass 1 <= n <= {plan.levels - 1}."
         )
     if first_f > plan.frames:
+        length = (f"the F={plan.frames} tokens the model reads from its {plan.clip_frames}-frame clip"
+                  if plan.clip_frames else f"the clip length F={plan.frames}")
         raise ConfigError(
-            f"f={list(f) if isinstance(f, tuple) else f} exceeds the clip length F={plan.frames}; "
-            f"pass 1 <= f <= {plan.frames}"
+            f"f={list(f) if isinstance(f, tuple) else f} exceeds {length}; pass 1 <= f <= {plan.frames}"
         )
     resolved = "seq2frame" if pipeline == "seq2frame" else "seq2seq"
     return PatchConfig(
@@ -380,7 +381,8 @@ def _tensors(value) -> list[torch.Tensor]:
 
 
 def _check_patched(patched: fx.GraphModule, example: Inputs, reference, cfg: PatchConfig) -> None:
-    """Run the patched graph once; name the failing node if it breaks.
+    """Run the patched graph once; name the failing node if it breaks (a
+    :class:`PatchCheckError`: the analysis should have refused the model before the rewrite).
 
     The run is on fake tensors (shapes only, no arithmetic) where that is the cheaper; only if
     that fails is the graph run on real values, which then gives the error its message (or
@@ -396,7 +398,8 @@ def _check_patched(patched: fx.GraphModule, example: Inputs, reference, cfg: Pat
         out = _check_real(patched, example)
     shapes = [tuple(t.shape) for t in _tensors(out)]
     if cfg.pipeline == "seq2seq" and cfg.recover_frames is None and shapes != reference:
-        raise RewriteError(f"the patched model returns shapes {shapes}, the original {reference}")
+        raise PatchCheckError(one_line(
+            f"the patched model returns shapes {shapes}, the original {reference}. {_REPORT}"))
 
 
 def _check_real(patched: fx.GraphModule, example: Inputs):
@@ -404,13 +407,15 @@ def _check_real(patched: fx.GraphModule, example: Inputs):
         with torch.no_grad():
             out = _Tracking(patched).run(*example.args(patched.graph))
     except _NodeFailure as exc:
-        raise RewriteError(
+        raise PatchCheckError(one_line(
             f"the patched model fails at `{exc.node.name}` ({one_line(exc.node.format_node(), 160)}): "
-            f"{in_words(exc.cause)}. A frame count "
-            "is probably hidden where hotpatch cannot see it (inside a leaf module or computed "
-            "from a constant); pass that module in leaf_modules=[...], or choose another n."
-        ) from exc.cause
+            f"{in_words(exc.cause)}. A frame count is hidden where the analysis did not see it; "
+            f"choose another n, or pass that module in leaf_modules=[...]. {_REPORT}"
+        )) from exc.cause
     return out
+
+
+_REPORT = "This is a bug in hotpatch's analysis: please report the model."
 
 
 class _NodeFailure(Exception):

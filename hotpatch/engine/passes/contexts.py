@@ -14,11 +14,30 @@ from __future__ import annotations
 import torch.fx as fx
 
 from hotpatch.engine.edit import Edit, RewritePass
+from hotpatch.engine.uses import Use
+from hotpatch.errors import HotpatchError
 from hotpatch.engine.wrappers import GatherAt, GatherConstant
 
 
 class FrameContexts(RewritePass):
     name = "per-frame contexts"
+
+    def claims(self, edit: Edit, use: Use) -> bool:
+        u, ctx = use.user, use.value
+        if use.kind != "constant" or u is None or u.op != "call_module" or u.name not in {b.node for b in edit.plan.blocks}:
+            return False
+        partner = next((a for a in u.all_input_nodes if edit.will_be_pruned(a)), None)
+        fact = edit.fact(ctx)
+        if partner is None or fact is None or not fact.carries_frames:
+            return False
+        try:
+            if any("B" in axis for axis in fact.axes if axis is not None):
+                edit.layout(ctx, "per-frame context")
+            else:
+                GatherConstant(fact.shape, edit.layout(partner, "block input next to a per-frame context"), edit.cfg.frames)
+        except HotpatchError:
+            return False
+        return True
 
     def run(self, edit: Edit) -> None:
         blocks = {b.node for b in edit.plan.blocks}

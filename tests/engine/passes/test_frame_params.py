@@ -11,7 +11,7 @@ import author_vpts
 import hotpatch
 from author_vpts import Block
 from hotpatch.engine.wrappers import GatherConstant
-from hotpatch.errors import RewriteError
+from hotpatch.errors import PatchCheckError, RewriteError
 
 
 class LatePosFormer(nn.Module):
@@ -82,5 +82,7 @@ def test_all_frames_kept_reproduces_the_original(recover):
 def test_a_non_elementwise_use_after_the_cut_is_refused_with_the_fix():
     torch.manual_seed(0)
     model, x = ConcatPosFormer().eval(), torch.randn(2, 27, 17, 2)
-    with pytest.raises(RewriteError, match=r"is indexed by frame and used by .*torch.cat.* Choose n so the cut comes later"):
+    with pytest.raises(RewriteError, match=r"`expand_1` \(from `pos`\) .* is indexed by frame and used by .*torch.cat.*"
+                                           r"Choose n >= 2 so that the cut comes after it") as err:
         hotpatch.apply(model, n=1, f=9, example_input=x[:1], recover="linear")
+    assert len(str(err.value)) <= 600 and not isinstance(err.value, PatchCheckError)  # refused before the rewrite
