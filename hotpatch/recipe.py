@@ -42,7 +42,7 @@ from hotpatch.errors import ConfigError
 from hotpatch.prune import PRUNERS
 from hotpatch.recover import RECOVERERS
 
-__all__ = ["Recipe", "find", "import_builder", "installed", "lookup", "names", "recipe_dir"]
+__all__ = ["Recipe", "families", "find", "import_builder", "installed", "lookup", "names", "recipe_dir"]
 
 PIPELINES = ("auto", "seq2seq", "seq2frame")
 NORMALIZATIONS = ("screen", "box")
@@ -95,6 +95,11 @@ def installed() -> dict[str, Recipe]:
         recipe = load(path, name=f"{path.parent.name}-{path.stem}", family=path.parent.name, installed=True)
         found[recipe.name] = recipe
     return found
+
+
+def families() -> list[str]:
+    """The model families with a default recipe (``mixste``, ``motionbert``, ``mhformer``)."""
+    return sorted(_defaults())
 
 
 def names() -> list[str]:
@@ -266,19 +271,24 @@ def _import(path: str, label: str) -> Any:
     return obj
 
 
+def returns_module(obj: Any) -> bool:
+    """True for a function annotated to return an ``nn.Module`` subclass (``def build(...) -> MyVPT``)."""
+    if not inspect.isfunction(obj):
+        return False
+    try:
+        returns = typing.get_type_hints(obj).get("return")
+    except Exception:  # noqa: BLE001 - an unresolvable annotation is no annotation
+        return False
+    return isinstance(returns, type) and issubclass(returns, nn.Module)
+
+
 def import_builder(path: str, label: str = "architecture") -> Callable[..., nn.Module]:
     """The builder ``package.module:Name`` names: an ``nn.Module`` subclass, or a function whose return
     annotation is one (so a file naming ``os:system`` is refused, not called)."""
     obj = _import(path, label)
-    if isinstance(obj, type) and issubclass(obj, nn.Module):
+    if (isinstance(obj, type) and issubclass(obj, nn.Module)) or returns_module(obj):
         return obj
     if inspect.isfunction(obj):
-        try:
-            returns = typing.get_type_hints(obj).get("return")
-        except Exception:  # noqa: BLE001 - an unresolvable annotation is no annotation
-            returns = None
-        if isinstance(returns, type) and issubclass(returns, nn.Module):
-            return obj
         raise ConfigError(f"{label} = {path!r} is a function without a '-> nn.Module' return annotation; annotate "
                           "it (def build(...) -> nn.Module) or name the model class itself")
     raise ConfigError(f"{label} = {path!r} is a {type(obj).__name__}, not an nn.Module class or a function "

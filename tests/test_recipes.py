@@ -152,3 +152,18 @@ def test_installed_files_are_the_checkouts_recipes():
     assert project["package-dir"] == {"hotpatch.recipe_files": "recipes"}
     assert project["package-data"] == {"hotpatch.recipe_files": ["*/*.toml"]}
     assert recipe.recipe_dir().resolve() == (ROOT / "recipes").resolve()
+
+
+def test_sources_build_annotated_factories_and_installed_recipe_names():
+    from hotpatch import sources
+    from hotpatch.errors import TargetError
+
+    model = sources.build({"class": "hotpatch.models.mixste:build", "kwargs": {"frames": 9, "dim": 16, "depth": 1}})
+    assert model.Temporal_pos_embed.shape == (1, 9, 16)
+    with pytest.raises(TargetError, match="not an nn.Module subclass"):
+        sources.build({"class": "hotpatch.models:names", "kwargs": {}})  # a function, but not annotated -> nn.Module
+    model = sources.build({"recipe": "mhformer-tpc-9-3", "overrides": {"dim": 16, "d_hid": 32}})
+    assert model.hotpatch_source == {"recipe": "mhformer-tpc-9-3", "overrides": {"dim": 16, "d_hid": 32}}
+    assert model.Transformer_hypothesis.pos_embed_1.shape[1] == 9
+    with pytest.raises(TargetError, match="does not have"):
+        sources.build({"recipe": "mixste-hot-999-1", "overrides": {}})

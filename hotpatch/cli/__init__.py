@@ -1,4 +1,4 @@
-"""The ``hotpatch`` command line: ``hotpatch profile | patch | eval | train | finetune | sweep | tune | show | lift | export``.
+"""The ``hotpatch`` command line: ``hotpatch profile | patch | eval | train | finetune | sweep | tune | show | lift | export | recipes``.
 
 Each subcommand lives in ``hotpatch/cli/<name>.py`` with ``add_parser(subparsers)``
 and ``run(args) -> int``. Errors end the program with one line and exit code 2 (a
@@ -17,7 +17,7 @@ from typing import NoReturn
 from hotpatch._version import __version__
 from hotpatch.errors import HotpatchError
 
-COMMANDS = ("profile", "patch", "eval", "train", "finetune", "sweep", "tune", "show", "lift", "export")
+COMMANDS = ("profile", "patch", "eval", "train", "finetune", "sweep", "tune", "show", "lift", "export", "recipes")
 
 
 class Parser(argparse.ArgumentParser):

@@ -24,7 +24,8 @@ log = logging.getLogger(__name__)
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "profile", help="params, FLOPs, latency/FPS and memory; before/after with --n/--f",
-        description="Profile TARGET. With --n and --f, patch it with HoT and print before, after and "
+        description="Profile TARGET. With --n and --f, or for a recipe file or a recipe's full name "
+                    "(mixste-hot-243-81: its [hot] setting), patch it with HoT and print before, after and "
                     "the % change of every number, timed interleaved in one run.")
     add_target_arguments(p)
     add_hot_arguments(p)
@@ -40,6 +41,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     g.add_argument("--threads", type=positive_int, metavar="T", help="CPU threads while timing (default: torch's)")
     g.add_argument("--train", action="store_true", help="also measure the memory of one training step")
     g.add_argument("--no-fps", dest="fps", action="store_false", help="skip timing")
+    g.add_argument("--original", action="store_true",
+                   help="profile a recipe's model as it is, without its HoT setting")
     g.add_argument("--compile", nargs="?", const="default", choices=("default", "reduce-overhead", "max-autotune"),
                    help="time torch.compile(model, mode=MODE, fullgraph=True) of both models instead of eager "
                         "(compile time reported apart; MODE default: default)")
@@ -55,6 +58,8 @@ def run(args: argparse.Namespace) -> int:
     out, err = consoles(args.quiet)
     if (args.n is None) != (args.f is None):
         raise ConfigError("pass both --n and --f to compare before/after a patch, or neither to profile as is")
+    if args.original and args.n is not None:
+        raise ConfigError("--original profiles the model as it is; drop --n/--f, or drop --original to compare")
     check_outputs(args)
     target = load_target(args)
     measure = dict(counters=args.counters, fps=args.fps, device=args.device, repeats=args.repeats,
@@ -164,7 +169,7 @@ def _measure_target(target: Target, args: argparse.Namespace, measure: dict[str,
         return compare(target.original(), target.model, example, pipeline=pipeline, progress=progress,
                        **measure), config
     example = _positional(target, target.example_input(args.batch))
-    if args.n is None:
+    if args.original or (args.n is None and not target.setting):
         pipeline = target.defaults.get("pipeline") or "seq2seq"
         pipeline = "seq2seq" if pipeline == "auto" else pipeline
         return profile(target.model, example, pipeline=pipeline, progress=progress, **measure), None
