@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 from hotpatch.errors import ConfigError
-from hotpatch.patch import stage_text
 from hotpatch.prune import PRUNERS
 from hotpatch.recover import RECOVERERS
 
@@ -108,14 +107,10 @@ def consoles(quiet: bool) -> tuple[Any, Any]:
 
 
 def describe_config(cfg: dict[str, Any]) -> str:
-    """``n=3 f=81 F=243 seq2seq tpc+tra pos-embed`` from a ``hotpatch_config``."""
-    parts = [f"n={stage_text(cfg['n'])}", f"f={stage_text(cfg['f'])}", f"F={cfg['frames']}", cfg["pipeline"],
-             cfg["prune"] + (f"+{cfg['recover']}" if cfg.get("recover") else "")]
-    if cfg.get("prune_pos_embed"):
-        parts.append("pos-embed")
-    if cfg.get("recover_frames"):
-        parts.append(f"recover_frames={cfg['recover_frames']}")
-    return " ".join(parts)
+    """``n=3 f=81 F=243 seq2seq tpc+tra pos-embed`` from a ``hotpatch_config`` (the model cards' text)."""
+    from hotpatch.pretrained import describe_setting
+
+    return describe_setting(cfg)
 
 
 #: Options that name a file a command reads, and the files it writes (attribute, flag).

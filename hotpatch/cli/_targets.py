@@ -8,7 +8,9 @@ A TARGET is, in the order they are tried:
    recipe's values; its ``[hot]`` values are the defaults of ``--n``, ``--f`` ...;
 2. an existing file: a ``.pt`` written by ``hotpatch.save`` (already patched), or a whole model
    written by ``torch.save(model)`` — loading that unpickles code stored in the file, so it is
-   refused unless ``--trust`` is given; a file of weights only is refused with advice;;
+   refused unless ``--trust`` is given; a file of weights only is refused with advice; or a
+   directory written by ``hotpatch.save_pretrained`` / ``hotpatch patch -o DIR/`` (JSON and
+   safetensors: no ``--trust`` needed);
 3. ``package.module:Class``, built as ``Class(**kwargs)`` from ``--kwargs JSON`` and ``--set``.
 
 ``--checkpoint CK`` loads weights into the model (a recipe's ``[checkpoint] loader``, else
@@ -305,7 +307,7 @@ def resolve(target: str, *, frames: int | None = None, joints: int | None = None
     path = Path(target)
     if recipes.is_reference(target):
         result = _from_recipe(target, frames, joints, channels, variant, overrides)
-    elif path.is_file():
+    elif path.is_file() or (path.is_dir() and saving.is_directory(path)):
         result = _from_file(path, trust)
         if overrides or variant:
             raise TargetError(
@@ -319,8 +321,8 @@ def resolve(target: str, *, frames: int | None = None, joints: int | None = None
         result = _from_class(target, overrides)
         _merge_geometry(result, frames, joints, channels)
     elif path.exists():
-        raise TargetError(f"{target} is a directory, not a model file; expected a file written by torch.save "
-                          "or hotpatch.save")
+        raise TargetError(f"{target} is a directory without a hotpatch config.json; expected a directory written by "
+                          "hotpatch.save_pretrained (or hotpatch patch -o DIR/), or a model file")
     else:
         raise TargetError(
             f"{target!r} is not a file, a recipe name or an import path; expected an existing model file, "
@@ -380,7 +382,7 @@ def _from_class(path: str, kwargs: dict[str, Any]) -> Target:
 
 
 def _from_file(path: Path, trust: bool) -> Target:
-    obj = _read_file(path, trust)
+    obj = saving.read_directory(path) if path.is_dir() else _read_file(path, trust)
     if saving.is_model_payload(obj):  # an unpatched model written by hotpatch train / save_model
         model = saving.model_from_payload(obj, str(path))
         return _unpatched_target(model, model.hotpatch_source, "hotpatch-model", str(path))
