@@ -50,7 +50,7 @@ log = logging.getLogger(__name__)
 __all__ = ["Target", "add_target_arguments", "load_target", "resolve"]
 
 #: Keys of ``Target.defaults``; a value is None when unknown.
-DEFAULT_KEYS = ("frames", "joints", "channels", "n", "f", "pipeline", "prune", "recover", "k",
+DEFAULT_KEYS = ("frames", "joints", "channels", "n", "f", "keep", "pipeline", "prune", "recover", "k",
                 "prune_pos_embed", "recover_frames")
 
 
@@ -141,12 +141,14 @@ class Target:
             self._original = original.train(self.model.training)
         return self._original
 
-    def patch(self, n: int | None = None, f: int | None = None, *, pipeline: str | None = None,
+    def patch(self, n: int | None = None, f: int | None = None, *, keep: float | list[float] | None = None,
+              pipeline: str | None = None,
               prune: str | None = None, recover: str | None = None, k: int | None = None,
               prune_pos_embed: bool | None = None, recover_frames: int | None = None,
               leaf_modules: Sequence[type] = ()) -> fx.GraphModule:
-        """``hotpatch.apply`` on ``model`` with ``defaults`` filling every setting left None, on a
-        zero clip of ``input_shape()``; then loads ``pending_checkpoint`` (official HoT weights)."""
+        """``hotpatch.apply`` on ``model`` with ``defaults`` filling every setting left None (f and keep
+        together: a given one replaces the target's), on a zero clip of ``input_shape()``; then loads
+        ``pending_checkpoint`` (official HoT weights)."""
         if self.patched:
             cfg = self.model.hotpatch_config
             raise TargetError(
@@ -157,12 +159,13 @@ class Target:
 
         d = self.defaults
         n = d.get("n") if n is None else n
-        f = d.get("f") if f is None else f
-        if n is None or f is None:
-            raise ConfigError(f"{self.name} has no default HoT settings; pass n and f (--n N --f F)")
+        if f is None and keep is None:  # the target's own (a recipe's f or keep)
+            f, keep = d.get("f"), d.get("keep")
+        if n is None or (f is None and keep is None):
+            raise ConfigError(f"{self.name} has no default HoT settings; pass n and f (--n N --f F, or --keep K)")
         with self.diagnosed():
             patched = apply(
-                self.model, n, f, example_input=self.example_input(1),
+                self.model, n, f, keep=keep, example_input=self.example_input(1),
                 pipeline=pipeline or d.get("pipeline") or "auto",
                 prune=prune or d.get("prune") or "tpc",
                 recover=recover or d.get("recover") or "tra",

@@ -16,6 +16,7 @@ from hotpatch.cli._options import (add_hot_arguments, check_outputs, consoles, d
                                    nonnegative_int, positive_int)
 from hotpatch.cli._progress import Progress
 from hotpatch.errors import ConfigError
+from hotpatch.keep import frames_for
 from hotpatch.cli._targets import Target, add_target_arguments, describe, load_target
 
 log = logging.getLogger(__name__)
@@ -56,8 +57,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def run(args: argparse.Namespace) -> int:
     out, err = consoles(args.quiet)
-    if (args.n is None) != (args.f is None):
-        raise ConfigError("pass both --n and --f to compare before/after a patch, or neither to profile as is")
+    if (args.n is None) != (args.f is None and args.keep is None):
+        raise ConfigError("pass both --n and --f (or --keep) to compare before/after a patch, or neither to profile "
+                          "as is")
     if args.original and args.n is not None:
         raise ConfigError("--original profiles the model as it is; drop --n/--f, or drop --original to compare")
     check_outputs(args)
@@ -158,6 +160,8 @@ def _measure_target(target: Target, args: argparse.Namespace, measure: dict[str,
         pipeline = config["pipeline"]
         if args.n is None:
             return profile(target.model, example, pipeline=pipeline, progress=progress, **measure), config
+        if settings["keep"] is not None:  # the f that --keep asks for, to compare with the saved one
+            settings["f"] = frames_for(settings["keep"], config["frames"])
         given = {k: v for k, v in settings.items() if v is not None and k in config}
         differ = {k: (v, config[k]) for k, v in given.items() if config[k] != v}
         if differ:
