@@ -359,7 +359,7 @@ def _from_recipe(name: str, frames, joints, channels, variant, overrides) -> Tar
     else:  # a user's file: the builder's own source, and the file's input convention on the model
         if getattr(model, "hotpatch_source", None) is None:
             model.hotpatch_source = sources.class_source(recipe.architecture["build"], recipe.build_args(changes))
-        model.hotpatch_input = recipe.convention()
+        model.hotpatch_input = {**recipe.convention(), **({"scores": given["channels"] == 3} if "channels" in given else {})}
     defaults = _blank_defaults()
     defaults.update({k: v for k, v in recipe.defaults().items() if k in DEFAULT_KEYS})
     defaults.update({k: v for k, v in given.items() if k in DEFAULT_KEYS})
