@@ -24,11 +24,12 @@ import torch.nn as nn
 
 from hotpatch import saving, sources
 from hotpatch.errors import CheckpointError, HotpatchError
+from hotpatch.keep import frames_for
 from hotpatch.recipe import lookup
 
 log = logging.getLogger(__name__)
 
-__all__ = ["describe_setting", "from_pretrained", "save_pretrained"]
+__all__ = ["card_accuracy", "describe_setting", "from_pretrained", "save_pretrained"]
 
 
 def save_pretrained(model: nn.Module, directory: str | os.PathLike, *, source: Mapping[str, Any] | None = None,
@@ -81,7 +82,7 @@ def model_card(payload: Mapping[str, Any], model: nn.Module, accuracy: Mapping[s
     record: dict[str, Any] = {
         "params": ({"before": sum(p.numel() for p in original.parameters()), "after": params} if original is not None
                    else None) if cfg else {"model": params},
-        "flops_paper": flops, "accuracy": _accuracy(recipe, cfg, accuracy),
+        "flops_paper": flops, "accuracy": card_accuracy(source, cfg, accuracy),
     }
     built = (f"recipe `{source['recipe']}`" + (f" ({recipe.architecture['build']})" if recipe else "")
              if "recipe" in source else f"`{source['class']}`")
@@ -180,23 +181,39 @@ def _recipe_shape(source: Mapping[str, Any]) -> tuple[int, int, int] | None:
     return tuple(int(overrides.get(k, recipe.input[k])) for k in ("frames", "joints", "channels"))  # type: ignore
 
 
-def _accuracy(recipe: Any, cfg: Mapping[str, Any] | None, given: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The accuracy for the card: ``given`` (measured), else the paper's for this recipe and setting."""
+def card_accuracy(source: Mapping[str, Any], cfg: Mapping[str, Any] | None,
+                  given: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The model card's accuracy: ``given`` (measured), else the paper's numbers of the model's recipe
+    when the model is that recipe's (its architecture unchanged, and patched with its setting, or not
+    patched: the paper's original), else none; ``text`` says which."""
     if given:
         numbers = ", ".join(f"{k} {v}" for k, v in given.items() if k != "data")
         where = f" on {given['data']}" if given.get("data") else ""
         return {"kind": "measured", **dict(given), "text": f"{numbers}{where} (measured; given to save_pretrained)"}
+    recipe = lookup(source.get("recipe")) if "recipe" in source else None
     if recipe is None:
         return {"kind": None, "text": "not measured (pass accuracy= to save_pretrained)"}
-    paper, hot = recipe.section("paper"), recipe.settings()
+    paper = recipe.section("paper")
     numbers = paper.get("original", {}) if cfg is None else paper
-    same = cfg is None or (cfg["n"] == hot["n"] and cfg["f"] == hot.get("f") and cfg["pipeline"] == hot.get(
-        "pipeline", "seq2seq") and cfg["frames"] == recipe.input["frames"])
     shown = {k: numbers[k] for k in ("mpjpe_mm", "pck", "auc") if k in numbers}
-    if not same or not shown:
-        return {"kind": None, "text": f"not measured (the paper's numbers in recipe {recipe.name} are for "
-                                      f"{'another setting' if not same else 'other quantities'})"}
+    differs = ("architecture" if recipe.build_args(source.get("overrides")) != recipe.build_args()
+               else "setting" if cfg is not None and _setting(cfg) != _setting(recipe.settings(), recipe.input["frames"])
+               else None if shown else "quantities")
+    if differs:
+        return {"kind": None, "text": f"not measured (the paper's numbers in recipe {recipe.name} are for another "
+                                      f"{differs})"}
     text = ", ".join(f"{k.replace('_mm', '')} {v}{' mm' if k.endswith('_mm') else ''}" for k, v in shown.items())
     return {"kind": "paper", **shown, "source": paper.get("source"), "data": paper.get("dataset"),
             "text": f"{text} on {paper.get('dataset', '?')}: the paper's number for recipe {recipe.name} "
                     f"({paper.get('source', '?')}), not measured on these weights"}
+
+
+def _setting(hot: Mapping[str, Any], frames: int | None = None) -> tuple:
+    """What makes two HoT settings the same patch: from a ``hotpatch_config`` or (with ``frames``) a recipe's ``[hot]``."""
+    frames = hot["frames"] if frames is None else frames
+    f = hot["f"] if "f" in hot else frames_for(hot["keep"], frames)
+    pipeline = "seq2frame" if hot.get("pipeline") == "seq2frame" else "seq2seq"
+    recover = None if pipeline == "seq2frame" else hot.get("recover", "tra")
+    as_list = (lambda v: list(v) if isinstance(v, (list, tuple)) else v)  # noqa: E731
+    return (as_list(hot["n"]), as_list(f), frames, pipeline, hot.get("prune", "tpc"), recover,
+            bool(hot.get("prune_pos_embed", False)), hot.get("k", 2), hot.get("recover_frames"))

@@ -360,7 +360,11 @@ class Recipe:
         return args
 
     def build(self, overrides: Mapping[str, Any] | None = None) -> nn.Module:
-        """The recipe's (unpatched) model; ``overrides`` as in :meth:`build_args`."""
+        """The recipe's (unpatched) model; ``overrides`` as in :meth:`build_args`. It records how to
+        build it again (``hotpatch_source``: this installed recipe's name and ``overrides``, else the
+        builder's own record or ``{"class": build, "kwargs": args}``) and, for a recipe of your own,
+        its input convention (``hotpatch_input``), so ``hotpatch.save`` / ``save_pretrained`` need
+        nothing more."""
         label = f"{self.path}: [architecture] build"
         builder = import_builder(self.data["architecture"]["build"], label)
         args = self.build_args(overrides)
@@ -372,6 +376,14 @@ class Recipe:
         if not isinstance(model, nn.Module):
             raise ConfigError(f"recipe {self.name}: {self.data['architecture']['build']} returned a "
                               f"{type(model).__name__}, not an nn.Module")
+        overrides = dict(overrides or {})
+        if self.installed:
+            model.hotpatch_source = {"recipe": self.name, "overrides": overrides}
+            return model
+        if getattr(model, "hotpatch_source", None) is None:
+            model.hotpatch_source = {"class": self.data["architecture"]["build"], "kwargs": args}
+        scores = {"scores": overrides["channels"] == 3} if "channels" in overrides else {}
+        model.hotpatch_input = {**self.convention(), **scores}
         return model
 
     def load_checkpoint(self, model: nn.Module, path: str | Path, *, strict: bool = True,

@@ -412,7 +412,7 @@ def write_directory(payload: Mapping[str, Any], directory: str | os.PathLike, ca
         (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
         save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
         (tmp / CARD_FILE).write_text(card, encoding="utf-8")
-    log.info("saved %s model to %s/", "patched" if patched else "unpatched", directory)
+    log.info("saved %s model to %s", "patched" if patched else "unpatched", Path(directory))
     return Path(directory)
 
 

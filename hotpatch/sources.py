@@ -125,8 +125,7 @@ def build(source: Mapping[str, Any]) -> nn.Module:
             if recipe is None:
                 raise TargetError(f"the model was built from recipe {name!r}, which this hotpatch does not have; "
                                   f"expected one of {recipes.names()}. Install the hotpatch version it was made with")
-            model = recipe.build(source["overrides"])
-            model.hotpatch_source = source
+            model = recipe.build(source["overrides"])  # records the same source
     else:
         cls = import_class(source["class"])
         try:

@@ -25,6 +25,7 @@ from denoiser_vpts import DiffusionDenoiser, MaskedSeqVPT, denoiser_inputs, mask
 from hotpatch import recipe, saving
 from hotpatch.cli import main
 from hotpatch.errors import CheckpointError, OutputError, TargetError
+from hotpatch.pretrained import card_accuracy
 
 # Each recipe at a small width, its own F and HoT setting (n needs depth > n temporal levels).
 SMALL = {"mixste": {"dim": 16, "num_heads": 2}, "motionbert": {"dim_feat": 16, "dim_rep": 16, "num_heads": 2, "depth": 3},
@@ -143,19 +144,38 @@ def test_unpatched_models_round_trip_and_the_card_says_what_it_knows(tmp_path):
     assert json.loads((directory / "config.json").read_text())["card"]["accuracy"]["kind"] == "measured"
 
 
-def test_the_card_quotes_the_papers_accuracy_only_for_the_recipes_own_setting(tmp_path):
-    model = hotpatch.models.get("mixste").build(depth=4, dim=16, num_heads=2)  # F=243, the recipe's clip
-    model.hotpatch_source = {"recipe": "mixste-hot-243-81", "overrides": {"depth": 4, "dim": 16, "num_heads": 2}}
-    paper = hotpatch.save_pretrained(hotpatch.apply(model, n=3, f=81, prune_pos_embed=True), tmp_path / "a")
-    card = (paper / "README.md").read_text()
-    assert "mpjpe 41.0 mm on Human3.6M, CPN detections: the paper's number for recipe mixste-hot-243-81" in card
-    assert "not measured on these weights" in card and "| HoT setting | n=3 f=81 F=243 seq2seq tpc+tra pos-embed |" in card
-    record = json.loads((paper / "config.json").read_text())["card"]
+def test_the_card_counts_params_and_flops_before_and_after(tmp_path):
+    model = hotpatch.models.get("mixste").build(27, dim=16, depth=2, num_heads=2)
+    directory = hotpatch.save_pretrained(hotpatch.apply(model, n=1, f=9, prune_pos_embed=True), tmp_path / "a")
+    card, record = (directory / "README.md").read_text(), json.loads((directory / "config.json").read_text())["card"]
     assert record["flops_paper"]["after"] < record["flops_paper"]["before"]
     assert record["params"]["after"] > record["params"]["before"]  # TRA and the pruned-token embedding
-    other = hotpatch.save_pretrained(hotpatch.apply(model, n=1, f=27), tmp_path / "b")
-    assert "not measured (the paper's numbers in recipe mixste-hot-243-81 are for another setting)" in \
-        (other / "README.md").read_text()
+    assert "| HoT setting | n=1 f=9 F=27 seq2seq tpc+tra pos-embed |" in card
+    assert "counted by hotpatch on one clip" in card and "| architecture | recipe `mixste` (hotpatch.models.mixste:build)" in card
+    assert "not measured (the paper's numbers in recipe mixste-hot-243-81 are for another architecture)" in card
+
+
+CONFIG = {"n": 3, "f": 81, "frames": 243, "pipeline": "seq2seq", "prune": "tpc", "recover": "tra", "k": 2,
+          "prune_pos_embed": True, "recover_frames": None, "input_shape": [243, 17, 2]}
+
+
+def test_the_card_quotes_the_papers_accuracy_only_for_the_recipes_own_model_and_setting():
+    paper = card_accuracy({"recipe": "mixste-hot-243-81", "overrides": {}}, CONFIG)
+    assert paper["kind"] == "paper" and paper["mpjpe_mm"] == 41.0
+    assert "41.0 mm on Human3.6M, CPN detections: the paper's number for recipe mixste-hot-243-81" in paper["text"]
+    assert "not measured on these weights" in paper["text"]
+    assert card_accuracy({"recipe": "mixste", "overrides": {}}, CONFIG)["mpjpe_mm"] == 41.0  # the family's default
+    assert card_accuracy({"recipe": "mixste", "overrides": {}}, None)["mpjpe_mm"] == 40.9  # unpatched: the original's
+    tpc = {**CONFIG, "n": 7, "f": 61, "pipeline": "seq2frame", "recover": None, "prune_pos_embed": False}
+    assert card_accuracy({"recipe": "mixste-tpc-243-61", "overrides": {}}, tpc)["mpjpe_mm"] == 39.9
+    for overrides, changed, what in [({"depth": 4}, {}, "architecture"), ({"frames": 27}, {}, "architecture"),
+                                     ({}, {"recover": "linear"}, "setting"), ({}, {"f": 61}, "setting"),
+                                     ({}, {"prune_pos_embed": False}, "setting")]:
+        text = card_accuracy({"recipe": "mixste", "overrides": overrides}, {**CONFIG, **changed})["text"]
+        assert text.endswith(f"are for another {what})"), text
+    assert card_accuracy({"class": "author_vpts:MixSTELike", "kwargs": {}}, CONFIG)["kind"] is None
+    measured = card_accuracy({"recipe": "mixste", "overrides": {}}, CONFIG, {"mpjpe_mm": 40.1, "data": "S9, S11"})
+    assert measured["kind"] == "measured" and measured["text"] == "mpjpe_mm 40.1 on S9, S11 (measured; given to save_pretrained)"
 
 
 def test_writing_is_atomic_and_replaces_only_its_own_kind_of_directory(tmp_path, monkeypatch):
@@ -240,23 +260,23 @@ def test_cli_patch_to_a_directory_then_use_it_as_target_without_trust(capsys, tm
 
 
 def test_a_fresh_process_loads_a_users_model_without_trust(tmp_path):
-    pkg = tmp_path / "mylifters"
+    pkg = tmp_path / "freshlifters"
     pkg.mkdir()
     (pkg / "__init__.py").write_text("from author_vpts import MixSTELike as Lifter\n")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(Path(author_vpts.__file__).parent),
                                                         os.environ.get("PYTHONPATH", "")])}
     sys.path.insert(0, str(tmp_path))
     try:
-        import mylifters
+        import freshlifters
 
         torch.manual_seed(0)
-        patched = hotpatch.apply(mylifters.Lifter(depth=2), n=1, f=9)
+        patched = hotpatch.apply(freshlifters.Lifter(depth=2), n=1, f=9)
         _perturb(patched, 1)
         directory = hotpatch.save_pretrained(patched, tmp_path / "lifter",
-                                             source={"class": "mylifters:Lifter", "kwargs": {"depth": 2}})
+                                             source={"class": "freshlifters:Lifter", "kwargs": {"depth": 2}})
     finally:
         sys.path.remove(str(tmp_path))
-        sys.modules.pop("mylifters", None)
+        sys.modules.pop("freshlifters", None)
     x = torch.randn(2, 27, 17, 2)
     torch.save(x, tmp_path / "x.pt")
     code = ("import torch, hotpatch; m = hotpatch.from_pretrained(r'%s'); "

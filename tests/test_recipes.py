@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import tomllib
 from pathlib import Path
 
@@ -136,12 +137,16 @@ channels = 2
 n = 1
 keep = 0.334
 """)
-    r = recipe.find(path)
-    assert (r.name, r.installed, r.settings()) == ("mine", False, {"n": 1, "keep": 0.334})
-    model = r.build({"frames": 9, "width": 6})
-    assert (model.num_frames, model.proj.out_features) == (9, 6)
-    with pytest.raises(ConfigError, match="builds its model for joints=17 only"):
-        r.build({"joints": 16})
+    try:
+        r = recipe.find(path)
+        assert (r.name, r.installed, r.settings()) == ("mine", False, {"n": 1, "keep": 0.334})
+        model = r.build({"frames": 9, "width": 6})
+        assert (model.num_frames, model.proj.out_features) == (9, 6)
+        with pytest.raises(ConfigError, match="builds its model for joints=17 only"):
+            r.build({"joints": 16})
+    finally:  # no other test may find this package under its name
+        for name in ("mylifters.models", "mylifters"):
+            sys.modules.pop(name, None)
 
 
 def test_installed_files_are_the_checkouts_recipes():
@@ -167,3 +172,20 @@ def test_sources_build_annotated_factories_and_installed_recipe_names():
     assert model.Transformer_hypothesis.pos_embed_1.shape[1] == 9
     with pytest.raises(TargetError, match="does not have"):
         sources.build({"recipe": "mixste-hot-999-1", "overrides": {}})
+
+
+def test_built_models_record_how_to_build_them_again(tmp_path):
+    from hotpatch import sources
+
+    model = recipe.find("mhformer-tpc-9-3").build({"dim": 16, "d_hid": 32})
+    assert model.hotpatch_source == {"recipe": "mhformer-tpc-9-3", "overrides": {"dim": 16, "d_hid": 32}}
+    assert not hasattr(model, "hotpatch_input")  # an installed recipe's convention is found by its name
+    text = MIXSTE.replace("hotpatch.models.mixste:build", "author_vpts:MixSTELike").replace(
+        'frames = "frames", joints = "joints", channels = "channels"', 'frames = "num_frame"').replace(
+        "embed_dim_ratio = 512", "dim = 16").replace("num_heads = 8", "heads = 2").replace(
+        "mlp_ratio = 2.0\n", "").replace("qkv_bias = true\n", "").replace("depth = 8", "depth = 2")
+    model = recipe.find(_write(tmp_path, text)).build({"frames": 27})
+    assert model.hotpatch_source == {"class": "author_vpts:MixSTELike", "kwargs": {
+        "num_frame": 27, "dim": 16, "depth": 2, "heads": 2, "drop_path_rate": 0.1}}
+    assert model.hotpatch_input == {"normalize": "screen", "scores": False, "joints": "h36m17"}
+    assert type(sources.build(model.hotpatch_source)) is type(model)

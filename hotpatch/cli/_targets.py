@@ -352,14 +352,9 @@ def _from_recipe(name: str, frames, joints, channels, variant, overrides) -> Tar
     given = {k: v for k, v in (("frames", frames), ("joints", joints), ("channels", channels),
                                ("variant", variant)) if v is not None}
     changes = {**given, **overrides}
-    model = recipe.build(changes)
-    if recipe.installed:  # rebuilt by name (a family name keeps its own models.get(family).build)
-        family = name.lower() in recipes.families()
-        model.hotpatch_source = sources.recipe_source(name.lower() if family else recipe.name, changes)
-    else:  # a user's file: the builder's own source, and the file's input convention on the model
-        if getattr(model, "hotpatch_source", None) is None:
-            model.hotpatch_source = sources.class_source(recipe.architecture["build"], recipe.build_args(changes))
-        model.hotpatch_input = {**recipe.convention(), **({"scores": given["channels"] == 3} if "channels" in given else {})}
+    model = recipe.build(changes)  # it records its source (and a user's recipe its input convention)
+    if name.lower() in recipes.families():  # a family name is rebuilt by models.get(family).build, as before
+        model.hotpatch_source = sources.recipe_source(name.lower(), changes)
     defaults = _blank_defaults()
     defaults.update({k: v for k, v in recipe.defaults().items() if k in DEFAULT_KEYS})
     defaults.update({k: v for k, v in given.items() if k in DEFAULT_KEYS})
