@@ -92,3 +92,16 @@ def test_a_recipe_may_give_keep_instead_of_f(capsys, tmp_path):
     assert json.loads(capsys.readouterr().out)["config"]["f"] == 9
     assert main(["--quiet", "profile", str(tmp_path / "keep.toml"), "--n", "1", "--f", "5", *QUICK, "--json", "-"]) == 0
     assert json.loads(capsys.readouterr().out)["config"]["f"] == 5  # --f replaces the recipe's keep
+
+
+def test_show_takes_keep(capsys, tmp_path):
+    pytest.importorskip("matplotlib", reason="the plot needs the plot extra")
+    import tinypose
+
+    data = tinypose.write_clips(tmp_path / "clips.npz")
+    rc = main(["--quiet", "show", "mixste", "--frames", "9", "--set", "dim=16", "--set", "depth=3", "--set",
+               "num_heads=2", "--data", str(data), "--clip", "dataset-1_walk_normal_000", "--n", "1", "--keep", "0.34",
+               "--prune", "tpc,uniform", "-o", str(tmp_path / "show.png")])
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    assert out.count("kept 3 frames") == 2  # 0.34 * 9 = 3.06 -> f=3
