@@ -133,14 +133,15 @@ class Prepared:
         _check_args(n, f, k, pipeline, prune, recover, recover_frames)
         _check_temporal_blocks(self.gm, self.plan)
         gm = copy.deepcopy(self.gm) if copy_modules else self.gm
-        while True:  # with keep, an f that a stride or split refuses moves to the nearest valid one
+        attempts = 2 * len(f) + 1 if isinstance(f, tuple) else 2  # keep: each refused stage moved once or twice
+        for attempt in range(attempts):
             cfg = _config(self.plan, n, f, pipeline, prune, recover, k, prune_pos_embed, recover_frames)
             try:
                 with torch.random.fork_rng(devices=[]):  # new modules (TRA) draw their init; the caller's RNG is kept
                     patched, sites = rewrite(gm, self.plan, cfg)
                 break
-            except ConfigError as err:  # the "fit" pass refuses before it edits the graph
-                f = refit(f, keep, self.plan.frames, err) if keep is not None else None
+            except ConfigError as err:  # "fit" refuses before any edit: with keep, f moves to the nearest valid
+                f = refit(f, keep, self.plan.frames, err) if keep is not None and attempt < attempts - 1 else None
                 if f is None:
                     raise
         if keep is not None:
