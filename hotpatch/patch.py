@@ -28,6 +28,7 @@ from hotpatch.recover import RECOVERERS, reads_assignment
 from hotpatch.engine.config import PatchConfig
 from hotpatch.engine.rewrite import rewrite
 from hotpatch.engine.trace import ShapeNeeded, trace
+from hotpatch.keep import describe as describe_keep, refit, resolve
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +40,9 @@ ExampleInput = torch.Tensor | tuple | list | dict
 def apply(
     model: nn.Module,
     n: int | Sequence[int],
-    f: int | Sequence[int],
+    f: int | Sequence[int] | None = None,
     *,
+    keep: float | Sequence[float] | None = None,
     frames: int | None = None,
     example_input: ExampleInput | None = None,
     pipeline: str = "auto",
@@ -64,6 +66,9 @@ def apply(
             tokens the previous one kept; recovery happens once, from the last stage.
         f: frames kept in the blocks after the cut, 1 <= f <= F (f = F keeps every frame); a
             list with a list n.
+        keep: instead of f, the fraction of F to keep, 0 < keep <= 1 (a list with a list n): f is
+            keep·F rounded, moved to the nearest f the model's strides and splits take, and logged
+            (:mod:`hotpatch.keep`). Pass exactly one of f and keep.
         frames: the clip length F; inferred from ``example_input`` or the model if omitted.
         example_input: one clip the model accepts, e.g. ``torch.randn(1, 243, 17, 2)``; for a
             model with several inputs a tuple of them in ``forward``'s order or a dict by name
@@ -98,11 +103,13 @@ def apply(
         plus ``hotpatch_prune`` / ``hotpatch_recover`` (new parameters live there). Its
         ``hotpatch_config`` and ``hotpatch_plan`` attributes describe the patch.
     """
-    n, f = check_stages(n, f)
-    _check_args(n, f, k, pipeline, prune, recover, recover_frames)
+    resolve(f, keep, frames or 1)  # exactly one of f and keep, before the (slow) trace
+    if keep is None:
+        n, f = check_stages(n, f)
+        _check_args(n, f, k, pipeline, prune, recover, recover_frames)
     prepared = prepare(model, frames=frames, example_input=example_input, leaf_modules=leaf_modules, inplace=inplace)
     return prepared.patch(
-        n, f, pipeline=pipeline, prune=prune, recover=recover, k=k,
+        n, f, keep=keep, pipeline=pipeline, prune=prune, recover=recover, k=k,
         prune_pos_embed=prune_pos_embed, recover_frames=recover_frames, copy_modules=False,
     )
 
@@ -122,18 +129,28 @@ class Prepared:
 
     @capped()
     def patch(
-        self, n: int | Sequence[int], f: int | Sequence[int], *, pipeline: str = "auto", prune: str = "tpc",
-        recover: str | None = "tra", k: int = 2, prune_pos_embed: bool = False, recover_frames: int | None = None,
-        copy_modules: bool = True,
+        self, n: int | Sequence[int], f: int | Sequence[int] | None = None, *, keep: float | Sequence[float] | None = None,
+        pipeline: str = "auto", prune: str = "tpc", recover: str | None = "tra", k: int = 2,
+        prune_pos_embed: bool = False, recover_frames: int | None = None, copy_modules: bool = True,
     ) -> fx.GraphModule:
         """Patch with these settings (see :func:`apply` for their meaning)."""
-        n, f = check_stages(n, f)
+        n, f = check_stages(n, resolve(f, keep, self.plan.frames))
         _check_args(n, f, k, pipeline, prune, recover, recover_frames)
         _check_temporal_blocks(self.gm, self.plan)
-        cfg = _config(self.plan, n, f, pipeline, prune, recover, k, prune_pos_embed, recover_frames)
         gm = copy.deepcopy(self.gm) if copy_modules else self.gm
-        with torch.random.fork_rng(devices=[]):  # new modules (TRA) draw their init; the caller's RNG is kept
-            patched, sites = rewrite(gm, self.plan, cfg)
+        attempts = 2 * len(f) + 1 if isinstance(f, tuple) else 2  # keep: each refused stage moved once or twice
+        for attempt in range(attempts):
+            cfg = _config(self.plan, n, f, pipeline, prune, recover, k, prune_pos_embed, recover_frames)
+            try:
+                with torch.random.fork_rng(devices=[]):  # new modules (TRA) draw their init; the caller's RNG is kept
+                    patched, sites = rewrite(gm, self.plan, cfg)
+                break
+            except ConfigError as err:  # "fit" refuses before any edit: with keep, f moves to the nearest valid
+                f = refit(f, keep, self.plan.frames, err) if keep is not None and attempt < attempts - 1 else None
+                if f is None:
+                    raise
+        if keep is not None:
+            log.info("%s", describe_keep(keep, self.plan.frames, f))
         _check_patched(patched, self.inputs, self.plan.output_shapes, cfg)
         patched.train(self._training)
         patched.hotpatch_config = cfg.to_dict()

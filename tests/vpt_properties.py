@@ -102,9 +102,10 @@ def save_load_round_trip(build, name: str, n: int, f: int, source: str, tmp_path
         for p in patched.parameters():  # the new modules too: not their initial values
             p.add_(0.01 * torch.randn_like(p))
     path = hotpatch.save(patched, tmp_path / "patched.pt", source={"class": source, "kwargs": {}})
-    loaded = hotpatch.load(path)
+    directory = hotpatch.save_pretrained(patched, tmp_path / "patched", source={"class": source, "kwargs": {}})
     with torch.no_grad():
-        assert torch.equal(loaded(x), patched.eval()(x))
+        for loaded in (hotpatch.load(path), hotpatch.from_pretrained(directory)):
+            assert torch.equal(loaded(x), patched.eval()(x))
 
 
 def capture(patched, x, outputs: dict[str, str] = {}, inputs: dict[str, tuple[str, int]] = {}) -> dict:

@@ -62,7 +62,9 @@ def near(valid: list[int], f: int, count: int = 4) -> str:
 
 
 def refuse(f: int, reason: str, valid: list[int], name: str = "f") -> ConfigError:
-    return ConfigError(f"{name}={f} does not fit {reason}. Valid {name} near {f}: {near(valid, f)}; pass one of them.")
+    err = ConfigError(f"{name}={f} does not fit {reason}. Valid {name} near {f}: {near(valid, f)}; pass one of them.")
+    err.valid, err.requested = list(valid), f  # read by hotpatch.keep: apply(keep=...) moves to a valid f
+    return err
 
 
 class ReducedIndex(nn.Module):
