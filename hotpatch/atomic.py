@@ -76,9 +76,14 @@ def atomic_directory(path: str | os.PathLike, *, replaceable: Callable[[Path], b
     tmp.mkdir()
     try:
         yield tmp
+        for file in tmp.rglob("*"):
+            if file.is_file():
+                _flush(file)
+        _flush_folder(tmp)
         if path.exists():
             os.replace(path, old)  # a folder cannot be replaced in one rename: the old one steps aside
         os.replace(tmp, path)
+        _flush_folder(path.parent)
         shutil.rmtree(old, ignore_errors=True)
     except KeyboardInterrupt:
         raise
