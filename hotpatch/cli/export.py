@@ -14,12 +14,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "export", help="export a patched model to ONNX and/or torch.export, checked against the eager model",
         description="Export TARGET (usually a .pt written by hotpatch patch / finetune) for deployment. Each "
                     "file is run once on a random clip and compared with the eager model.")
+    from hotpatch.cli._options import BATCH_HELP, add_threads_option  # shared option definitions
+
     add_target_arguments(p)
+    add_threads_option(p)
     p.add_argument("--onnx", metavar="OUT.onnx", help="write ONNX (checked in onnxruntime; needs hotpatch[export])")
     p.add_argument("--torch-export", metavar="OUT.pt2",
                    help="write a torch.export program (torch.export.load reads it)")
     p.add_argument("--batch", type=positive_int, default=1, metavar="B",
-                   help="batch size baked into the export (default: 1)")
+                   help=f"{BATCH_HELP} (default: 1; baked into the export)")
     p.add_argument("--opset", type=positive_int, metavar="N", help="ONNX opset (default: the exporter's)")
     p.add_argument("--verbose", action="store_true", help="show the ONNX libraries' INFO logging (onnx, onnxscript, "
                                                           "onnx_ir; hidden by default)")

@@ -66,13 +66,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         "box to [-1, 1], MotionBERT in the wild) (default: the one the model records, from its "
                         "recipe or file)")
     r = p.add_argument_group("lifting")
+    from hotpatch.cli._options import COMPILE_HELP, add_batch_option, add_json_option, add_threads_option
     r.add_argument("--stride", type=positive_int, metavar="S",
                    help="seq2seq window stride (default: 3F/4, windows overlap by a quarter; F: no overlap)")
-    r.add_argument("--batch", type=positive_int, default=64, metavar="B", help="windows per forward (default: 64)")
+    add_batch_option(r, 64)
+    add_threads_option(r)
     r.add_argument("--flip", action="store_true", help="test-time flip augmentation")
     r.add_argument("--compare", action="store_true", help="also lift with the unpatched model; report both")
     r.add_argument("--compile", nargs="?", const="default", choices=("default", "reduce-overhead", "max-autotune"),
-                   help="lift with torch.compile(model, mode=MODE, fullgraph=True) (compiled before timing)")
+                   help=COMPILE_HELP)
     r.add_argument("--seed", type=int, default=0, help="seed of new parameters (an untrained TRA) (default: 0)")
     o = p.add_argument_group("output")
     o.add_argument("-o", "--output", required=True, metavar="OUT.npz", help="poses, the 2D used and the settings")
@@ -82,7 +84,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     o.add_argument("--render-frames", type=positive_int, metavar="N", help="animate only the first N frames")
     o.add_argument("--turn", action="store_true", help="turn the 3D view about the vertical axis while animating")
     o.add_argument("--fps", type=positive_float, default=30.0, help="frame rate of the rendered animation (default: 30)")
-    o.add_argument("--json", metavar="PATH", help="write the summary as JSON to PATH ('-' for stdout only)")
+    add_json_option(o)  # the summary
     p.set_defaults(run=run)
     return p
 
@@ -110,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
     torch.manual_seed(args.seed)
     target = load_target(args)
     settings = hot_settings(args)
-    wants_patch = any(v is not None for k, v in settings.items() if k in ("n", "f"))
+    wants_patch = any(v is not None for k, v in settings.items() if k in ("n", "f", "keep"))
     if target.patched:
         model = target.model
     elif wants_patch:

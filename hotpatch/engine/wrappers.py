@@ -24,7 +24,9 @@ from hotpatch.engine.config import PatchConfig
 from hotpatch.errors import HotpatchError, RewriteError
 from hotpatch.layout import Extra, Layout, gather_frames
 from hotpatch.prune import PRUNERS, TPC, Clusters, FramePruner, merge_tokens, pool_tokens
-from hotpatch.recover import TRA, UNMERGE_BLENDS, LinearRecover, LinearTRA, NearestRecover, UnmergeRecover
+from hotpatch.recover import (
+    TRA, UNMERGE_BLENDS, LinearRecover, LinearTRA, NearestRecover, UnmergeRecover, reads_assignment,
+)
 
 log = logging.getLogger(__name__)
 
@@ -348,5 +350,5 @@ def make_pruner(cfg: PatchConfig, pos_embed_dim: int | None, keep: int | None = 
 def needs_assignment(cfg: PatchConfig) -> bool:
     """Whether the pruners must hand every frame's cluster on: a merging pruner, or a recovery
     that reads it (``recover="unmerge"``), in a seq2seq patch."""
-    return PRUNERS[cfg.prune].merges or (cfg.pipeline != "seq2frame" and cfg.recover in UNMERGE_BLENDS)
+    return PRUNERS[cfg.prune].merges or (cfg.pipeline != "seq2frame" and reads_assignment(cfg.recover))
 

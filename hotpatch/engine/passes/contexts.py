@@ -20,14 +20,34 @@ parameters pass's. Nothing is recovered from it.
 from __future__ import annotations
 
 import torch.fx as fx
+import torch.nn as nn
 
 from hotpatch.engine.edit import Edit, RewritePass
+from hotpatch.engine.passes.masks import is_pair_mask
+from hotpatch.engine.uses import Use
 from hotpatch.engine.wrappers import GatherAt, GatherConstant, GatherOwnShape
-from hotpatch.errors import RewriteError
+from hotpatch.errors import HotpatchError, RewriteError
 
 
 class FrameContexts(RewritePass):
     name = "per-frame contexts"
+
+    def claims(self, edit: Edit, use: Use) -> bool:
+        """A value-independent tensor with frames, read after the cut: with a batch axis by any op,
+        without one by a block next to a tensor the cut prunes (not an (F, F) mask: "masks and tables")."""
+        u, ctx = use.user, use.value
+        fact = edit.fact(ctx) if ctx is not None else None
+        if use.kind != "constant" or u is None or fact is None or not fact.carries_frames:
+            return False
+        is_block = u.op == "call_module" and u.name in {b.node for b in edit.plan.blocks}
+        partner = next((a for a in u.all_input_nodes if edit.will_be_pruned(a)), None)
+        if not self.batched(edit, ctx) and not (is_block and partner is not None) or is_pair_mask(edit, ctx):
+            return False
+        try:
+            self.module(edit, ctx, partner)
+        except HotpatchError:
+            return False
+        return True
 
     def run(self, edit: Edit) -> None:
         blocks = {b.node for b in edit.plan.blocks}
@@ -65,20 +85,26 @@ class FrameContexts(RewritePass):
         return any("B" in axis for axis in edit.fact(a).axes if axis is not None)
 
     @staticmethod
-    def gather(edit: Edit, u: fx.Node, ctx: fx.Node, partner: fx.Node | None) -> fx.Node:
+    def module(edit: Edit, ctx: fx.Node, partner: fx.Node | None) -> nn.Module:
+        """The gather for ``ctx``: in its own layout with a batch axis; else per sample in a shape
+        that broadcasts against the block's input ``partner``, or in its own shape (a rotary table)."""
         fact = edit.fact(ctx)
         if FrameContexts.batched(edit, ctx):
-            module = GatherAt(edit.layout(ctx, "per-frame context"), edit.cfg.frames)
-        else:
-            assert partner is not None
-            lay = edit.layout(partner, "block input next to a per-frame context")
-            try:
-                module = GatherConstant(fact.shape, lay, edit.cfg.frames)
-            except RewriteError:  # it does not broadcast against the input: its own shape, the batch first
-                frame_axes = [i for i, axis in enumerate(fact.axes) if axis == ("F",)]
-                if len(frame_axes) != 1:
-                    raise
-                module = GatherOwnShape(frame_axes[0], fact.shape[0] == 1 and frame_axes[0] > 0, lay)
+            return GatherAt(edit.layout(ctx, "per-frame context"), edit.cfg.frames)
+        assert partner is not None
+        lay = edit.layout(partner, "block input next to a per-frame context")
+        try:
+            return GatherConstant(fact.shape, lay, edit.cfg.frames)
+        except RewriteError:  # it does not broadcast against the input: its own shape, the batch first
+            frame_axes = [i for i, axis in enumerate(fact.axes) if axis == ("F",)]
+            if len(frame_axes) != 1:
+                raise
+            return GatherOwnShape(frame_axes[0], fact.shape[0] == 1 and frame_axes[0] > 0, lay)
+
+    @staticmethod
+    def gather(edit: Edit, u: fx.Node, ctx: fx.Node, partner: fx.Node | None) -> fx.Node:
+        fact = edit.fact(ctx)
+        module = FrameContexts.module(edit, ctx, partner)
         name = edit.add_module("hotpatch_gather", module)
         with edit.graph.inserting_before(u):
             node = edit.graph.call_module(name, (ctx, edit.index_for(u)))

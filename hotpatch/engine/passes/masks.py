@@ -31,12 +31,27 @@ from torch.fx.node import map_arg
 
 from hotpatch.engine.capture import ancestors, run_node
 from hotpatch.engine.edit import Edit, RewritePass
+from hotpatch.engine.uses import Use
 from hotpatch.engine.wrappers import GatherPairs, rescale_count
 from hotpatch.errors import RewriteError
 
 
 class FrameMasks(RewritePass):
     name = "masks and tables"
+
+    def inspect(self, edit: Edit) -> None:
+        """Refuse, before any edit, an (F, F) mask that a block after the cut could not take per sample."""
+        blocks = {b.node for b in edit.plan.blocks}
+        for u in edit.region:
+            if u.op == "call_module" and u.name in blocks:
+                for a in u.all_input_nodes:
+                    if is_pair_mask(edit, a):
+                        self.refusal(edit, u, a)
+
+    def claims(self, edit: Edit, use: Use) -> bool:
+        u = use.user
+        return (use.kind == "constant" and u is not None and u.op == "call_module"
+                and u.name in {b.node for b in edit.plan.blocks} and is_pair_mask(edit, use.value))
 
     def run(self, edit: Edit) -> None:
         self.remake_for_all_frames(edit)
@@ -72,8 +87,8 @@ class FrameMasks(RewritePass):
             if u.target is operator.getitem and u.args[0] not in edit.pruned:
                 continue  # a constant sliced to the current length: the sliced-parameters pass's
             counts = [a for a in u.all_input_nodes if a in edit.pruned and is_int(edit, a)]
-            if not counts:
-                continue
+            if not counts or not all(edit.fact(a).count for a in counts):
+                continue  # made from other sizes (a strided stage's length): its own pass's, or made again
             with edit.graph.inserting_before(u):
                 u.args = map_arg(u.args, lambda a: self.frozen(edit, a, frozen))
                 u.kwargs = map_arg(u.kwargs, lambda a: self.frozen(edit, a, frozen))
@@ -88,17 +103,11 @@ class FrameMasks(RewritePass):
 
     @staticmethod
     def frozen(edit: Edit, a: fx.Node, memo: dict[fx.Node, fx.Node]) -> fx.Node:
-        """``a`` (an int read after the cut) as it was in the original: frame counts rescaled to
-        F, ints computed from them computed again from the rescaled counts."""
-        if a not in edit.pruned or not is_int(edit, a):
+        """``a`` (a frame count read after the cut, F or B·F in the original) rescaled back to it."""
+        if a not in edit.pruned or not is_int(edit, a) or not edit.fact(a).count:
             return a
         if a not in memo:
-            fa = edit.fact(a)
-            if fa.count:
-                stage = edit.stage(a)
-                memo[a] = edit.graph.call_function(rescale_count, (a, edit.frames_at(stage), edit.cfg.frames))
-            else:
-                memo[a] = edit.graph.node_copy(a, lambda b: FrameMasks.frozen(edit, b, memo))
+            memo[a] = edit.graph.call_function(rescale_count, (a, edit.frames_at(edit.stage(a)), edit.cfg.frames))
         return memo[a]
 
     # ---------------------------------------------------------------- (F, F) masks
@@ -112,14 +121,7 @@ class FrameMasks(RewritePass):
             edit.note(f"`{mask.name}` (an (F, F) mask, shape {fact.shape}) passed to `{block}` after the cut depends "
                       f"only on the order of two frames: the kept frames' mask is its first {f} x {f} entries")
         else:
-            heads = None if batched(edit, mask) else mha_heads(edit.gm.get_submodule(block))
-            if not batched(edit, mask) and (heads is None or len(fact.shape) != 2):
-                raise RewriteError(
-                    f"`{mask.name}` (shape {fact.shape}) is a mask over pairs of frames passed to `{block}` after the "
-                    "cut; gathered at each sample's kept frames it becomes (B, f, f), and hotpatch cannot tell how "
-                    f"`{block}` ({type(edit.gm.get_submodule(block)).__name__}) applies a per-sample mask. Fix: "
-                    "choose n so the cut comes after the last block that reads it, or give the mask a batch axis."
-                )
+            heads = None if batched(edit, mask) else self.refusal(edit, u, mask)
             lead = _lead_factor(fact.axes[0]) if batched(edit, mask) else None
             module = GatherPairs(heads=heads or 1, lead=lead)
             name = edit.add_module("hotpatch_gather_pairs", module)
@@ -129,6 +131,24 @@ class FrameMasks(RewritePass):
                       "cut: its kept frames' rows and columns are gathered per sample")
         edit.new_stage[node] = edit.stage(u)
         return node
+
+    @staticmethod
+    def refusal(edit: Edit, u: fx.Node, mask: fx.Node) -> int | None:
+        """The heads a per-sample (B·H, f, f) mask is made for (None: the mask has a batch axis or
+        is the same for every sample); raises the refusal where the block cannot take one."""
+        fact = edit.fact(mask)
+        if batched(edit, mask) or order_only(value_of(edit, mask)):
+            return None
+        module = edit.gm.get_submodule(u.target)
+        heads = mha_heads(module)
+        if heads is None or len(fact.shape) != 2:
+            raise RewriteError(
+                f"`{mask.name}` (shape {fact.shape}) is a mask over pairs of frames passed to `{u.target}` after the "
+                "cut; gathered at each sample's kept frames it becomes (B, f, f), and hotpatch cannot tell how "
+                f"`{u.target}` ({type(module).__name__}) applies a per-sample mask. Fix: choose n so the cut comes "
+                "after the last block that reads it, or give the mask a batch axis."
+            )
+        return heads
 
 
 def _lead_factor(axis: Any) -> int:
@@ -158,8 +178,8 @@ def batched(edit: Edit, a: fx.Node) -> bool:
 def is_pair_mask(edit: Edit, a: fx.Node) -> bool:
     """A value-independent tensor made before the cut whose last two axes are both frames."""
     fa = edit.fact(a)
-    if (a in edit.indices or a in edit.pruned or fa is None or fa.kind != "tensor" or fa.data_dependent
-            or fa.axes is None or len(fa.axes) < 2):
+    if (a in edit.indices or a in edit.pruned or a in edit.region or fa is None or fa.kind != "tensor"
+            or fa.data_dependent or fa.axes is None or len(fa.axes) < 2):
         return False
     frames = [i for i, axis in enumerate(fa.axes) if axis == ("F",)]
     return frames == [len(fa.axes) - 2, len(fa.axes) - 1] and all(

@@ -11,6 +11,7 @@ import author_vpts
 import hotpatch
 from author_vpts import Block
 from hotpatch.engine.wrappers import GatherConstant
+from hotpatch.errors import PatchCheckError, RewriteError
 
 
 class LatePosFormer(nn.Module):
@@ -28,6 +29,18 @@ class LatePosFormer(nn.Module):
         h = self.embed(x.reshape(b, f, -1))
         for blk in self.blocks:
             h = blk(h + self.pos)
+        return self.head(h).reshape(b, f, 17, 3)
+
+
+class MaxPosFormer(LatePosFormer):
+    """Takes the element-wise maximum with its (1, F, C) embedding after the first block: an op the
+    passes do not gather a frame-indexed constant for."""
+
+    def forward(self, x):
+        b, f = x.shape[:2]
+        h = self.blocks[0](self.embed(x.reshape(b, f, -1)))
+        for blk in self.blocks[1:]:
+            h = blk(torch.maximum(h, self.pos))
         return self.head(h).reshape(b, f, 17, 3)
 
 
@@ -93,3 +106,12 @@ def test_an_embedding_expanded_to_the_batch_and_concatenated_after_the_cut_is_ga
     assert mixed.shape == (2, 9, 68)
     for b in range(2):
         assert torch.equal(mixed[b, :, 34:], model.pos[0, index[b]])
+
+
+def test_a_use_no_pass_gathers_is_refused_before_the_rewrite_with_the_fix():
+    torch.manual_seed(0)
+    model, x = MaxPosFormer().eval(), torch.randn(2, 27, 17, 2)
+    with pytest.raises(RewriteError, match=r"`pos` .* is indexed by frame and used by .*torch.maximum.*"
+                                           r"Choose n >= 2 so that the cut comes after it") as err:
+        hotpatch.apply(model, n=1, f=9, example_input=x[:1], recover="linear")
+    assert len(str(err.value)) <= 600 and not isinstance(err.value, PatchCheckError)  # refused before the rewrite
