@@ -333,7 +333,7 @@ def _check_temporal_blocks(gm: fx.GraphModule, plan: Plan) -> None:
     resamplers = [] if attends else frame_resamplers(gm, plan)
     if plan.levels > 0 and not resamplers:
         return
-    lost = [note for note in plan.notes if "not temporal for HoT" in note]
+    lost = [note for note in plan.notes if "not temporal for HoT" in note or " is not a block: " in note]
     found = kind_runs(plan, skip_why=(SIZED_BY_FRAMES, ON_COEFFICIENTS) if lost else ())  # not those the notes name
     layers = Counter(
         type(m).__name__ for m in gm.modules()

@@ -32,6 +32,7 @@ from hotpatch.errors import (
 from hotpatch.layout import Axis, Layout
 from hotpatch.engine.inputs import InputInfo, Inputs, as_inputs
 from hotpatch.engine.batch_factors import label_batch_factors
+from hotpatch.engine.capture import data_dependence
 from hotpatch.engine.mixing import Mixing, plain, trace_mixing
 from hotpatch.engine.reductions import Reduction, find_reductions
 from hotpatch.engine.refusals import in_words
@@ -40,8 +41,6 @@ from hotpatch.engine.subsample import find_subsample
 log = logging.getLogger(__name__)
 
 NORMS = (nn.LayerNorm, nn.GroupNorm, nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm)
-_SHAPE_ATTRS = {"shape"}
-_SHAPE_METHODS = {"size", "dim"}
 
 
 @dataclass
@@ -180,22 +179,9 @@ def batch_order(t: torch.Tensor, axis: int, half: int) -> str | None:
 
 
 def _data_dependence(graph: fx.Graph) -> dict[str, bool]:
-    """Which nodes depend on the input's values (not only on its shape)."""
-    dep: dict[str, bool] = {}
-    for n in graph.nodes:
-        if n.op == "placeholder":
-            dep[n.name] = True
-        elif n.op == "get_attr":
-            dep[n.name] = False
-        elif n.op == "call_function" and n.target is getattr and n.args[1] in _SHAPE_ATTRS:
-            dep[n.name] = False
-        elif n.op == "call_method" and n.target in _SHAPE_METHODS:
-            dep[n.name] = False
-        elif n.op == "call_function" and n.target is len:
-            dep[n.name] = False
-        else:
-            dep[n.name] = any(dep.get(a.name, False) for a in n.all_input_nodes)
-    return dep
+    """Which nodes depend on the input's values (not only on its sizes, dtype and device:
+    :func:`hotpatch.engine.capture.data_dependence`)."""
+    return {n.name: dep for n, dep in data_dependence(graph).items()}
 
 
 FAKE_ABOVE = 2e9  # parameters × tokens per clip above which shapes-only runs are the cheaper

@@ -29,6 +29,7 @@ from hotpatch.engine.passes.cut import GuardInput, PruneAtCuts
 from hotpatch.engine.passes.fit import FitFrames
 from hotpatch.engine.passes.frame_params import FrameIndexedConstants
 from hotpatch.engine.passes.frame_sized import FrameSizedLayers
+from hotpatch.engine.passes.masks import FrameMasks
 from hotpatch.engine.passes.recovery import Recovery
 from hotpatch.engine.passes.sliced_params import SlicedConstants
 from hotpatch.engine.passes.stage_positions import StagePositions
@@ -46,6 +47,7 @@ PASSES: tuple[type[RewritePass], ...] = (
     FitFrames,              # f fits strided stages and splits; split boundaries, blocks rebuilt
     GuardInput,             # each input with frames must have F of them
     PruneAtCuts,            # one pruner per stage, on every frame-carrying tensor alive at its cut
+    FrameMasks,             # masks / tables made after the cut: for F frames; (F, F) masks to blocks: gathered
     SlicedConstants,        # pos[:, :x.shape[1]] after the cut: frozen at F rows (then gathered)
     StagePositions,         # pos[:, :x.shape[1]] in a strided stage: its rows are stage positions, left as is
     FrameSizedLayers,       # BatchNorm1d(F), Linear(F, F), (F, F) constants, top-k: gathered per sample
