@@ -10,6 +10,7 @@ from hotpatch.errors import (
     HotpatchError,
     InputShapeError,
     NoTemporalBlocksError,
+    PatchCheckError,
     RewriteError,
     TargetError,
     TraceFailure,
@@ -27,6 +28,7 @@ __all__ = [
     "HotpatchError",
     "InputShapeError",
     "NoTemporalBlocksError",
+    "PatchCheckError",
     "RewriteError",
     "TargetError",
     "TraceFailure",
@@ -39,6 +41,7 @@ from hotpatch.recover import TRA, LinearRecover, LinearTRA, NearestRecover  # no
 from hotpatch import profile  # noqa: E402  (the package; calling it calls profile.profile)
 from hotpatch.profile import compare  # noqa: E402
 from hotpatch.saving import load, save, save_model  # noqa: E402
+from hotpatch.pretrained import from_pretrained, save_pretrained  # noqa: E402
 from hotpatch.lift import lift_file  # noqa: E402
 from hotpatch.autotune import tune  # noqa: E402
 from hotpatch.stream import Stream  # noqa: E402
@@ -46,12 +49,14 @@ from hotpatch.stream import Stream  # noqa: E402
 __all__ += [
     "apply",
     "compare",
+    "from_pretrained",
     "lift_file",
     "load",
     "profile",
     "save",
     "save_model",
     "Stream",
+    "save_pretrained",
     "tune",
     "prepare",
     "Prepared",

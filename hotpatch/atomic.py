@@ -16,7 +16,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Iterator
+import shutil
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +25,8 @@ from hotpatch.errors import HotpatchError, OutputError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["atomic_write", "check_writable", "failed_copy_path", "temp_path", "write_bytes", "write_npz",
-           "write_text"]
+__all__ = ["atomic_directory", "atomic_write", "check_directory", "check_writable", "failed_copy_path",
+           "temp_path", "write_bytes", "write_npz", "write_text"]
 
 
 def check_writable(path: str | os.PathLike) -> Path:
@@ -49,6 +50,52 @@ def check_writable(path: str | os.PathLike) -> Path:
         raise OutputError(f"cannot write {str(path)!r}: permission denied on {str(where)!r}; "
                           "choose a place you can write to")
     return path
+
+
+def check_directory(path: str | os.PathLike, replaceable: Callable[[Path], bool] | None = None) -> Path:
+    """``path`` if :func:`atomic_directory` can write a folder there: no file in the way, a folder
+    already there empty or ``replaceable(path)``, and its parent writable; else ``OutputError``."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise OutputError(f"{str(path)!r} is a file; expected a directory name such as {str(path.with_suffix(''))!r}/")
+    if path.is_dir() and any(path.iterdir()) and not (replaceable and replaceable(path)):
+        raise OutputError(f"{str(path)!r} already holds other files; write to a new or empty directory")
+    check_writable(path.parent / f".{path.name}.probe")  # the parent exists and can take the temp folder
+    return path
+
+
+@contextlib.contextmanager
+def atomic_directory(path: str | os.PathLike, *, replaceable: Callable[[Path], bool] | None = None) -> Iterator[Path]:
+    """Yield a temp folder beside ``path``: write the files there; it becomes ``path`` (replacing a
+    folder that :func:`check_directory` accepts) when the block ends without an error. If the block
+    raises, the temp folder is removed and ``path`` is left as it was."""
+    path = check_directory(path, replaceable)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    old = path.with_name(f".{path.name}.{os.getpid()}.old")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        yield tmp
+        for file in tmp.rglob("*"):
+            if file.is_file():
+                _flush(file)
+        _flush_folder(tmp)
+        if path.exists():
+            os.replace(path, old)  # a folder cannot be replaced in one rename: the old one steps aside
+        os.replace(tmp, path)
+        _flush_folder(path.parent)
+        shutil.rmtree(old, ignore_errors=True)
+    except KeyboardInterrupt:
+        raise
+    except Exception as err:
+        if old.exists() and not path.exists():
+            os.replace(old, path)
+        explained = _explained(err, path, None)
+        if explained is err:
+            raise
+        raise explained from err
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def temp_path(path: str | os.PathLike) -> Path:

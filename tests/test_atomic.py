@@ -209,6 +209,24 @@ def test_every_writer_renames_a_flushed_temp_file_over_an_untouched_target(spy, 
             assert synced[-1] == path.parent.resolve()
 
 
+def test_a_directory_is_flushed_file_by_file_before_it_replaces_the_old_one(spy, tmp_path):
+    path = tmp_path / "saved"
+    path.mkdir()
+    (path / "config.json").write_text("old")
+    with atomic.atomic_directory(path, replaceable=lambda p: True) as tmp:
+        (tmp / "config.json").write_text("new")
+        (tmp / "model.safetensors").write_bytes(b"weights")
+    assert (path / "config.json").read_text() == "new" and (path / "model.safetensors").read_bytes() == b"weights"
+    order = [e[0] for e in spy]
+    last_rename = len(order) - 1 - order[::-1].index("replace")
+    assert order[:order.index("replace")].count("fsync") >= 3  # both files and the temp folder, before any rename
+    if os.name == "posix":
+        assert order[last_rename + 1:] == ["fsync"]  # then the parent, so the new name survives a crash
+    if os.path.exists("/proc/self/fd"):
+        synced = {e[1].name for e in spy if e[0] == "fsync"}
+        assert {"config.json", "model.safetensors"} <= synced
+
+
 def test_a_write_that_fails_half_way_leaves_the_older_file_as_it_was(tmp_path):
     path = tmp_path / "report.md"
     atomic.write_text(path, "old report")

@@ -1,4 +1,4 @@
-"""The ``hotpatch`` command line: ``hotpatch profile | patch | eval | train | finetune | sweep | tune | show | lift | export``.
+"""The ``hotpatch`` command line: ``hotpatch profile | patch | eval | train | finetune | sweep | tune | show | lift | export | recipes``.
 
 Each subcommand lives in ``hotpatch/cli/<name>.py`` with ``add_parser(subparsers)``
 and ``run(args) -> int``. Errors end the program with one line and exit code 2 (a
@@ -20,7 +20,7 @@ from typing import NoReturn
 from hotpatch._version import __version__
 from hotpatch.errors import HotpatchError
 
-COMMANDS = ("profile", "patch", "eval", "train", "finetune", "sweep", "tune", "show", "lift", "export")
+COMMANDS = ("profile", "patch", "eval", "train", "finetune", "sweep", "tune", "show", "lift", "export", "recipes")
 
 #: One or two command lines per command, printed at the end of its ``--help`` (a command module's
 #: own ``EXAMPLES`` tuple takes precedence). tests/cli/test_help.py parses every one of them.
@@ -38,6 +38,7 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "show": ("hotpatch show base.pt --data clips.npz --clip dataset-1_walk_normal --prune tpc,uniform -o kept.png",),
     "lift": ("hotpatch lift hot.pt --keypoints alphapose-results.json -o poses3d.npz --render poses3d.gif",),
     "export": ("hotpatch export hot.pt --onnx hot.onnx",),
+    "recipes": ("hotpatch recipes --json recipes.json", "hotpatch recipes mixste-tpc-243-61"),
 }
 
 

@@ -10,8 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from hotpatch import keep
 from hotpatch.errors import ConfigError
-from hotpatch.patch import stage_text
 from hotpatch.prune import PRUNERS
 from hotpatch.recover import RECOVERERS
 
@@ -70,6 +70,9 @@ def add_hot_arguments(parser: argparse.ArgumentParser) -> None:
                        "such as 1,3 prunes in stages (with --f 121,61)")
     group.add_argument("--f", type=stage_value, metavar="f", help="representative frames kept after pruning "
                        "(f <= F); one per stage, e.g. 121,61")
+    group.add_argument("--keep", type=argument_type(keep.parse), metavar="K",
+                       help="instead of --f: the fraction of the F frames kept, e.g. 0.33 (f = K*F rounded to a valid "
+                            "value, printed); one per stage, e.g. 0.5,0.25")
     group.add_argument("--pipeline", choices=("auto", "seq2seq", "seq2frame"),
                        help="seq2seq recovers all frames; seq2frame keeps the centre one (default: the recipe's, else auto)")
     group.add_argument("--prune", choices=tuple(PRUNERS), help="token pruning (default: tpc)")
@@ -83,7 +86,9 @@ def add_hot_arguments(parser: argparse.ArgumentParser) -> None:
 
 def hot_settings(args: argparse.Namespace) -> dict[str, Any]:
     """The keyword arguments of ``Target.patch`` from ``add_hot_arguments`` options."""
-    return dict(n=args.n, f=args.f, pipeline=args.pipeline, prune=args.prune, recover=args.recover,
+    if args.f is not None and args.keep is not None:
+        raise ConfigError(f"pass --f {args.f} or --keep {args.keep}, not both (--keep K keeps K*F frames)")
+    return dict(n=args.n, f=args.f, keep=args.keep, pipeline=args.pipeline, prune=args.prune, recover=args.recover,
                 k=args.k, prune_pos_embed=args.prune_pos_embed)
 
 
@@ -108,14 +113,10 @@ def consoles(quiet: bool) -> tuple[Any, Any]:
 
 
 def describe_config(cfg: dict[str, Any]) -> str:
-    """``n=3 f=81 F=243 seq2seq tpc+tra pos-embed`` from a ``hotpatch_config``."""
-    parts = [f"n={stage_text(cfg['n'])}", f"f={stage_text(cfg['f'])}", f"F={cfg['frames']}", cfg["pipeline"],
-             cfg["prune"] + (f"+{cfg['recover']}" if cfg.get("recover") else "")]
-    if cfg.get("prune_pos_embed"):
-        parts.append("pos-embed")
-    if cfg.get("recover_frames"):
-        parts.append(f"recover_frames={cfg['recover_frames']}")
-    return " ".join(parts)
+    """``n=3 f=81 F=243 seq2seq tpc+tra pos-embed`` from a ``hotpatch_config`` (the model cards' text)."""
+    from hotpatch.pretrained import describe_setting
+
+    return describe_setting(cfg)
 
 
 #: Options that name a file a command reads, and the files it writes (attribute, flag).

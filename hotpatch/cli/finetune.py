@@ -117,17 +117,18 @@ def run(args: argparse.Namespace) -> int:
         log.warning("no --checkpoint given: fine-tuning %s from freshly initialised (random) weights; pass "
                     "--checkpoint FILE, or train the model first with hotpatch train", describe(target))
     if target.patched:
-        if any(v is not None for v in (args.n, args.f)):
-            log.warning("%s is already patched (%s); --n/--f are ignored", target.name,
+        if any(v is not None for v in (args.n, args.f, args.keep)):
+            log.warning("%s is already patched (%s); --n/--f/--keep are ignored", target.name,
                         describe_config(target.model.hotpatch_config))
         model = target.model
     else:
         settings = hot_settings(args)
         if settings["recover"] is None:  # the best after a short fine-tune in benchmarks/results/accuracy.md
             settings["recover"] = FINETUNE_RECOVER
-        if settings["n"] is None or settings["f"] is None:
-            if target.defaults.get("n") is None or target.defaults.get("f") is None:
-                raise ConfigError("pass --n N --f F (where to prune and how many frames to keep)")
+        if settings["n"] is None or (settings["f"] is None and settings["keep"] is None):
+            d = target.defaults
+            if d.get("n") is None or (d.get("f") is None and d.get("keep") is None):
+                raise ConfigError("pass --n N --f F (where to prune and how many frames to keep; or --keep K)")
         model = target.patch(**settings)
     label = f"HoT {describe_config(model.hotpatch_config)}"
     return train_and_save(args, target, model, label, out, err, main, save)

@@ -117,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
     torch.manual_seed(args.seed)
     target = load_target(args)
     settings = hot_settings(args)
-    wants_patch = any(v is not None for k, v in settings.items() if k in ("n", "f"))
+    wants_patch = any(v is not None for k, v in settings.items() if k in ("n", "f", "keep"))
     if target.patched:
         model = target.model
     elif wants_patch:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import logging
 import sys
 from typing import Any
 
@@ -15,9 +16,12 @@ from hotpatch.cli._options import argument_type, check_outputs, check_png, conso
 from hotpatch.cli._progress import Progress
 from hotpatch.patch import parse_stages, stage_text
 from hotpatch.errors import ConfigError
+from hotpatch.keep import frames_for as keep_frames, parse as keep_parse
 from hotpatch.prune import PRUNERS
 from hotpatch.recover import RECOVERERS
 from hotpatch.cli._targets import add_target_arguments, describe, load_target
+
+log = logging.getLogger(__name__)
 
 
 def int_list(text: str) -> list[int]:
@@ -55,6 +59,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     g = p.add_argument_group("settings")
     g.add_argument("--n", type=int_list, default=[], metavar="N,N,..", help="cut positions, e.g. 1,2,3")
     g.add_argument("--f", type=int_list, default=[], metavar="F,F,..", help="kept frames, e.g. 27,41,61")
+    g.add_argument("--keep", type=argument_type(keep_parse), metavar="K,K,..",
+                   help="instead of --f: fractions of the F frames kept, e.g. 0.25,0.33 (f = K*F, rounded)")
     g.add_argument("--stages", type=argument_type(parse_stages), action="append", default=[], metavar="N,N:F,F",
                    help="a multi-stage setting, e.g. 1,3:121,61 (prune to 121 after block 1, to 61 after "
                         "block 3); repeat for more")
@@ -91,7 +97,9 @@ def run(args: argparse.Namespace) -> int:
     out, err = consoles(args.quiet)
     check_outputs(args)
     check_png("--plot", args.plot)
-    if bool(args.n) != bool(args.f) or not (args.n or args.stages):
+    if args.f and args.keep is not None:
+        raise ConfigError("pass --f or --keep, not both (--keep K keeps K*F frames)")
+    if bool(args.n) != bool(args.f or args.keep) or not (args.n or args.stages):
         raise ConfigError("give --n and --f (every combination is measured), --stages N,N:F,F, or both")
     if args.data:
         check_data_files(args)
@@ -103,6 +111,9 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"{target.name} is already patched; sweep the original model (a recipe, module:Class or "
                           "a model file)")
     frames, joints, channels = target.input_shape()
+    if args.keep is not None:
+        args.f = sorted({keep_frames(k, frames) for k in (args.keep if isinstance(args.keep, list) else [args.keep])})
+        log.info("--keep %s of F=%d frames: f=%s", args.keep, frames, ",".join(map(str, args.f)))
     d = target.defaults
     pipeline = target.pipeline(args.pipeline)
     pos_embed = bool(d.get("prune_pos_embed")) if args.prune_pos_embed is None else args.prune_pos_embed

@@ -17,8 +17,8 @@ from hotpatch.cli import COMMANDS, build_parser, main
 #: Options whose text differs by command on purpose: each command writes its own kind of result,
 #: which the metavar names (OUT.pt, OUT.png, OUT.npz).
 PER_COMMAND = {"-o", "--output"}
-#: Commands that never run a model (so they have no --threads); none yet.
-WITHOUT_A_MODEL: set[str] = set()
+#: Commands that never run a model (so they have no --threads).
+WITHOUT_A_MODEL: set[str] = {"recipes"}  # lists and prints recipe files; builds no model
 
 
 def _commands() -> dict[str, argparse.ArgumentParser]:

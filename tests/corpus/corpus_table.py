@@ -17,7 +17,7 @@ import re
 import torch
 
 import corpus_models as cm
-from hotpatch.errors import HotpatchError, NoTemporalBlocksError, TraceFailure
+from hotpatch.errors import HotpatchError, NoTemporalBlocksError, RewriteError
 
 N, KEEP = 1, 9  # cut after the first temporal block; keep 9 of the 27 frames
 
@@ -83,25 +83,16 @@ NOT_ATTENTION = Refusal(NoTemporalBlocksError, r"Conv1d")
 
 ENTRIES = [
     Entry("x-transformers-encoder", cm.XTransformersLifter, "x-transformers",
-          "ContinuousTransformerWrapper(Encoder)", "MIT",
-          today=Today(TraceFailure, "Proxy object cannot be",
-                      "`batch, seq, orig_mask, device = *x.shape[:2], ...` in ContinuousTransformerWrapper.forward",
-                      "pattern 2")),
-    Entry("x-transformers-space-time", cm.XTransformersSpaceTime, "x-transformers", "Encoder (rotary)", "MIT",
-          today=Today(TraceFailure, "StopIteration",
-                      "rotary positions of `arange(seq_len)`: a decorator looks for a tensor among the "
-                      "arguments and finds a Proxy", "pattern 1")),
+          "ContinuousTransformerWrapper(Encoder)", "MIT"),
+    Entry("x-transformers-space-time", cm.XTransformersSpaceTime, "x-transformers", "Encoder (rotary)", "MIT"),
     Entry("vivit-factorised-self-attention", cm.ViViTFactorisedSelfAttention, "vit-pytorch",
-          "vivit.FactorizedTransformer", "MIT",
-          today=Today(NoTemporalBlocksError, "Found no transformer blocks",
-                      "`ModuleList([attn, attn, ff])` called piecewise by the loop, residual adds in it", "pattern 3")),
-    Entry("vivit-factorised-encoder", cm.ViViTFactorisedEncoder, "vit-pytorch", "vivit.Transformer", "MIT",
-          today=Today(NoTemporalBlocksError, "Found no transformer blocks", "`ModuleList([attn, ff])`",
-                      "pattern 3")),
+          "vivit.FactorizedTransformer", "MIT"),
+    Entry("vivit-factorised-encoder", cm.ViViTFactorisedEncoder, "vit-pytorch", "vivit.Transformer", "MIT"),
     Entry("timesformer", cm.TimeSformerLifter, "timesformer-pytorch", "TimeSformer", "MIT",
-          today=Today(TraceFailure, "'len' is not supported in symbolic tracing",
-                      "`b, f, _, h, w, *_, device, p = *video.shape, ...`; then `[time_attn, spatial_attn, ff]` "
-                      "and masks built in forward", "pattern 2, then 3")),
+          today=Today(RewriteError, "no frame-carrying tensor is alive before net.layers.1",
+                      "traced since the capture of pattern 2 and its loop blocks; its tokens (B, 1 + F·N, C) put a "
+                      "class token before the frames merged with the patches, an axis the analysis cannot read",
+                      "item 2")),
     Entry("mmpose-dstformer", cm.DSTFormerLifter, "mmpose", "DSTFormer", "Apache-2.0"),
     Entry("mmpose-videopose3d-tcn", cm.VideoPose3DLifter, "mmpose", "TCN", "Apache-2.0",
           accept=(NOT_ATTENTION,)),
@@ -112,18 +103,16 @@ ENTRIES = [
           today=Today(NoTemporalBlocksError, "encoder.net.layers.1.0 (spatial)",
                       "keys and values projected along the frames by (F, k) parameters `proj_k`, `proj_v`",
                       "pattern 5")),
-    Entry("nystromformer", cm.NystromformerLifter, "nystrom-attention", "Nystromformer", "MIT",
-          today=Today(NoTemporalBlocksError, "Found no transformer blocks", "`ModuleList([attn, ff])`",
-                      "pattern 3")),
+    Entry("nystromformer", cm.NystromformerLifter, "nystrom-attention", "Nystromformer", "MIT"),
     Entry("local-transformer", cm.LocalTransformerLifter, "local-attention", "LocalTransformer", "MIT",
-          today=Today(TraceFailure, "Proxy(getattr_",
-                      "einops' `Rearrange` layer looks its recipe up by `input.ndim`", "pattern 2")),
+          today=Today(RewriteError, "has axes hotpatch cannot read",
+                      "traced since einops layers are recorded as calls; its hyper-connection streams "
+                      "(B·4, F, C) are copies of one another at the cut, so batch and streams cannot be told apart",
+                      "item 2")),
     Entry("performer", cm.PerformerLifter, "performer-pytorch", "Performer", "MIT"),
     Entry("mamba", cm.MambaLifter, "mambapy", "Mamba", "MIT",  # issue 27 pattern 7: patch or refuse, deliberately
           accept=(PATCH, Refusal(HotpatchError, r"scan|autograd\.Function|state.space"))),
-    Entry("torch-encoder-seq-first", cm.TorchEncoderSeqFirst, "torch", "nn.TransformerEncoder", "BSD-3-Clause",
-          today=Today(TraceFailure, "zeros() takes 1 positional argument but 2 were given",
-                      "a sine table `torch.zeros(f, C)` filled in forward", "patterns 1 and 2")),
+    Entry("torch-encoder-seq-first", cm.TorchEncoderSeqFirst, "torch", "nn.TransformerEncoder", "BSD-3-Clause"),
     Entry("torch-multihead-space-time", cm.TorchMultiheadSpaceTime, "torch", "nn.MultiheadAttention",
           "BSD-3-Clause"),
 ]

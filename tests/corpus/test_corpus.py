@@ -1,6 +1,7 @@
 """Issue 27 item 7: other people's models (tests/corpus/README.md). Each is patched with the
 properties our own test VPTs have (tests/vpt_properties.py), or refused cleanly: a
-``HotpatchError`` other than ``RewriteError``, at most 600 characters, naming the construct."""
+``HotpatchError`` raised before the rewrite (a ``PatchCheckError``, a failure of the check after
+it, is an analysis bug), at most 600 characters, naming the construct."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import hotpatch
 from checks import assert_unchanged, frames_per_block, state_of
 from corpus_models import FRAMES
 from corpus_table import ENTRIES, KEEP, N, PATCH
-from hotpatch.errors import HotpatchError, RewriteError
+from hotpatch.errors import HotpatchError, PatchCheckError
 from thirdparty import require
 
 
@@ -60,8 +61,8 @@ def test_patched_or_refused_cleanly(entry):
     state = state_of(model)
     try:
         patched = hotpatch.apply(model, n=N, f=KEEP, example_input=x[:1])
-    except RewriteError as exc:  # the post-rewrite check caught what the analysis missed
-        pytest.fail(f"RewriteError (an analysis bug, issue 27 item 2): {exc}")
+    except PatchCheckError as exc:  # the post-rewrite check caught what the analysis missed
+        pytest.fail(f"PatchCheckError (an analysis bug, issue 27 item 2): {exc}")
     except HotpatchError as exc:
         if not any(r.matches(exc) for r in entry.accept if r != PATCH):
             if entry.today and not entry.today.holds(exc):
