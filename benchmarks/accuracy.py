@@ -225,6 +225,12 @@ def same_cost_stages(frames: int, depth: int, n: int, f: int) -> tuple[list[int]
     return ([n1, n2], [f1, f]) if f <= f1 <= frames else None
 
 
+def weights_file(args: argparse.Namespace) -> Path:
+    """Where the trained original of these settings is kept in ``--work`` (``--reuse`` reads it back)."""
+    return Path(args.work) / (f"original_F{args.frames}_d{args.dim}_L{args.depth}_h{args.heads}_b{args.batch}"
+                              f"_lr{args.lr:g}_c{args.cameras}_s{args.train_steps}.pt")
+
+
 def _f(x: Any, digits: int = 1) -> str:
     return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
 
@@ -353,8 +359,7 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> int:
     torch.manual_seed(args.seed)
     original = get_recipe("mixste").build(F, dim=args.dim, depth=args.depth, num_heads=args.heads,
                                           drop_path_rate=0.0)
-    weights = work / (f"original_F{F}_d{args.dim}_L{args.depth}_h{args.heads}_b{args.batch}_lr{args.lr:g}"
-                      f"_c{args.cameras}_s{args.train_steps}.pt")
+    weights = weights_file(args)
     curve_file = weights.with_suffix(".curve.json")
     curve_idx = np.unique(np.linspace(0, len(s2s) - 1, min(args.curve_windows, len(s2s))).round().astype(np.int64))
     warmup = min(30, args.train_steps // 10)

@@ -20,6 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from hotpatch.atomic import write_npz  # noqa: E402
+
 
 def resample(clip: np.ndarray, src_fps: float, dst_fps: float) -> np.ndarray:
     """Linear interpolation of (T, J, 3) positions from ``src_fps`` to ``dst_fps``."""
@@ -93,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     with np.load(args.source) as src:
         arrays = derive(dict(src), fps=args.fps, body=tuple(args.body), bone_jitter=args.bone_jitter,
                         styles=tuple(s for s in args.styles.split(",") if s), seed=args.seed)
-    np.savez(out, **arrays)
+    write_npz(out, **arrays)
     print(f"wrote {out}: {len(arrays['clip_names'])} clips, {len(arrays['positions'])} frames at {args.fps:g} fps")
     return 0
 

@@ -24,6 +24,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import hotpatch  # noqa: E402
+from hotpatch.atomic import write_text  # noqa: E402
 from hotpatch.lift import lift  # noqa: E402
 from hotpatch.profile import compare  # noqa: E402
 from hotpatch.models import get  # noqa: E402
@@ -85,7 +86,7 @@ def main() -> None:
           f"speed-up {row['lift_speedup']:.2f}x  (rounds: {', '.join(f'{a:.1f}/{b:.1f}' for a, b in zip(*fps.values()))})")
     print(f"  profile latency speed-up (batch {args.batch}) {prof.speedup:.2f}x; paper FLOPs ratio {row['flops_ratio']:.2f}x")
     if args.json:
-        Path(args.json).write_text(json.dumps(row, indent=2, default=str) + "\n")
+        write_text(args.json, json.dumps(row, indent=2, default=str) + "\n")
 
 
 if __name__ == "__main__":

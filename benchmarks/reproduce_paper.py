@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import hotpatch  # noqa: E402
 from benchmarks import baselines  # noqa: E402
+from hotpatch.atomic import write_text  # noqa: E402
 from hotpatch.profile import profile  # noqa: E402
 from hotpatch.models import get  # noqa: E402
 
@@ -225,13 +226,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(results)} rows; largest |difference| {worst:.3f}% (tolerance {args.tolerance}%)")
     if args.markdown:
         command = "python benchmarks/reproduce_paper.py " + " ".join(argv if argv is not None else sys.argv[1:])
-        Path(args.markdown).write_text(markdown(results, command.strip()))
+        write_text(args.markdown, markdown(results, command.strip()))
     if args.json:
         text = json.dumps({"rows": results, "torch": torch.__version__}, indent=2)
         if args.json == "-":
             print(text)
         else:
-            Path(args.json).write_text(text)
+            write_text(args.json, text)
     return 0 if worst <= args.tolerance else 1
 
 

@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import hotpatch  # noqa: E402
 from benchmarks.hand_hot import hand_written  # noqa: E402
+from hotpatch.atomic import write_text  # noqa: E402
 from hotpatch.profile import profile_many  # noqa: E402
 from hotpatch.models import get  # noqa: E402
 
@@ -142,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         machine += f", {torch.cuda.get_device_name(device)}"
     print(f"machine: {machine}")
     if args.json:
-        Path(args.json).write_text(json.dumps({"machine": machine, "rows": rows}, indent=2))
+        write_text(args.json, json.dumps({"machine": machine, "rows": rows}, indent=2))
     return 0
 
 

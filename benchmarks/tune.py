@@ -37,7 +37,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks import accuracy  # noqa: E402
-from hotpatch.atomic import write_text  # noqa: E402
+from hotpatch.atomic import atomic_write, write_text  # noqa: E402
 from hotpatch.autotune import tune  # noqa: E402
 from hotpatch.data import WindowDataset, load_clips  # noqa: E402
 from hotpatch.evaluate import evaluate_model  # noqa: E402
@@ -89,7 +89,8 @@ def load_model(args: argparse.Namespace, acc: argparse.Namespace) -> tuple[torch
                    warmup=min(30, acc.train_steps // 10))
     Path(args.work).mkdir(parents=True, exist_ok=True)
     path = Path(args.work) / f"tune_original_F{acc.frames}_d{acc.dim}_L{acc.depth}_s{acc.train_steps}.pt"
-    torch.save(model.state_dict(), path)
+    with atomic_write(path) as tmp:
+        torch.save(model.state_dict(), tmp)
     return model.eval(), f"trained here with benchmarks/accuracy.py's train() and defaults ({acc.train_steps} steps)"
 
 

@@ -10,6 +10,7 @@ from hotpatch.errors import (
     HotpatchError,
     InputShapeError,
     NoTemporalBlocksError,
+    PatchCheckError,
     RewriteError,
     TargetError,
     TraceFailure,
@@ -27,6 +28,7 @@ __all__ = [
     "HotpatchError",
     "InputShapeError",
     "NoTemporalBlocksError",
+    "PatchCheckError",
     "RewriteError",
     "TargetError",
     "TraceFailure",
@@ -40,17 +42,22 @@ from hotpatch import profile  # noqa: E402  (the package; calling it calls profi
 from hotpatch.profile import compare  # noqa: E402
 from hotpatch.saving import load, save, save_model  # noqa: E402
 from hotpatch.lift import lift_file, lift_people  # noqa: E402
+from hotpatch.pretrained import from_pretrained, save_pretrained  # noqa: E402
 from hotpatch.autotune import tune  # noqa: E402
+from hotpatch.stream import Stream  # noqa: E402
 
 __all__ += [
     "apply",
     "compare",
+    "from_pretrained",
     "lift_file",
     "lift_people",
     "load",
     "profile",
     "save",
     "save_model",
+    "Stream",
+    "save_pretrained",
     "tune",
     "prepare",
     "Prepared",

@@ -2,9 +2,13 @@
 
 Every file hotpatch writes goes to a temp file beside the target (same folder, so the rename
 cannot cross file systems; same suffix, so writers that read it, such as matplotlib or numpy,
-pick the right format), is checked where there is something to check, and is renamed into
-place only then: an interrupted or failed write never leaves a partial or unchecked file at
-the target, and an older file there stays as it was.
+pick the right format), is checked where there is something to check, flushed to the disk
+(``fsync``), and is renamed into place only then; the folder is flushed after the rename (on
+POSIX), so that the new name survives a crash too. An interrupted or failed write never leaves
+a partial or unchecked file at the target, and an older file there stays as it was.
+
+Every file the package and ``benchmarks/`` write goes through this module
+(``tests/test_atomic.py`` checks the source for other ways of writing).
 """
 
 from __future__ import annotations
@@ -12,7 +16,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Iterator
+import shutil
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +25,8 @@ from hotpatch.errors import HotpatchError, OutputError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Staged", "atomic_write", "check_writable", "failed_copy_path", "temp_path", "write_npz", "write_text"]
+__all__ = ["Staged", "atomic_directory", "atomic_write", "check_directory", "check_writable", "failed_copy_path",
+           "temp_path", "write_bytes", "write_npz", "write_text"]
 
 
 def check_writable(path: str | os.PathLike) -> Path:
@@ -60,6 +66,50 @@ def _probe(path: Path) -> None:
                           f"{str(path.parent)!r} failed); choose a place you can write to") from err
     os.close(fd)
     os.unlink(tmp)
+def check_directory(path: str | os.PathLike, replaceable: Callable[[Path], bool] | None = None) -> Path:
+    """``path`` if :func:`atomic_directory` can write a folder there: no file in the way, a folder
+    already there empty or ``replaceable(path)``, and its parent writable; else ``OutputError``."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise OutputError(f"{str(path)!r} is a file; expected a directory name such as {str(path.with_suffix(''))!r}/")
+    if path.is_dir() and any(path.iterdir()) and not (replaceable and replaceable(path)):
+        raise OutputError(f"{str(path)!r} already holds other files; write to a new or empty directory")
+    check_writable(path.parent / f".{path.name}.probe")  # the parent exists and can take the temp folder
+    return path
+
+
+@contextlib.contextmanager
+def atomic_directory(path: str | os.PathLike, *, replaceable: Callable[[Path], bool] | None = None) -> Iterator[Path]:
+    """Yield a temp folder beside ``path``: write the files there; it becomes ``path`` (replacing a
+    folder that :func:`check_directory` accepts) when the block ends without an error. If the block
+    raises, the temp folder is removed and ``path`` is left as it was."""
+    path = check_directory(path, replaceable)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    old = path.with_name(f".{path.name}.{os.getpid()}.old")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        yield tmp
+        for file in tmp.rglob("*"):
+            if file.is_file():
+                _flush(file)
+        _flush_folder(tmp)
+        if path.exists():
+            os.replace(path, old)  # a folder cannot be replaced in one rename: the old one steps aside
+        os.replace(tmp, path)
+        _flush_folder(path.parent)
+        shutil.rmtree(old, ignore_errors=True)
+    except KeyboardInterrupt:
+        raise
+    except Exception as err:
+        if old.exists() and not path.exists():
+            os.replace(old, path)
+        explained = _explained(err, path, None)
+        if explained is err:
+            raise
+        raise explained from err
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def temp_path(path: str | os.PathLike) -> Path:
@@ -89,7 +139,9 @@ def atomic_write(path: str | os.PathLike, *, keep_failed: bool = False) -> Itera
         yield tmp
         if not tmp.is_file():
             raise OutputError(f"nothing was written for {str(path)!r} (the writer made no file)")
+        _flush(tmp)
         os.replace(tmp, path)
+        _flush_folder(path.parent)
     except KeyboardInterrupt:
         raise
     except Exception as err:
@@ -129,8 +181,12 @@ class Staged:
             self.discard()
             raise OutputError(f"nothing was written for {', '.join(missing)} (the writer made no file); no output "
                               "of this command was kept")
+        for tmp, _ in self.pending:
+            _flush(tmp)
         for tmp, target in self.pending:
             os.replace(tmp, target)
+        for folder in {target.parent for _, target in self.pending}:
+            _flush_folder(folder)
         done = [t for _, t in self.pending]
         self.pending = []
         return done
@@ -161,10 +217,17 @@ class Staged:
             self.discard()
 
 
-def write_text(path: str | os.PathLike, text: str) -> Path:
+def write_text(path: str | os.PathLike, text: str, encoding: str = "utf-8") -> Path:
     """Write ``text`` to ``path`` through :func:`atomic_write`; returns the path."""
     with atomic_write(path) as tmp:
-        tmp.write_text(text)
+        tmp.write_text(text, encoding=encoding)
+    return Path(path)
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` through :func:`atomic_write`; returns the path."""
+    with atomic_write(path) as tmp:
+        tmp.write_bytes(data)
     return Path(path)
 
 
@@ -175,6 +238,28 @@ def write_npz(path: str | os.PathLike, **arrays: Any) -> Path:
     with atomic_write(path) as tmp, open(tmp, "wb") as fh:
         np.savez(fh, **arrays)
     return Path(path)
+
+
+def _flush(file: Path) -> None:
+    """``fsync`` the written file: its bytes reach the disk before the rename makes it the target."""
+    fd = os.open(file, os.O_RDWR | getattr(os, "O_BINARY", 0) if os.name == "nt" else os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _flush_folder(folder: Path) -> None:
+    """``fsync`` the folder after the rename (POSIX; Windows cannot open a folder for it)."""
+    if os.name != "posix":
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    except OSError:  # some file systems refuse fsync on a folder; the file itself is flushed
+        log.debug("could not fsync the folder %s", folder)
+    finally:
+        os.close(fd)
 
 
 def _keep(tmp: Path, path: Path) -> Path | None:

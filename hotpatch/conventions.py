@@ -9,7 +9,7 @@ A convention says how 2D keypoints in pixels become the model's input:
 * ``extent``: optional (low, high) range of the body's normalised 2D extent seen in training
   (recorded by ``hotpatch train`` / ``finetune``), for a warning when an input lies outside it.
 
-Recipes declare theirs (``INPUT`` in each recipe module); ``hotpatch.save`` / ``save_model``
+Recipes declare theirs (``[input]`` in each recipe file); ``hotpatch.save`` / ``save_model``
 write it into the file (``"input"``) and loading sets it back on the model as
 ``hotpatch_input``. Files written before it existed load as before: the convention then comes
 from the recipe the file names, if any.
@@ -24,10 +24,9 @@ from typing import Any
 import numpy as np
 
 from hotpatch.errors import ConfigError
+from hotpatch.recipe import NORMALIZATIONS
 
 __all__ = ["InputConvention", "body_extent", "convention_of", "training_convention"]
-
-NORMALIZATIONS = ("screen", "box")
 
 
 @dataclass(frozen=True)
@@ -68,15 +67,16 @@ class InputConvention:
 def convention_of(model: Any, channels: int | None = None) -> tuple[InputConvention | None, str]:
     """The model's convention and where it came from (``"the model file"``, ``"recipe NAME"``),
     or (None, reason). ``channels``: the model's input channels, checked against the record."""
-    from hotpatch import models
+    from hotpatch.recipe import lookup
 
     record = getattr(model, "hotpatch_input", None)
     source = getattr(model, "hotpatch_source", None)
+    recipe = lookup(source.get("recipe")) if isinstance(source, Mapping) else None
     if isinstance(record, Mapping):
         conv, where = InputConvention.from_dict(record), "the model file"
-    elif isinstance(source, Mapping) and source.get("recipe") in models.names():
+    elif recipe is not None:
         name = source["recipe"]
-        conv, where = InputConvention.from_dict(models.get(name).INPUT), f"recipe {name}"
+        conv, where = InputConvention.from_dict(recipe.convention()), f"recipe {name}"
         if channels is not None:  # a recipe built with --channels: scores follow the channels
             conv = replace(conv, scores=channels == 3)
     else:

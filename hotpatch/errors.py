@@ -32,7 +32,14 @@ class AmbiguousFrameAxisError(HotpatchError):
 
 
 class RewriteError(HotpatchError):
-    """The graph could not be rewritten, or the rewritten graph failed on a probe input."""
+    """The model cannot be patched as it is: the analysis found a frame-count use no rewrite pass
+    handles (the message names it and its layer), or a cut that cannot be placed."""
+
+
+class PatchCheckError(RewriteError):
+    """The rewritten graph failed a check after the rewrite (a pass's own check, or the check run
+    of the patched model). The analysis should have refused this model before the rewrite: this
+    is a bug in hotpatch, and the message asks for the model to be reported."""
 
 
 class CheckpointError(HotpatchError):

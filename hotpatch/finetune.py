@@ -453,7 +453,10 @@ def _plain(d: dict[str, Any]) -> dict[str, Any]:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
 
-_RESUME_KEYS = ("batch_size", "lr", "schedule", "seed", "epochs", "steps_per_epoch", "warmup_steps")
+#: Settings whose change makes a resumed run differ from an uninterrupted one. Not ``epochs``: a
+#: cosine schedule refuses another count, and the step and constant schedules do not depend on it,
+#: so a run extended to more epochs is the uninterrupted longer run, bit for bit (tested).
+_RESUME_KEYS = ("batch_size", "lr", "schedule", "seed", "steps_per_epoch", "warmup_steps")
 
 
 def _check_resume(state: dict[str, Any], cfg: FinetuneConfig, ctx: DistContext, path: Path) -> None:

@@ -54,9 +54,6 @@ class LossTerms:
     tc: torch.Tensor
     velocity: torch.Tensor
 
-    def as_floats(self) -> dict[str, float]:
-        return {k: float(getattr(self, k).detach()) for k in ("total", *_TERMS)}
-
 
 def _check(pred: torch.Tensor, target: torch.Tensor | None, valid: torch.Tensor | None) -> torch.Tensor:
     if pred.dim() != 4 or (target is not None and target.shape != pred.shape):

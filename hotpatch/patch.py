@@ -16,15 +16,19 @@ import torch.nn as nn
 from hotpatch.engine.analyse import ATTENDS_OVER_FRAMES, Plan, analyse, fake_tensors, worth_faking
 from hotpatch.engine.inputs import Inputs, bind_inputs
 from hotpatch.errors import (
-    AlreadyPatchedError, ConfigError, HotpatchError, InputShapeError, NoTemporalBlocksError, RewriteError, TraceFailure,
+    AlreadyPatchedError, ConfigError, HotpatchError, InputShapeError, NoTemporalBlocksError, PatchCheckError, TraceFailure,
 )
 from hotpatch.engine.opaque import forget_mixed_frames, pin_frame_sized_blocks
-from hotpatch.engine.refusals import blocks_by_kind, frame_resamplers, in_words, one_line
+from hotpatch.engine.refusals import (
+    NOTE_LIMIT, ON_COEFFICIENTS, SIZED_BY_FRAMES, Listing, capped, frame_resamplers, in_words, kind_runs,
+    listed_blocks, one_line, refusal,
+)
 from hotpatch.prune import PRUNERS
-from hotpatch.recover import RECOVERERS, UNMERGE_BLENDS
+from hotpatch.recover import RECOVERERS, reads_assignment
 from hotpatch.engine.config import PatchConfig
 from hotpatch.engine.rewrite import rewrite
 from hotpatch.engine.trace import ShapeNeeded, trace
+from hotpatch.keep import describe as describe_keep, refit, resolve
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +40,9 @@ ExampleInput = torch.Tensor | tuple | list | dict
 def apply(
     model: nn.Module,
     n: int | Sequence[int],
-    f: int | Sequence[int],
+    f: int | Sequence[int] | None = None,
     *,
+    keep: float | Sequence[float] | None = None,
     frames: int | None = None,
     example_input: ExampleInput | None = None,
     pipeline: str = "auto",
@@ -61,6 +66,9 @@ def apply(
             tokens the previous one kept; recovery happens once, from the last stage.
         f: frames kept in the blocks after the cut, 1 <= f <= F (f = F keeps every frame); a
             list with a list n.
+        keep: instead of f, the fraction of F to keep, 0 < keep <= 1 (a list with a list n): f is
+            keep·F rounded, moved to the nearest f the model's strides and splits take, and logged
+            (:mod:`hotpatch.keep`). Pass exactly one of f and keep.
         frames: the clip length F; inferred from ``example_input`` or the model if omitted.
         example_input: one clip the model accepts, e.g. ``torch.randn(1, 243, 17, 2)``; for a
             model with several inputs a tuple of them in ``forward``'s order or a dict by name
@@ -73,12 +81,13 @@ def apply(
             ``"seq2frame"`` (no recovery; the centre frame is always kept and its prediction
             (B, 1, ...) is returned) or ``"auto"`` (seq2seq).
         prune: ``"tpc"`` (the paper's clustering), ``"merge"`` (TPC's clusters, each kept token
-            the mean of its cluster; ``"merge-density"``: weighted by DPC-kNN density),
-            ``"uniform"``, ``"attention"`` or ``"motion"``.
+            the mean of its cluster; ``"merge-mean"``: the same; ``"merge-density"``: weighted by
+            DPC-kNN density), ``"uniform"``, ``"attention"`` or ``"motion"``.
         recover: ``"tra"`` (learnable, zero-initialised), ``"nearest"`` or ``"linear"``
             (parameter-free, for zero-retraining seq2seq), ``"unmerge"`` (parameter-free: every
             frame from its cluster's token, blended halfway with linear interpolation;
-            ``"unmerge-pure"``: no blend; needs ``prune="tpc"`` or a merge) or ``"linear-tra"``
+            ``"unmerge-linear"``: the same; ``"unmerge-pure"``: no blend; needs ``prune="tpc"`` or
+            a merge) or ``"linear-tra"``
             (linear plus a learnable correction that is zero at initialisation: zero-retraining,
             then fine-tuning); ignored for seq2frame.
         k: neighbours of the DPC-kNN density (the token itself included).
@@ -94,11 +103,13 @@ def apply(
         plus ``hotpatch_prune`` / ``hotpatch_recover`` (new parameters live there). Its
         ``hotpatch_config`` and ``hotpatch_plan`` attributes describe the patch.
     """
-    n, f = check_stages(n, f)
-    _check_args(n, f, k, pipeline, prune, recover, recover_frames)
+    resolve(f, keep, frames or 1)  # exactly one of f and keep, before the (slow) trace
+    if keep is None:
+        n, f = check_stages(n, f)
+        _check_args(n, f, k, pipeline, prune, recover, recover_frames)
     prepared = prepare(model, frames=frames, example_input=example_input, leaf_modules=leaf_modules, inplace=inplace)
     return prepared.patch(
-        n, f, pipeline=pipeline, prune=prune, recover=recover, k=k,
+        n, f, keep=keep, pipeline=pipeline, prune=prune, recover=recover, k=k,
         prune_pos_embed=prune_pos_embed, recover_frames=recover_frames, copy_modules=False,
     )
 
@@ -116,19 +127,30 @@ class Prepared:
         self._training, self._source = training, source
         self.input_record: dict | None = None  # the model's hotpatch_input (input convention), carried over
 
+    @capped()
     def patch(
-        self, n: int | Sequence[int], f: int | Sequence[int], *, pipeline: str = "auto", prune: str = "tpc",
-        recover: str | None = "tra", k: int = 2, prune_pos_embed: bool = False, recover_frames: int | None = None,
-        copy_modules: bool = True,
+        self, n: int | Sequence[int], f: int | Sequence[int] | None = None, *, keep: float | Sequence[float] | None = None,
+        pipeline: str = "auto", prune: str = "tpc", recover: str | None = "tra", k: int = 2,
+        prune_pos_embed: bool = False, recover_frames: int | None = None, copy_modules: bool = True,
     ) -> fx.GraphModule:
         """Patch with these settings (see :func:`apply` for their meaning)."""
-        n, f = check_stages(n, f)
+        n, f = check_stages(n, resolve(f, keep, self.plan.frames))
         _check_args(n, f, k, pipeline, prune, recover, recover_frames)
         _check_temporal_blocks(self.gm, self.plan)
-        cfg = _config(self.plan, n, f, pipeline, prune, recover, k, prune_pos_embed, recover_frames)
         gm = copy.deepcopy(self.gm) if copy_modules else self.gm
-        with torch.random.fork_rng(devices=[]):  # new modules (TRA) draw their init; the caller's RNG is kept
-            patched, sites = rewrite(gm, self.plan, cfg)
+        attempts = 2 * len(f) + 1 if isinstance(f, tuple) else 2  # keep: each refused stage moved once or twice
+        for attempt in range(attempts):
+            cfg = _config(self.plan, n, f, pipeline, prune, recover, k, prune_pos_embed, recover_frames)
+            try:
+                with torch.random.fork_rng(devices=[]):  # new modules (TRA) draw their init; the caller's RNG is kept
+                    patched, sites = rewrite(gm, self.plan, cfg)
+                break
+            except ConfigError as err:  # "fit" refuses before any edit: with keep, f moves to the nearest valid
+                f = refit(f, keep, self.plan.frames, err) if keep is not None and attempt < attempts - 1 else None
+                if f is None:
+                    raise
+        if keep is not None:
+            log.info("%s", describe_keep(keep, self.plan.frames, f))
         _check_patched(patched, self.inputs, self.plan.output_shapes, cfg)
         patched.train(self._training)
         patched.hotpatch_config = cfg.to_dict()
@@ -151,6 +173,7 @@ class Prepared:
         return patched
 
 
+@capped()
 def prepare(
     model: nn.Module,
     *,
@@ -294,7 +317,7 @@ def _check_args(n, f, k, pipeline, prune, recover, recover_frames) -> None:
         raise ConfigError(f"prune={prune!r} is unknown; use one of {tuple(PRUNERS)}")
     if pipeline != "seq2frame" and recover not in RECOVERERS:
         raise ConfigError(f"recover={recover!r} is unknown; use one of {RECOVERERS} (or pipeline='seq2frame')")
-    if pipeline != "seq2frame" and recover in UNMERGE_BLENDS and not PRUNERS[prune].clusters:
+    if pipeline != "seq2frame" and reads_assignment(recover) and not PRUNERS[prune].clusters:
         clustering = ", ".join(repr(p) for p, cls in PRUNERS.items() if cls.clusters)
         raise ConfigError(f"recover={recover!r} gives every frame its cluster's token, and prune={prune!r} makes "
                           f"no clusters; use a clustering pruner ({clustering}), or recover='linear'")
@@ -310,38 +333,39 @@ def _check_temporal_blocks(gm: fx.GraphModule, plan: Plan) -> None:
     resamplers = [] if attends else frame_resamplers(gm, plan)
     if plan.levels > 0 and not resamplers:
         return
-    if plan.blocks:
-        found = "blocks " + blocks_by_kind(plan)
-    else:
-        found = "no transformer blocks"
-    if plan.blocks and resamplers:  # what mixes frames instead, rather than every layer type
-        found += (f". Their attention stays within a frame; frames are mixed by layers that resample "
-                  f"them: {one_line(', '.join(resamplers), 160)}")
+    lost = [note for note in plan.notes if "not temporal for HoT" in note or " is not a block: " in note]
+    found = kind_runs(plan, skip_why=(SIZED_BY_FRAMES, ON_COEFFICIENTS) if lost else ())  # not those the notes name
     layers = Counter(
         type(m).__name__ for m in gm.modules()
         if next(m.children(), None) is None and next(m.parameters(recurse=False), None) is not None
     )
-    if layers and not (plan.blocks and resamplers):
-        found += "; its layers: " + ", ".join(f"{c} {name}" for name, c in layers.most_common(5))
-    lost = [note for note in plan.notes if "not temporal for HoT" in note]
-    why = f" ({one_line('; '.join(lost), 220)})" if lost else ""
-    raise NoTemporalBlocksError(
-        f"found no transformer block that attends across frames{why}, so there are no frame "
-        f"tokens for HoT to prune. Found {one_line(found, 300)}. HoT prunes the frame tokens of blocks "
-        "that attend across frames; convolution, graph-convolution, MLP and U-shaped lifters have "
-        "none and cannot be patched. If your blocks are built differently, pass "
-        "leaf_modules=[YourBlockClass]."
-    )
+    parts: list[str | Listing] = ["found no transformer block that attends across frames"]
+    if lost:  # why the blocks it has do not count (each note names its blocks)
+        parts += [" (", Listing(lost, "; ", floor=NOTE_LIMIT), ")"]
+    parts.append(", so there are no frame tokens for HoT to prune. ")
+    if found:
+        parts += ["Found blocks ", *listed_blocks(found)]
+    elif not plan.blocks:
+        parts.append("Found no transformer blocks")
+    if plan.blocks and resamplers:  # what mixes frames instead, rather than every layer type
+        parts += [". Their attention stays within a frame; frames are mixed by layers that resample them: ",
+                  Listing(resamplers)]
+    elif layers:
+        parts += ["; its layers: " if found or not plan.blocks else "Its layers: ",
+                  Listing([f"{c} {name}" for name, c in layers.most_common(5)])]
+    raise NoTemporalBlocksError(refusal(
+        *parts, ". Convolution, graph-convolution, MLP and U-shaped lifters have no such blocks and cannot be "
+        "patched; if your blocks are built differently, pass leaf_modules=[YourBlockClass]."
+    ))
 
 
 def _config(plan: Plan, n, f, pipeline, prune, recover, k, pos_embed, recover_frames) -> PatchConfig:
     if plan.levels == 0:
-        names = blocks_by_kind(plan) or "none"
-        raise NoTemporalBlocksError(
-            "found no transformer block that attends across frames (blocks found: "
-            f"{names}). A block is an element of a ModuleList/Sequential that owns an attention "
-            "and an MLP; if yours are built differently, pass leaf_modules=[YourBlockClass]."
-        )
+        raise NoTemporalBlocksError(refusal(
+            "found no transformer block that attends across frames (blocks found: ",
+            *(listed_blocks(kind_runs(plan)) or ["none"]), "). A block is an element of a ModuleList/Sequential that "
+            "owns an attention and an MLP; if yours are built differently, pass leaf_modules=[YourBlockClass]."
+        ))
     last_n = n[-1] if isinstance(n, tuple) else n
     first_f = f[0] if isinstance(f, tuple) else f
     if last_n >= plan.levels:
@@ -350,9 +374,10 @@ def _config(plan: Plan, n, f, pipeline, prune, recover, k, pos_embed, recover_fr
             f"blocks; the last cut must leave at least one after it: pass 1 <= n <= {plan.levels - 1}."
         )
     if first_f > plan.frames:
+        length = (f"the F={plan.frames} tokens the model reads from its {plan.clip_frames}-frame clip"
+                  if plan.clip_frames else f"the clip length F={plan.frames}")
         raise ConfigError(
-            f"f={list(f) if isinstance(f, tuple) else f} exceeds the clip length F={plan.frames}; "
-            f"pass 1 <= f <= {plan.frames}"
+            f"f={list(f) if isinstance(f, tuple) else f} exceeds {length}; pass 1 <= f <= {plan.frames}"
         )
     kept = list(f) if isinstance(f, tuple) else [f]
     if kept[-1] >= plan.frames:
@@ -378,7 +403,8 @@ def _tensors(value) -> list[torch.Tensor]:
 
 
 def _check_patched(patched: fx.GraphModule, example: Inputs, reference, cfg: PatchConfig) -> None:
-    """Run the patched graph once; name the failing node if it breaks.
+    """Run the patched graph once; name the failing node if it breaks (a
+    :class:`PatchCheckError`: the analysis should have refused the model before the rewrite).
 
     The run is on fake tensors (shapes only, no arithmetic) where that is the cheaper; only if
     that fails is the graph run on real values, which then gives the error its message (or
@@ -394,7 +420,8 @@ def _check_patched(patched: fx.GraphModule, example: Inputs, reference, cfg: Pat
         out = _check_real(patched, example)
     shapes = [tuple(t.shape) for t in _tensors(out)]
     if cfg.pipeline == "seq2seq" and cfg.recover_frames is None and shapes != reference:
-        raise RewriteError(f"the patched model returns shapes {shapes}, the original {reference}")
+        raise PatchCheckError(one_line(
+            f"the patched model returns shapes {shapes}, the original {reference}. {_REPORT}"))
 
 
 def _check_real(patched: fx.GraphModule, example: Inputs):
@@ -402,13 +429,15 @@ def _check_real(patched: fx.GraphModule, example: Inputs):
         with torch.no_grad():
             out = _Tracking(patched).run(*example.args(patched.graph))
     except _NodeFailure as exc:
-        raise RewriteError(
+        raise PatchCheckError(one_line(
             f"the patched model fails at `{exc.node.name}` ({one_line(exc.node.format_node(), 160)}): "
-            f"{in_words(exc.cause)}. A frame count "
-            "is probably hidden where hotpatch cannot see it (inside a leaf module or computed "
-            "from a constant); pass that module in leaf_modules=[...], or choose another n."
-        ) from exc.cause
+            f"{in_words(exc.cause)}. A frame count is hidden where the analysis did not see it; "
+            f"choose another n, or pass that module in leaf_modules=[...]. {_REPORT}"
+        )) from exc.cause
     return out
+
+
+_REPORT = "This is a bug in hotpatch's analysis: please report the model."
 
 
 class _NodeFailure(Exception):

@@ -182,3 +182,15 @@ UNMERGE_BLENDS = {"unmerge": 0.5, "unmerge-linear": 0.5, "unmerge-pure": 0.0}
 """``recover=`` names of :class:`UnmergeRecover` and their blend towards linear interpolation."""
 
 RECOVERERS = ("tra", "nearest", "linear", "linear-tra", *UNMERGE_BLENDS)
+RECOVERER_CLASSES: dict[str, type[nn.Module]] = {
+    "tra": TRA, "nearest": NearestRecover, "linear": LinearRecover, "linear-tra": LinearTRA,
+    **dict.fromkeys(UNMERGE_BLENDS, UnmergeRecover),
+}
+"""The module each ``recover=`` name builds."""
+
+
+def reads_assignment(recover: str | None) -> bool:
+    """Whether ``recover`` gives every frame its cluster's token, so the pruners must hand every
+    frame's cluster on (and be clustering ones): its class's ``needs_assignment``, the one place
+    this is decided."""
+    return bool(getattr(RECOVERER_CLASSES.get(recover or ""), "needs_assignment", False))

@@ -213,10 +213,4 @@ def _sheet(plt: Any, path: Path, xy: np.ndarray, poses: np.ndarray, title: str, 
         r, c = divmod(i, cols)
         _Panels(fig, [grid[r, 2 * c], grid[r, 2 * c + 1]], xy, poses, video).draw(int(t), total)
     _legend(fig)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    try:
-        save_figure(plt, fig, tmp, title, fontsize=12)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return save_figure(plt, fig, path, title, fontsize=12)

@@ -12,6 +12,10 @@ The file is ``torch.save`` of a plain dict, readable with ``torch.load(weights_o
      "input": {"normalize": "screen", "scores": False, "joints": "h36m17", "extent"?: [lo, hi]} or None,
      "state_dict": {name: tensor}}           # the patched model's, strict
 
+The same payload, as a directory without pickles (``config.json`` + ``model.safetensors`` + a
+``README.md`` model card): :func:`write_directory` / :func:`read_directory`, used by
+``hotpatch.save_pretrained`` / ``hotpatch.from_pretrained``; :func:`load` reads either.
+
 ``input`` is the model's input convention (:mod:`hotpatch.conventions`); loading sets it back as
 the model's ``hotpatch_input``. Files without it (older ones) load as before.
 
@@ -32,6 +36,7 @@ cannot change it), so outputs match the saved model exactly. Files without ``ana
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import pickle
@@ -44,13 +49,14 @@ import torch.fx as fx
 import torch.nn as nn
 
 from hotpatch import sources
-from hotpatch.atomic import atomic_write, check_writable  # noqa: F401  (check_writable: re-exported, its former home)
+from hotpatch.atomic import atomic_directory, atomic_write, check_writable  # noqa: F401  (check_writable: re-exported)
 from hotpatch.errors import CheckpointError, ConfigError, OutputError
 from hotpatch.layout import atom_from_plain, atom_to_plain
 
 log = logging.getLogger(__name__)
 
-__all__ = ["FORMAT", "MODEL_FORMAT", "load", "read", "save", "save_model"]
+__all__ = ["DIRECTORY_FORMAT", "FORMAT", "MODEL_FORMAT", "load", "read", "read_directory", "save", "save_model",
+           "write_directory"]
 
 FORMAT = "hotpatch/1"
 #: An unpatched model (``hotpatch train`` writes it): ``{"format", "hotpatch_version",
@@ -66,6 +72,14 @@ def save(patched: nn.Module, path: str | os.PathLike, *, source: Mapping[str, An
     ``hotpatch_source`` (set by the recipes' ``build``). For a model of your own pass
     ``source={"class": "package.module:Class", "kwargs": {...}}``.
     """
+    payload = patched_payload(patched, source)
+    path = _write(payload, path)
+    log.info("saved patched model (n=%s, f=%s) to %s", payload["config"].get("n"), payload["config"].get("f"), path)
+    return path
+
+
+def patched_payload(patched: nn.Module, source: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The plain-data contents :func:`save` writes for ``patched`` (see the module docstring)."""
     from hotpatch._version import __version__
 
     config = getattr(patched, "hotpatch_config", None)
@@ -77,15 +91,15 @@ def save(patched: nn.Module, path: str | os.PathLike, *, source: Mapping[str, An
     source = source if source is not None else getattr(patched, "hotpatch_source", None)
     if source is None:
         raise ConfigError(
-            "the patched model does not say how to build the original (no hotpatch_source), so the file could "
-            "not be loaded again; pass source={'class': 'package.module:Class', 'kwargs': {...}} (the class "
+            "the patched model does not say how to build the original (no hotpatch_source), so the file could not be "
+            "loaded again; pass source={'class': 'package.module:Class', 'kwargs': {...}} (the class "
             "and constructor arguments of the model you patched), or build it with a hotpatch recipe."
         )
     source = _plain(sources.check(source), "source")
     if "class" in source:
         sources.import_class(source["class"])  # fail now, not when loading
     plan = getattr(patched, "hotpatch_plan", None)
-    payload = {
+    return {
         "format": FORMAT,
         "hotpatch_version": __version__,
         "torch_version": str(torch.__version__),  # a TorchVersion, which weights_only refuses
@@ -96,9 +110,6 @@ def save(patched: nn.Module, path: str | os.PathLike, *, source: Mapping[str, An
         **({"example": _example_record(patched)} if "inputs" in config else {}),
         "state_dict": {k: v.detach().cpu().clone() for k, v in patched.state_dict().items()},
     }
-    path = _write(payload, path)
-    log.info("saved patched model (n=%s, f=%s) to %s", config.get("n"), config.get("f"), path)
-    return path
 
 
 def _write(payload: dict[str, Any], path: str | os.PathLike) -> Path:
@@ -184,7 +195,8 @@ def check_payload(payload: Any, where: str) -> dict[str, Any]:
 
 
 def load(path: str | os.PathLike, *, leaf_modules: Sequence[type] = ()) -> fx.GraphModule:
-    """Rebuild the patched model saved at ``path``; it is returned in eval mode.
+    """Rebuild the patched model saved at ``path`` (a file, or a directory written by
+    ``hotpatch.save_pretrained``); it is returned in eval mode.
 
     The original is built from the saved source (a recipe, or ``Class(**kwargs)`` after
     importing ``package.module``: only modules you have installed run), patched again with
@@ -192,7 +204,7 @@ def load(path: str | os.PathLike, *, leaf_modules: Sequence[type] = ()) -> fx.Gr
     ``leaf_modules`` is passed to ``hotpatch.apply`` if the model needed it when patched.
     A file written by :func:`save_model` gives the unpatched model it holds.
     """
-    raw = _read_raw(path)
+    raw = read_directory(path) if Path(path).is_dir() else _read_raw(path)
     if is_model_payload(raw):
         return model_from_payload(raw, str(path))
     return from_payload(check_payload(raw, str(path)), str(path), leaf_modules=leaf_modules)
@@ -305,6 +317,11 @@ def save_model(model: nn.Module, path: str | os.PathLike, *, source: Mapping[str
     Every ``hotpatch`` command accepts the file as TARGET, and :func:`load` rebuilds the model.
     ``source`` as in :func:`save` (default: the model's ``hotpatch_source``).
     """
+    return _write(model_payload(model, source), path)
+
+
+def model_payload(model: nn.Module, source: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The plain-data contents :func:`save_model` writes for the unpatched ``model``."""
     from hotpatch._version import __version__
 
     if getattr(model, "hotpatch_config", None) is not None:
@@ -316,7 +333,9 @@ def save_model(model: nn.Module, path: str | os.PathLike, *, source: Mapping[str
             "'package.module:Class', 'kwargs': {...}}, or build it with a hotpatch recipe."
         )
     source = _plain(sources.check(source), "source")
-    payload = {
+    if "class" in source:
+        sources.import_class(source["class"])  # fail now, not when loading
+    return {
         "format": MODEL_FORMAT,
         "hotpatch_version": __version__,
         "torch_version": str(torch.__version__),
@@ -324,7 +343,6 @@ def save_model(model: nn.Module, path: str | os.PathLike, *, source: Mapping[str
         "input": input_record(model),
         "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
     }
-    return _write(payload, path)
 
 
 def is_model_payload(obj: Any) -> bool:
@@ -367,3 +385,80 @@ def set_input_record(model: nn.Module, payload: Mapping[str, Any]) -> None:
     """Set ``model.hotpatch_input`` from a file's ``input`` (absent in older files: left unset)."""
     if isinstance(payload.get("input"), Mapping):
         model.hotpatch_input = dict(payload["input"])
+
+
+# ----------------------------------------------------------------------------- directories (save_pretrained)
+
+#: ``DIR/config.json`` (plain JSON) + ``DIR/model.safetensors`` (the tensors) + ``DIR/README.md`` (a model card).
+DIRECTORY_FORMAT = "hotpatch-pretrained/1"
+CONFIG_FILE, WEIGHTS_FILE, CARD_FILE = "config.json", "model.safetensors", "README.md"
+_EXAMPLE = "hotpatch_example::"  # weights-file prefix of the example inputs a several-input patch keeps
+
+
+def write_directory(payload: Mapping[str, Any], directory: str | os.PathLike, card: str,
+                    extra: Mapping[str, Any] | None = None) -> Path:
+    """Write ``payload`` (:func:`patched_payload` or :func:`model_payload`) as a directory: the tensors
+    to ``model.safetensors``, the rest to ``config.json`` (with ``extra``), ``card`` to ``README.md``;
+    through a temp directory renamed into place (an older one of these directories is replaced)."""
+    from safetensors.torch import save_file
+
+    patched = payload["format"] == FORMAT
+    config = {"format": DIRECTORY_FORMAT, "patched": patched, "hotpatch_version": payload["hotpatch_version"],
+              "torch_version": payload["torch_version"], "architecture": payload["source"],
+              **({"patch": payload["config"], "analysis": payload.get("analysis")} if patched else {}),
+              "input": payload.get("input"), **_plain(dict(extra or {}), "extra")}
+    tensors = {**payload["state_dict"], **{_EXAMPLE + k: v for k, v in (payload.get("example") or {}).items()}}
+    with atomic_directory(directory, replaceable=is_directory) as tmp:
+        (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
+        (tmp / CARD_FILE).write_text(card, encoding="utf-8")
+    log.info("saved %s model to %s", "patched" if patched else "unpatched", Path(directory))
+    return Path(directory)
+
+
+def is_directory(path: str | os.PathLike) -> bool:
+    """True if ``path`` is a directory :func:`write_directory` wrote (its config.json says so)."""
+    try:
+        return json.loads((Path(path) / CONFIG_FILE).read_text(encoding="utf-8")).get("format") == DIRECTORY_FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def read_directory(directory: str | os.PathLike) -> dict[str, Any]:
+    """The payload a directory of :func:`write_directory` holds (what :func:`load` rebuilds), read
+    without unpickling anything: JSON and safetensors."""
+    from safetensors.torch import load_file
+
+    directory = Path(directory)
+    where = f"{str(directory)!r}"
+    try:
+        config = json.loads((directory / CONFIG_FILE).read_text(encoding="utf-8"))
+    except FileNotFoundError as err:
+        raise CheckpointError(f"{where} has no {CONFIG_FILE}: it is not a directory written by "
+                              "hotpatch.save_pretrained; pass that directory, or a model file") from err
+    except (OSError, ValueError) as err:
+        raise CheckpointError(f"cannot read {directory / CONFIG_FILE}: {err}; save the model again") from err
+    if not isinstance(config, dict) or config.get("format") != DIRECTORY_FORMAT:
+        found = config.get("format") if isinstance(config, dict) else type(config).__name__
+        raise CheckpointError(f"{where}: {CONFIG_FILE} has format {found!r}; this hotpatch reads "
+                              f"{DIRECTORY_FORMAT!r} (upgrade hotpatch, or save the model again)")
+    try:
+        tensors = load_file(str(directory / WEIGHTS_FILE))
+    except FileNotFoundError as err:
+        raise CheckpointError(f"{where} has no {WEIGHTS_FILE}; save the model again") from err
+    except Exception as err:  # noqa: BLE001 - safetensors raises its own errors on damaged files
+        raise CheckpointError(f"cannot read {directory / WEIGHTS_FILE}: {type(err).__name__}: {err}; the file is "
+                              "damaged or truncated: save the model again") from err
+    patched = bool(config.get("patched"))
+    payload: dict[str, Any] = {
+        "format": FORMAT if patched else MODEL_FORMAT, "hotpatch_version": config.get("hotpatch_version"),
+        "torch_version": config.get("torch_version"), "source": config.get("architecture"),
+        "input": config.get("input"),
+        "state_dict": {k: v for k, v in tensors.items() if not k.startswith(_EXAMPLE)},
+    }
+    if patched:
+        payload.update(config=config.get("patch"), analysis=config.get("analysis"))
+        example = {k[len(_EXAMPLE):]: v for k, v in tensors.items() if k.startswith(_EXAMPLE)}
+        if example:
+            payload["example"] = example
+    return payload

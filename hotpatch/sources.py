@@ -2,10 +2,13 @@
 
 A *source* is one of two JSON-like dicts:
 
-* ``{"recipe": "mixste", "overrides": {"frames": 27, "dim": 32}}`` — ``hotpatch.models.get(
-  "mixste").build(**overrides)``; every recipe's ``build`` sets it on the model it returns;
+* ``{"recipe": "mixste", "overrides": {"frames": 27, "dim": 32}}`` — for a family name,
+  ``hotpatch.models.get("mixste").build(**overrides)`` (every ``build`` there sets it on the model
+  it returns); for the name of an installed recipe file (``mixste-tpc-243-61``), that recipe's
+  model with ``overrides`` (:meth:`hotpatch.recipe.Recipe.build`);
 * ``{"class": "package.module:Class", "kwargs": {...}}`` — ``Class(**kwargs)``; the class must
-  be an ``nn.Module`` subclass (a file naming, say, ``os:system`` is refused, not called).
+  be an ``nn.Module`` subclass, or a function annotated to return one (a file naming, say,
+  ``os:system`` is refused, not called).
 
 Models carry their source in a ``hotpatch_source`` attribute, which ``hotpatch.apply`` copies
 onto the patched GraphModule.
@@ -21,6 +24,7 @@ from typing import Any
 
 import torch.nn as nn
 
+from hotpatch import recipe as recipes
 from hotpatch.errors import ConfigError, TargetError
 
 __all__ = ["build", "check", "class_source", "import_class", "recipe_source"]
@@ -43,8 +47,9 @@ def is_import_path(text: str) -> bool:
     return bool(_IMPORT_PATH.fullmatch(text))
 
 
-def import_class(path: str) -> type[nn.Module]:
-    """The ``nn.Module`` subclass named by ``package.module:Class`` (imports the module)."""
+def import_class(path: str) -> Any:
+    """The ``nn.Module`` subclass, or function annotated ``-> nn.Module``, named by ``package.module:Name``
+    (imports the module)."""
     if not isinstance(path, str) or not is_import_path(path):
         raise TargetError(
             f"{path!r} is not an import path; expected 'package.module:Class', e.g. "
@@ -65,7 +70,7 @@ def import_class(path: str) -> type[nn.Module]:
                 "Check the spelling after the ':'."
             )
         obj = getattr(obj, part)
-    if not (isinstance(obj, type) and issubclass(obj, nn.Module)):
+    if not (isinstance(obj, type) and issubclass(obj, nn.Module)) and not recipes.returns_module(obj):
         raise TargetError(
             f"{path!r} is a {type(obj).__name__}, not an nn.Module subclass; expected the model class "
             "(hotpatch builds it as Class(**kwargs))."
@@ -112,7 +117,15 @@ def build(source: Mapping[str, Any]) -> nn.Module:
     if "recipe" in source:
         from hotpatch import models
 
-        model = models.get(source["recipe"]).build(**source["overrides"])
+        name = source["recipe"]
+        if name.lower() in models.names():
+            model = models.get(name).build(**source["overrides"])
+        else:
+            recipe = recipes.lookup(name)
+            if recipe is None:
+                raise TargetError(f"the model was built from recipe {name!r}, which this hotpatch does not have; "
+                                  f"expected one of {recipes.names()}. Install the hotpatch version it was made with")
+            model = recipe.build(source["overrides"])  # records the same source
     else:
         cls = import_class(source["class"])
         try:

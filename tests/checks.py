@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import operator
+
 import pytest
 import torch
 
@@ -56,7 +58,7 @@ def block_input_shapes(patched, x, blocks=None) -> dict[str, tuple[int, ...]]:
     return seen
 
 
-def frames_per_block(patched, x, blocks=None) -> dict[str, int]:
+def frames_per_block(patched, x, blocks=None, joints: int = 17) -> dict[str, int]:
     """Frames the first input of each block (default: every block of the plan) carries in one
     forward of ``patched`` on ``x``, read with forward hooks."""
     plan = patched.hotpatch_plan
@@ -66,10 +68,14 @@ def frames_per_block(patched, x, blocks=None) -> dict[str, int]:
     for block in blocks:
         arg = nodes[block.node].args[0]
         while arg.name not in plan.facts:  # a pruned or recovered input: follow it to the source
-            arg = arg.args[0]
+            source = arg.args[0]
+            if arg.target is operator.getitem and source.op == "call_module" and isinstance(arg.args[1], int):
+                arg = source.args[arg.args[1]]  # output i of a pruner that prunes several tensors is its input i
+            else:
+                arg = source
         axes[block.name] = plan.facts[arg.name].axes
     shapes = block_input_shapes(patched, x, blocks)
-    return {name: frames_seen(shape, axes[name], batch_of(x)) for name, shape in shapes.items()}
+    return {name: frames_seen(shape, axes[name], batch_of(x), joints) for name, shape in shapes.items()}
 
 
 def state_of(model) -> dict:

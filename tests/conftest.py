@@ -20,3 +20,11 @@ def _machine_independent_terminal(monkeypatch):
     """CLI output must not depend on the terminal the tests run in."""
     for name in _TERMINAL_ENV:
         monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(scope="session")
+def trained_lifter():
+    """The small trained lifter of ``tinypose.trained_lifter`` (F=27), built once per test session."""
+    import tinypose
+
+    return tinypose.trained_lifter(27)

@@ -1,5 +1,6 @@
 """Architecture rules that import-linter cannot express: no module reaches into another's
-underscore names, and every module stays small enough to find one's way in."""
+underscore names, every module stays small enough to find one's way in, and the repository
+has the design card's layout (top-level folders, hotpatch/models/, recipes/)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,12 @@ import ast
 from pathlib import Path
 
 import hotpatch
+from hotpatch import models
 
 PACKAGE = Path(hotpatch.__file__).parent
+ROOT = Path(__file__).resolve().parent.parent  # the checkout these tests belong to
+#: The design card's layout (/work/shared/DESIGN.md, "Layout"): what the repository's top level holds.
+CARD_LAYOUT = ("hotpatch/", "recipes/", "benchmarks/", "tests/", "pyproject.toml", "CHANGELOG.md")
 MAX_MODULE_LINES = 600
 MAX_CLASS_LINES = 250
 
@@ -66,3 +71,18 @@ def test_modules_and_classes_stay_small():
             if isinstance(node, ast.ClassDef) and node.end_lineno - node.lineno + 1 > MAX_CLASS_LINES:
                 too_big.append(f"{path.relative_to(PACKAGE)}: class {node.name} {node.end_lineno - node.lineno + 1} lines")
     assert too_big == []
+
+
+def test_the_repository_has_the_design_cards_top_level_layout():
+    missing = [name for name in CARD_LAYOUT
+               if not ((ROOT / name).is_dir() if name.endswith("/") else (ROOT / name).is_file())]
+    assert missing == []
+
+
+def test_architectures_live_in_hotpatch_models_and_each_has_recipes():
+    """``hotpatch/models/<family>.py`` per architecture, and ``recipes/<family>/*.toml`` for each."""
+    folder = ROOT / "hotpatch" / "models"
+    assert {f"{name}.py" for name in models.names()} <= {p.name for p in folder.glob("*.py")}
+    assert sorted(p.name for p in (ROOT / "recipes").iterdir() if p.is_dir()) == models.names()
+    assert all(list((ROOT / "recipes" / name).glob("*.toml")) for name in models.names())
+    assert not list((ROOT / "hotpatch" / "recipes").glob("*.toml"))  # recipes/ is their only source

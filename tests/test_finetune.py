@@ -1,5 +1,6 @@
 import dataclasses
 import json
+import logging
 import os
 import socket
 
@@ -106,6 +107,22 @@ def test_bad_settings_and_files_are_errors(tmp_path):
     with pytest.raises(CheckpointError, match="not a hotpatch training checkpoint"):
         finetune(mixste(9), data, FinetuneConfig(batch_size=1), checkpoint=bad, resume=True)
     assert issubclass(CheckpointError, HotpatchError)
+
+
+def test_a_step_schedule_extended_on_resume_is_the_longer_run_and_no_warning_says_otherwise(tmp_path, caplog):
+    data = lambda: WindowDataset(sequences((20, 13, 27)), 9, stride=3, flip_prob=0.5, seed=1)  # noqa: E731
+    cfg = FinetuneConfig(epochs=2, batch_size=4, lr=1e-3, schedule="step", gamma=0.5)
+    full = finetune(_patched(), data(), cfg)
+    state = tmp_path / "state.pt"
+    finetune(_patched(), data(), dataclasses.replace(cfg, epochs=1), checkpoint=state)
+    with caplog.at_level(logging.WARNING, logger="hotpatch"):
+        resumed = finetune(_patched(seed=5), data(), cfg, checkpoint=state, resume=True)
+    assert resumed.resumed_from_epoch == 1 and "differ" not in caplog.text
+    for (name, a), b in zip(full.model.state_dict().items(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b), name
+    with caplog.at_level(logging.WARNING, logger="hotpatch"):  # a setting that does change the run still warns
+        finetune(_patched(), data(), dataclasses.replace(cfg, epochs=3, lr=2e-3), checkpoint=state, resume=True)
+    assert "lr: 0.001 -> 0.002" in caplog.text and "results will differ" in caplog.text
 
 
 # --------------------------------------------------------------------------- DDP

@@ -93,3 +93,49 @@ def test_missing_frames_and_low_score_joints_are_interpolated_and_counted(tmp_pa
     assert track.filled[12, 16] and not track.filled[12, 15]
     np.testing.assert_allclose(track.xy[12, 16], (full[11, 16] + full[13, 16]) / 2, atol=1e-3)
     assert (track.scores[5:8] == 0).all()
+
+
+@pytest.mark.parametrize("name", [
+    "{t}.jpg", "frame_{t:05d}.jpg", "cam2_{t:06d}.jpg", "2024-05-01_take3_{t:04d}.png", "video01/img{t:03d}.jpg",
+    "C:\\clips\\s09\\cam4_{t}.jpeg",
+], ids=["bare", "prefix", "camera_digit", "date_and_take", "folder", "windows_path"])
+def test_alphapose_frame_numbers_come_from_the_last_digit_group_in_any_order(tmp_path, name):
+    """AlphaPose names its frames after the image files: whatever digits come before the frame number
+    (a camera, a date, a take, a folder), the frame is the last group, and the file's order does not matter."""
+    px = projected_clip(25)
+    coco = coco_from_h36m(px)
+    path = write_coco(tmp_path / "a.json", coco, np.full((25, 17), 0.9), image_id=lambda t: name.format(t=t + 100))
+    data = json.loads(path.read_text())
+    order = np.random.default_rng(0).permutation(len(data))
+    path.write_text(json.dumps([data[i] for i in order]))
+    track = read_keypoints(path)
+    assert track.format == "alphapose" and len(track) == 25 and track.missing_frames == 0
+    np.testing.assert_allclose(track.xy, coco_to_h36m(coco), rtol=0, atol=1e-3)
+
+
+def test_mmpose_frames_are_placed_by_frame_id_not_by_position(tmp_path):
+    px = projected_clip(12)
+    coco = coco_from_h36m(px)
+    path = write_mmpose(tmp_path / "m.json", coco, np.full((12, 17), 0.9))
+    data = json.loads(path.read_text())
+    data["instance_info"] = data["instance_info"][::-1]  # frame_id 11 first
+    path.write_text(json.dumps(data))
+    np.testing.assert_allclose(read_keypoints(path).xy, coco_to_h36m(coco), rtol=0, atol=1e-3)
+
+
+@pytest.mark.parametrize("name", ["K.NPZ", "k.Npy", "alphapose-results", "results.JSON", "run.2024.05.json"])
+def test_the_format_does_not_depend_on_the_case_or_presence_of_a_suffix(tmp_path, name):
+    px = projected_clip(10)
+    path = tmp_path / name
+    if name.lower().endswith(".npz"):
+        with open(path, "wb") as fh:
+            np.savez(fh, keypoints=px)
+    elif name.lower().endswith(".npy"):
+        with open(path, "wb") as fh:
+            np.save(fh, px)
+    else:
+        write_coco(path, coco_from_h36m(px), np.full((10, 17), 0.9), image_id=lambda t: f"cam1_{t:04d}.jpg")
+    track = read_keypoints(path)
+    assert track.format == ("h36m" if name.lower().endswith((".npz", ".npy")) else "alphapose") == detect_format(path)
+    want = px if track.format == "h36m" else coco_to_h36m(coco_from_h36m(px))
+    np.testing.assert_allclose(track.xy, want, rtol=0, atol=1e-3)

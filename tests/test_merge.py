@@ -257,3 +257,67 @@ def test_merge_and_unmerge_in_every_host_pattern(module, name):
         assert got.shape == want.shape and torch.isfinite(got).all()
         full = hotpatch.apply(model, n=1, f=x.shape[1], prune="merge", recover="unmerge", example_input=x[:1])
         assert torch.equal(full(x), want)
+
+
+def _stage_two_io(patched: torch.nn.Module, x: torch.Tensor):
+    """The second pruning stage's inputs and outputs in a run of ``patched``."""
+    from hotpatch.engine.rewrite import stage_pruners
+
+    (_, second), = stage_pruners(patched)[1:]
+    seen = []
+    hook = second.register_forward_hook(lambda m, args, out: seen.append((args, out)))
+    with torch.no_grad():
+        patched.eval()(x)
+    hook.remove()
+    return second, seen[0]
+
+
+@pytest.mark.parametrize("prune", ["merge", "merge-density"])
+@pytest.mark.parametrize("name", ["mixste", "motionbert"])
+def test_a_later_merge_stage_weights_each_token_by_the_frames_it_stands_for(name, prune):
+    """Stage 2 of ``prune="merge"``: each token it keeps is the mean of its cluster's tokens, each
+    weighted by the number of original frames that stage 1 merged into it; so its token is the
+    mean over the original frames of its cluster (tokens of stage 1 weighted equally would not be);
+    ``merge-density`` multiplies that weight by the token's DPC-kNN density among stage 2's tokens."""
+    from hotpatch.engine.wrappers import features
+
+    model, x = author_vpts.build(name)
+    patched = hotpatch.apply(model, n=[1, 2], f=[12, 5], prune=prune, recover="unmerge")
+    second, (args, out) = _stage_two_io(patched, x)
+    *tokens, assign_in, index_in = args
+    *kept, assign_out, _ = out
+    lay = second.layouts[0]
+    before = lay.to_canonical(tokens[0], index_in.shape[1]).double()  # (B, 12, ..., C)
+    after = lay.to_canonical(kept[0], 5).double()
+    sizes = torch.stack([torch.bincount(a, minlength=12) for a in assign_in])  # original frames per token
+    assert (sizes > 1).any() and (sizes == 1).any()  # unequal weights: the test can tell them apart
+    weight = sizes.double()
+    if prune == "merge-density":
+        canon = [lay.to_canonical(t, 12) for lay, t in zip(second.layouts, tokens)]
+        weight = weight * dpc_knn(features(canon), 2).density.double()
+    for b in range(x.shape[0]):
+        for s in range(5):
+            frames = (assign_out[b] == s).nonzero().flatten()  # original frames in cluster s
+            members = assign_in[b, frames].unique()  # stage-1 tokens in it
+            w = weight[b, members]
+            want = (before[b, members] * (w / w.sum()).view(-1, *[1] * (before.dim() - 2))).sum(dim=0)
+            torch.testing.assert_close(after[b, s], want, rtol=1e-5, atol=1e-5)
+
+
+def test_seq2frame_keeps_the_centre_frame_alone_in_a_later_merge_stage_too():
+    """Stage 2 of a seq2frame merge: the token of the centre frame leaves the stage unmerged (its
+    cluster holds it alone), so the prediction of the centre frame is never averaged away."""
+    model, x = author_vpts.build("mixste")
+    frames = x.shape[1]
+    patched = hotpatch.apply(model, n=[1, 2], f=[12, 5], prune="merge", pipeline="seq2frame")
+    second, (args, out) = _stage_two_io(patched, x)
+    *tokens, assign_in, index_in = args
+    *kept, assign_out, index_out = out
+    lay = second.layouts[0]
+    before, after = lay.to_canonical(tokens[0], index_in.shape[1]), lay.to_canonical(kept[0], 5)
+    centre = frames // 2
+    for b in range(x.shape[0]):
+        slot_in = (index_in[b] == centre).nonzero().item()  # the centre frame's stage-1 token
+        slot_out = (index_out[b] == centre).nonzero().item()
+        assert torch.equal(after[b, slot_out], before[b, slot_in])
+        assert ((assign_out[b] == slot_out) & (assign_in[b] != slot_in)).sum() == 0  # nobody else joined it

@@ -10,6 +10,34 @@ import torch
 
 import hotpatch
 from checks import frames_per_block
+from hotpatch.errors import HotpatchError, PatchCheckError
+
+REFUSAL_LIMIT = 600  # characters a refusal may take (issue 27)
+
+
+def apply_or_refusal(model, **settings):
+    """``hotpatch.apply(model, **settings)``, or the refusal it raises (a ``HotpatchError``, returned).
+
+    Fails the test on a :class:`~hotpatch.errors.PatchCheckError`, a failure after the rewrite:
+    every model must be patched or refused by the analysis before the rewrite, so one is a bug in
+    the analysis. Fails too on a refusal over 600 characters."""
+    try:
+        return hotpatch.apply(model, **settings)
+    except PatchCheckError as exc:
+        pytest.fail(f"the rewrite discovered what the analysis should have refused (a bug): {exc}")
+    except HotpatchError as exc:
+        assert len(str(exc)) <= REFUSAL_LIMIT, f"a refusal of {len(str(exc))} characters: {exc}"
+        return exc
+
+
+def assert_refused(refusal, error: type, *names: str) -> None:
+    """``refusal`` (from :func:`apply_or_refusal`) is an ``error`` whose one-line message names
+    every one of ``names`` (the construct and its layer)."""
+    assert isinstance(refusal, error), f"expected {error.__name__}, got {refusal!r}"
+    text = str(refusal)
+    assert "\n" not in text and len(text) <= REFUSAL_LIMIT
+    missing = [n for n in names if n not in text]
+    assert not missing, f"{missing} not named in: {text}"
 
 
 def patch_keeps_original(build, name: str, n: int, f: int) -> None:
@@ -74,9 +102,10 @@ def save_load_round_trip(build, name: str, n: int, f: int, source: str, tmp_path
         for p in patched.parameters():  # the new modules too: not their initial values
             p.add_(0.01 * torch.randn_like(p))
     path = hotpatch.save(patched, tmp_path / "patched.pt", source={"class": source, "kwargs": {}})
-    loaded = hotpatch.load(path)
+    directory = hotpatch.save_pretrained(patched, tmp_path / "patched", source={"class": source, "kwargs": {}})
     with torch.no_grad():
-        assert torch.equal(loaded(x), patched.eval()(x))
+        for loaded in (hotpatch.load(path), hotpatch.from_pretrained(directory)):
+            assert torch.equal(loaded(x), patched.eval()(x))
 
 
 def capture(patched, x, outputs: dict[str, str] = {}, inputs: dict[str, tuple[str, int]] = {}) -> dict:

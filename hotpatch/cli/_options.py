@@ -10,8 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from hotpatch import keep
 from hotpatch.errors import ConfigError
-from hotpatch.patch import stage_text
 from hotpatch.prune import PRUNERS
 from hotpatch.recover import RECOVERERS
 
@@ -70,6 +70,9 @@ def add_hot_arguments(parser: argparse.ArgumentParser) -> None:
                        "such as 1,3 prunes in stages (with --f 121,61)")
     group.add_argument("--f", type=stage_value, metavar="f", help="representative frames kept after pruning "
                        "(f <= F); one per stage, e.g. 121,61")
+    group.add_argument("--keep", type=argument_type(keep.parse), metavar="K",
+                       help="instead of --f: the fraction of the F frames kept, e.g. 0.33 (f = K*F rounded to a valid "
+                            "value, printed); one per stage, e.g. 0.5,0.25")
     group.add_argument("--pipeline", choices=("auto", "seq2seq", "seq2frame"),
                        help="seq2seq recovers all frames; seq2frame keeps the centre one (default: the recipe's, else auto)")
     group.add_argument("--prune", choices=tuple(PRUNERS), help="token pruning (default: tpc)")
@@ -83,7 +86,9 @@ def add_hot_arguments(parser: argparse.ArgumentParser) -> None:
 
 def hot_settings(args: argparse.Namespace) -> dict[str, Any]:
     """The keyword arguments of ``Target.patch`` from ``add_hot_arguments`` options."""
-    return dict(n=args.n, f=args.f, pipeline=args.pipeline, prune=args.prune, recover=args.recover,
+    if args.f is not None and args.keep is not None:
+        raise ConfigError(f"pass --f {args.f} or --keep {args.keep}, not both (--keep K keeps K*F frames)")
+    return dict(n=args.n, f=args.f, keep=args.keep, pipeline=args.pipeline, prune=args.prune, recover=args.recover,
                 k=args.k, prune_pos_embed=args.prune_pos_embed)
 
 
@@ -108,14 +113,10 @@ def consoles(quiet: bool) -> tuple[Any, Any]:
 
 
 def describe_config(cfg: dict[str, Any]) -> str:
-    """``n=3 f=81 F=243 seq2seq tpc+tra pos-embed`` from a ``hotpatch_config``."""
-    parts = [f"n={stage_text(cfg['n'])}", f"f={stage_text(cfg['f'])}", f"F={cfg['frames']}", cfg["pipeline"],
-             cfg["prune"] + (f"+{cfg['recover']}" if cfg.get("recover") else "")]
-    if cfg.get("prune_pos_embed"):
-        parts.append("pos-embed")
-    if cfg.get("recover_frames"):
-        parts.append(f"recover_frames={cfg['recover_frames']}")
-    return " ".join(parts)
+    """``n=3 f=81 F=243 seq2seq tpc+tra pos-embed`` from a ``hotpatch_config`` (the model cards' text)."""
+    from hotpatch.pretrained import describe_setting
+
+    return describe_setting(cfg)
 
 
 #: Options that name a file a command reads, and the files it writes (attribute, flag).
@@ -157,3 +158,51 @@ def _same_file(a: Path, b: Path) -> bool:
     if a.exists() and b.exists():
         return os.path.samefile(a, b)
     return a.resolve() == b.resolve()
+
+
+# ------------------------------------------------------------------ options with one meaning everywhere
+# Every command that has one of these options defines it through the function here, so the option
+# means the same on every command (tests/cli/test_help.py checks every option that two commands share).
+
+THREADS_HELP = "torch threads for the whole command: every model run, timing and evaluation (default: torch's)"
+JSON_HELP = "write the results as JSON to PATH ('-' for stdout only)"
+BATCH_HELP = "clips (F-frame windows) per forward pass; in training, per optimiser step across all processes"
+COMPILE_HELP = ("run the model as torch.compile(model, mode=MODE, fullgraph=True) (compiled before any timing, "
+                "the compile time reported apart; MODE default: default)")
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
+
+
+def add_threads_option(group: Any) -> None:
+    """``--threads T``: applied by ``hotpatch.cli.main`` around the whole command (and restored)."""
+    group.add_argument("--threads", type=positive_int, metavar="T", help=THREADS_HELP)
+
+
+def add_json_option(group: Any, *, deprecated: tuple[str, ...] = ()) -> None:
+    """``--json PATH`` (and hidden ``deprecated`` spellings of it that warn and do the same)."""
+    group.add_argument("--json", metavar="PATH", help=JSON_HELP)
+    for flag in deprecated:
+        group.add_argument(flag, dest="json", metavar="PATH", action=DeprecatedAlias, replacement="--json",
+                           help=argparse.SUPPRESS)
+
+
+def add_batch_option(group: Any, default: int) -> None:
+    group.add_argument("--batch", type=positive_int, default=default, metavar="B",
+                       help=f"{BATCH_HELP} (default: {default})")
+
+
+def add_compile_option(group: Any) -> None:
+    group.add_argument("--compile", nargs="?", const="default", choices=COMPILE_MODES, help=COMPILE_HELP)
+
+
+class DeprecatedAlias(argparse.Action):
+    """An old spelling of an option: stores into the new one's ``dest`` and says so on stderr."""
+
+    def __init__(self, option_strings: list[str], dest: str, replacement: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, **kwargs)
+        self.replacement = replacement
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        print(f"{parser.prog}: warning: {option_string} is deprecated; use {self.replacement} (same meaning)",
+              file=sys.stderr)
+        setattr(namespace, self.dest, values)

@@ -18,8 +18,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-#: Seconds between plain progress lines (with the heartbeat's 1 s poll: a line at least every 30 s).
+#: Seconds between plain progress lines (with the heartbeat's poll: a line at least every 30 s).
 INTERVAL = 29.0
+#: Seconds between two looks of the heartbeat thread at the time since the last line.
+POLL = 1.0
 
 
 def elapsed_text(seconds: float) -> str:
@@ -134,5 +136,5 @@ class Progress:
         self.console.file.flush()
 
     def _beat(self) -> None:
-        while not self.stop.wait(1.0):
+        while not self.stop.wait(POLL):
             self.tick()

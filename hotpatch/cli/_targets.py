@@ -2,14 +2,18 @@
 
 A TARGET is, in the order they are tried:
 
-1. an existing file: a ``.pt`` written by ``hotpatch.save`` (already patched), or a whole model
+1. a recipe (:mod:`hotpatch.recipe`): a ``.toml`` file, or the name of an installed one
+   (``mixste-hot-243-81``; a family name such as ``mixste`` is its default recipe), built with
+   ``--frames``, ``--joints``, ``--channels``, ``--variant`` and ``--set KEY=VALUE`` overriding the
+   recipe's values; its ``[hot]`` values are the defaults of ``--n``, ``--f`` ...;
+2. an existing file: a ``.pt`` written by ``hotpatch.save`` (already patched), or a whole model
    written by ``torch.save(model)`` — loading that unpickles code stored in the file, so it is
-   refused unless ``--trust`` is given; a file of weights only is refused with advice;
-2. a recipe name (``mixste``, ``motionbert``, ``mhformer``), built with ``--frames``,
-   ``--joints``, ``--channels``, ``--variant`` and ``--set KEY=VALUE`` as build overrides;
+   refused unless ``--trust`` is given; a file of weights only is refused with advice; or a
+   directory written by ``hotpatch.save_pretrained`` / ``hotpatch patch -o DIR/`` (JSON and
+   safetensors: no ``--trust`` needed);
 3. ``package.module:Class``, built as ``Class(**kwargs)`` from ``--kwargs JSON`` and ``--set``.
 
-``--checkpoint CK`` loads weights into the model (a recipe's own ``load_checkpoint``, else
+``--checkpoint CK`` loads weights into the model (a recipe's ``[checkpoint] loader``, else
 ``hotpatch.checkpoint.load_checkpoint_file``). Use::
 
     add_target_arguments(parser)          # in a subcommand's add_parser
@@ -27,14 +31,13 @@ import pickle
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import torch
 import torch.fx as fx
 import torch.nn as nn
 
-from hotpatch import saving, sources
+from hotpatch import recipe as recipes, saving, sources
 from hotpatch.checkpoint import LoadReport, load_checkpoint_file
 from hotpatch.cli._example import read_example
 from hotpatch.cli._options import positive_int
@@ -47,7 +50,7 @@ log = logging.getLogger(__name__)
 __all__ = ["Target", "add_target_arguments", "load_target", "resolve"]
 
 #: Keys of ``Target.defaults``; a value is None when unknown.
-DEFAULT_KEYS = ("frames", "joints", "channels", "n", "f", "pipeline", "prune", "recover", "k",
+DEFAULT_KEYS = ("frames", "joints", "channels", "n", "f", "keep", "pipeline", "prune", "recover", "k",
                 "prune_pos_embed", "recover_frames")
 
 
@@ -58,9 +61,10 @@ class Target:
     ``model`` is what the TARGET holds (a patched ``GraphModule`` when ``patched``);
     ``source`` says how to build it again (None for a pickled model of unknown origin);
     ``defaults`` holds the input geometry and HoT settings known for it (``DEFAULT_KEYS``:
-    a recipe's ``DEFAULTS``, or a saved patch's config), None where unknown; ``kind`` is
-    ``"recipe"``, ``"class"``, ``"pickle"`` or ``"hotpatch"``; ``recipe`` the recipe module
-    when the model comes from one.
+    a recipe's ``[input]`` and ``[hot]``, or a saved patch's config), None where unknown; ``kind``
+    is ``"recipe"``, ``"class"``, ``"pickle"`` or ``"hotpatch"``; ``recipe`` the
+    :class:`~hotpatch.recipe.Recipe` when the model comes from one; ``setting``: the TARGET named a
+    recipe file or a recipe's full name (not a family name), whose HoT setting ``profile`` applies.
     """
 
     model: nn.Module
@@ -69,7 +73,8 @@ class Target:
     patched: bool
     kind: str
     name: str
-    recipe: ModuleType | None = None
+    recipe: recipes.Recipe | None = None
+    setting: bool = False
     pending_checkpoint: str | None = None
     example: Any = None  # --example-input: a tensor, tuple or dict of every input of forward
     _original: nn.Module | None = field(default=None, repr=False)
@@ -136,12 +141,14 @@ class Target:
             self._original = original.train(self.model.training)
         return self._original
 
-    def patch(self, n: int | None = None, f: int | None = None, *, pipeline: str | None = None,
+    def patch(self, n: int | None = None, f: int | None = None, *, keep: float | list[float] | None = None,
+              pipeline: str | None = None,
               prune: str | None = None, recover: str | None = None, k: int | None = None,
               prune_pos_embed: bool | None = None, recover_frames: int | None = None,
               leaf_modules: Sequence[type] = ()) -> fx.GraphModule:
-        """``hotpatch.apply`` on ``model`` with ``defaults`` filling every setting left None, on a
-        zero clip of ``input_shape()``; then loads ``pending_checkpoint`` (official HoT weights)."""
+        """``hotpatch.apply`` on ``model`` with ``defaults`` filling every setting left None (f and keep
+        together: a given one replaces the target's), on a zero clip of ``input_shape()``; then loads
+        ``pending_checkpoint`` (official HoT weights)."""
         if self.patched:
             cfg = self.model.hotpatch_config
             raise TargetError(
@@ -152,12 +159,13 @@ class Target:
 
         d = self.defaults
         n = d.get("n") if n is None else n
-        f = d.get("f") if f is None else f
-        if n is None or f is None:
-            raise ConfigError(f"{self.name} has no default HoT settings; pass n and f (--n N --f F)")
+        if f is None and keep is None:  # the target's own (a recipe's f or keep)
+            f, keep = d.get("f"), d.get("keep")
+        if n is None or (f is None and keep is None):
+            raise ConfigError(f"{self.name} has no default HoT settings; pass n and f (--n N --f F, or --keep K)")
         with self.diagnosed():
             patched = apply(
-                self.model, n, f, example_input=self.example_input(1),
+                self.model, n, f, keep=keep, example_input=self.example_input(1),
                 pipeline=pipeline or d.get("pipeline") or "auto",
                 prune=prune or d.get("prune") or "tpc",
                 recover=recover or d.get("recover") or "tra",
@@ -203,7 +211,7 @@ class Target:
         where there is one; official HoT weights (pruner/recoverer) need a patched model."""
         model = self.model if model is None else model
         if self.recipe is not None:
-            return self.recipe.load_checkpoint(model, path, strict=strict)
+            return self.recipe.load_checkpoint(model, path, strict=strict, allow_pickle=allow_pickle)
         return load_checkpoint_file(model, path, strict=strict, allow_pickle=allow_pickle)
 
 
@@ -215,8 +223,9 @@ def add_target_arguments(parser: argparse.ArgumentParser, *, geometry: bool = Tr
     if ``geometry``; a subcommand that reads them elsewhere may leave them out)."""
     parser.add_argument(
         "target", metavar="TARGET",
-        help="a recipe name (mixste, motionbert, mhformer), package.module:Class, a model file written by "
-             "torch.save (needs --trust), or a .pt written by hotpatch.save / hotpatch patch")
+        help="a recipe: its name (mixste, mixste-hot-243-81 ...; hotpatch recipes lists them) or a .toml file; "
+             "package.module:Class; a model file written by torch.save (needs --trust); or a .pt written by "
+             "hotpatch.save / hotpatch patch")
     group = parser.add_argument_group("target")
     if geometry:
         group.add_argument("--frames", type=positive_int, metavar="F", help="clip length F (a recipe is built for it)")
@@ -225,7 +234,7 @@ def add_target_arguments(parser: argparse.ArgumentParser, *, geometry: bool = Tr
                            help="input channels C, 2 or 3 (a recipe is built for it)")
     group.add_argument("--variant", help="recipe variant (motionbert: lite or full)")
     group.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                       help="a recipe build override or a constructor keyword of module:Class, e.g. "
+                       help="a recipe's [architecture.args] value or a constructor keyword of module:Class, e.g. "
                             "--set dim=32 --set depth=2; VALUE is JSON if it parses, else a string")
     group.add_argument("--kwargs", metavar="JSON", help="constructor keywords of module:Class as a JSON object")
     group.add_argument("--checkpoint", metavar="CK", help="weights to load (official layouts are read)")
@@ -294,14 +303,14 @@ def resolve(target: str, *, frames: int | None = None, joints: int | None = None
             variant: str | None = None, overrides: dict[str, Any] | None = None,
             checkpoint: str | Path | None = None, trust: bool = False) -> Target:
     """The model TARGET names (see the module docstring); raises ``TargetError`` and friends."""
-    from hotpatch import models
-
     overrides = dict(overrides or {})
     for name, value in (("frames", frames), ("joints", joints), ("channels", channels)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise ConfigError(f"--{name} {value!r}: expected a positive int")
     path = Path(target)
-    if path.is_file():
+    if recipes.is_reference(target):
+        result = _from_recipe(target, frames, joints, channels, variant, overrides)
+    elif path.is_file() or (path.is_dir() and saving.is_directory(path)):
         result = _from_file(path, trust)
         if overrides or variant:
             raise TargetError(
@@ -309,20 +318,19 @@ def resolve(target: str, *, frames: int | None = None, joints: int | None = None
                 "use them with a recipe name or module:Class"
             )
         _merge_geometry(result, frames, joints, channels)
-    elif target.lower() in models.names():
-        result = _from_recipe(target.lower(), frames, joints, channels, variant, overrides)
     elif sources.is_import_path(target):
         if variant is not None:
             raise TargetError(f"--variant is a recipe option; for {target} pass constructor keywords with --set")
         result = _from_class(target, overrides)
         _merge_geometry(result, frames, joints, channels)
     elif path.exists():
-        raise TargetError(f"{target} is a directory, not a model file; expected a file written by torch.save "
-                          "or hotpatch.save")
+        raise TargetError(f"{target} is a directory without a hotpatch config.json; expected a directory written by "
+                          "hotpatch.save_pretrained (or hotpatch patch -o DIR/), or a model file")
     else:
         raise TargetError(
             f"{target!r} is not a file, a recipe name or an import path; expected an existing model file, "
-            f"one of the recipes {models.names()}, or package.module:Class. Check the path or the spelling."
+            f"one of the recipes {recipes.names()} (or a .toml recipe file), or package.module:Class. Check the "
+            "path or the spelling."
         )
     if checkpoint is not None:
         if not result.patched and _has_hot_keys(checkpoint, trust):
@@ -340,14 +348,15 @@ def _has_hot_keys(path: str | Path, trust: bool) -> bool:
 
 
 def _from_recipe(name: str, frames, joints, channels, variant, overrides) -> Target:
-    from hotpatch import models
-
-    recipe = models.get(name)
+    recipe = recipes.find(name)
     given = {k: v for k, v in (("frames", frames), ("joints", joints), ("channels", channels),
                                ("variant", variant)) if v is not None}
-    model = recipe.build(**given, **overrides)
+    changes = {**given, **overrides}
+    model = recipe.build(changes)  # it records its source (and a user's recipe its input convention)
+    if name.lower() in recipes.families():  # a family name is rebuilt by models.get(family).build, as before
+        model.hotpatch_source = sources.recipe_source(name.lower(), changes)
     defaults = _blank_defaults()
-    defaults.update({k: v for k, v in recipe.DEFAULTS.items() if k in DEFAULT_KEYS})
+    defaults.update({k: v for k, v in recipe.defaults().items() if k in DEFAULT_KEYS})
     defaults.update({k: v for k, v in given.items() if k in DEFAULT_KEYS})
     for key in ("frames", "joints", "channels"):  # geometry given with --set
         if key in given:
@@ -357,7 +366,7 @@ def _from_recipe(name: str, frames, joints, channels, variant, overrides) -> Tar
         elif any(k in overrides for k in _GEOMETRY_NAMES[key]):  # the constructor's own name
             defaults[key] = None  # inferred from the model when needed
     return Target(model=model, source=model.hotpatch_source, defaults=defaults, patched=False,
-                  kind="recipe", name=name, recipe=recipe)
+                  kind="recipe", name=name, recipe=recipe, setting=name.lower() not in recipes.families())
 
 
 _GEOMETRY_NAMES = {"frames": ("num_frame", "maxlen"), "joints": ("num_joints", "n_joints"),
@@ -371,7 +380,7 @@ def _from_class(path: str, kwargs: dict[str, Any]) -> Target:
 
 
 def _from_file(path: Path, trust: bool) -> Target:
-    obj = _read_file(path, trust)
+    obj = saving.read_directory(path) if path.is_dir() else _read_file(path, trust)
     if saving.is_model_payload(obj):  # an unpatched model written by hotpatch train / save_model
         model = saving.model_from_payload(obj, str(path))
         return _unpatched_target(model, model.hotpatch_source, "hotpatch-model", str(path))
@@ -398,7 +407,7 @@ def _unpatched_target(model: nn.Module, source: Any, kind: str, name: str) -> Ta
     recipe = _recipe_of(source)
     defaults = _blank_defaults()
     if recipe is not None:  # the paper's settings; geometry is read from the model itself
-        defaults.update({k: v for k, v in recipe.DEFAULTS.items()
+        defaults.update({k: v for k, v in recipe.defaults().items()
                          if k in DEFAULT_KEYS and k not in ("frames", "joints", "channels")})
     return Target(model=model, source=source, defaults=defaults, patched=False, kind=kind, name=name, recipe=recipe)
 
@@ -414,11 +423,9 @@ def _patched_target(model: nn.Module, kind: str, name: str) -> Target:
                   recipe=_recipe_of(source))
 
 
-def _recipe_of(source: Any) -> ModuleType | None:
-    from hotpatch import models
-
-    if isinstance(source, dict) and isinstance(source.get("recipe"), str) and source["recipe"] in models.names():
-        return models.get(source["recipe"])
+def _recipe_of(source: Any) -> recipes.Recipe | None:
+    if isinstance(source, dict) and isinstance(source.get("recipe"), str):
+        return recipes.lookup(source["recipe"])
     return None
 
 
@@ -547,8 +554,11 @@ def _fails_on_all(model: nn.Module, shapes: Sequence[tuple[int, ...]]) -> Except
 def describe(target: Target) -> str:
     """One line: what the target is and how it was built."""
     if target.kind == "recipe":
-        overrides = (target.source or {}).get("overrides")
-        return f"recipe {target.name}" + (f" {json.dumps(overrides)}" if overrides else "")
+        recipe = target.recipe
+        name = (target.name if recipe is None or not target.setting else recipe.name if recipe.installed
+                else str(recipe.path))
+        overrides = (target.source or {}).get("overrides") if recipe is None or recipe.installed else None
+        return f"recipe {name}" + (f" {json.dumps(overrides)}" if overrides else "")
     if target.kind == "class":
         return f"{target.name}(**{json.dumps(target.source['kwargs'])})" if target.source else target.name
     state = "patched model" if target.patched else "model"

@@ -43,8 +43,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     add_target_arguments(p)
     add_hot_arguments(p)
     add_data_arguments(p)
+    from hotpatch.cli._options import add_batch_option, add_threads_option  # shared option definitions
+
     g = p.add_argument_group("evaluation")
-    g.add_argument("--batch", type=positive_int, default=64, metavar="B", help="windows per forward (default: 64)")
+    add_batch_option(g, 64)
+    add_threads_option(g)
     g.add_argument("--flip", action="store_true", help="test-time flip augmentation (as MixSTE evaluates)")
     g.add_argument("--stride", type=positive_int, metavar="S",
                    help="window stride (default: F for seq2seq, 1 for seq2frame; seq2frame > 1 skips frames)")

@@ -55,29 +55,35 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def add_training_arguments(parser: argparse.ArgumentParser, *, lr: float) -> None:
     """The options of the training loop, shared by ``finetune`` and ``train``."""
+    from hotpatch.cli._options import DeprecatedAlias, add_batch_option, add_json_option, add_threads_option
+
     g = parser.add_argument_group("training")
     g.add_argument("-o", "--output", required=True, metavar="OUT.pt", help="where to write the trained model")
-    g.add_argument("--epochs", type=positive_int, required=True, metavar="E")
+    g.add_argument("--epochs", type=positive_int, required=True, metavar="E",
+                   help="passes over the training windows (each every window once, or --steps-per-epoch steps)")
     g.add_argument("--lr", type=positive_float, default=lr, help=f"peak learning rate (default: {lr:g})")
     g.add_argument("--weight-decay", type=nonnegative_float, default=0.1, help="AdamW weight decay (default: 0.1)")
-    g.add_argument("--batch", type=positive_int, default=16, metavar="B",
-                   help="global batch of windows (split across DDP processes) (default: 16)")
+    add_batch_option(g, 16)
     g.add_argument("--schedule", choices=("cosine", "step", "constant"), default="cosine",
                    help="LR schedule (default: cosine; step decays by --gamma every epoch)")
     g.add_argument("--gamma", type=positive_float, default=0.99, help="step schedule decay per epoch (default: 0.99)")
-    g.add_argument("--warmup", type=nonnegative_int, default=0, metavar="STEPS",
-                   help="linear LR warm-up steps (default: 0)")
+    g.add_argument("--warmup-steps", dest="warmup", type=nonnegative_int, default=0, metavar="STEPS",
+                   help="linear learning-rate warm-up steps (default: 0)")
+    g.add_argument("--warmup", dest="warmup", type=nonnegative_int, action=DeprecatedAlias,
+                   replacement="--warmup-steps", help=argparse.SUPPRESS)  # --warmup is untimed forwards on profile, sweep and tune
     g.add_argument("--steps-per-epoch", type=positive_int, metavar="S", help="cap optimiser steps per epoch")
     g.add_argument("--stride", type=positive_int, metavar="S", help="training window stride (default: F // 3)")
     g.add_argument("--no-flip", dest="flip_prob", action="store_const", const=0.0, default=0.5,
                    help="no horizontal-flip augmentation (default: flip half the windows)")
     g.add_argument("--grad-clip", type=positive_float, metavar="NORM", help="clip the gradient norm")
-    g.add_argument("--seed", type=int, default=0, help="seed of new parameters, shuffling and dropout (default: 0)")
+    g.add_argument("--seed", type=int, default=0,
+                   help="seed of new parameters (an untrained TRA), and of shuffling and dropout (default: 0)")
     g.add_argument("--val-clips", type=nonnegative_int, default=16, metavar="N",
                    help="test sequences scored after every epoch for the progress bar (0: none) (default: 16)")
     g.add_argument("--state", metavar="PATH", help="training checkpoint (default: OUT.state.pt)")
     g.add_argument("--resume", action="store_true", help="continue from the training checkpoint if it exists")
-    g.add_argument("--json", metavar="PATH", help="write the per-epoch history as JSON to PATH ('-' for stdout)")
+    add_json_option(g)  # the per-epoch history
+    add_threads_option(g)
 
 
 def check_training_arguments(args: argparse.Namespace) -> None:
@@ -111,17 +117,18 @@ def run(args: argparse.Namespace) -> int:
         log.warning("no --checkpoint given: fine-tuning %s from freshly initialised (random) weights; pass "
                     "--checkpoint FILE, or train the model first with hotpatch train", describe(target))
     if target.patched:
-        if any(v is not None for v in (args.n, args.f)):
-            log.warning("%s is already patched (%s); --n/--f are ignored", target.name,
+        if any(v is not None for v in (args.n, args.f, args.keep)):
+            log.warning("%s is already patched (%s); --n/--f/--keep are ignored", target.name,
                         describe_config(target.model.hotpatch_config))
         model = target.model
     else:
         settings = hot_settings(args)
         if settings["recover"] is None:  # the best after a short fine-tune in benchmarks/results/accuracy.md
             settings["recover"] = FINETUNE_RECOVER
-        if settings["n"] is None or settings["f"] is None:
-            if target.defaults.get("n") is None or target.defaults.get("f") is None:
-                raise ConfigError("pass --n N --f F (where to prune and how many frames to keep)")
+        if settings["n"] is None or (settings["f"] is None and settings["keep"] is None):
+            d = target.defaults
+            if d.get("n") is None or (d.get("f") is None and d.get("keep") is None):
+                raise ConfigError("pass --n N --f F (where to prune and how many frames to keep; or --keep K)")
         model = target.patch(**settings)
     label = f"HoT {describe_config(model.hotpatch_config)}"
     return train_and_save(args, target, model, label, out, err, main, save)

@@ -24,6 +24,7 @@ from hotpatch.cli._lift_io import LiftOutputs, expand_inputs, plan_outputs
 from hotpatch.cli._options import (add_hot_arguments, consoles, describe_config, hot_settings, nonnegative_float,
                                    positive_float, positive_int)
 from hotpatch.cli._progress import Progress
+from hotpatch.cli._stream import add_stream_arguments, check_offline, run_stream
 from hotpatch.cli._targets import add_target_arguments, describe, load_target
 from hotpatch.cli._weights import add_random_weights, check_weights
 from hotpatch.errors import ConfigError, HotpatchError, InputShapeError, OutputError
@@ -104,13 +105,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         "box to [-1, 1], MotionBERT in the wild) (default: the one the model records, from its "
                         "recipe or file)")
     r = p.add_argument_group("lifting")
+    from hotpatch.cli._options import COMPILE_HELP, add_batch_option, add_json_option, add_threads_option
     r.add_argument("--stride", type=positive_int, metavar="S",
                    help="seq2seq window stride (default: 3F/4, windows overlap by a quarter; F: no overlap)")
-    r.add_argument("--batch", type=positive_int, default=64, metavar="B", help="windows per forward (default: 64)")
+    add_batch_option(r, 64)
+    add_threads_option(r)
     r.add_argument("--flip", action="store_true", help="test-time flip augmentation")
     r.add_argument("--compare", action="store_true", help="also lift with the unpatched model; report both")
     r.add_argument("--compile", nargs="?", const="default", choices=("default", "reduce-overhead", "max-autotune"),
-                   help="lift with torch.compile(model, mode=MODE, fullgraph=True) (compiled before timing)")
+                   help=COMPILE_HELP)
     r.add_argument("--seed", type=int, default=0, help="seed of new parameters (an untrained TRA) (default: 0)")
     add_random_weights(r)
     o = p.add_argument_group("output")
@@ -122,7 +125,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     o.add_argument("--render-frames", type=positive_int, metavar="N", help="animate only the first N frames")
     o.add_argument("--turn", action="store_true", help="turn the 3D view about the vertical axis while animating")
     o.add_argument("--fps", type=positive_float, default=30.0, help="frame rate of the rendered animation (default: 30)")
-    o.add_argument("--json", metavar="PATH", help="write the summary as JSON to PATH ('-' for stdout only)")
+    add_json_option(o)  # the summary
+    add_stream_arguments(p)
     p.set_defaults(run=run)
     return p
 
@@ -167,7 +171,7 @@ def _model(args: argparse.Namespace) -> tuple[Any, Any, str]:
     settings = hot_settings(args)
     if target.patched:
         model = target.model
-    elif any(settings[k] is not None for k in ("n", "f")):
+    elif any(settings.get(k) is not None for k in ("n", "f", "keep")):
         for key in ("n", "f"):
             if settings[key] is None:
                 log.info("--%s not given: %s=%s, the default of %s", key, key, target.defaults.get(key), target.name)
@@ -191,6 +195,9 @@ def _model(args: argparse.Namespace) -> tuple[Any, Any, str]:
 def run(args: argparse.Namespace) -> int:
     from hotpatch.distributed import gather, setup_distributed, shard, teardown
 
+    if args.stream:
+        return run_stream(args)
+    check_offline(args)
     out, err = consoles(args.quiet)
     if (args.width is None) != (args.height is None):
         raise ConfigError("give the frame size as --size WxH (or both --width and --height)")

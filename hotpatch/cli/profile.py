@@ -16,6 +16,7 @@ from hotpatch.cli._options import (add_hot_arguments, check_outputs, consoles, d
                                    nonnegative_int, positive_int)
 from hotpatch.cli._progress import Progress
 from hotpatch.errors import ConfigError
+from hotpatch.keep import frames_for
 from hotpatch.cli._targets import Target, add_target_arguments, describe, load_target
 
 log = logging.getLogger(__name__)
@@ -24,12 +25,15 @@ log = logging.getLogger(__name__)
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "profile", help="params, FLOPs, latency/FPS and memory; before/after with --n/--f",
-        description="Profile TARGET. With --n and --f, patch it with HoT and print before, after and "
+        description="Profile TARGET. With --n and --f, or for a recipe file or a recipe's full name "
+                    "(mixste-hot-243-81: its [hot] setting), patch it with HoT and print before, after and "
                     "the % change of every number, timed interleaved in one run.")
     add_target_arguments(p)
     add_hot_arguments(p)
+    from hotpatch.cli._options import COMPILE_HELP, add_batch_option, add_json_option, add_threads_option
+
     g = p.add_argument_group("measurement")
-    g.add_argument("--batch", type=positive_int, default=1, metavar="B", help="clips per forward (default: 1)")
+    add_batch_option(g, 1)
     g.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     g.add_argument("--counters", default="fvcore,paper",
                    help="FLOP counters, comma-separated: fvcore, paper, torch, thop (default: fvcore,paper)")
@@ -37,24 +41,28 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     g.add_argument("--repeats", type=positive_int, default=20, metavar="R",
                    help="timed forwards per model (default: 20)")
     g.add_argument("--warmup", type=nonnegative_int, default=3, metavar="W", help="untimed forwards first (default: 3)")
-    g.add_argument("--threads", type=positive_int, metavar="T", help="CPU threads while timing (default: torch's)")
+    add_threads_option(g)
     g.add_argument("--train", action="store_true", help="also measure the memory of one training step")
     g.add_argument("--no-fps", dest="fps", action="store_false", help="skip timing")
+    g.add_argument("--original", action="store_true",
+                   help="profile a recipe's model as it is, without its HoT setting")
     g.add_argument("--compile", nargs="?", const="default", choices=("default", "reduce-overhead", "max-autotune"),
-                   help="time torch.compile(model, mode=MODE, fullgraph=True) of both models instead of eager "
-                        "(compile time reported apart; MODE default: default)")
+                   help=COMPILE_HELP)  # both models
     g.add_argument("--calls", type=positive_int, default=1, metavar="N",
                    help="forwards of the model per clip, e.g. K sampling steps x H hypotheses of a diffusion "
                         "denoiser (every number above is per call); N > 1 adds the per-clip totals")
-    g.add_argument("--json", metavar="PATH", help="write the numbers as JSON to PATH ('-' for stdout only)")
+    add_json_option(g)
     p.set_defaults(run=run)
     return p
 
 
 def run(args: argparse.Namespace) -> int:
     out, err = consoles(args.quiet)
-    if (args.n is None) != (args.f is None):
-        raise ConfigError("pass both --n and --f to compare before/after a patch, or neither to profile as is")
+    if (args.n is None) != (args.f is None and args.keep is None):
+        raise ConfigError("pass both --n and --f (or --keep) to compare before/after a patch, or neither to profile "
+                          "as is")
+    if args.original and args.n is not None:
+        raise ConfigError("--original profiles the model as it is; drop --n/--f, or drop --original to compare")
     check_outputs(args)
     target = load_target(args)
     measure = dict(counters=args.counters, fps=args.fps, device=args.device, repeats=args.repeats,
@@ -153,6 +161,8 @@ def _measure_target(target: Target, args: argparse.Namespace, measure: dict[str,
         pipeline = config["pipeline"]
         if args.n is None:
             return profile(target.model, example, pipeline=pipeline, progress=progress, **measure), config
+        if settings["keep"] is not None:  # the f that --keep asks for, to compare with the saved one
+            settings["f"] = frames_for(settings["keep"], config["frames"])
         given = {k: v for k, v in settings.items() if v is not None and k in config}
         differ = {k: (v, config[k]) for k, v in given.items() if config[k] != v}
         if differ:
@@ -164,7 +174,7 @@ def _measure_target(target: Target, args: argparse.Namespace, measure: dict[str,
         return compare(target.original(), target.model, example, pipeline=pipeline, progress=progress,
                        **measure), config
     example = _positional(target, target.example_input(args.batch))
-    if args.n is None:
+    if args.original or (args.n is None and not target.setting):
         pipeline = target.defaults.get("pipeline") or "seq2seq"
         pipeline = "seq2seq" if pipeline == "auto" else pipeline
         return profile(target.model, example, pipeline=pipeline, progress=progress, **measure), None

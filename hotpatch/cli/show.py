@@ -9,7 +9,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from hotpatch.cli._options import check_outputs, check_png, consoles, stage_value
+from hotpatch.cli._options import argument_type, check_outputs, check_png, consoles, stage_value
+from hotpatch.keep import parse as keep_parse
 from hotpatch.patch import stage_text
 from hotpatch.cli.sweep import name_list
 from hotpatch.errors import ConfigError, DataError
@@ -35,9 +36,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     g.add_argument("--n", type=stage_value, metavar="n",
                    help="prune after the n-th temporal block, or a list such as 1,3 (default: the recipe's)")
     g.add_argument("--f", type=stage_value, metavar="f", help="frames kept, one per stage (default: the recipe's)")
+    g.add_argument("--keep", type=argument_type(keep_parse), metavar="K",
+                   help="instead of --f: the fraction of the F frames kept, one per stage (f = K*F, rounded)")
     g.add_argument("--prune", type=name_list(tuple(PRUNERS)), default=["tpc", "uniform"], metavar="P,..",
                    help=f"pruners side by side ({', '.join(PRUNERS)}) (default: tpc,uniform)")
     g.add_argument("-o", "--output", required=True, metavar="OUT.png", help="the picture")
+    from hotpatch.cli._options import add_threads_option  # shared option definitions
+
+    add_threads_option(g)
     p.set_defaults(run=run)
     return p
 
@@ -73,8 +79,11 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"{target.name} is already patched; pass the original model to compare pruners")
     frames, joints, channels = target.input_shape()
     n = args.n if args.n is not None else target.defaults.get("n")
-    f = args.f if args.f is not None else target.defaults.get("f")
-    if n is None or f is None:
+    if args.f is not None and args.keep is not None:
+        raise ConfigError("pass --f or --keep, not both (--keep K keeps K*F frames)")
+    f, keep = (args.f, args.keep) if args.f is not None or args.keep is not None else (
+        target.defaults.get("f"), target.defaults.get("keep"))
+    if n is None or (f is None and keep is None):
         raise ConfigError(f"{target.name} has no default HoT settings; pass --n and --f")
     splits = load_splits(args)
     seq = find_sequence(splits["test"] + splits["train"], args.clip, args.camera)
@@ -88,8 +97,10 @@ def run(args: argparse.Namespace) -> int:
     prepared = prepare(target.model, example_input=x)
     kept: dict[str, list[list[int]]] = {}
     for name in args.prune:
-        patched = prepared.patch(n, f, prune=name, recover="linear", pipeline=target.defaults.get("pipeline") or "auto")
+        patched = prepared.patch(n, f, keep=keep, prune=name, recover="linear",
+                                 pipeline=target.defaults.get("pipeline") or "auto")
         kept[name] = _kept_frames(patched, x)
+    f = patched.hotpatch_config["f"]
     speed = joint_speed(seq.positions[idx]) * 1000.0  # metres -> mm per frame
     title = (f"{seq.name}, frames {start}-{start + frames - 1}: n={stage_text(n)}, f={stage_text(f)} of F={frames} "
              f"({describe(target)})")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import logging
 import sys
 from typing import Any
 
@@ -15,9 +16,12 @@ from hotpatch.cli._options import argument_type, check_outputs, check_png, conso
 from hotpatch.cli._progress import Progress
 from hotpatch.patch import parse_stages, stage_text
 from hotpatch.errors import ConfigError
+from hotpatch.keep import frames_for as keep_frames, parse as keep_parse
 from hotpatch.prune import PRUNERS
 from hotpatch.recover import RECOVERERS
 from hotpatch.cli._targets import add_target_arguments, describe, load_target
+
+log = logging.getLogger(__name__)
 
 
 def int_list(text: str) -> list[int]:
@@ -55,6 +59,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     g = p.add_argument_group("settings")
     g.add_argument("--n", type=int_list, default=[], metavar="N,N,..", help="cut positions, e.g. 1,2,3")
     g.add_argument("--f", type=int_list, default=[], metavar="F,F,..", help="kept frames, e.g. 27,41,61")
+    g.add_argument("--keep", type=argument_type(keep_parse), metavar="K,K,..",
+                   help="instead of --f: fractions of the F frames kept, e.g. 0.25,0.33 (f = K*F, rounded)")
     g.add_argument("--stages", type=argument_type(parse_stages), action="append", default=[], metavar="N,N:F,F",
                    help="a multi-stage setting, e.g. 1,3:121,61 (prune to 121 after block 1, to 61 after "
                         "block 3); repeat for more")
@@ -62,19 +68,22 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                    help=f"pruners ({', '.join(PRUNERS)}) (default: tpc)")
     g.add_argument("--recover", type=name_list(tuple(RECOVERERS)), default=["linear"], metavar="R,..",
                    help=f"recoverers ({', '.join(RECOVERERS)}) (default: linear, meaningful without retraining)")
-    g.add_argument("--pipeline", choices=("seq2seq", "seq2frame"), help="(default: the recipe's, else seq2seq)")
+    g.add_argument("--pipeline", choices=("seq2seq", "seq2frame"),
+                   help="seq2seq recovers all frames; seq2frame keeps the centre one "
+                        "(default: the recipe's, else seq2seq)")
     g.add_argument("--prune-pos-embed", action=argparse.BooleanOptionalAction, default=None,
                    help="learnable (1, f, C) positional embedding after pruning (default: the recipe's)")
     add_data_arguments(p, required=False)
+    from hotpatch.cli._options import add_batch_option, add_json_option, add_threads_option  # shared option definitions
+
     t = p.add_argument_group("timing")
-    t.add_argument("--batch", type=positive_int, default=64, metavar="B",
-                   help="windows per forward for accuracy (default: 64)")
+    add_batch_option(t, 64)
     t.add_argument("--repeats", type=positive_int, default=5, metavar="R", help="timed forwards per model (default: 5)")
     t.add_argument("--warmup", type=nonnegative_int, default=1, metavar="W", help="untimed forwards first (default: 1)")
-    t.add_argument("--threads", type=positive_int, metavar="T", help="torch threads while timing")
+    add_threads_option(t)
     t.add_argument("--no-latency", dest="latency", action="store_false", help="skip timing (FLOPs and accuracy only)")
     o = p.add_argument_group("output")
-    o.add_argument("--json", metavar="PATH", help="rows (and the front) as JSON ('-' for stdout only)")
+    add_json_option(o)  # the rows and the front
     o.add_argument("--csv", metavar="PATH", help="rows as CSV")
     o.add_argument("--plot", metavar="PATH.png", help="error (MPJPE, or latency without --data) vs paper FLOPs")
     p.set_defaults(run=run)
@@ -88,7 +97,9 @@ def run(args: argparse.Namespace) -> int:
     out, err = consoles(args.quiet)
     check_outputs(args)
     check_png("--plot", args.plot)
-    if bool(args.n) != bool(args.f) or not (args.n or args.stages):
+    if args.f and args.keep is not None:
+        raise ConfigError("pass --f or --keep, not both (--keep K keeps K*F frames)")
+    if bool(args.n) != bool(args.f or args.keep) or not (args.n or args.stages):
         raise ConfigError("give --n and --f (every combination is measured), --stages N,N:F,F, or both")
     if args.data:
         check_data_files(args)
@@ -100,6 +111,9 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"{target.name} is already patched; sweep the original model (a recipe, module:Class or "
                           "a model file)")
     frames, joints, channels = target.input_shape()
+    if args.keep is not None:
+        args.f = sorted({keep_frames(k, frames) for k in (args.keep if isinstance(args.keep, list) else [args.keep])})
+        log.info("--keep %s of F=%d frames: f=%s", args.keep, frames, ",".join(map(str, args.f)))
     d = target.defaults
     pipeline = target.pipeline(args.pipeline)
     pos_embed = bool(d.get("prune_pos_embed")) if args.prune_pos_embed is None else args.prune_pos_embed

@@ -12,10 +12,10 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
-import torch
-
 from hotpatch.atomic import atomic_write, write_text
-from hotpatch.cli._options import check_outputs, check_png, consoles, nonnegative_int, positive_float, positive_int
+from hotpatch.autotune.halving import MIN_WINDOWS
+from hotpatch.cli._options import (add_batch_option, add_json_option, add_threads_option, check_outputs, check_png,
+                                   consoles, nonnegative_int, positive_float, positive_int)
 from hotpatch.cli._progress import Progress
 from hotpatch.cli._targets import add_target_arguments, describe, load_target
 from hotpatch.cli.sweep import name_list
@@ -52,10 +52,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                      help="a latency limit on this device (timed interleaved with the original)")
     s = p.add_argument_group("search")
     s.add_argument("--prune", type=name_list(tuple(PRUNERS)), metavar="P,..",
-                   help="pruners to try (default: those of tpc, uniform, merge that exist)")
+                   help="pruners to try (default: tpc, uniform, merge)")
     s.add_argument("--recover", type=name_list(tuple(RECOVERERS)), metavar="R,..",
-                   help="parameter-free recoveries to try (default: those of linear, unmerge that exist)")
-    s.add_argument("--pipeline", choices=("seq2seq", "seq2frame"), help="(default: the recipe's, else seq2seq)")
+                   help="recoverers to try, parameter-free ones (default: linear, unmerge)")
+    s.add_argument("--pipeline", choices=("seq2seq", "seq2frame"),
+                   help="seq2seq recovers all frames; seq2frame keeps the centre one "
+                        "(default: the recipe's, else seq2seq)")
     s.add_argument("--single", action="store_true", help="single cuts only (no two-stage schedules)")
     s.add_argument("--pairs", type=positive_int, default=2, metavar="P",
                    help="(f1, f2) pairs tried per two-stage schedule (default: 2)")
@@ -66,17 +68,23 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     s.add_argument("--first-windows", type=positive_int, metavar="W",
                    help="windows of round 0 (default: W / ETA^R, R the halvings that leave one candidate; "
                         "--windows here: the exhaustive grid)")
+    s.add_argument("--min-windows", type=positive_int, default=MIN_WINDOWS, metavar="M",
+                   help=f"the fewest windows any round ranks candidates on (default: {MIN_WINDOWS})")
+    s.add_argument("--check-grid", action="store_true",
+                   help="afterwards score every candidate on every window: the chosen setting's rank in the grid, "
+                        "its gap to the best and the noise of that gap")
     t = p.add_argument_group("evaluation and timing")
-    t.add_argument("--batch", type=positive_int, default=64, metavar="B", help="windows per forward (default: 64)")
-    t.add_argument("--repeats", type=positive_int, default=5, metavar="R", help="timed forwards (--latency-ms)")
-    t.add_argument("--warmup", type=nonnegative_int, default=1, metavar="W", help="untimed forwards first")
-    t.add_argument("--threads", type=positive_int, metavar="T",
-                   help="torch threads for the whole search, timing and evaluation (default: torch's)")
+    add_batch_option(t, 64)
+    t.add_argument("--repeats", type=positive_int, default=5, metavar="R",
+                   help="timed forwards per model (with --latency-ms) (default: 5)")
+    t.add_argument("--warmup", type=nonnegative_int, default=1, metavar="W",
+                   help="untimed forwards first (with --latency-ms) (default: 1)")
+    add_threads_option(t)
     o = p.add_argument_group("output")
     o.add_argument("-o", "--output", required=True, metavar="OUT.pt", help="the chosen patched model")
-    o.add_argument("--report", dest="json", metavar="PATH", help="everything tried, as JSON ('-' for stdout)")
+    add_json_option(o, deprecated=("--report",))  # everything tried
     o.add_argument("--markdown", metavar="PATH.md", help="the report as Markdown")
-    o.add_argument("--plot", metavar="PATH.png", help="paper FLOPs vs calibration MPJPE of every candidate")
+    o.add_argument("--plot", metavar="PATH.png", help="error (calibration MPJPE of every candidate) vs paper FLOPs")
     p.set_defaults(run=run)
     return p
 
@@ -105,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
                           "could not be loaded again; pass a recipe name or package.module:Class")
     frames, _, _ = target.input_shape()
     pipeline = target.pipeline(args.pipeline)
-    with Progress(err, "tune") as progress, _search_settings(args.threads, getattr(args, "debug", False)):
+    with Progress(err, "tune") as progress, _search_settings(getattr(args, "debug", False)):
         progress.status("loading data")
         calibration = load_splits(args)["train"]
         if not calibration:
@@ -113,7 +121,8 @@ def run(args: argparse.Namespace) -> int:
         result = tune(target.model, calibration, budget=args.budget, latency_ms=args.latency_ms, prune=args.prune,
                       recover=args.recover, pipeline=pipeline, example_input=target.example_input(1),
                       two_stage=not args.single, pairs=args.pairs, eta=args.eta, max_windows=args.windows,
-                      first_windows=args.first_windows, batch_size=args.batch, repeats=args.repeats,
+                      first_windows=args.first_windows, min_windows=args.min_windows, check_grid=args.check_grid,
+                      batch_size=args.batch, repeats=args.repeats,
                       warmup=args.warmup, threads=args.threads,
                       progress=lambda task, done, total, detail: progress.update(task, done, total, detail))
     written = [str(save(result.model, args.output, source=target.source))]
@@ -134,24 +143,23 @@ def run(args: argparse.Namespace) -> int:
             return 0
         written.append(str(write_text(args.json, text + "\n")))
     out.print(_summary(result), highlight=False, markup=False)
+    if result.grid is not None:
+        out.print(result.grid.summary(result.chosen.label), highlight=False, markup=False)
     for path in written:
         out.print(f"wrote {path}", highlight=False, markup=False)
     return 0
 
 
 @contextlib.contextmanager
-def _search_settings(threads: int | None, debug: bool) -> Iterator[None]:
-    """``threads`` torch threads, and no log line per patch (a search makes dozens) unless ``debug``."""
-    saved, patch_log = torch.get_num_threads(), logging.getLogger("hotpatch.patch")
+def _search_settings(debug: bool) -> Iterator[None]:
+    """No log line per patch (a search makes dozens) unless ``debug`` (``--threads`` is set by the CLI's main)."""
+    patch_log = logging.getLogger("hotpatch.patch")
     level = patch_log.level
-    if threads:
-        torch.set_num_threads(threads)
     if not debug:
         patch_log.setLevel(logging.WARNING)
     try:
         yield
     finally:
-        torch.set_num_threads(saved)
         patch_log.setLevel(level)
 
 

@@ -32,15 +32,15 @@ from hotpatch.errors import (
 from hotpatch.layout import Axis, Layout
 from hotpatch.engine.inputs import InputInfo, Inputs, as_inputs
 from hotpatch.engine.batch_factors import label_batch_factors
+from hotpatch.engine.capture import data_dependence
 from hotpatch.engine.mixing import Mixing, plain, trace_mixing
 from hotpatch.engine.reductions import Reduction, find_reductions
 from hotpatch.engine.refusals import in_words
+from hotpatch.engine.subsample import find_subsample
 
 log = logging.getLogger(__name__)
 
 NORMS = (nn.LayerNorm, nn.GroupNorm, nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm)
-_SHAPE_ATTRS = {"shape"}
-_SHAPE_METHODS = {"size", "dim"}
 
 
 @dataclass
@@ -103,6 +103,7 @@ class Plan:
     tokens: dict[str, int] = field(default_factory=dict)  # patched: frames each block sees
     inputs: list[InputInfo] = field(default_factory=list)  # every traced input, the clip among them
     example: Inputs | None = field(default=None, repr=False)  # the example values analysed (B=1)
+    clip_frames: int | None = None  # the clip's length where the model subsamples it (frames: its tokens)
 
     def note(self, text: str) -> None:
         """Record a decision (what was kept opaque, gathered, sliced, clamped ...)."""
@@ -114,6 +115,9 @@ class Plan:
 
     def __str__(self) -> str:
         lines = [f"input (B, F, ...) = {self.input_shape}, F = {self.frames}, J = {self.joints}"]
+        if self.clip_frames is not None:
+            lines[0] = (f"input (B, F, ...) = {self.input_shape}, {self.clip_frames} frames read as "
+                        f"F = {self.frames} tokens, J = {self.joints}")
         if len(self.inputs) > 1:
             lines += [
                 f"  input {i.name} {i.shape}: " + (f"frames on axis {i.frame_axis}" if i.frame_axis is not None
@@ -175,22 +179,9 @@ def batch_order(t: torch.Tensor, axis: int, half: int) -> str | None:
 
 
 def _data_dependence(graph: fx.Graph) -> dict[str, bool]:
-    """Which nodes depend on the input's values (not only on its shape)."""
-    dep: dict[str, bool] = {}
-    for n in graph.nodes:
-        if n.op == "placeholder":
-            dep[n.name] = True
-        elif n.op == "get_attr":
-            dep[n.name] = False
-        elif n.op == "call_function" and n.target is getattr and n.args[1] in _SHAPE_ATTRS:
-            dep[n.name] = False
-        elif n.op == "call_method" and n.target in _SHAPE_METHODS:
-            dep[n.name] = False
-        elif n.op == "call_function" and n.target is len:
-            dep[n.name] = False
-        else:
-            dep[n.name] = any(dep.get(a.name, False) for a in n.all_input_nodes)
-    return dep
+    """Which nodes depend on the input's values (not only on its sizes, dtype and device:
+    :func:`hotpatch.engine.capture.data_dependence`)."""
+    return {n.name: dep for n, dep in data_dependence(graph).items()}
 
 
 FAKE_ABOVE = 2e9  # parameters × tokens per clip above which shapes-only runs are the cheaper
@@ -326,17 +317,20 @@ def _identity_output(run: _BlockRun, args: tuple, kwargs: dict) -> Any | None:
 
 
 def probe(
-    gm: fx.GraphModule, example: torch.Tensor | Inputs, blocks: list[str], joints: int | None
+    gm: fx.GraphModule, example: torch.Tensor | Inputs, blocks: list[str], joints: int | None,
+    frames: int | None = None,
 ) -> tuple[dict[str, NodeFacts], dict[str, _BlockRun], list[tuple[int, ...]]]:
     """Run the two probes; return node facts, one :class:`_BlockRun` per block call and the
     B=1 output shapes of the model.
 
+    ``frames``: the count that frame axes have (default: the clip's; the token count T of a model
+    that subsamples its clip, :mod:`hotpatch.engine.subsample`).
     The B=1 probe runs on fake tensors (shapes only) where that is cheaper than arithmetic
     (:func:`worth_faking`), on real tensors otherwise or if the model needs values.
     The B=2 probe needs values for the batch-order test, but not inside the blocks: a block
     whose outputs have its inputs' shapes is stood in for by its inputs."""
     example = as_inputs(gm.graph, example)
-    frames = example.frames
+    frames = frames or example.frames  # the size axes are labelled by (a subsampled clip's tokens: T)
     block_set = set(blocks)
     first = None
     if worth_faking(gm, example):
@@ -393,6 +387,7 @@ def _flat_tensors(value: Any) -> list[torch.Tensor]:
 
 
 ATTENDS_OVER_FRAMES = "attends over frames"  # in BlockInfo.why of blocks an attention made temporal
+BY_PERTURBATION = "no attention followed"  # BlockInfo.why of blocks the perturbation test classified
 _RELATIVE_EFFECT = 1e-9  # fallback test: effect on other frames / effect on the perturbed frame
 
 
@@ -422,6 +417,7 @@ def classify_block(module: nn.Module, run: _BlockRun, facts: dict[str, NodeFacts
             if m.origins and m.origins & frame_axes:
                 return "temporal", f"{m.op} in {m.module or 'the block'} {ATTENDS_OVER_FRAMES}"
         lost = [m for m in mix.attentions + mix.others if m.origins is None]
+        lost += [m for m in mix.positions if m.origins & frame_axes]  # a loop over frames (a scan)
         if not lost and not mix.unknown:
             for m in mix.others:
                 if m.origins & frame_axes:
@@ -430,12 +426,23 @@ def classify_block(module: nn.Module, run: _BlockRun, facts: dict[str, NodeFacts
                 where = sorted({m.module or "the block" for m in mix.attentions})
                 return "spatial", f"attention in {', '.join(where)} attends over other tokens, not frames"
             return "spatial", "nothing in it mixes frames"
-    return _perturbation_kind(module, run, frame_inputs, real_args)
+    return _perturbation_kind(module, run, frame_inputs, real_args, _unfollowed(mix, frame_axes))
 
 
-def _perturbation_kind(module: nn.Module, run: _BlockRun, frame_inputs: dict[int, NodeFacts], real_args) -> tuple[str, str]:
+def _unfollowed(mix: Mixing | None, frame_axes: set) -> str:
+    """What kept the axes from being followed: the first op without a rule, or the block itself."""
+    if mix is None:
+        return "the block could not run under the axis tracker"
+    lost = [f"{m.op} in {m.module or 'the block'}" for m in mix.attentions + mix.others if m.origins is None]
+    taken = [f"{m.op} of single frames in {m.module or 'the block'}" for m in mix.positions if m.origins & frame_axes]
+    return (mix.unknown + lost + taken + ["?"])[0]
+
+
+def _perturbation_kind(module: nn.Module, run: _BlockRun, frame_inputs: dict[int, NodeFacts], real_args,
+                       unfollowed: str = "") -> tuple[str, str]:
     """Fallback: does changing one frame of the input change the output at other frames?
-    Scale-free: the effect on other frames is compared with the effect on that frame."""
+    Scale-free: the effect on other frames is compared with the effect on that frame. ``why``
+    starts with :data:`BY_PERTURBATION` and names what could not be followed."""
     first = next(iter(frame_inputs.values()))
     frames_at = first.shape[first.time_axes[0]]
     t0 = frames_at // 2
@@ -474,9 +481,10 @@ def _perturbation_kind(module: nn.Module, run: _BlockRun, frame_inputs: dict[int
         other, own = effect(*map_aggregate((run.args, run.kwargs), randomised))
     except Exception:
         other, own = effect(*real_args())
+    head = f"{BY_PERTURBATION} ({unfollowed} could not be followed)" if unfollowed else BY_PERTURBATION
     if other > _RELATIVE_EFFECT * max(own, 1e-30):
-        return "temporal", f"no attention followed; changing one frame changes the others (relative effect {other / max(own, 1e-30):.1e})"
-    return "spatial", "no attention followed; changing one frame leaves the others unchanged"
+        return "temporal", f"{head}; changing one frame changes the others (relative effect {other / max(own, 1e-30):.1e})"
+    return "spatial", f"{head}; changing one frame leaves the others unchanged"
 
 
 def first_line(exc: BaseException) -> str:
@@ -494,6 +502,11 @@ def analyse(gm: fx.GraphModule, blocks: list[str], example: torch.Tensor | Input
     joints = clip.shape[2] if clip.dim() == 4 else None
     try:
         facts, runs, output_shapes = probe(gm, example, blocks, joints)
+        block_nodes = {n.name for n in gm.graph.nodes if n.op == "call_module" and n.target in blocks}
+        subsample = find_subsample(gm.graph, facts, block_nodes, frames)
+        if subsample is not None:  # the tokens are every k-th frame: label axes by their count
+            frames = subsample.tokens
+            facts, runs, output_shapes = probe(gm, example, blocks, joints, frames=frames)
     except Exception as exc:
         shapes = ", ".join(f"{k} {tuple(v.shape)}" for k, v in example.values.items())
         what = f"of shape {tuple(clip.shape)}" if len(example) == 1 else f"({shapes})"
@@ -521,8 +534,8 @@ def analyse(gm: fx.GraphModule, blocks: list[str], example: torch.Tensor | Input
             continue
         kind, why = classify_block(gm.get_submodule(n.target), runs[n.name], facts, real_args(n.name))
         infos.append(BlockInfo(n.target, n.name, kind, why=why))
-        if why.startswith("no attention followed"):
-            notes.append(f"{n.target}: {kind} by perturbation ({why.split('; ', 1)[1]})")
+        if why.startswith(BY_PERTURBATION):
+            notes.append(f"{n.target}: {kind} by perturbation: {why}")
 
     assign_levels(gm.graph, infos)
     levels = max((b.level for b in infos), default=0)
@@ -537,6 +550,9 @@ def analyse(gm: fx.GraphModule, blocks: list[str], example: torch.Tensor | Input
     plan.reductions = reductions
     plan.inputs = _input_infos(gm, example, facts)
     plan.example = example
+    if subsample is not None:
+        plan.clip_frames = example.frames
+        plan.note(subsample.describe())
     for r in reductions:
         plan.note(f"strided stage {r.describe()}: later axes of length {r.length_out} are reduced frame axes")
     return plan

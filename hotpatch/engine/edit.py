@@ -11,7 +11,9 @@ the kept-frame index of its stage; passes add modules and nodes through it and r
 decision (one line of ``hotpatch_plan``) with :meth:`Edit.note`. A pass
 (:class:`RewritePass`) has a name, an optional ``inspect`` that reads the unpatched graph
 before any pass edits it, ``run`` that rewrites, and ``check`` that verifies what must hold
-after it (the idea of torch.fx's ``PassBase`` ``requires`` / ``ensures``).
+after it (the idea of torch.fx's ``PassBase`` ``requires`` / ``ensures``). Before any ``run``,
+each frame-count use after the cut (:mod:`hotpatch.engine.uses`) must be claimed by a pass
+(``claims``); what none claims is refused there, before any edit.
 """
 
 from __future__ import annotations
@@ -28,8 +30,8 @@ from hotpatch.engine.analyse import NodeFacts, Plan
 from hotpatch.engine.config import PatchConfig
 from hotpatch.engine.frame_layers import KeptFrames
 from hotpatch.engine.sites import Sites, stage_at
-from hotpatch.engine.wrappers import rescale_count
-from hotpatch.errors import AmbiguousFrameAxisError, RewriteError
+from hotpatch.engine.wrappers import GatherConstant, rescale_count
+from hotpatch.errors import AmbiguousFrameAxisError, PatchCheckError, RewriteError
 from hotpatch.layout import Layout
 
 ELEMENTWISE_FUNCS = {
@@ -69,6 +71,21 @@ def edit_sizes(u: fx.Node, change: Any) -> bool:
     return True
 
 
+def can_gather(edit: Edit, u: fx.Node, shape: tuple[int, ...], const: fx.Node | None = None) -> bool:
+    """Before any edit: a frame-indexed constant of ``shape`` read by ``u`` can be gathered per
+    sample (``u`` is element-wise with a tensor the cut prunes, in a layout that it broadcasts
+    against; see :class:`~hotpatch.engine.wrappers.GatherConstant`). ``const``: the node that
+    holds the constant, if the cut would otherwise count it as pruned (a slice of it)."""
+    partner = next((a for a in u.all_input_nodes if edit.will_be_pruned(a) and a is not const), None)
+    if not is_elementwise(u) or partner is None:
+        return False
+    try:
+        GatherConstant(shape, edit.layout(partner, "tensor next to a frame-indexed constant"), edit.cfg.frames)
+    except (RewriteError, AmbiguousFrameAxisError):
+        return False
+    return True
+
+
 class Edit:
     """One rewrite of one graph (see the module docstring)."""
 
@@ -89,6 +106,10 @@ class Edit:
         self.holders: dict[int, KeptFrames] = {}  # per stage: index holder for layers inside blocks
         self.lengths: dict[int, int] = {}  # reduced length in the original -> with f kept frames
         self.consumed: set[tuple[fx.Node, fx.Node]] = set()  # (user, constant) pairs a pass took over
+        # set by the analysis before any pass (hotpatch.engine.uses): what the cut will prune, and
+        # the modules after the cut with tensors sized by the frame count
+        self.region: dict[fx.Node, None] = {}  # in graph order
+        self.sized_layers: list[Any] = []
 
     def note(self, text: str) -> None:
         """Record one decision (a line under "decisions:" in ``hotpatch_plan``)."""
@@ -143,6 +164,14 @@ class Edit:
 
     def is_post(self, n: fx.Node) -> bool:
         return self.sites.recover is not None and n in self.pos and self.pos[n] > self.sites.recover
+
+    def will_be_pruned(self, a: fx.Node) -> bool:
+        """Before any edit: ``a`` gives its users after the cut pruned tokens (it is in the region
+        the cut prunes, or a value-dependent tensor with frames that the cut or a gather prunes)."""
+        if a in self.region:
+            return True
+        f = self.fact(a)
+        return f is not None and f.carries_frames and f.data_dependent and self.pos.get(a, len(self.nodes)) < self.sites.cut
 
     def pruned_nodes(self) -> list[fx.Node]:
         """The traced graph's nodes that carry pruned tokens, in graph order."""
@@ -207,12 +236,17 @@ class RewritePass:
     def inspect(self, edit: Edit) -> None:
         """Read the unpatched graph (runs for every pass before any pass edits it)."""
 
+    def claims(self, edit: Edit, use: Any) -> bool:
+        """Whether this pass handles ``use`` (a :class:`hotpatch.engine.uses.Use`, read on the
+        unpatched graph after every ``inspect``); a use no pass claims is refused before any edit."""
+        return False
+
     def run(self, edit: Edit) -> None:
         raise NotImplementedError
 
     def check(self, edit: Edit) -> None:
-        """Raise :class:`RewriteError` if what this pass ensures does not hold."""
+        """Raise :class:`PatchCheckError` (``self.fail``) if what this pass ensures does not hold."""
 
-    def fail(self, what: str) -> RewriteError:
-        return RewriteError(f"internal check of the '{self.name}' rewrite pass failed: {what}. "
-                            "Please report this model to the hotpatch developers.")
+    def fail(self, what: str) -> PatchCheckError:
+        return PatchCheckError(f"internal check of the '{self.name}' rewrite pass failed: {what}. "
+                               "The analysis should have refused this model: please report it to the hotpatch developers.")

@@ -3,8 +3,9 @@
 The frame-sized-layers pass (:mod:`hotpatch.engine.passes.frame_sized`) finds and swaps them.
 
 Temporal graph convolutions normalise with ``BatchNorm1d(F)`` on (B, F, C), MLP-Mixer-style
-models mix time with ``Linear(F, F)`` on (B, C, F) or a 1x1 ``Conv1d(F, F, 1)``, and adjacency
-matrices (F, F) multiply the tokens (``adj @ x``). After the cut each sample keeps its own f
+models mix time with ``Linear(F, F)`` on (B, C, F) or a 1x1 ``Conv1d(F, F, 1)`` (grouped too:
+``Conv1d(F, F, 3, groups=3)``, and ``GroupNorm(3, F)``), and adjacency matrices (F, F) multiply
+the tokens (``adj @ x``). After the cut each sample keeps its own f
 frames, so these weights are gathered per sample by the kept indices: a (F, F) weight becomes
 (B, f, f) rows and columns of the kept frames, a per-frame vector (BatchNorm statistics and
 affine, LayerNorm affine, biases) becomes (B, f). With all frames kept (f = F) the layer runs
@@ -108,8 +109,24 @@ class FrameLinear(FrameSized, nn.Linear):
         return self.hotpatch_layout.from_canonical(y, w.shape[1])
 
 
+def dense_weight(conv: nn.Conv1d) -> torch.Tensor:
+    """The (O, I, k) weight of an ungrouped convolution equal to ``conv``: a grouped weight
+    (O, I/G, k) placed on the block diagonal, zeros between the groups."""
+    w, groups = conv.weight, conv.groups
+    if groups == 1:
+        return w
+    out_per, in_per = conv.out_channels // groups, conv.in_channels // groups
+    dense = w.new_zeros(conv.out_channels, conv.in_channels, w.shape[-1])
+    for g in range(groups):
+        rows, cols = slice(g * out_per, (g + 1) * out_per), slice(g * in_per, (g + 1) * in_per)
+        dense[rows, cols] = w[rows]
+    return dense
+
+
 class FrameConv1d(FrameSized, nn.Conv1d):
-    """``nn.Conv1d`` on (N, F, L) whose channels are frames (e.g. a 1x1 Conv1d(F, F, 1))."""
+    """``nn.Conv1d`` on (N, F, L) whose channels are frames (e.g. a 1x1 Conv1d(F, F, 1), or a
+    grouped Conv1d(F, F, 3, groups=3): as the ungrouped convolution with its block-diagonal
+    weight, so each kept output frame sums over the kept input frames of its group)."""
 
     def forward(self, x: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
         index = self._kept(index)
@@ -120,7 +137,7 @@ class FrameConv1d(FrameSized, nn.Conv1d):
         b, length = xc.shape[0], x.shape[-1]
         mid = xc.shape[2:-1]
         flat = xc.reshape(b, size, -1, length).permute(2, 0, 1, 3).reshape(-1, b * size, length)
-        w = gather_rows_cols(self.weight, index, self.hotpatch_out_frames, self.hotpatch_in_frames)
+        w = gather_rows_cols(dense_weight(self), index, self.hotpatch_out_frames, self.hotpatch_in_frames)
         out = w.shape[1]
         bias = None
         if self.bias is not None:
@@ -205,6 +222,29 @@ class FrameLayerNorm(FrameSized, nn.LayerNorm):
         return self.hotpatch_layout.from_canonical(y, index.shape[1])
 
 
+class FrameGroupNorm(FrameSized, nn.GroupNorm):
+    """``nn.GroupNorm(G, F)`` with frames as channels: each kept frame is normalised with the
+    statistics of the kept frames of its original group (frames g·F/G .. (g+1)·F/G - 1), over the
+    other axes too; the affine is gathered per frame. With all frames kept it is the original."""
+
+    def forward(self, x: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
+        index = self._kept(index)
+        if index is None:
+            return super().forward(x)
+        xc = self.hotpatch_layout.to_canonical(x, index.shape[1])  # (B, f, *rest)
+        flat = xc.flatten(2)
+        group = index * self.num_groups // self.num_channels  # (B, f): each kept frame's group
+        per = torch.full_like(group, flat.shape[2], dtype=flat.dtype)
+        count = flat.new_zeros(index.shape[0], self.num_groups).scatter_add(1, group, per).clamp_min(1)
+        mean = flat.new_zeros(count.shape).scatter_add(1, group, flat.sum(2)) / count
+        centred = flat - mean.gather(1, group).unsqueeze(-1)
+        var = flat.new_zeros(count.shape).scatter_add(1, group, centred.square().sum(2)) / count
+        y = (centred * torch.rsqrt(var.gather(1, group).unsqueeze(-1) + self.eps)).view_as(xc)
+        if self.affine:
+            y = y * per_frame(self.weight, index, y.dim()) + per_frame(self.bias, index, y.dim())
+        return self.hotpatch_layout.from_canonical(y, index.shape[1])
+
+
 def _bias(bias: torch.Tensor, index: torch.Tensor, out_frames: bool, ndim: int) -> torch.Tensor:
     b = bias[index] if out_frames else bias.expand(index.shape[0], -1)
     return b.view(*b.shape, *([1] * (ndim - 2)))
@@ -218,6 +258,7 @@ _SWAPS: dict[type, type] = {
     nn.BatchNorm1d: FrameBatchNorm1d,
     nn.BatchNorm2d: FrameBatchNorm2d,
     nn.LayerNorm: FrameLayerNorm,
+    nn.GroupNorm: FrameGroupNorm,
 }
 
 
@@ -226,8 +267,10 @@ def feature_sizes(m: nn.Module) -> tuple[int, int, int] | None:
     t = type(m)
     if t is nn.Linear:
         return -1, m.in_features, m.out_features
-    if t is nn.Conv1d and m.groups == 1 and m.padding_mode == "zeros" and isinstance(m.padding, tuple):
+    if t is nn.Conv1d and m.padding_mode == "zeros" and isinstance(m.padding, tuple):
         return 1, m.in_channels, m.out_channels
+    if t is nn.GroupNorm:
+        return 1, m.num_channels, m.num_channels
     if t in (nn.BatchNorm1d, nn.BatchNorm2d):
         return 1, m.num_features, m.num_features
     if t is nn.LayerNorm and len(m.normalized_shape) == 1:
@@ -313,6 +356,10 @@ def describe(qualname: str, m: nn.Module, roles: tuple[bool, bool], where: str) 
         what = "statistics and affine (training: batch statistics per frame over the samples that kept it)"
     elif isinstance(m, nn.LayerNorm):
         what = "affine (normalised over the kept frames)"
+    elif isinstance(m, nn.GroupNorm):
+        what = f"affine (normalised over the kept frames of each of its {m.num_groups} groups)"
+    elif isinstance(m, nn.Conv1d) and m.groups > 1:
+        what += f" of its block-diagonal weight ({m.groups} groups)"
     return f"{where} `{qualname}` ({type(m).__name__}, frames as features): {what} gathered per sample by the kept frames"
 
 

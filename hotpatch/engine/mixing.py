@@ -45,6 +45,7 @@ class Mixing:
     attentions: list[Mix] = field(default_factory=list)
     others: list[Mix] = field(default_factory=list)
     unknown: list[str] = field(default_factory=list)  # ops without a rule that saw input axes
+    positions: list[Mix] = field(default_factory=list)  # ops that took single positions of an input axis
 
 
 def plain(shape: tuple[int, ...] | torch.Size, label: Any = None, axis_labels: dict[int, Any] | None = None) -> Dims:
@@ -153,6 +154,13 @@ class AxisTracker(TorchDispatchMode):
         o = None if dims is None else origins(dims[axis])
         self.mixing.attentions.append(Mix(self._where(), op, o))
 
+    def takes_positions(self, op: str, dims: Dims | None, axis: int, size: int) -> None:
+        """``op`` takes single positions (``size`` 1, or drops the axis) of an axis that comes from an
+        input axis. Over a token axis, a loop of them (a hand-written scan ``h = a * h + u[:, t]``)
+        mixes tokens in ways no rule follows: the caller leaves such a block to the perturbation test."""
+        if size == 1 and dims is not None and origins(dims[axis]):
+            self.mixing.positions.append(Mix(self._where(), op, origins(dims[axis])))
+
     def mixes(self, op: str, dims: Dims | None, axes: list[int]) -> None:
         if dims is None:
             self.mixing.others.append(Mix(self._where(), op, None))
@@ -242,6 +250,7 @@ def _expand(tr, args, kwargs, out) -> None:
 
 def _select(tr, args, kwargs, out) -> None:
     d = tr.get(args[0])
+    tr.takes_positions("select", d, _dim(args[1], args[0].dim()), 1)
     tr.label(out, None if d is None else d[: _dim(args[1], len(d))] + d[_dim(args[1], len(d)) + 1 :])
 
 
@@ -256,6 +265,7 @@ def _cut(dims: Dims | None, axis: int, size: int) -> Dims | None:
 
 def _slice(tr, args, kwargs, out) -> None:
     axis = args[1] if len(args) > 1 else kwargs.get("dim", 0)
+    tr.takes_positions("slice", tr.get(args[0]), _dim(axis, args[0].dim()), out.shape[_dim(axis, out.dim())])
     tr.label(out, _cut(tr.get(args[0]), axis, out.shape[_dim(axis, out.dim())]))
 
 
@@ -268,6 +278,7 @@ def _split(tr, args, kwargs, out) -> None:
 def _unbind(tr, args, kwargs, out) -> None:
     axis = args[1] if len(args) > 1 else kwargs.get("dim", 0)
     d = tr.get(args[0])
+    tr.takes_positions("unbind", d, _dim(axis, args[0].dim()), 1)
     for t in out:
         tr.label(t, None if d is None else d[: _dim(axis, len(d))] + d[_dim(axis, len(d)) + 1 :])
 

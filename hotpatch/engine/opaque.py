@@ -30,7 +30,7 @@ from torch.fx.node import map_aggregate
 
 from hotpatch.engine.callsite import is_library
 from hotpatch.engine.inputs import Inputs, as_inputs
-from hotpatch.engine.refusals import block_ranges, in_words
+from hotpatch.engine.refusals import NOTE_LIMIT, ON_COEFFICIENTS, SIZED_BY_FRAMES, Listing, in_words, range_items, refusal
 
 _MAX_OPAQUE = 16
 
@@ -195,7 +195,7 @@ def forget_mixed_frames(gm: fx.GraphModule, plan: Any, example: torch.Tensor | I
     for b in plan.blocks:
         node = by_name[b.node]
         if b.kind == "temporal" and not any(_live_frames(a, plan) for a in node.all_input_nodes):
-            b.kind = "static"
+            b.kind, b.why = "static", ON_COEFFICIENTS
             lost[b.name] = b.node
         b.level = 0
     assign_levels(gm.graph, plan.blocks)
@@ -209,11 +209,11 @@ def forget_mixed_frames(gm: fx.GraphModule, plan: Any, example: torch.Tensor | I
     for n in mixing:
         mine = _taint(gm.graph, {n}, plan)
         names = [name for name, node in lost.items() if by_name[node] in mine]
-        after = f"; blocks {block_ranges(names)} work on it, so they are not temporal for HoT" if names else ""
-        plan.note(
+        after = ["; blocks ", Listing(range_items(names)), " work on it, so they are not temporal for HoT"] if names else []
+        plan.note(refusal(
             f"{n.target.__module__}.{n.target.__qualname__}(...) mixes all frames: its output holds "
-            f"coefficients, not frames{after}"
-        )
+            "coefficients, not frames", *after, limit=NOTE_LIMIT,
+        ))
 
 
 def _mixes_frames(node: fx.Node, args: tuple, kwargs: dict, out: list[torch.Tensor], plan: Any) -> bool:
@@ -299,19 +299,23 @@ def _capture(gm: fx.GraphModule, calls: list[fx.Node], example: torch.Tensor | I
 
 def pin_frame_sized_blocks(gm: fx.GraphModule, plan: Any, example: torch.Tensor | Inputs) -> None:
     """A temporal block with no attention over frames (it mixes them only through a weight or
-    buffer sized by F: an MLP-Mixer token MLP ``Linear(F, ..)``, a ``BatchNorm1d(F)``) that fails
-    on one frame fewer has no tokens for HoT: it becomes ``frame-channel`` and no longer counts
-    as a level of temporal blocks. Blocks that attend over frames stay temporal: their
-    frame-sized layers are gathered per sample after the cut (:mod:`hotpatch.engine.frame_layers`)."""
-    from hotpatch.engine.analyse import ATTENDS_OVER_FRAMES, assign_levels
+    buffer sized by F: an MLP-Mixer token MLP ``Linear(F, ..)``, a ``BatchNorm1d(F)``; or in ops
+    only the perturbation test saw, such as a hand-written scan) that fails on one frame fewer
+    has no tokens for HoT: it becomes ``frame-channel`` and no longer counts as a level of
+    temporal blocks. One that runs on fewer frames stays temporal (a scan over whatever frames it
+    is given: HoT prunes its tokens as it prunes an attention's), and the plan says so. Blocks that
+    attend over frames stay temporal: their frame-sized layers are gathered per sample after the
+    cut (:mod:`hotpatch.engine.frame_layers`)."""
+    from hotpatch.engine.analyse import ATTENDS_OVER_FRAMES, BY_PERTURBATION, assign_levels
 
     by_name = {n.name: n for n in gm.graph.nodes}
     temporal = [by_name[b.node] for b in plan.blocks
                 if b.kind == "temporal" and ATTENDS_OVER_FRAMES not in b.why
-                and _has_frame_sized_tensor(gm.get_submodule(b.name), plan.frames)]
+                and (b.why.startswith(BY_PERTURBATION) or _has_frame_sized_tensor(gm.get_submodule(b.name), plan.frames))]
     if not temporal:  # the test runs the model once more: only where a weight could be sized by F
         return
     captured = _capture(gm, temporal, example)
+    _note_scans(gm, plan, captured, by_name)
     pinned = []
     for b in plan.blocks:
         if b.node not in captured:
@@ -324,7 +328,7 @@ def pin_frame_sized_blocks(gm: fx.GraphModule, plan: Any, example: torch.Tensor 
             with torch.no_grad():
                 gm.get_submodule(b.name)(*shorter[0], **shorter[1])
         except Exception as exc:
-            b.kind = "frame-channel"
+            b.kind, b.why = "frame-channel", SIZED_BY_FRAMES
             pinned.append(b.name)
             reason = _reason(exc)
     if not pinned:
@@ -333,10 +337,33 @@ def pin_frame_sized_blocks(gm: fx.GraphModule, plan: Any, example: torch.Tensor 
         b.level = 0
     assign_levels(gm.graph, plan.blocks)
     plan.levels = max((b.level for b in plan.blocks), default=0)
-    plan.note(
-        f"blocks {block_ranges(pinned)} mix frames but accept only F={plan.frames} tokens ({reason}): a "
-        "layer inside is sized by the frame count, so they are not temporal for HoT"
-    )
+    plan.note(refusal(
+        "blocks ", Listing(range_items(pinned)), f" mix frames but accept only F={plan.frames} tokens ({reason}): "
+        "a layer inside is sized by the frame count, so they are not temporal for HoT", limit=NOTE_LIMIT,
+    ))
+
+
+def _note_scans(gm: fx.GraphModule, plan: Any, captured: dict, by_name: dict) -> None:
+    """Say which blocks judged temporal by perturbation run on one frame fewer (they keep their kind)."""
+    from hotpatch.engine.analyse import BY_PERTURBATION
+    from hotpatch.engine.refusals import block_ranges
+
+    ok = []
+    for b in plan.blocks:
+        if b.node not in captured or not b.why.startswith(BY_PERTURBATION):
+            continue
+        args, kwargs, _ = captured[b.node]
+        shorter = _one_frame_fewer(by_name[b.node], args, kwargs, plan)
+        try:
+            with torch.no_grad():
+                if shorter is not None:
+                    gm.get_submodule(b.name)(*shorter[0], **shorter[1])
+                    ok.append(b.name)
+        except Exception:
+            continue
+    if ok:
+        plan.note(f"blocks {block_ranges(ok)} mix frames without an attention hotpatch can follow (judged by the "
+                  f"perturbation test) and run on fewer than F={plan.frames} frames: HoT prunes their frame tokens")
 
 
 def _has_frame_sized_tensor(module: nn.Module, frames: int) -> bool:

@@ -4,13 +4,15 @@ Hierarchical VPTs (the Strided Transformer, P-STMO) shrink the sequence between 
 F -> F/3 -> F/9, with a stride-s ``Conv1d`` or pooling over the frame axis. This module finds
 these *reductions* (a strided ``nn.Conv1d`` / ``nn.MaxPool1d`` / ``nn.AvgPool1d``, or the
 functional ``F.conv1d`` / ``F.avg_pool1d`` / ``F.max_pool1d``, whose length axis is the frame
-axis or an earlier reduced axis) and marks every later axis of the reduced length
+axis or an earlier reduced axis; or a strided slice ``x[:, s::k]`` of such an axis, kernel 1 and
+offset s, the frame axis followed through it) and marks every later axis of the reduced length
 (``NodeFacts.reduced``: axis -> length in the original model). How the rewrite uses them is in
 :mod:`hotpatch.engine.passes.strided_stages`.
 """
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass
 
 import torch
@@ -69,19 +71,24 @@ class Reduction:
     stride: int
     padding: int
     dilation: int
+    offset: int = 0  # a strided slice x[:, s::k]: its first position s (kernel 1)
 
     def span(self, n: int) -> int:
-        return n + 2 * self.padding - self.dilation * (self.kernel - 1) - 1
+        return n + 2 * self.padding - self.dilation * (self.kernel - 1) - 1 - self.offset
 
     def out_length(self, n: int) -> int:
         return self.span(n) // self.stride + 1
 
     def fits(self, n: int) -> bool:
-        """Length ``n`` leaves the same remainder as the original length (no frame dropped
-        that the original kept) and at least one output token."""
+        """Length ``n`` leaves at least one output token and, for a window wider than one position,
+        the same remainder as the original length (no frame dropped that the original kept)."""
+        if self.kernel == 1:  # single positions (a strided slice): nothing is summed over a window
+            return self.span(n) >= 0
         return self.span(n) >= 0 and self.span(n) % self.stride == self.span(self.length_in) % self.stride
 
     def describe(self) -> str:
+        if self.offset or self.kernel == 1 and self.target.startswith("getitem"):
+            return f"`{self.target}` (one position in {self.stride} from {self.offset}: {self.length_in} -> {self.length_out})"
         return f"`{self.target}` (stride {self.stride}, kernel {self.kernel}: {self.length_in} -> {self.length_out})"
 
 
@@ -90,6 +97,11 @@ def find_reductions(gm: fx.GraphModule, facts: dict, frames: int, joints: int | 
     found: list[Reduction] = []
     for n in gm.graph.nodes:
         if n.op not in ("call_module", "call_function") or not n.args or not isinstance(n.args[0], fx.Node):
+            continue
+        sliced = _strided_slice(n, facts, frames)
+        if sliced is not None:
+            found.append(sliced)
+            _mark_downstream(n, facts, sliced.length_out, joints)
             continue
         params = _params(gm, n, facts)
         if params is None:
@@ -107,6 +119,38 @@ def find_reductions(gm: fx.GraphModule, facts: dict, frames: int, joints: int | 
         found.append(red)
         _mark_downstream(n, facts, red.length_out, joints)
     return found
+
+
+def _strided_slice(n: fx.Node, facts: dict, frames: int) -> Reduction | None:
+    """``x[:, s::k]`` (k > 1, int bounds) on a frame axis or a reduced axis of ``x``: a reduction
+    of kernel 1, stride k and offset s."""
+    if n.op != "call_function" or n.target is not operator.getitem:
+        return None
+    fin, fout = facts.get(n.args[0].name), facts.get(n.name)
+    if fin is None or fout is None or fin.kind != "tensor" or fout.kind != "tensor" or not fin.axes:
+        return None
+    entries = list(n.args[1]) if isinstance(n.args[1], tuple) else [n.args[1]]
+    if any(e is None or e is Ellipsis for e in entries):
+        return None
+    dropped = 0
+    for axis, e in enumerate(entries[: len(fin.axes)]):
+        if isinstance(e, int):
+            dropped += 1
+            continue
+        if not isinstance(e, slice):
+            return None
+        length = frames if fin.axes[axis] == ("F",) else fin.reduced.get(axis)
+        if (e.step or 1) <= 1 or length is None:
+            continue
+        if not all(v is None or type(v) is int for v in (e.start, e.stop, e.step)) or e.stop is not None:
+            return None
+        start = e.indices(length)[0]
+        out_axis = axis - dropped
+        if fout.axes[out_axis] != (fout.shape[out_axis],):
+            return None
+        red = Reduction(n.name, n.name, length, fout.shape[out_axis], 1, e.step, 0, 1, start)
+        return red if red.out_length(length) == red.length_out else None
+    return None
 
 
 def _mark_downstream(start: fx.Node, facts: dict, length: int, joints: int | None) -> None:

@@ -45,6 +45,7 @@ InputSpecs = Mapping[Any, tuple[tuple[int, ...], torch.dtype]]
 _MODULE_CALL = nn.Module.__call__  # the originals: fx replaces them while it traces
 _MODULE_GETATTR = nn.Module.__getattr__
 _SHAPE_ATTRS = ("shape", "ndim")
+_META_ATTRS = ("dtype", "device", "layout", "is_nested", "is_sparse", "is_quantized", "is_meta", "is_cuda")
 _SHAPE_METHODS = ("size", "dim", "ndimension", "numel")
 
 
@@ -77,8 +78,9 @@ def _reads_values(nodes: list[fx.Node]) -> bool:
     for n in nodes:
         if n.op == "placeholder":
             dep[n] = True
-        elif n.op == "get_attr" or _is_size_read(n):
-            dep[n] = False
+        elif n.op == "get_attr" or _is_size_read(n) or (
+                n.op == "call_function" and n.target is getattr and n.args[1] in _META_ATTRS):
+            dep[n] = False  # sizes and metadata (x.is_nested, x.device.type): fixed for the example
         else:
             dep[n] = any(dep[a] for a in n.all_input_nodes)
     return dep[nodes[-1]]

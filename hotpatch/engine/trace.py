@@ -25,14 +25,19 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import einops
+import einops.layers.torch
 import torch
 import torch.fx as fx
 import torch.nn as nn
 import torch.nn.functional as F
 
 from hotpatch.errors import HotpatchError, TraceFailure
+from hotpatch.engine import capture
+from hotpatch.engine.capture import Concretiser, SizeValueError
 from hotpatch.engine.opaque import Opaque
+from hotpatch.engine.refusals import one_line
 from hotpatch.engine.callsite import is_library, user_frame
+from hotpatch.engine.loops import outline_loop_blocks
 from hotpatch.engine.inputs import forward_parameters
 from hotpatch.engine.specialise import InputSpecs, ShapeNeeded, guard_input, resolve, shape_rank, specialise_branch
 
@@ -40,6 +45,7 @@ log = logging.getLogger(__name__)
 
 _PROJECTIONS = (nn.Linear, nn.Conv1d, nn.Conv2d)
 _EINOPS_FUNCS = (einops.rearrange, einops.repeat, einops.reduce)
+_EINOPS_LAYERS = (einops.layers.torch.Rearrange, einops.layers.torch.Reduce)
 _DROPOUT_FUNCS = {
     F.dropout: nn.Dropout,
     F.dropout1d: nn.Dropout1d,
@@ -135,13 +141,37 @@ def _frame_site(frame: types.FrameType) -> str:
 
 class WritableProxy(fx.Proxy):
     """A proxy that records item assignment (``x[:, idx] += e``, ``x[mask] = 0``) as an
-    ``operator.setitem`` node; later reads of ``x`` come after it in the graph, as in eager."""
+    ``operator.setitem`` node (later reads of ``x`` come after it in the graph, as in eager), and
+    that Python may turn into a number where that is safe (``int(t)``, ``float(c) ** 0.5``: see
+    :mod:`hotpatch.engine.capture`)."""
 
     def __setitem__(self, index: Any, value: Any) -> None:
         self.tracer.create_proxy("call_function", operator.setitem, (self, index, value), {})
 
+    def __int__(self) -> int:
+        return int(self.tracer.capture.value(self))
+
+    def __float__(self) -> float:
+        return float(self.tracer.capture.value(self))
+
+    def __len__(self) -> int:  # len() in library code (the model's own calls are recorded: _traced_len)
+        rank = shape_rank(self.tracer, self.node)
+        return rank if rank is not None else self.tracer.capture.length(self)
+
+    def __getattr__(self, k: str) -> Any:
+        if k.startswith("__array"):  # NumPy probes these: a proxy is no array
+            raise AttributeError(k)
+        if k in ("type", "index") and isinstance(self, WritableAttribute) and self.attr == "device":
+            return self.tracer.capture.device_attribute(self, k)
+        return WritableAttribute(self, k)
+
+
+class WritableAttribute(fx.proxy.Attribute, WritableProxy):
+    """fx's lazy ``x.shape`` / ``x.mean`` attribute proxy, with :class:`WritableProxy`'s methods."""
+
 
 WritableProxy.__name__ = WritableProxy.__qualname__ = "Proxy"  # fx's errors name the type: keep its name
+WritableAttribute.__name__ = WritableAttribute.__qualname__ = "Attribute"
 
 
 class HotpatchTracer(fx.Tracer):
@@ -173,6 +203,7 @@ class HotpatchTracer(fx.Tracer):
         self.dropouts: dict[str, nn.Module] = {}
         self.dropout_training: list[bool] = []
         self.notes: list[str] = []  # decisions taken while tracing (specialised branches)
+        self.capture = Concretiser(self)  # numbers Python needs, from the example input
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
         if module_qualified_name in self.blocks or module_qualified_name in self.opaque.modules:
@@ -187,6 +218,17 @@ class HotpatchTracer(fx.Tracer):
     def proxy(self, node: fx.Node) -> fx.Proxy:
         return WritableProxy(node, self)
 
+    def call_module(self, m: nn.Module, forward: Any, args: tuple, kwargs: dict) -> Any:
+        """einops' ``Rearrange`` / ``Reduce`` layers are recorded as the function call they make
+        (``rearrange(x, pattern, **axes_lengths)``), so their sizes are seen and remapped like
+        those of a functional call; their recipe lookup by ``x.ndim`` cannot run on a proxy."""
+        if isinstance(m, _EINOPS_LAYERS) and len(args) == 1 and not kwargs and isinstance(args[0], fx.Proxy):
+            if isinstance(m, einops.layers.torch.Reduce):
+                return self.create_proxy("call_function", einops.reduce, (args[0], m.pattern, m.reduction),
+                                         dict(m.axes_lengths))
+            return self.create_proxy("call_function", einops.rearrange, (args[0], m.pattern), dict(m.axes_lengths))
+        return super().call_module(m, forward, args, kwargs)
+
     def to_bool(self, obj: fx.Proxy) -> bool:
         frame = user_frame(sys._getframe(1))
         if frame is not None and _is_assert_jump(frame):
@@ -197,13 +239,24 @@ class HotpatchTracer(fx.Tracer):
         return value
 
     def iter(self, obj: fx.Proxy) -> Iterator:
-        """``*_, c = x.shape`` and ``for s in x.size()``: a shape's length is the input's rank."""
+        """``*_, c = x.shape`` and ``for s in x.size()``: a shape's length is the input's rank;
+        ``map(f, qkv.chunk(3))`` gives three pieces; anything else (``*x.shape[:2]``, ``t.tolist()``,
+        the rows of a tensor) as many items as it has for the example, if that count is fixed: the
+        items stay proxies."""
         rank = shape_rank(self, obj.node)
         if rank is None:
-            return super().iter(obj)
+            rank = _chunks(obj.node)
+        if rank is None:
+            rank = self.capture.length(obj)
         return iter([obj[i] for i in range(rank)])
 
+    def create_arg(self, a: Any) -> Any:
+        return super().create_arg(capture.as_dtype(a))  # dtype=int, np.int32: torch dtypes
+
     def create_proxy(self, kind, target, args, kwargs, name=None, type_expr=None, proxy_factory_fn=None):  # type: ignore[override]
+        moved = capture.cuda_to_input_device(self, kind, target, args, kwargs)
+        if moved is not None:  # .cuda(), device="cuda": the input's device, so tracing works on a CPU
+            kind, target, args, kwargs = moved
         if kind == "call_function" and target in _DROPOUT_FUNCS:
             bound = inspect.signature(target).bind(*args, **kwargs)
             bound.apply_defaults()
@@ -214,17 +267,41 @@ class HotpatchTracer(fx.Tracer):
         return super().create_proxy(kind, target, args, kwargs, name, type_expr, proxy_factory_fn)
 
     def trace(self, root, concrete_args=None):  # type: ignore[override]
-        patched = []
-        for g in _forward_globals(root):
+        namespaces = _forward_globals(root)
+        replaced: list[tuple[Any, str, Any]] = []  # (namespace or class, name, original)
+        for g in namespaces:
             if "len" not in g:
+                replaced.append((g, "len", _MISSING))
                 g["len"] = _traced_len
-                patched.append(g)
+        for d, name, value in capture.patched_namespaces(self.capture, namespaces):
+            replaced.append((d, name, d.get(name, _MISSING)))
+            d[name] = value
+        for name, method in capture.tensor_methods(self):
+            replaced.append((torch.Tensor, name, getattr(torch.Tensor, name)))
+            setattr(torch.Tensor, name, method)
         try:
-            with self.opaque.wrapped(_forward_globals(root)):
+            with self.opaque.wrapped(namespaces):
                 return super().trace(root, concrete_args)
         finally:
-            for g in patched:
-                g.pop("len", None)
+            for where, name, value in reversed(replaced):
+                if isinstance(where, dict):
+                    if value is _MISSING:
+                        where.pop(name, None)
+                    else:
+                        where[name] = value
+                else:
+                    setattr(where, name, value)
+
+
+_MISSING = object()
+
+
+def _chunks(node: fx.Node) -> int | None:
+    """The number of pieces of ``t.chunk(n)`` / ``torch.chunk(t, n)`` with a literal n."""
+    if (node.op == "call_method" and node.target == "chunk") or (node.op == "call_function" and node.target is torch.chunk):
+        n = node.args[1] if len(node.args) > 1 else node.kwargs.get("chunks")
+        return n if type(n) is int else None
+    return None
 
 
 def _forward_globals(root: nn.Module) -> list[dict]:
@@ -298,14 +375,17 @@ def trace(
     finally:
         model.eval()
     _decide_dropouts(graph, tracer, train_tracer)
+    blocks, loop_notes = outline_loop_blocks(model, graph, blocks, tracer.dropouts)
     _keep_parameter_names(graph, model)
-    notes = [*opaque.notes, *tracer.notes]
-    if tracer.notes and example_inputs is not None:  # branches were decided for these shapes
+    notes = [*opaque.notes, *loop_notes, *tracer.notes, *tracer.capture.notes]
+    if (tracer.notes or tracer.capture.used) and example_inputs is not None:  # decided for these shapes
         sizes = {name: shape[1:] for name, (shape, _) in example_inputs.items()}
         guard_input(graph, sizes)
         shown = ", ".join(f"(B, {', '.join(map(str, s))})" if len(sizes) == 1 else f"{k} (B, {', '.join(map(str, s))})"
                           for k, s in sizes.items())
-        notes.append(f"inputs are checked to be {shown}: the branches were decided for them")
+        what = {(True, False): "the branches were", (False, True): "Python numbers were",
+                (True, True): "the branches and Python numbers were"}[bool(tracer.notes), tracer.capture.used]
+        notes.append(f"inputs are checked to be {shown}: {what} decided for them")
     gm = build_graph_module(model, graph, tracer.dropouts, type(model).__name__ + "Traced")
     gm.meta["hotpatch_notes"] = notes
     gm.meta["hotpatch_opaque_functions"] = list(opaque.functions)
@@ -343,30 +423,32 @@ def _trace_failure_message(model: nn.Module, exc: Exception, blocks: Iterable[st
             site = frame
         tb = tb.tb_next
     reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    msg = f"could not trace {type(model).__name__} with torch.fx: {reason}"
+    if isinstance(exc, SizeValueError):  # names the line, the construct and the fix itself
+        return one_line(f"could not trace {type(model).__name__} with torch.fx: {reason}")
+    msg = f"could not trace {type(model).__name__} with torch.fx: {one_line(reason, 200).rstrip('.')}"
     if site is not None:
-        msg += f"\n  at {_frame_site(site)}"
+        msg += f"; at {_frame_site(site)}"
         owner = site.f_locals.get("self")
     holds_blocks = isinstance(owner, nn.Module) and any(
         b == q or b.startswith(q + ".") for q, m in model.named_modules() if m is owner for b in blocks
     )
     if holds_blocks:
         msg += (
-            f"\nFix: make that line independent of tensor values (shape asserts are fine); "
+            f". Fix: make that line independent of tensor values (shape asserts are fine); "
             f"{type(owner).__name__} holds transformer blocks, so it cannot be kept as one opaque call."
         )
     elif isinstance(owner, nn.Module) and owner is not model:
         msg += (
-            f"\nFix: pass leaf_modules=[{type(owner).__name__}] so hotpatch keeps that module "
+            f". Fix: pass leaf_modules=[{type(owner).__name__}] so hotpatch keeps that module "
             "as one opaque call, or make that line independent of tensor values."
         )
     else:
         msg += (
-            "\nFix: make that line independent of tensor values (shape asserts are fine), or "
+            ". Fix: make that line independent of tensor values (shape asserts are fine), or "
             "move it into a submodule that holds no transformer block (hotpatch keeps a submodule "
             "it cannot trace as one opaque call)."
         )
-    return msg
+    return one_line(msg)
 
 
 def _decide_dropouts(
@@ -433,6 +515,8 @@ def build_graph_module(
                 gm.register_buffer(node.target, value, persistent=False)
             else:
                 setattr(gm, node.target, value)
+        elif node.op == "get_attr" and node.target.startswith("_tensor_constant") and node.target in gm._buffers:
+            gm._non_persistent_buffers_set.add(node.target)  # one fx's deepcopy registered: still not state
     gm.training = root.training
     return gm
 

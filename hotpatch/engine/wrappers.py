@@ -4,6 +4,8 @@ Each adapts one tensor's layout to the canonical (B, F, ..., C) view that pruner
 recoverers work on: :class:`PruneAtCut` / :class:`PruneAgain` prune every frame-carrying
 tensor alive at a cut with one set of indices, :class:`GatherAt` prunes one more tensor,
 :class:`GatherConstant` gathers a frame-indexed constant (a positional embedding),
+:class:`GatherPairs` a mask over pairs of frames (an ``attn_mask``), :class:`GatherOwnShape` a
+per-frame constant passed to a block (a rotary table) in its own shape,
 :class:`RecoverAt` recovers all frames, :class:`CenterSelect` picks the centre frame
 (seq2frame). ``check_frames`` guards the input and ``rescale_count`` rescales frame counts at
 run time. :func:`make_pruner` / :func:`make_recoverer` build the token modules of a config.
@@ -22,7 +24,9 @@ from hotpatch.engine.config import PatchConfig
 from hotpatch.errors import HotpatchError, RewriteError
 from hotpatch.layout import Extra, Layout, gather_frames
 from hotpatch.prune import PRUNERS, TPC, Clusters, FramePruner, merge_tokens, pool_tokens
-from hotpatch.recover import TRA, UNMERGE_BLENDS, LinearRecover, LinearTRA, NearestRecover, UnmergeRecover
+from hotpatch.recover import (
+    TRA, UNMERGE_BLENDS, LinearRecover, LinearTRA, NearestRecover, UnmergeRecover, reads_assignment,
+)
 
 log = logging.getLogger(__name__)
 
@@ -211,6 +215,65 @@ class GatherConstant(nn.Module):
         return lay.from_canonical(kept.expand(shape), index.shape[1])
 
 
+class GatherOwnShape(nn.Module):
+    """Gathers a batch-free per-frame constant at each sample's kept frames in its own shape, with
+    the batch of the block input it goes with first: (1, F, ...) -> (B, f, ...), or (B·J, f, ...)
+    next to (B·J, F, C) tokens (each row gets its sample's frames). For rotary tables and
+    positions passed to a block."""
+
+    def __init__(self, frame_axis: int, leading_one: bool, partner: Layout) -> None:
+        super().__init__()
+        self.frame_axis, self.leading_one = frame_axis, leading_one
+        first = partner.axes[0]
+        if "F" in first:
+            raise RewriteError(f"a per-frame constant passed next to tokens of layout {partner.describe()} (frames "
+                               "merged with the batch) cannot be gathered per sample")
+        rows = tuple(first) if "B" in first else ("B",)  # the atoms of the partner's batch axis
+        self.rows = tuple(-1 if a == "B" else partner.atom_size(a, 0) for a in rows)
+
+    def forward(self, const: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        c = const if self.leading_one else const.unsqueeze(0)
+        axis = self.frame_axis + (0 if self.leading_one else 1)
+        c = c.expand(index.shape[0], *c.shape[1:]).movedim(axis, 1)
+        kept = gather_frames(c, index).movedim(1, axis)  # (B, ...)
+        if len(self.rows) == 1:
+            return kept
+        b = self.rows.index(-1)
+        sizes = [index.shape[0] if a == -1 else a for a in self.rows]
+        kept = kept.reshape(*[1] * b, kept.shape[0], *[1] * (len(sizes) - b - 1), *kept.shape[1:])
+        return kept.expand(*sizes, *kept.shape[len(sizes):]).flatten(0, len(sizes) - 1)
+
+    def extra_repr(self) -> str:
+        return f"frame_axis={self.frame_axis}, rows={self.rows}"
+
+
+class GatherPairs(nn.Module):
+    """Gathers a mask over pairs of frames at each sample's kept frames, rows and columns.
+
+    An (F, F) mask becomes (B·heads, f, f), each sample's mask repeated for its heads (the layout
+    of ``nn.MultiheadAttention``'s 3-D ``attn_mask``); a mask with a batch axis, (B·lead, F, F)
+    (``lead`` sizes merged after the batch, such as heads), becomes (B·lead, f, f).
+    """
+
+    def __init__(self, heads: int = 1, lead: int | None = None) -> None:
+        super().__init__()
+        self.heads, self.lead = heads, lead
+
+    def forward(self, mask: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        b, f = index.shape
+        rows, cols = index[:, None, :, None], index[:, None, None, :]
+        if self.lead is None:
+            kept = mask[rows[:, 0], cols[:, 0]]  # (B, f, f)
+            return kept.repeat_interleave(self.heads, dim=0) if self.heads > 1 else kept
+        m = mask.reshape(b, self.lead, *mask.shape[-2:])
+        batch = torch.arange(b, device=mask.device)[:, None, None, None]
+        lead = torch.arange(self.lead, device=mask.device)[None, :, None, None]
+        return m[batch, lead, rows, cols].reshape(b * self.lead, f, f)
+
+    def extra_repr(self) -> str:
+        return f"heads={self.heads}" if self.lead is None else f"lead={self.lead}"
+
+
 class RecoverAt(nn.Module):
     """Recovers one tensor (in its layout) from ``f`` kept frames to ``frames`` frames."""
 
@@ -287,5 +350,5 @@ def make_pruner(cfg: PatchConfig, pos_embed_dim: int | None, keep: int | None = 
 def needs_assignment(cfg: PatchConfig) -> bool:
     """Whether the pruners must hand every frame's cluster on: a merging pruner, or a recovery
     that reads it (``recover="unmerge"``), in a seq2seq patch."""
-    return PRUNERS[cfg.prune].merges or (cfg.pipeline != "seq2frame" and cfg.recover in UNMERGE_BLENDS)
+    return PRUNERS[cfg.prune].merges or (cfg.pipeline != "seq2frame" and reads_assignment(cfg.recover))
 

@@ -1,8 +1,9 @@
 """Faithful re-implementations of published video pose transformers (installed as ``hotpatch.models``).
 
-Each recipe module offers ``build(frames=None, **overrides)``, ``load_checkpoint(model, path)``
-``DEFAULTS`` (input geometry and the HoT paper's settings for that model) and ``INPUT`` (the
-input convention of its official checkpoints, :mod:`hotpatch.conventions`).
+Each module offers ``build(frames=None, **overrides)`` and ``load_checkpoint(model, path)``, plus
+``DEFAULTS`` (input geometry and the HoT paper's settings for that model) and ``INPUT`` (the input
+convention of its official checkpoints, :mod:`hotpatch.conventions`), both read from the family's
+default recipe in the top-level ``recipes/`` (:mod:`hotpatch.recipe`).
 """
 
 from __future__ import annotations

@@ -58,6 +58,15 @@ def check_blocks(recipe: str, config: Mapping[str, Any], *, depth: str, dim: str
         )
 
 
+def recipe_constant(family: str, name: str) -> dict[str, Any]:
+    """A model module's ``DEFAULTS`` (clip geometry and the paper's HoT setting) or ``INPUT`` (input
+    convention), read from its family's default recipe (``recipes/<family>/``): the files are their source."""
+    from hotpatch import recipe
+
+    default = recipe.find(family)
+    return default.defaults() if name == "DEFAULTS" else default.convention()
+
+
 def mark_source(model: Any, recipe: str, frames: int | None, overrides: Mapping[str, Any]) -> Any:
     """Record on ``model`` how it was built (``hotpatch_source``), so ``hotpatch.load`` can rebuild it."""
     given = {"frames": frames} if frames is not None else {}

@@ -29,26 +29,17 @@ from einops import rearrange
 
 from hotpatch.checkpoint import LoadReport, load_checkpoint_file
 from hotpatch.errors import ConfigError
-from ._common import apply_overrides, check_blocks, mark_source
+from ._common import apply_overrides, check_blocks, mark_source, recipe_constant
 from ._layers import Attention, DropPath, Mlp
 
-#: Input geometry and the paper's HoT settings for this model (Table 6): TPC only, the
-#: centre frame kept, no recovery.
-DEFAULTS: dict[str, Any] = {
-    "frames": 351,
-    "joints": 17,
-    "channels": 2,
-    "n": 1,
-    "f": 117,
-    "pipeline": "seq2frame",
-    "prune": "tpc",
-    "recover": None,
-    "prune_pos_embed": False,
-}
 
-#: Input convention of the official checkpoints (VideoPose3D screen coordinates of CPN detections,
-#: no scores; :mod:`hotpatch.conventions`).
-INPUT: dict[str, Any] = {"normalize": "screen", "scores": False, "joints": "h36m17"}
+def __getattr__(name: str) -> Any:
+    """``DEFAULTS`` (clip geometry and the paper's HoT setting) and ``INPUT`` (the official checkpoints'
+    input convention), read from the default recipe in ``recipes/mhformer/``."""
+    if name in ("DEFAULTS", "INPUT"):
+        return recipe_constant("mhformer", name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 #: Parameters indexed by frame, with the frame axis: a checkpoint for another F is refused.
 FRAME_KEYS = {"Transformer_hypothesis.pos_embed_1": 1}
@@ -344,7 +335,8 @@ def build(frames: int | None = None, **overrides: Any) -> Model:
     if "channels" in overrides:
         if overrides.pop("channels") != 2:
             raise ConfigError("mhformer.build() got channels != 2; MHFormer lifts 2D keypoints only (channels=2)")
-    config = dict(frames=DEFAULTS["frames"], n_joints=DEFAULTS["joints"], out_joints=None,
+    paper = recipe_constant("mhformer", "DEFAULTS")  # F, J of recipes/mhformer/ (its default)
+    config = dict(frames=paper["frames"], n_joints=paper["joints"], out_joints=None,
                   channel=512, d_hid=1024, layers=3)
     config = apply_overrides("mhformer", config, _NAMES, frames, overrides)
     check_blocks("mhformer", config, depth="layers")

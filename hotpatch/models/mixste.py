@@ -18,25 +18,17 @@ import torch.nn as nn
 from einops import rearrange
 
 from hotpatch.checkpoint import LoadReport, load_checkpoint_file
-from ._common import apply_overrides, check_blocks, mark_source
+from ._common import apply_overrides, check_blocks, mark_source, recipe_constant
 from ._layers import Attention, DropPath, Mlp
 
-#: Input geometry and the paper's HoT settings for this model (Tables 1 and 10).
-DEFAULTS: dict[str, Any] = {
-    "frames": 243,
-    "joints": 17,
-    "channels": 2,
-    "n": 3,
-    "f": 81,
-    "pipeline": "seq2seq",
-    "prune": "tpc",
-    "recover": "tra",
-    "prune_pos_embed": True,  # official HoT-MixSTE: a learnable (1, f, C) embedding after pruning
-}
 
-#: Input convention of the official checkpoints (VideoPose3D screen coordinates of CPN detections,
-#: no scores; :mod:`hotpatch.conventions`).
-INPUT: dict[str, Any] = {"normalize": "screen", "scores": False, "joints": "h36m17"}
+def __getattr__(name: str) -> Any:
+    """``DEFAULTS`` (clip geometry and the paper's HoT setting) and ``INPUT`` (the official checkpoints'
+    input convention), read from the default recipe in ``recipes/mixste/``."""
+    if name in ("DEFAULTS", "INPUT"):
+        return recipe_constant("mixste", name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 #: Parameters indexed by frame, with the frame axis: a checkpoint for another F is refused.
 FRAME_KEYS = {"Temporal_pos_embed": 1}
@@ -165,7 +157,8 @@ def build(frames: int | None = None, **overrides: Any) -> MixSTE2:
     ``overrides`` take the constructor's names or the short ones ``joints``, ``channels``
     and ``dim`` (e.g. ``build(27, dim=32, depth=2)`` for a tiny test model).
     """
-    config = dict(num_frame=DEFAULTS["frames"], num_joints=DEFAULTS["joints"], in_chans=DEFAULTS["channels"],
+    paper = recipe_constant("mixste", "DEFAULTS")  # F, J, C of recipes/mixste/ (its default)
+    config = dict(num_frame=paper["frames"], num_joints=paper["joints"], in_chans=paper["channels"],
                   embed_dim_ratio=512, depth=8, num_heads=8, mlp_ratio=2., qkv_bias=True, qk_scale=None,
                   drop_path_rate=0.1)
     config = apply_overrides("mixste", config, _NAMES, frames, overrides)

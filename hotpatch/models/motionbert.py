@@ -23,22 +23,8 @@ import torch.nn as nn
 
 from hotpatch.checkpoint import LoadReport, load_state_dict, map_hot_keys, read_state_dict
 from hotpatch.errors import CheckpointError, ConfigError
-from ._common import apply_overrides, check_blocks, mark_source
+from ._common import apply_overrides, check_blocks, mark_source, recipe_constant
 from ._layers import DropPath, Mlp as MLP
-
-#: Input geometry and the paper's HoT settings for this model (Table 1).
-DEFAULTS: dict[str, Any] = {
-    "frames": 243,
-    "joints": 17,
-    "channels": 3,
-    "n": 1,
-    "f": 81,
-    "pipeline": "seq2seq",
-    "prune": "tpc",
-    "recover": "tra",
-    "prune_pos_embed": True,  # official HoT-MotionBERT: a learnable (1, f, C) embedding after pruning
-    "variant": "lite",
-}
 
 #: The two published configurations.
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -46,10 +32,14 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "lite": {"dim_feat": 256, "mlp_ratio": 4, "depth": 5},
 }
 
-#: Input convention of the official in-the-wild use (``infer_wild.py``: the clip's box scaled to
-#: [-1, 1], detector scores as the third channel; its Human3.6M training used screen coordinates
-#: with scores). :mod:`hotpatch.conventions`.
-INPUT: dict[str, Any] = {"normalize": "box", "scores": True, "joints": "h36m17"}
+
+def __getattr__(name: str) -> Any:
+    """``DEFAULTS`` (clip geometry and the paper's HoT setting) and ``INPUT`` (the official checkpoints'
+    input convention), read from the default recipe in ``recipes/motionbert/``."""
+    if name in ("DEFAULTS", "INPUT"):
+        return recipe_constant("motionbert", name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 #: Parameters indexed by frame, with the frame axis: a checkpoint for another F is refused.
 FRAME_KEYS = {"temp_embed": 1}
@@ -239,8 +229,9 @@ def build(frames: int | None = None, variant: str = "lite", **overrides: Any) ->
     """
     if variant not in VARIANTS:
         raise ConfigError(f"motionbert.build() got variant={variant!r}; expected one of {sorted(VARIANTS)}")
-    config = dict(dim_in=DEFAULTS["channels"], dim_out=3, dim_rep=512, num_heads=8,
-                  num_joints=DEFAULTS["joints"], maxlen=DEFAULTS["frames"], qkv_bias=True, qk_scale=None,
+    paper = recipe_constant("motionbert", "DEFAULTS")  # F, J, C of recipes/motionbert/ (its default)
+    config = dict(dim_in=paper["channels"], dim_out=3, dim_rep=512, num_heads=8,
+                  num_joints=paper["joints"], maxlen=paper["frames"], qkv_bias=True, qk_scale=None,
                   drop_rate=0., attn_drop_rate=0., drop_path_rate=0.,
                   norm_layer=partial(nn.LayerNorm, eps=1e-6), att_fuse=True, **VARIANTS[variant])
     config = apply_overrides("motionbert", config, _NAMES, frames, overrides)

@@ -22,7 +22,7 @@ def test_cli_tune_writes_every_output_and_the_model_reloads(capsys, tmp_path):
     out = {name: tmp_path / name for name in ("tuned.pt", "tune.json", "tune.md", "pareto.png")}
     torch.set_num_threads(2)  # --threads 1 holds for the search only
     rc = main(["tune", *TINY, "--data", str(data), "--cameras", "1", "--budget", "0.7", "--threads", "1",
-               "-o", str(out["tuned.pt"]), "--report", str(out["tune.json"]), "--markdown", str(out["tune.md"]),
+               "-o", str(out["tuned.pt"]), "--json", str(out["tune.json"]), "--markdown", str(out["tune.md"]),
                "--plot", str(out["pareto.png"])])
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -92,3 +92,18 @@ def test_cli_tune_refuses_to_overwrite_its_target_file(capsys, tmp_path):
     err = capsys.readouterr().err
     assert rc == 2 and "-o" in err and "is also TARGET" in err and "would overwrite its own input" in err
     assert model_file.read_bytes() == before
+
+
+def test_cli_tune_check_grid_reports_the_rank_in_the_full_grid(capsys, tmp_path):
+    data = tinypose.write_clips(tmp_path / "clips.npz")
+    rc = main(["tune", *TINY, "--data", str(data), "--cameras", "1", "--budget", "0.7", "--single",
+               "--prune", "uniform,tpc", "--recover", "linear", "--check-grid", "-o", str(tmp_path / "t.pt"),
+               "--json", str(tmp_path / "t.json")])
+    stdout, stderr = capsys.readouterr()
+    assert rc == 0, stderr
+    report = json.loads((tmp_path / "t.json").read_text())
+    grid = report["grid"]
+    assert set(grid["errors"]) == {c["label"] for c in report["candidates"]}
+    assert grid["best"] == min(grid["errors"], key=grid["errors"].get)
+    assert grid["rank"] == 1 + sum(e < grid["errors"][report["chosen"]["label"]] for e in grid["errors"].values())
+    assert "grid check: " in stdout and report["chosen"]["label"] in stdout.split("grid check: ")[1]

@@ -15,7 +15,7 @@ import diffusion_style_vpts as vpts
 import hotpatch
 import hotpatch.patch
 import wild_vpts
-from hotpatch.engine.refusals import block_ranges, in_words, one_line
+from hotpatch.engine.refusals import LIMIT, Listing, block_ranges, cap, capped, in_words, one_line, refusal, shortened
 
 
 @pytest.mark.parametrize("name, kind", [("unet", "spatial"), ("unet_conv", "temporal")])
@@ -84,3 +84,75 @@ def test_torch_errors_in_words():
 def test_one_line():
     assert one_line("a\n  b   c") == "a b c"
     assert one_line("x" * 700) == "x" * 597 + "..."
+
+
+class TwoListMixer(nn.Module):
+    """The token-mixing MLP of wild_vpts with its blocks in two separately named lists."""
+
+    def __init__(self, frames=27, joints=17, dim=32):
+        super().__init__()
+        self.embed = nn.Linear(joints * 2, dim)
+        self.first_stage_token_mixing_blocks = nn.ModuleList([wild_vpts.MixerBlock(frames, dim) for _ in range(3)])
+        self.second_stage_token_mixing_blocks = nn.ModuleList([wild_vpts.MixerBlock(frames, dim) for _ in range(3)])
+        self.head = nn.Linear(dim, joints * 3)
+
+    def forward(self, x):
+        b, f, j, c = x.shape
+        x = self.embed(x.reshape(b, f, -1))
+        for blk in self.first_stage_token_mixing_blocks:
+            x = blk(x)
+        for blk in self.second_stage_token_mixing_blocks:
+            x = blk(x)
+        return self.head(x).view(b, f, j, 3)
+
+
+def test_a_mixer_in_two_lists_is_refused_within_the_limit_naming_its_blocks_once():
+    """It took 841 characters, listed the blocks twice and lost the reason to a cut."""
+    with pytest.raises(hotpatch.NoTemporalBlocksError) as err:
+        hotpatch.apply(TwoListMixer().eval(), n=1, f=9, example_input=torch.randn(1, 27, 17, 2))
+    msg = str(err.value)
+    assert len(msg) <= LIMIT and "\n" not in msg
+    assert msg.count("first_stage_token_mixing_blocks.0–2") == 1
+    assert "(a linear layer expects 27 input features but got 26): a layer inside is sized by the frame count" in msg
+    assert msg.endswith("pass leaf_modules=[YourBlockClass].")
+
+
+def test_shortened_drops_whole_items_and_counts_them():
+    items = [f"blocks.{i}" for i in range(20)]
+    assert shortened(items, 1000) == ", ".join(items)
+    text = shortened(items, 40)
+    assert len(text) <= 40 and text.startswith("blocks.0, blocks.1") and text.endswith(" more")
+    assert int(text.split("and ")[1].split()[0]) + text.count("blocks.") == 20
+    assert shortened(["x" * 100], 20) == "x" * 19 + "…"
+
+
+def test_refusal_keeps_the_fixed_text_whole_and_shortens_the_lists():
+    long = [f"encoder.layer_{i}" for i in range(100)]
+    msg = refusal("found nothing (", Listing(long), "); also ", Listing(["a", "b"]), ". Fix: pass leaf_modules=[X].",
+                  limit=120)
+    assert len(msg) <= 120 and msg.startswith("found nothing (encoder.layer_0") and "); also a, b." in msg
+    assert msg.endswith(". Fix: pass leaf_modules=[X].") and "more" in msg
+    floor = refusal("why: ", Listing(["the reason " * 8], floor=100), " found: ", Listing(long), ". pass it.",
+                    limit=200)
+    assert "the reason " * 7 in floor and len(floor) <= 200  # a list with a floor keeps it; the others give way
+    assert refusal("a ", Listing(["b", "c"]), " d") == "a b, c d"  # spaces around the parts are kept
+
+
+def test_cap_keeps_the_start_and_the_fix():
+    line = "found a problem: " + "detail, " * 120 + "more detail. Pass leaf_modules=[Block] to fix it."
+    capped_line = cap(line)
+    assert len(capped_line) <= LIMIT and capped_line.startswith("found a problem: detail,")
+    assert capped_line.endswith("… Pass leaf_modules=[Block] to fix it.")
+    three = "could not trace M: " + "x " * 400 + "\n  at model.py:12 in M.forward: `if x.sum():`\nFix: move it."
+    out = cap(three)
+    assert len(out) <= LIMIT and out.endswith("\n  at model.py:12 in M.forward: `if x.sum():`\nFix: move it.")
+    assert cap("short") == "short"
+
+
+def test_capped_shortens_every_hotpatch_error_it_lets_through():
+    with pytest.raises(hotpatch.RewriteError) as err, capped():
+        raise hotpatch.RewriteError("the patched model fails: " + "node, " * 200 + "choose another n.")
+    assert len(str(err.value)) <= LIMIT and str(err.value).endswith("choose another n.")
+    with pytest.raises(ValueError) as other, capped():
+        raise ValueError("v" * 1000)  # not a refusal: untouched
+    assert len(str(other.value)) == 1000

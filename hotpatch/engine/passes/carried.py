@@ -17,6 +17,14 @@ from hotpatch.engine.wrappers import GatherAt
 class CarriedTensors(RewritePass):
     name = "carried tensors"
 
+    def inspect(self, edit: Edit) -> None:
+        """Every tensor with frames read after the cut has a layout the gather can read."""
+        for u in edit.region:
+            for a in u.all_input_nodes:
+                fa = edit.fact(a)
+                if a not in edit.region and fa is not None and fa.carries_frames and fa.data_dependent:
+                    edit.layout(a, "tensor used after the cut")
+
     def run(self, edit: Edit) -> None:
         gathered: dict[tuple[fx.Node, int], fx.Node] = {}
         for u in edit.pruned_nodes():

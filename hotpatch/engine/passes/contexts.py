@@ -1,34 +1,62 @@
-"""Pass "per-frame contexts": a frame-carrying tensor made once, independent of the input's
-values, and passed to the blocks after a cut as another argument (``blk(x, ctx)``).
+"""Pass "per-frame contexts": a frame-carrying tensor made independently of the input's values
+and read after a cut: passed to the blocks as another argument (``blk(x, ctx)``), or a mask or
+position table computed in ``forward`` from the clip length (``torch.ones(b, t)``, a NumPy
+``m[::5] = 0`` made into a tensor, a sine table) and used by any later op.
 
-A context computed from frame positions (``ctx = mlp(self.frame_pos)``, maybe expanded to the
-batch) carries frames but no data, so neither the cut nor the carried-tensors pass prunes it.
-Every block call after the cut gets it gathered with the kept indices of its stage: in its own
-layout when it has a batch axis (:class:`~hotpatch.engine.wrappers.GatherAt`), else per sample
-in a shape that broadcasts against the block's pruned input
-(:class:`~hotpatch.engine.wrappers.GatherConstant`). Nothing is recovered from it.
+Such a context carries frames but no data, so neither the cut nor the carried-tensors pass prunes
+it. It describes all F frames, by their positions in the clip, so after a cut it is gathered with
+the kept indices of the user's stage: row k of the pruned tokens is original frame ``index[k]``,
+and its mask entry or table row is the context's at that frame. (Making it again for f frames
+would describe frames 0..f-1 instead: wrong for ``m[::5] = 0`` or a sine table, the same only for
+values equal at every frame.) With a batch axis it is gathered in its own layout
+(:class:`~hotpatch.engine.wrappers.GatherAt`), at any user; without one, where a block reads it,
+per sample in a shape that broadcasts against the block's pruned input
+(:class:`~hotpatch.engine.wrappers.GatherConstant`), or, where it does not broadcast against it (a
+(1, F, d) rotary table, (F,) positions), in its own shape with the batch first
+(:class:`~hotpatch.engine.wrappers.GatherOwnShape`); element-wise uses are the frame-indexed
+parameters pass's. Nothing is recovered from it.
 """
 
 from __future__ import annotations
 
 import torch.fx as fx
+import torch.nn as nn
 
 from hotpatch.engine.edit import Edit, RewritePass
-from hotpatch.engine.wrappers import GatherAt, GatherConstant
+from hotpatch.engine.passes.masks import is_pair_mask
+from hotpatch.engine.uses import Use
+from hotpatch.engine.wrappers import GatherAt, GatherConstant, GatherOwnShape
+from hotpatch.errors import HotpatchError, RewriteError
 
 
 class FrameContexts(RewritePass):
     name = "per-frame contexts"
 
+    def claims(self, edit: Edit, use: Use) -> bool:
+        """A value-independent tensor with frames, read after the cut: with a batch axis by any op,
+        without one by a block next to a tensor the cut prunes (not an (F, F) mask: "masks and tables")."""
+        u, ctx = use.user, use.value
+        fact = edit.fact(ctx) if ctx is not None else None
+        if use.kind != "constant" or u is None or fact is None or not fact.carries_frames:
+            return False
+        is_block = u.op == "call_module" and u.name in {b.node for b in edit.plan.blocks}
+        partner = next((a for a in u.all_input_nodes if edit.will_be_pruned(a)), None)
+        if not self.batched(edit, ctx) and not (is_block and partner is not None) or is_pair_mask(edit, ctx):
+            return False
+        try:
+            self.module(edit, ctx, partner)
+        except HotpatchError:
+            return False
+        return True
+
     def run(self, edit: Edit) -> None:
         blocks = {b.node for b in edit.plan.blocks}
         gathered: dict[tuple[fx.Node, int], fx.Node] = {}
         for u in edit.pruned_nodes():
-            if u.op != "call_module" or u.name not in blocks:
-                continue
+            is_block = u.op == "call_module" and u.name in blocks
             partner = next((a for a in u.all_input_nodes if a in edit.pruned and edit.fact(a) is not None), None)
             for a in list(u.all_input_nodes):
-                if partner is None or not self.is_context(edit, a):
+                if not self.is_context(edit, a) or not (self.batched(edit, a) or is_block and partner is not None):
                     continue
                 key = (a, edit.stage(u))
                 if key not in gathered:
@@ -39,10 +67,12 @@ class FrameContexts(RewritePass):
     def check(self, edit: Edit) -> None:
         blocks = {b.node for b in edit.plan.blocks}
         for u in edit.pruned_nodes():
-            if u.op == "call_module" and u.name in blocks:
-                left = next((a for a in u.all_input_nodes if self.is_context(edit, a)), None)
-                if left is not None:
-                    raise self.fail(f"block `{u.target}` still reads the context `{left.name}` with all F frames")
+            is_block = u.op == "call_module" and u.name in blocks
+            left = next((a for a in u.all_input_nodes
+                         if self.is_context(edit, a) and (is_block or self.batched(edit, a))), None)
+            if left is not None:
+                raise self.fail(f"`{u.target if is_block else u.name}` still reads the context `{left.name}` "
+                                "with all F frames")
 
     @staticmethod
     def is_context(edit: Edit, a: fx.Node) -> bool:
@@ -51,17 +81,35 @@ class FrameContexts(RewritePass):
                 and fa.carries_frames and not fa.data_dependent)
 
     @staticmethod
-    def gather(edit: Edit, u: fx.Node, ctx: fx.Node, partner: fx.Node) -> fx.Node:
+    def batched(edit: Edit, a: fx.Node) -> bool:
+        return any("B" in axis for axis in edit.fact(a).axes if axis is not None)
+
+    @staticmethod
+    def module(edit: Edit, ctx: fx.Node, partner: fx.Node | None) -> nn.Module:
+        """The gather for ``ctx``: in its own layout with a batch axis; else per sample in a shape
+        that broadcasts against the block's input ``partner``, or in its own shape (a rotary table)."""
         fact = edit.fact(ctx)
-        if any("B" in axis for axis in fact.axes if axis is not None):
-            module = GatherAt(edit.layout(ctx, "per-frame context"), edit.cfg.frames)
-        else:
-            lay = edit.layout(partner, "block input next to a per-frame context")
-            module = GatherConstant(fact.shape, lay, edit.cfg.frames)
+        if FrameContexts.batched(edit, ctx):
+            return GatherAt(edit.layout(ctx, "per-frame context"), edit.cfg.frames)
+        assert partner is not None
+        lay = edit.layout(partner, "block input next to a per-frame context")
+        try:
+            return GatherConstant(fact.shape, lay, edit.cfg.frames)
+        except RewriteError:  # it does not broadcast against the input: its own shape, the batch first
+            frame_axes = [i for i, axis in enumerate(fact.axes) if axis == ("F",)]
+            if len(frame_axes) != 1:
+                raise
+            return GatherOwnShape(frame_axes[0], fact.shape[0] == 1 and frame_axes[0] > 0, lay)
+
+    @staticmethod
+    def gather(edit: Edit, u: fx.Node, ctx: fx.Node, partner: fx.Node | None) -> fx.Node:
+        fact = edit.fact(ctx)
+        module = FrameContexts.module(edit, ctx, partner)
         name = edit.add_module("hotpatch_gather", module)
         with edit.graph.inserting_before(u):
             node = edit.graph.call_module(name, (ctx, edit.index_for(u)))
         edit.new_stage[node] = edit.stage(u)
-        edit.note(f"`{ctx.name}` (a per-frame context, shape {fact.shape}) passed to `{u.target}` after the cut: "
+        user = f"passed to `{u.target}`" if u.op == "call_module" else f"read by `{u.name}`"
+        edit.note(f"`{ctx.name}` (a per-frame context, shape {fact.shape}) {user} after the cut: "
                   "its kept frames are gathered per sample")
         return node

@@ -19,8 +19,9 @@ from hotpatch.errors import RewriteError
 
 
 class GuardInput(RewritePass):
-    """The patched model checks that its input has the F frames it was patched for; with
-    several inputs, that each is a tensor and each that carries frames has F of them."""
+    """The patched model checks that its input has the F frames it was patched for (the clip's
+    length where the model subsamples it); with several inputs, that each is a tensor and each
+    that carries frames has F of them."""
 
     name = "guard"
 
@@ -34,7 +35,7 @@ class GuardInput(RewritePass):
             guards = [(by_name[i.name], i.frame_axis if _plain_frames(edit, by_name[i.name], i.frame_axis) else None, i.name)
                       for i in inputs if i.name in by_name]
         for x, axis, name in guards:
-            frames = edit.cfg.frames if axis is not None else None
+            frames = (edit.plan.clip_frames or edit.cfg.frames) if axis is not None else None
             with edit.graph.inserting_after(x):
                 guard = edit.graph.call_function(check_frames, (x, frames, axis or 1, name))
             x.replace_all_uses_with(guard, delete_user_cb=lambda u, g=guard: u is not g)
@@ -49,6 +50,11 @@ def _plain_frames(edit: Edit, x: fx.Node, axis: int | None) -> bool:
 
 class PruneAtCuts(RewritePass):
     name = "cut"
+
+    def inspect(self, edit: Edit) -> None:
+        """Something carries frames at the first cut, in layouts the pruner can read."""
+        for n in live_at_cut(edit):
+            edit.layout(n, "tensor alive at the cut")
 
     def run(self, edit: Edit) -> None:
         self.first_cut(edit)
@@ -71,13 +77,7 @@ class PruneAtCuts(RewritePass):
 
     def first_cut(self, edit: Edit) -> None:
         cut = edit.nodes[edit.sites.cut]
-        live = [
-            n for n in edit.nodes[: edit.sites.cut]
-            if (f := edit.fact(n)) is not None and f.carries_frames and f.data_dependent
-            and any(edit.in_range(u) for u in n.users)
-        ]
-        if not live:
-            raise RewriteError(f"no frame-carrying tensor is alive before {cut.target}; nothing to prune")
+        live = live_at_cut(edit)
         layouts = [edit.layout(n, "tensor alive at the cut") for n in live]
         pos_dim = edit.fact(live[0]).shape[-1] if edit.cfg.prune_pos_embed else None
         module = PruneAtCut(make_pruner(edit.cfg, pos_dim), layouts, edit.cfg.frames, needs_assignment(edit.cfg))
@@ -107,6 +107,18 @@ class PruneAtCuts(RewritePass):
         module = PruneAgain(pruner, layouts, edit.cfg.center, assignment)
         name = edit.add_module(f"hotpatch_prune{stage}", module)
         prune_call(edit, stage, name, cut, live, (*edit.assignments[-1:], edit.indices[-1]))
+
+
+def live_at_cut(edit: Edit) -> list[fx.Node]:
+    """The value-dependent tensors with frames made before the first cut and used after it."""
+    live = [
+        n for n in edit.nodes[: edit.sites.cut]
+        if (f := edit.fact(n)) is not None and f.carries_frames and f.data_dependent
+        and any(edit.in_range(u) for u in n.users)
+    ]
+    if not live:
+        raise RewriteError(f"no frame-carrying tensor is alive before {edit.nodes[edit.sites.cut].target}; nothing to prune")
+    return live
 
 
 def prune_call(edit: Edit, stage: int, name: str, cut: fx.Node, live: list[fx.Node], extra: tuple) -> None:

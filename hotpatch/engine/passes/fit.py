@@ -5,7 +5,8 @@ frame axis (in the graph and inside blocks); an f that does not fit raises
 :class:`~hotpatch.errors.ConfigError` listing the valid f near it. Then it sets the reduced
 lengths that follow from f, moves literal split boundaries to b·f/F and rebuilds the blocks
 whose own graphs use the frame count (:mod:`hotpatch.engine.passes.inside_blocks`).
-A cut after a strided stage, or a strided stage between two cuts, is refused.
+A cut after a strided stage, or a strided stage between two cuts, is refused before any edit
+(``inspect``), where the blocks' own graphs are read too.
 """
 
 from __future__ import annotations
@@ -13,21 +14,34 @@ from __future__ import annotations
 from hotpatch.engine.edit import Edit, RewritePass
 from hotpatch.engine.passes import splits
 from hotpatch.engine.passes import strided_stages as stages
-from hotpatch.engine.passes.inside_blocks import inspect_blocks
+from hotpatch.engine.passes.inside_blocks import BlockFindings, inspect_blocks
 from hotpatch.engine.reductions import Reduction
+from hotpatch.engine.uses import Use
 from hotpatch.errors import RewriteError
 
 
 class FitFrames(RewritePass):
     name = "fit"
 
-    def run(self, edit: Edit) -> None:
+    def __init__(self) -> None:
+        self.blocks = BlockFindings([], [])
+
+    def inspect(self, edit: Edit) -> None:
         refuse_reduced_cut(edit)
+        refuse_reduced_between_cuts(edit, stages_after_cut(edit))
+        self.blocks = inspect_blocks(edit)
+
+    def claims(self, edit: Edit, use: Use) -> bool:
+        """A block's own (F, F) tensor in ``A @ x`` or an einsum inside its forward (rebuilt here)."""
+        layer = use.layer
+        return (use.kind == "layer" and layer is not None
+                and all(f"{layer.name}.{t}" in self.blocks.tensors for t, _ in layer.tensors))
+
+    def run(self, edit: Edit) -> None:
         frames, keeps = edit.cfg.frames, edit.cfg.keeps
         after = stages_after_cut(edit)
-        refuse_reduced_between_cuts(edit, after)
         last = len(keeps)  # strided stages come after the last cut: its f sets their lengths
-        blocks = inspect_blocks(edit)
+        blocks = self.blocks
         found = blocks.splits + [
             (split, fix, stage)
             for stage in range(1, last + 1)

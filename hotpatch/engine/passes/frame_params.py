@@ -4,20 +4,27 @@ A constant with a frame axis (a parameter or buffer indexed by frame) combined e
 with pruned tokens (``x + pos_embed``) is gathered per sample with the kept indices, in a
 shape that broadcasts against its partner's layout
 (:class:`~hotpatch.engine.wrappers.GatherConstant`). (F, F) constants in ``A @ x`` or einsums
-are the frame-sized-layers pass's; any other use is refused with a :class:`RewriteError`.
+are the frame-sized-layers pass's; any other use is refused by the analysis before the rewrite
+(:mod:`hotpatch.engine.uses`).
 """
 
 from __future__ import annotations
 
 import torch.fx as fx
 
-from hotpatch.engine.edit import Edit, RewritePass, is_elementwise
+from hotpatch.engine.edit import Edit, RewritePass, can_gather, is_elementwise
+from hotpatch.engine.uses import Use
 from hotpatch.engine.wrappers import GatherConstant
 from hotpatch.errors import RewriteError
 
 
 class FrameIndexedConstants(RewritePass):
     name = "frame-indexed parameters"
+
+    def claims(self, edit: Edit, use: Use) -> bool:
+        fa = edit.fact(use.value)
+        return (use.kind == "constant" and use.user is not None and fa is not None and fa.carries_frames
+                and can_gather(edit, use.user, fa.shape))
 
     def run(self, edit: Edit) -> None:
         for u in edit.pruned_nodes():

@@ -1,47 +1,77 @@
 """Pass "frame-sized layers": weights whose size is the frame count, gathered per sample.
 
 ``BatchNorm1d/2d(F)`` with frames as channels, ``Linear``/``LayerNorm`` over a last frame axis,
-``Conv1d(F, ·, k)``, ``A @ x`` and two-operand einsums with an (F, F) constant, and a literal
-``k > f`` in ``x.topk(k, dim=<frames>)``. Layers called from the graph are swapped for their
-gathering twins (:mod:`hotpatch.engine.frame_layers`) and get the kept index as an argument;
+``Conv1d(F, ·, k)`` (grouped too), ``GroupNorm(G, F)``, ``A @ x`` and two-operand einsums with an
+(F, F) constant, and a literal ``k > f`` in ``x.topk(k, dim=<frames>)``. Layers called from the
+graph are swapped for their gathering twins (:mod:`hotpatch.engine.frame_layers`) and get the kept index as an argument;
 layers inside opaque blocks read it from the stage's ``hotpatch_kept`` holder, which the graph
-sets right after the pruner. Their input and output axes are read from two probes (B=1, B=2) of
-the unpatched graph, taken before any pass edits it.
+sets right after the pruner. Which layers are frame-sized, and the axes of their input and output,
+the analysis found before any edit (:func:`hotpatch.engine.uses.sized_layers`); a frame-sized layer
+without a twin that keeps frames apart runs on all F positions (the general rule,
+:mod:`hotpatch.engine.frame_scatter`); one that mixes frames is refused there.
 """
 
 from __future__ import annotations
 
-import torch
 import torch.fx as fx
-import torch.nn as nn
 
 from hotpatch.engine import frame_layers as layers
-from hotpatch.engine.analyse import axis_atoms, batch_order
+from hotpatch.engine import frame_scatter as scatter
 from hotpatch.engine.edit import Edit, RewritePass
-from hotpatch.engine.inputs import as_inputs
-from hotpatch.errors import RewriteError
+from hotpatch.engine.uses import SizedLayer, Use
 from hotpatch.layout import Layout
-
-Found = list[tuple[str, nn.Module, tuple, tuple]]  # (qualified name, layer, input axes, output axes)
 
 
 class FrameSizedLayers(RewritePass):
     name = "frame-sized layers"
 
     def __init__(self) -> None:
-        self.in_blocks: Found = []
+        self.scattered: dict[str, tuple[Layout, Layout]] = {}  # per-frame layers without a twin
+        self.padded: dict[str, tuple[int, int, int]] = {}  # per-position layers of a strided stage
 
-    def inspect(self, edit: Edit) -> None:
-        self.in_blocks = probe_block_layers(edit)
+    def claims(self, edit: Edit, use: Use) -> bool:
+        if use.kind == "layer":
+            layer = use.layer
+            if in_block(edit, layer) and twin_layout(edit, layer) is not None or graph_call(edit, layer) is not None:
+                return True
+            if layer.stage:
+                axes = stage_axes(layer) if in_block(edit, layer) else None
+                if axes is not None:
+                    self.padded[layer.name] = (*axes, layer.stage)
+                return axes is not None
+            layouts = scatter_layouts(edit, layer) if in_block(edit, layer) else None
+            if layouts is not None:
+                self.scattered[layer.name] = layouts
+            return layouts is not None
+        if use.kind == "constant" and use.user is not None:
+            frames, u = edit.cfg.frames, use.user
+            mm = layers.frame_matmul(u, u.args, edit.fact, frames, edit.plan.joints)
+            if mm is not None:
+                return (u.args if mm[1] else u.args[::-1])[0] is use.value
+            es = layers.frame_einsum(u, u.args, edit.fact, frames)
+            return es is not None and u.args[1 + es[2]] is use.value
+        return False
 
     def run(self, edit: Edit) -> None:
-        for name, m, in_axes, out_axes in self.in_blocks:
-            roles = layers.frame_roles(m, in_axes, out_axes, edit.cfg.frames)
-            if roles is None:
+        for layer in edit.sized_layers:
+            layout = twin_layout(edit, layer) if in_block(edit, layer) else None
+            if layout is None:
                 continue
-            layout = layer_layout(edit, name, m, in_axes)
-            layers.swap(edit.gm, name, layout, edit.cfg.frames, roles, edit.kept_holder(edit.block_stage(name)))
-            edit.note(layers.describe(name, m, roles, "inside a block:"))
+            roles = layers.frame_roles(layer.module, layer.in_axes, layer.out_axes, edit.cfg.frames)
+            holder = edit.kept_holder(edit.block_stage(layer.name))
+            layers.swap(edit.gm, layer.name, layout, edit.cfg.frames, roles, holder)
+            edit.note(layers.describe(layer.name, layer.module, roles, "inside a block:"))
+        for name, (layout_in, layout_out) in self.scattered.items():
+            holder = edit.kept_holder(edit.block_stage(name))
+            scatter.attach(edit.gm, name, scatter.ScatterFrames(layout_in, layout_out, edit.cfg.frames, holder))
+            m = edit.gm.get_submodule(name)
+            edit.note(f"inside a block: `{name}` ({type(m).__name__}, sized by the frame count) keeps frames apart: "
+                      "it runs on all F frame positions (the dropped ones zero) and its kept frames are read back")
+        for name, (axis_in, axis_out, length) in self.padded.items():
+            scatter.attach(edit.gm, name, scatter.PadPositions(axis_in, axis_out, length))
+            m = edit.gm.get_submodule(name)
+            edit.note(f"inside a block: `{name}` ({type(m).__name__}, sized by the length-{length} strided stage) keeps "
+                      f"positions apart: the stage's {edit.lengths.get(length, length)} tokens use its first positions")
         set_holders(edit)
         for u in edit.pruned_nodes():
             frame_sized_call(edit, u)
@@ -59,72 +89,50 @@ class FrameSizedLayers(RewritePass):
                 raise self.fail(f"the kept-frame holder of stage {stage} is never set")
 
 
-def probe_block_layers(edit: Edit) -> Found:
-    """Frame-sized layers inside the opaque blocks after the cut, with the axes of their
-    input and output read from two probes (B=1, B=2) of the unpatched graph."""
-    frames = edit.cfg.frames
-    after = {b.name for b in edit.plan.blocks if edit.pos[edit.node_named(b.node)] >= edit.sites.cut}
-    found = {
-        f"{b}.{sub}": m
-        for b in sorted(after)
-        for sub, m in edit.gm.get_submodule(b).named_modules()
-        if sub and (sizes := layers.feature_sizes(m)) is not None and frames in sizes[1:]
-    }
-    if not found:
-        return []
-    runs = capture(edit, found)
-    return [
-        (name, m, read_axes(edit, runs[0][name][0], runs[1][name][0]),
-         read_axes(edit, runs[0][name][1], runs[1][name][1]))
-        for name, m in found.items() if name in runs[0] and name in runs[1]
-    ]
+def in_block(edit: Edit, layer: SizedLayer) -> bool:
+    """A layer inside a block (it reads the kept index from the stage's holder)."""
+    return any(layer.name.startswith(b.name + ".") for b in edit.plan.blocks)
 
 
-def capture(edit: Edit, modules: dict[str, nn.Module]) -> list[dict[str, tuple]]:
-    """First input and output of each module in two runs of the unpatched graph: on a
-    probe clip (B=1) and on two copies of it (B=2)."""
-    runs: list[dict[str, tuple]] = []
-
-    def hook(name):
-        def record(_m, args, out):
-            if name not in runs[-1] and args and isinstance(args[0], torch.Tensor) and isinstance(out, torch.Tensor):
-                runs[-1][name] = (args[0].detach().clone(), out.detach().clone())
-        return record
-
-    handles = [m.register_forward_hook(hook(name)) for name, m in modules.items()]
-    x = torch.randn(edit.plan.input_shape, generator=torch.Generator().manual_seed(0))
-    inputs = as_inputs(edit.graph, x) if edit.plan.example is None else edit.plan.example.with_clip(x)
-    try:
-        with torch.no_grad():
-            for probe in (inputs, inputs.twice()):
-                runs.append({})
-                edit.gm(*probe.args(edit.graph))
-    finally:
-        for h in handles:
-            h.remove()
-    return runs
+def twin_layout(edit: Edit, layer: SizedLayer) -> Layout | None:
+    """The input layout of a layer with a gathering twin whose features are frames, else None."""
+    roles = layers.frame_roles(layer.module, layer.in_axes, layer.out_axes, edit.cfg.frames)
+    return None if roles is None else layers.input_layout(layer.in_axes, layer.module, edit.plan.joints)
 
 
-def read_axes(edit: Edit, t1: torch.Tensor, t2: torch.Tensor) -> tuple:
-    """Axis labels of a tensor seen at batch 1 (``t1``) and batch 2 (``t2``)."""
-    if t1.dim() != t2.dim():
-        return ()
-    axes = []
-    for i, (s1, s2) in enumerate(zip(t1.shape, t2.shape)):
-        order = batch_order(t2, i, s1) if s2 == 2 * s1 and s1 > 1 else None
-        axes.append(axis_atoms(s1, s2, order, edit.cfg.frames, edit.plan.joints))
-    return tuple(axes)
+def scatter_layouts(edit: Edit, layer: SizedLayer) -> tuple[Layout, Layout] | None:
+    """Input and output layouts of a frame-sized layer without a twin that keeps frames apart
+    (the general rule, :mod:`hotpatch.engine.frame_scatter`), else None."""
+    a_in, a_out = scatter.frame_axis(layer.in_axes), scatter.frame_axis(layer.out_axes)
+    if a_in is None or a_out is None or layer.example is None:
+        return None
+    if not scatter.keeps_frames_apart(layer.module, layer.example[0], a_in, a_out):
+        return None
+    return Layout(tuple(layer.in_axes), edit.plan.joints), Layout(tuple(layer.out_axes), edit.plan.joints)
 
 
-def layer_layout(edit: Edit, name: str, m: nn.Module, in_axes: tuple) -> Layout:
-    layout = layers.input_layout(in_axes, m, edit.plan.joints)
-    if layout is None:
-        raise RewriteError(
-            f"`{name}` ({type(m).__name__}) has frames as its features after the cut, but its input "
-            f"axes {in_axes} have no batch axis hotpatch can separate (or frames twice), so its "
-            "weights cannot be gathered per sample. Choose n so that the cut comes after it."
-        )
-    return layout
+def stage_axes(layer: SizedLayer) -> tuple[int, int] | None:
+    """The position axes of input and output of a layer sized by a strided stage that keeps
+    positions apart (:class:`~hotpatch.engine.frame_scatter.PadPositions`), else None."""
+    found = [[i for i, a in enumerate(axes or ()) if a == ("F",)] for axes in (layer.in_axes, layer.out_axes)]
+    if any(len(f) != 1 for f in found) or layer.example is None:
+        return None
+    a_in, a_out = found[0][0], found[1][0]
+    return (a_in, a_out) if scatter.keeps_frames_apart(layer.module, layer.example[0], a_in, a_out) else None
+
+
+def graph_call(edit: Edit, layer: SizedLayer) -> fx.Node | None:
+    """The graph's call of a frame-sized layer after the cut, if its twin applies there."""
+    for u in edit.region:
+        if u.op == "call_module" and u.target == layer.name and u.args:
+            fin, fout = edit.fact(u.args[0]), edit.fact(u)
+            if fin is None or fout is None or fin.kind != "tensor" or fout.kind != "tensor":
+                return None
+            m = layer.module
+            if layers.frame_roles(m, fin.axes, fout.axes, edit.cfg.frames) is None:
+                return None
+            return u if layers.input_layout(fin.axes, m, edit.plan.joints) is not None else None
+    return None
 
 
 def set_holders(edit: Edit) -> None:
@@ -150,7 +158,9 @@ def frame_sized_call(edit: Edit, u: fx.Node) -> None:
     roles = layers.frame_roles(m, fin.axes, fout.axes, edit.cfg.frames)
     if roles is None:
         return
-    layout = layer_layout(edit, u.target, m, fin.axes)
+    layout = layers.input_layout(fin.axes, m, edit.plan.joints)
+    if layout is None:
+        return
     if not isinstance(m, layers.FrameSized):
         layers.swap(edit.gm, u.target, layout, edit.cfg.frames, roles)
     u.args = (*u.args, edit.index_for(u))

@@ -9,7 +9,7 @@ its constants read the kept index from the stage's :class:`~hotpatch.engine.fram
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any, Callable
 
@@ -30,6 +30,7 @@ class BlockFindings:
 
     splits: list[tuple[splits.Split, None, int]]
     rebuilds: list[tuple[int, Callable[[int], None]]]  # (stage, rebuild(f))
+    tensors: set[str] = field(default_factory=set)  # the blocks' own (F, F) tensors the rebuilds gather
 
 
 def inspect_blocks(edit: Edit) -> BlockFindings:
@@ -72,6 +73,10 @@ def inspect_blocks(edit: Edit) -> BlockFindings:
         mms += [(u, e) for u in block_gm.graph.nodes
                 if (e := layers.frame_einsum(u, u.args, fact_of, frames)) is not None]
         topks = [(u, axes_of(u)) for u in block_gm.graph.nodes if u.target in ("topk", torch.topk)]
+        for u, spec in mms:
+            const = u.args[1 + spec[2]] if isinstance(spec[0], str) else (u.args if spec[1] else u.args[::-1])[0]
+            if isinstance(const, fx.Node) and const.op == "get_attr":
+                found.tensors.add(f"{b.name}.{const.target}")
         if literal or mms or topks:
             found.rebuilds.append((stage, partial(rebuild_block, edit, b.name, block_gm, literal, mms, topks)))
     return found

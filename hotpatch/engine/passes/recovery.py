@@ -18,15 +18,35 @@ import torch.fx as fx
 from torch.fx.node import map_arg
 
 from hotpatch.engine.edit import Edit, RewritePass
-from hotpatch.engine.passes.strided_stages import recover_reduced
+from hotpatch.engine.passes.strided_stages import recover_reduced, unmerge_reduced
 from hotpatch.engine.wrappers import CenterSelect, RecoverAt, find_heads, make_recoverer
 from hotpatch.errors import RewriteError
+from hotpatch.recover import UNMERGE_BLENDS
 
 log = logging.getLogger(__name__)
 
 
 class Recovery(RewritePass):
     name = "recovery"
+
+    def inspect(self, edit: Edit) -> None:
+        """What leaves the pruned region has layouts the recovery can read (refusals before any edit)."""
+        if edit.sites.recover is None:
+            for o in center_outputs(edit, edit.region):
+                edit.layout(o, "model output")
+            return
+        found = False
+        for e in (n for n in edit.region if any(edit.is_post(u) for u in n.users)):
+            fe = edit.fact(e)
+            if fe is not None and fe.kind == "tensor" and not fe.carries_frames and len(fe.reduced) == 1:
+                if edit.cfg.recover in UNMERGE_BLENDS:
+                    raise unmerge_reduced(edit, e, next(iter(fe.reduced.values())))
+                found = True
+            elif fe is not None and fe.carries_frames:
+                edit.layout(e, "tensor leaving the pruned region")
+                found = True
+        if not found:
+            raise RewriteError(NOTHING_TO_RECOVER)
 
     def run(self, edit: Edit) -> None:
         if edit.sites.recover is None:
@@ -71,18 +91,28 @@ def insert_recovery(edit: Edit) -> None:
         for u in [u for u in e.users if edit.is_post(u)]:
             u.replace_input_with(e, rec)
     if not any(n.op == "call_module" and n.target.startswith("hotpatch_recover") for n in edit.graph.nodes):
-        raise RewriteError("no frame-carrying tensor leaves the pruned region; nothing to recover")
+        raise RewriteError(NOTHING_TO_RECOVER)
 
 
-def select_center(edit: Edit) -> None:
+NOTHING_TO_RECOVER = "no frame-carrying tensor leaves the pruned region; nothing to recover"
+
+
+def center_outputs(edit: Edit, pruned) -> list[fx.Node]:
+    """The model's outputs with a frame axis computed from pruned tokens (seq2frame picks their centre)."""
     output = edit.nodes[-1]
-    outs = [a for a in output.all_input_nodes if a in edit.pruned and edit.fact(a) and edit.fact(a).carries_frames]
+    outs = [a for a in output.all_input_nodes if a in pruned and edit.fact(a) and edit.fact(a).carries_frames]
     if not outs:
         raise RewriteError(
             "pipeline='seq2frame' needs a model whose output keeps the frame axis (it then "
             "returns the centre frame); this model's output has no frame axis. Use "
             "pipeline='seq2seq' (the default), which recovers all frames before the head."
         )
+    return outs
+
+
+def select_center(edit: Edit) -> None:
+    output = edit.nodes[-1]
+    outs = center_outputs(edit, edit.pruned)
     replaced: dict[fx.Node, fx.Node] = {}
     for o in outs:
         lay = edit.layout(o, "model output")

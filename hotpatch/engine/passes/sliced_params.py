@@ -15,11 +15,23 @@ from typing import Any
 import torch.fx as fx
 from torch.fx.node import map_arg
 
-from hotpatch.engine.edit import Edit, RewritePass
+from hotpatch.engine.edit import Edit, RewritePass, can_gather
+from hotpatch.engine.uses import Use
 
 
 class SlicedConstants(RewritePass):
     name = "sliced frame-indexed parameters"
+
+    def claims(self, edit: Edit, use: Use) -> bool:
+        """The slice reads frame counts only, and every user of it can gather the frozen slice."""
+        u = use.user
+        if use.kind != "constant" or u is None or not self.is_sliced_constant(edit, u) or u.args[0] is not use.value:
+            return False
+        read = _nodes(u.args[1]) if len(u.args) > 1 else []
+        if not read or any(self.frozen_value(edit, a) is None for a in read):
+            return False
+        shape = edit.fact(u).shape
+        return all(can_gather(edit, v, shape, const=u) for v in u.users if v in edit.region)
 
     def run(self, edit: Edit) -> None:
         for u in edit.pruned_nodes():
@@ -36,7 +48,8 @@ class SlicedConstants(RewritePass):
             )
 
     def check(self, edit: Edit) -> None:
-        left = next((u for u in edit.pruned_nodes() if self.is_sliced_constant(edit, u)), None)
+        left = next((u for u in edit.pruned_nodes()
+                     if self.is_sliced_constant(edit, u) and (u, u.args[0]) not in edit.consumed), None)
         if left is not None:
             raise self.fail(f"`{left.name}` slices a frame-indexed constant to the pruned length")
 

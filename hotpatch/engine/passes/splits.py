@@ -88,7 +88,9 @@ def find_splits(
             if type(dim) is int and axes[dim] == ("F",):
                 out += _split_sizes(u, sizes, frames)
         elif u.op == "call_function" and u.target in _INDEXING:  # x[:, :9] and x[:, :9] = v alike
-            out += _slices(u, axes, facts, frames)
+            src = facts.get(u.args[0].name) if isinstance(u.args[0], fx.Node) else None
+            if src is None or src.data_dependent:  # a slice of an embedding (pos[:, :n]) splits no tokens
+                out += _slices(u, axes, facts, frames)
         elif u.op == "call_function" and u.target in _EINOPS and len(u.args) > 1 and isinstance(u.args[1], str):
             parts = _einops_parts(u.args[1], u.kwargs, axes, frames)
             if parts:

@@ -11,7 +11,7 @@ import author_vpts
 import hotpatch
 from author_vpts import Block
 from hotpatch.engine.wrappers import GatherConstant
-from hotpatch.errors import RewriteError
+from hotpatch.errors import PatchCheckError, RewriteError
 
 
 class LatePosFormer(nn.Module):
@@ -29,6 +29,18 @@ class LatePosFormer(nn.Module):
         h = self.embed(x.reshape(b, f, -1))
         for blk in self.blocks:
             h = blk(h + self.pos)
+        return self.head(h).reshape(b, f, 17, 3)
+
+
+class MaxPosFormer(LatePosFormer):
+    """Takes the element-wise maximum with its (1, F, C) embedding after the first block: an op the
+    passes do not gather a frame-indexed constant for."""
+
+    def forward(self, x):
+        b, f = x.shape[:2]
+        h = self.blocks[0](self.embed(x.reshape(b, f, -1)))
+        for blk in self.blocks[1:]:
+            h = blk(torch.maximum(h, self.pos))
         return self.head(h).reshape(b, f, 17, 3)
 
 
@@ -79,8 +91,27 @@ def test_all_frames_kept_reproduces_the_original(recover):
         assert torch.equal(patched(x), model(x))
 
 
-def test_a_non_elementwise_use_after_the_cut_is_refused_with_the_fix():
+def test_an_embedding_expanded_to_the_batch_and_concatenated_after_the_cut_is_gathered():
+    # pos.expand(b, -1, -1) has a batch axis: the per-frame contexts pass gathers each sample's kept
+    # rows for torch.cat (before issue 27 this was refused as a non-element-wise use)
     torch.manual_seed(0)
     model, x = ConcatPosFormer().eval(), torch.randn(2, 27, 17, 2)
-    with pytest.raises(RewriteError, match=r"is indexed by frame and used by .*torch.cat.* Choose n so the cut comes later"):
+    patched = hotpatch.apply(model, n=1, f=9, example_input=x[:1], recover="linear")
+    seen = {}
+    patched.hotpatch_prune.register_forward_hook(lambda m, a, o: seen.update(index=o[-1]))
+    patched.mix.register_forward_pre_hook(lambda m, a: seen.update(mixed=a[0]))  # the last call: after the cut
+    with torch.no_grad():
+        assert patched(x).shape == model(x).shape
+    index, mixed = seen["index"], seen["mixed"]
+    assert mixed.shape == (2, 9, 68)
+    for b in range(2):
+        assert torch.equal(mixed[b, :, 34:], model.pos[0, index[b]])
+
+
+def test_a_use_no_pass_gathers_is_refused_before_the_rewrite_with_the_fix():
+    torch.manual_seed(0)
+    model, x = MaxPosFormer().eval(), torch.randn(2, 27, 17, 2)
+    with pytest.raises(RewriteError, match=r"`pos` .* is indexed by frame and used by .*torch.maximum.*"
+                                           r"Choose n >= 2 so that the cut comes after it") as err:
         hotpatch.apply(model, n=1, f=9, example_input=x[:1], recover="linear")
+    assert len(str(err.value)) <= 600 and not isinstance(err.value, PatchCheckError)  # refused before the rewrite

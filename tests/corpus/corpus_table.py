@@ -1,0 +1,120 @@
+"""The corpus: which third-party model each entry wraps, and what hotpatch must do with it.
+
+An entry is *accepted* when ``hotpatch.apply`` either patches it (then it must pass the
+properties of ``test_corpus.py``) or refuses it with one of the listed refusals: a
+``HotpatchError`` subclass other than ``RewriteError`` (a post-rewrite failure is an analysis
+bug, issue 27 item 2), at most 600 characters, naming the construct. ``today`` records the error
+main gives where it does not do that yet: those entries are strict xfails (raising exactly that
+error class), to flip when the engine branches of issue 27 land; ``benchmarks/corpus.py`` prints
+the table and says which records no longer hold.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+import torch
+
+import corpus_models as cm
+from hotpatch.errors import HotpatchError, NoTemporalBlocksError, RewriteError
+
+N, KEEP = 1, 9  # cut after the first temporal block; keep 9 of the 27 frames
+
+
+@dataclasses.dataclass(frozen=True)
+class Refusal:
+    """An accepted refusal: an error of class ``error`` whose message matches ``names``."""
+
+    error: type[HotpatchError]
+    names: str
+
+    def matches(self, exc: BaseException) -> bool:
+        return isinstance(exc, self.error) and re.search(self.names, str(exc)) is not None
+
+
+PATCH = "patch"
+
+
+@dataclasses.dataclass(frozen=True)
+class Today:
+    """What main does with a model the corpus does not accept yet: the error it raises, a quote of
+    its message (``quote`` must occur in it), why, and the pattern of issue 27 that covers it."""
+
+    error: type[HotpatchError]
+    quote: str
+    why: str
+    pattern: str
+
+    @property
+    def reason(self) -> str:
+        return f"{self.error.__name__}: {self.quote} ({self.why}); issue 27 {self.pattern}"
+
+    def holds(self, exc: BaseException | None) -> bool:
+        return isinstance(exc, self.error) and self.quote in str(exc)
+
+
+@dataclasses.dataclass(frozen=True)
+class Entry:
+    name: str  # the test id
+    cls: type  # the shell in corpus_models
+    package: str  # the PyPI distribution whose code it runs
+    model: str  # their class(es)
+    licence: str
+    accept: tuple = (PATCH,)  # PATCH and/or Refusal(...)
+    today: Today | None = None  # main's error where it is not accepted yet
+
+    @property
+    def source(self) -> str:
+        return f"corpus_models:{self.cls.__name__}"
+
+    @property
+    def patches(self) -> bool:
+        return PATCH in self.accept
+
+    def build(self, batch: int = 2):
+        """(model in eval mode, a batch of clips), seeded."""
+        torch.manual_seed(0)
+        model = self.cls().eval()
+        return model, torch.randn(batch, cm.FRAMES, getattr(model, "joints", cm.JOINTS), 2)
+
+
+NOT_ATTENTION = Refusal(NoTemporalBlocksError, r"Conv1d")
+
+ENTRIES = [
+    Entry("x-transformers-encoder", cm.XTransformersLifter, "x-transformers",
+          "ContinuousTransformerWrapper(Encoder)", "MIT"),
+    Entry("x-transformers-space-time", cm.XTransformersSpaceTime, "x-transformers", "Encoder (rotary)", "MIT"),
+    Entry("vivit-factorised-self-attention", cm.ViViTFactorisedSelfAttention, "vit-pytorch",
+          "vivit.FactorizedTransformer", "MIT"),
+    Entry("vivit-factorised-encoder", cm.ViViTFactorisedEncoder, "vit-pytorch", "vivit.Transformer", "MIT"),
+    Entry("timesformer", cm.TimeSformerLifter, "timesformer-pytorch", "TimeSformer", "MIT",
+          today=Today(RewriteError, "no frame-carrying tensor is alive before net.layers.1",
+                      "traced since the capture of pattern 2 and its loop blocks; its tokens (B, 1 + F·N, C) put a "
+                      "class token before the frames merged with the patches, an axis the analysis cannot read",
+                      "item 2")),
+    Entry("mmpose-dstformer", cm.DSTFormerLifter, "mmpose", "DSTFormer", "Apache-2.0"),
+    Entry("mmpose-videopose3d-tcn", cm.VideoPose3DLifter, "mmpose", "TCN", "Apache-2.0",
+          accept=(NOT_ATTENTION,)),
+    Entry("diffpose-video-mixste", cm.DiffPoseMixSTE, "diffpose-video", "MixSTE2", "MIT"),
+    Entry("conformer", cm.ConformerLifter, "conformer", "Conformer", "MIT"),
+    Entry("linformer", cm.LinformerLifter, "linformer", "Linformer", "MIT",
+          accept=(PATCH, Refusal(HotpatchError, r"proj_[kv]")),
+          today=Today(NoTemporalBlocksError, "encoder.net.layers.1.0 (spatial)",
+                      "keys and values projected along the frames by (F, k) parameters `proj_k`, `proj_v`",
+                      "pattern 5")),
+    Entry("nystromformer", cm.NystromformerLifter, "nystrom-attention", "Nystromformer", "MIT"),
+    Entry("local-transformer", cm.LocalTransformerLifter, "local-attention", "LocalTransformer", "MIT",
+          today=Today(RewriteError, "has axes hotpatch cannot read",
+                      "traced since einops layers are recorded as calls; its hyper-connection streams "
+                      "(B·4, F, C) are copies of one another at the cut, so batch and streams cannot be told apart",
+                      "item 2")),
+    Entry("performer", cm.PerformerLifter, "performer-pytorch", "Performer", "MIT"),
+    Entry("mamba", cm.MambaLifter, "mambapy", "Mamba", "MIT",  # issue 27 pattern 7: patch or refuse, deliberately
+          accept=(PATCH, Refusal(HotpatchError, r"scan|autograd\.Function|state.space"))),
+    Entry("torch-encoder-seq-first", cm.TorchEncoderSeqFirst, "torch", "nn.TransformerEncoder", "BSD-3-Clause"),
+    Entry("torch-multihead-space-time", cm.TorchMultiheadSpaceTime, "torch", "nn.MultiheadAttention",
+          "BSD-3-Clause"),
+]
+
+BY_NAME = {e.name: e for e in ENTRIES}
