@@ -33,6 +33,7 @@ sys.path.insert(0, str(DATA))
 
 import hotpatch  # noqa: E402
 from build_derived import MEDIAPIPE_FRAME, videopose3d_custom_npz  # noqa: E402
+from hotpatch.atomic import atomic_write, write_text  # noqa: E402
 from hotpatch.keypoints import load_detections, read_people  # noqa: E402
 from hotpatch.keypoints.frames import video_frames  # noqa: E402
 from hotpatch.keypoints.model import Detection  # noqa: E402
@@ -57,13 +58,14 @@ def cases(tmp: Path) -> list[tuple[str, str, Path, dict]]:
     dets = json.loads((DATA / "alphapose_halpe26_multi.json").read_text())
     for d in dets:
         del d["idx"]
-    (tmp / "alphapose_no_idx.json").write_text(json.dumps(dets))
+    write_text(tmp / "alphapose_no_idx.json", json.dumps(dets))
     kp = dancer()
     vp3d = videopose3d_custom_npz(tmp / "data_2d_custom_dancer.npz", kp[:, :17, :2], (720, 1280))
     ids = [{"image_id": i, "category_id": 1, "keypoints": kp[t, :17].reshape(-1).tolist(), "score": 2.5}
            for t, i in enumerate((397133, 37777, 252219, 87038, 174482, 403385, 6818, 480985, 458054, 331352))]
-    (tmp / "coco_results_image_ids.json").write_text(json.dumps(ids))
-    np.save(tmp / "coco_order.npy", kp[:, :17, :2])
+    write_text(tmp / "coco_results_image_ids.json", json.dumps(ids))
+    with atomic_write(tmp / "coco_order.npy") as out, open(out, "wb") as fh:
+        np.save(fh, kp[:, :17, :2])
     alpha = DATA / "alphapose_halpe26_multi.json"
     return [
         ("OpenPose BODY_25", "one image, right arm not found (SPIN example)", DATA / "openpose_body25_spin_im1010.json",
@@ -158,7 +160,7 @@ def main() -> None:
     text = "\n".join(lines)
     print(text)
     if args.out:
-        Path(args.out).write_text(text + "\n")
+        write_text(args.out, text + "\n")
 
 
 if __name__ == "__main__":

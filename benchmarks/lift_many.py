@@ -22,6 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from hotpatch.atomic import write_text
+
 ROOT = Path(__file__).resolve().parent.parent
 SOURCE = ROOT / "tests" / "data" / "detectors" / "alphapose_halpe26_multi.json"
 
@@ -70,7 +72,7 @@ def main() -> None:
     text = "\n".join(lines)
     print(text)
     if args.out:
-        Path(args.out).write_text(text + "\n")
+        write_text(args.out, text + "\n")
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from hotpatch.atomic import atomic_write, write_npz  # noqa: E402
 from hotpatch.data import project_to_pixels, virtual_camera, world_to_camera  # noqa: E402
 
 MODEL = ["mixste", "--frames", "27", "--set", "dim=64", "--set", "depth=4", "--set", "num_heads=4"]
@@ -51,7 +52,7 @@ def mocap_clip(data: Path, folder: Path) -> Path:
     cam = virtual_camera(world[0, 0], 30.0, 5.0, 1.2, size=1000)
     px = project_to_pixels(world_to_camera(world, cam), cam)
     path = folder / "mocap_clip.npz"
-    np.savez(path, keypoints=np.concatenate([px, np.full(px.shape[:2] + (1,), 0.9)], -1), width=1000, height=1000)
+    write_npz(path, keypoints=np.concatenate([px, np.full(px.shape[:2] + (1,), 0.9)], -1), width=1000, height=1000)
     return path
 
 
@@ -70,7 +71,8 @@ def main() -> None:
     payload = torch.load(base, map_location="cpu", weights_only=True)
     weights = payload.get("state_dict") or payload.get("model") or payload
     official = folder / "mixste_official.bin"
-    torch.save({"model_pos": {f"module.{k}": v for k, v in weights.items() if isinstance(v, torch.Tensor)}}, official)
+    with atomic_write(official) as tmp:
+        torch.save({"model_pos": {f"module.{k}": v for k, v in weights.items() if isinstance(v, torch.Tensor)}}, tmp)
     rows = []
     for name, src, extra in (("AlphaPose front dancer (real, 10 frames)", DANCER, ["--size", "720x1280"]),
                              ("mocap test clip, projected", mocap_clip(Path(args.data), folder), [])):

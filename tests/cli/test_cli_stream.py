@@ -91,7 +91,7 @@ def test_stream_cli_through_an_exported_onnx_file(capsys, monkeypatch, tmp_path,
     (["--stream", "--size", "100x100", "--delay", "9"], "", "delay=9"),
     (["--stream", "--size", "100x100"], "{not json\n", "line 1 of stdin is not JSON"),
     (["--stream", "--size", "100x100"], json.dumps({"keypoints": [1, 2, 3] * 16}) + "\n", "16 joints"),
-    (["-o", "x.npz"], "", "--keypoints (or lift live with --stream)"),
+    (["-o", "x.npz"], "", "FILE (or --keypoints FILE) (or lift live with --stream)"),
     (["--keypoints", "k.json", "-o", "x.npz", "--delay", "3"], "", "add --stream"),
 ])
 def test_stream_cli_errors_are_one_line(capsys, monkeypatch, patched, argv, stdin, message):
