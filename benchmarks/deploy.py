@@ -222,6 +222,7 @@ def speed(args: argparse.Namespace) -> list[dict[str, Any]]:
                 rows.append({"model": name, "batch": batch, "variant": variant, "original_ms": o, "patched_ms": p,
                              "speedup": o / p, "original_fps": batch * frames / o * 1e3,
                              "patched_fps": batch * frames / p * 1e3, "original_x": b / o, "patched_x": b / p,
+                             "base_ms": b,
                              "flops_ratio": ratio, "setting": hot})
                 log.info("%s b%d %s: %.1f / %.1f ms (%.2fx; patched %.2fx of the original fp32 ONNX)", name, batch,
                          variant, o, p, o / p, b / p)

@@ -136,6 +136,6 @@ def test_the_format_does_not_depend_on_the_case_or_presence_of_a_suffix(tmp_path
     else:
         write_coco(path, coco_from_h36m(px), np.full((10, 17), 0.9), image_id=lambda t: f"cam1_{t:04d}.jpg")
     track = read_keypoints(path)
-    assert track.format == ("h36m" if name.lower().endswith((".npz", ".npy")) else "alphapose") == detect_format(path)
-    want = px if track.format == "h36m" else coco_to_h36m(coco_from_h36m(px))
+    assert track.format == ("array" if name.lower().endswith((".npz", ".npy")) else "alphapose") == detect_format(path)
+    want = px if track.format == "array" else coco_to_h36m(coco_from_h36m(px))
     np.testing.assert_allclose(track.xy, want, rtol=0, atol=1e-3)

@@ -38,10 +38,14 @@ def test_deploy_quick_run_writes_speed_goals_and_accuracy(tmp_path):
     assert [r[3] for r in speed] == ["fp32", "fp32", "int8 dynamic, per-tensor (generic)"]
     for r in speed:  # speed-up and ratios follow from the printed latencies (to their rounding)
         o, p = float(r[4]), float(r[5])
-        assert float(r[6].rstrip("×")) == pytest.approx(o / p, abs=0.01 + 0.001 * o / p)
-    base = float(speed[1][4])  # the original in onnxruntime fp32
-    assert float(speed[1][9].rstrip("×")) == 1.0
-    assert float(speed[2][10].rstrip("×")) == pytest.approx(base / float(speed[2][5]), rel=0.01)
+        rounding = o / p * (0.05 / o + 0.05 / p) + 0.005  # latencies printed to 0.1 ms, the ratio to 0.01
+        assert float(r[6].rstrip("×")) == pytest.approx(o / p, abs=rounding + 1e-9)
+    assert float(speed[1][9].rstrip("×")) == 1.0  # the original in onnxruntime fp32 is the unit
+    rows = json.loads((tmp_path / "d.json").read_text())["speed"]
+    for row, printed in zip(rows, speed):  # each ratio is to the fp32 original timed in the row's own group
+        assert row["patched_x"] == pytest.approx(row["base_ms"] / row["patched_ms"])
+        assert float(printed[10].rstrip("×")) == pytest.approx(row["patched_x"], abs=0.006)
+    assert rows[1]["variant"] == "fp32" and rows[1]["base_ms"] == rows[1]["original_ms"]
     assert "patched + int8 in onnxruntime at batch 1" in text and "FLOPs ratio" in text
     acc = [r for r in _rows(text, "") if len(r) == 7 and r[1] in ("PyTorch eager", "ONNX Runtime")]
     assert len(acc) == 3 * 3  # original, one cut, two stages × three variants
