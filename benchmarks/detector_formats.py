@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import platform
 import sys
 import tempfile
@@ -140,7 +141,7 @@ def main() -> None:
     torch.set_num_threads(2)
     patched, what = model(args.checkpoint)
     lines = [f"Model: {what}; HoT n=1 f=9 (linear recovery). Machine: {platform.machine()}, "
-             f"{torch.get_num_threads()} threads, shared and noisy: times are indicative.", "",
+             f"{torch.get_num_threads()} threads, load average (1 min) {os.getloadavg()[0]:.1f} at the start.", "",
              "| format | file | frames | people (in file) | result | time (s) |", "| --- | --- | ---: | ---: | --- | ---: |"]
     with tempfile.TemporaryDirectory() as tmp:
         for fmt, about, path, options in cases(Path(tmp)):

@@ -14,6 +14,7 @@ weights do not change it).
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import shutil
 import subprocess
@@ -59,12 +60,14 @@ def main() -> None:
         # half the single calls, the one call, the other half: a load that drifts over the run
         # (a shared machine) weighs on both alike
         half = args.files // 2
+        load = os.getloadavg()[0]
         many = sum(single(i) for i in range(half))
         one = timed(["lift", *target, *inputs, "-o", f"{folder}/one/"])
         many += sum(single(i) for i in range(half, args.files))
+        load = f"load average (1 min) {load:.1f} before and {os.getloadavg()[0]:.1f} after the timing"
     lines = [f"{args.files} copies of {Path(args.source).name}; TARGET mixste (F=243) HoT n=3 f=81, "
              f"{'--checkpoint ' + args.checkpoint if args.checkpoint else 'random weights'}; "
-             f"{platform.machine()}, shared and noisy CPU: indicative, rerun on a quiet machine.", "",
+             f"{platform.machine()}, {os.cpu_count()} CPUs, {load}.", "",
              "| how | calls | wall time (s) | per file (s) |", "| --- | ---: | ---: | ---: |",
              f"| one call, all files (`lift TARGET FILE... -o DIR/`) | 1 | {one:.1f} | {one / args.files:.2f} |",
              f"| one call per file | {args.files} | {many:.1f} | {many / args.files:.2f} |",

@@ -35,8 +35,6 @@ import types
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import operator
-
 import numpy as np
 import torch
 import torch.fx as fx
@@ -161,18 +159,6 @@ def run_node(n: fx.Node, env: dict[fx.Node, Any], root: nn.Module, modules: dict
         module = modules[n.target] if modules and n.target in modules else root.get_submodule(n.target)
         return module(*args, **kwargs)
     return None
-
-
-def ancestors(node: fx.Node) -> set[fx.Node]:
-    """``node`` and every node it is computed from."""
-    seen: set[fx.Node] = set()
-    stack = [node]
-    while stack:
-        n = stack.pop()
-        if n not in seen:
-            seen.add(n)
-            stack.extend(n.all_input_nodes)
-    return seen
 
 
 class Concretiser:

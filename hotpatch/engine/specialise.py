@@ -61,7 +61,8 @@ def _is_size_read(n: fx.Node) -> bool:
     return n.op == "call_function" and n.target is builtins.len
 
 
-def _ancestors(node: fx.Node) -> set[fx.Node]:
+def ancestors(node: fx.Node) -> set[fx.Node]:
+    """``node`` and every node it is computed from."""
     seen: set[fx.Node] = set()
     stack = [node]
     while stack:
@@ -202,7 +203,7 @@ def specialise_branch(tracer: Any, node: fx.Node, frame: types.FrameType | None)
     """Decide a branch whose condition is ``node``; None if it reads tensor values (the caller
     then fails as fx does). Raises :class:`ShapeNeeded` without an example shape, and
     :class:`TraceFailure` for a branch on the batch size or on an inner frame count."""
-    nodes = [n for n in node.graph.nodes if n in _ancestors(node)]
+    nodes = [n for n in node.graph.nodes if n in ancestors(node)]
     if _reads_values(nodes):
         return None
     if tracer.example_inputs is None:
@@ -266,7 +267,7 @@ def shape_rank(tracer: Any, node: fx.Node) -> int | None:
     )
     if not is_shape:
         return None
-    nodes = [n for n in node.graph.nodes if n in _ancestors(node)]
+    nodes = [n for n in node.graph.nodes if n in ancestors(node)]
     if tracer.example_inputs is None:
         raise ShapeNeeded("a shape is iterated")
     return len(_evaluate(tracer, nodes, tracer.example_inputs)[node])

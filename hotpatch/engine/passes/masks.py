@@ -29,8 +29,9 @@ import torch.fx as fx
 import torch.nn as nn
 from torch.fx.node import map_arg
 
-from hotpatch.engine.capture import ancestors, run_node
+from hotpatch.engine.capture import run_node
 from hotpatch.engine.edit import Edit, RewritePass
+from hotpatch.engine.specialise import ancestors
 from hotpatch.engine.uses import Use
 from hotpatch.engine.wrappers import GatherPairs, rescale_count
 from hotpatch.errors import RewriteError
