@@ -23,7 +23,7 @@ import torch.fx as fx
 import torch.nn as nn
 
 from hotpatch import saving, sources
-from hotpatch.errors import CheckpointError, HotpatchError
+from hotpatch.errors import CheckpointError, ConfigError, HotpatchError
 from hotpatch.keep import frames_for
 from hotpatch.recipe import lookup
 
@@ -33,16 +33,21 @@ __all__ = ["card_accuracy", "describe_setting", "from_pretrained", "save_pretrai
 
 
 def save_pretrained(model: nn.Module, directory: str | os.PathLike, *, source: Mapping[str, Any] | None = None,
-                    accuracy: Mapping[str, Any] | None = None) -> Path:
+                    accuracy: Mapping[str, Any] | None = None, random_weights: bool = False) -> Path:
     """Write ``model`` (patched by ``hotpatch.apply``, or not) to ``directory``; returns its path.
 
     ``source`` as in ``hotpatch.save`` (default: the model's ``hotpatch_source``). ``accuracy``: what
     you measured, e.g. ``{"mpjpe_mm": 41.2, "data": "Human3.6M S9, S11"}``, for the model card (which
     otherwise quotes the paper's numbers for the model's recipe and setting, and says so).
+    ``random_weights=True``: no checkpoint was loaded; the card says the weights are random and
+    quotes no accuracy.
     """
+    if random_weights and accuracy:
+        raise ConfigError("accuracy= was given for a model saved with random_weights=True; a random model has no "
+                          "accuracy to report: drop one of them")
     patched = getattr(model, "hotpatch_config", None) is not None
     payload = saving.patched_payload(model, source) if patched else saving.model_payload(model, source)
-    card = model_card(payload, model, accuracy)
+    card = model_card(payload, model, accuracy, random_weights)
     return saving.write_directory(payload, directory, card["text"], extra={"card": card["record"]})
 
 
@@ -70,7 +75,13 @@ def describe_setting(cfg: Mapping[str, Any]) -> str:
 # ----------------------------------------------------------------------------- the model card
 
 
-def model_card(payload: Mapping[str, Any], model: nn.Module, accuracy: Mapping[str, Any] | None) -> dict[str, Any]:
+#: The model card's accuracy row for a model saved without trained weights.
+RANDOM_WEIGHTS = ("none: the weights are random (no checkpoint was loaded); the model is fit for measuring speed "
+                  "and size, not for poses")
+
+
+def model_card(payload: Mapping[str, Any], model: nn.Module, accuracy: Mapping[str, Any] | None,
+               random_weights: bool = False) -> dict[str, Any]:
     """The README.md text and its numbers as plain data (``record``, also written to config.json)."""
     from hotpatch._version import __version__
 
@@ -82,7 +93,9 @@ def model_card(payload: Mapping[str, Any], model: nn.Module, accuracy: Mapping[s
     record: dict[str, Any] = {
         "params": ({"before": sum(p.numel() for p in original.parameters()), "after": params} if original is not None
                    else None) if cfg else {"model": params},
-        "flops_paper": flops, "accuracy": card_accuracy(source, cfg, accuracy),
+        "flops_paper": flops,
+        "accuracy": {"kind": "random weights", "text": RANDOM_WEIGHTS} if random_weights
+        else card_accuracy(source, cfg, accuracy),
     }
     built = (f"recipe `{source['recipe']}`" + (f" ({recipe.architecture['build']})" if recipe else "")
              if "recipe" in source else f"`{source['class']}`")

@@ -24,7 +24,7 @@ from checks import call_with
 from denoiser_vpts import DiffusionDenoiser, MaskedSeqVPT, denoiser_inputs, masked_inputs
 from hotpatch import recipe, saving
 from hotpatch.cli import main
-from hotpatch.errors import CheckpointError, OutputError, TargetError
+from hotpatch.errors import CheckpointError, ConfigError, OutputError, TargetError
 from hotpatch.pretrained import card_accuracy
 
 # Each recipe at a small width, its own F and HoT setting (n needs depth > n temporal levels).
@@ -142,6 +142,13 @@ def test_unpatched_models_round_trip_and_the_card_says_what_it_knows(tmp_path):
     card = (directory / "README.md").read_text()
     assert "none (unpatched)" in card and "mpjpe_mm 52.3 on my test set (measured" in card
     assert json.loads((directory / "config.json").read_text())["card"]["accuracy"]["kind"] == "measured"
+
+
+def test_random_weights_and_an_accuracy_are_not_saved_together(tmp_path):
+    model = hotpatch.models.get("mixste").build(27, dim=16, depth=2, num_heads=2)
+    with pytest.raises(ConfigError, match="random model has no accuracy"):
+        hotpatch.save_pretrained(model, tmp_path / "x", accuracy={"mpjpe_mm": 50.0}, random_weights=True)
+    assert not (tmp_path / "x").exists()
 
 
 def test_the_card_counts_params_and_flops_before_and_after(tmp_path):

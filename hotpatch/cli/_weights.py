@@ -2,7 +2,8 @@
 
 A recipe or ``module:Class`` TARGET without ``--checkpoint`` is freshly initialised: its lift is
 noise and its errors say nothing about the model. ``lift`` and ``eval`` refuse it unless
-``--random-weights`` says it is meant (demos, tests).
+``--random-weights`` says it is meant (demos, tests); ``patch`` and ``export``, whose files may be
+what a user wants to measure, write it with a warning that the file holds random weights.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from hotpatch.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["add_random_weights", "check_weights"]
+__all__ = ["add_random_weights", "check_weights", "warn_random_weights"]
 
 
 def add_random_weights(group: Any) -> None:
@@ -33,3 +34,13 @@ def check_weights(target: Any, args: argparse.Namespace, doing: str) -> None:
                           "meaningless results. Pass --checkpoint FILE (an official or a trained checkpoint), or "
                           "--random-weights if that is what you want (demos, tests)")
     log.warning("%s on random weights (--random-weights): the results mean nothing about the model", doing)
+
+
+def warn_random_weights(target: Any, args: argparse.Namespace, writing: str) -> bool:
+    """Warn that ``target`` has random weights (a recipe or ``module:Class`` without ``--checkpoint``)
+    and ``writing`` will hold them; True when it does."""
+    if target.kind not in ("recipe", "class") or getattr(args, "checkpoint", None):
+        return False
+    log.warning("%s has no trained weights (no --checkpoint): %s holds random weights, fit for measuring speed "
+                "and size, not for poses. Pass --checkpoint FILE to patch trained weights", target.name, writing)
+    return True

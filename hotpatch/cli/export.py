@@ -13,6 +13,7 @@ from hotpatch.cli._data import add_data_arguments
 from hotpatch.cli._options import check_outputs, consoles, describe_config, positive_int
 from hotpatch.errors import ConfigError
 from hotpatch.cli._targets import add_target_arguments, describe, load_target
+from hotpatch.cli._weights import warn_random_weights
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -63,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
         check_data_files(args)
     check_outputs(args)
     target = load_target(args)
+    warn_random_weights(target, args, "the exported file")
     model = target.model.eval()
     gen = torch.Generator().manual_seed(0)
     if target.several_inputs:  # --example-input's values, or (None) random ones of the inputs it was patched for

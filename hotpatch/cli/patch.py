@@ -12,6 +12,7 @@ from hotpatch.cli._options import add_hot_arguments, check_outputs, consoles, de
 from hotpatch.errors import ConfigError, TargetError
 from hotpatch.saving import is_directory, save
 from hotpatch.cli._targets import add_target_arguments, describe, load_target
+from hotpatch.cli._weights import warn_random_weights
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -50,11 +51,12 @@ def run(args: argparse.Namespace) -> int:
             "loaded again; pass the model as package.module:Class (with --set/--kwargs) or a recipe name, "
             "with --checkpoint for its weights"
         )
+    random = warn_random_weights(target, args, args.output)
     patched = target.patch(**hot_settings(args))
     if directory:
         from hotpatch.pretrained import save_pretrained
 
-        path = save_pretrained(patched, args.output, source=target.source)
+        path = save_pretrained(patched, args.output, source=target.source, random_weights=random)
     else:
         path = save(patched, args.output, source=target.source)
     before = sum(p.numel() for p in target.model.parameters())

@@ -131,3 +131,20 @@ def test_checkpoints_load_through_the_recipes_loader(capsys, tmp_path, name):
                    "--n", "1", "--f", "9", "--checkpoint", str(ck), "-o", str(tmp_path / "p.pt"))
     saved = saving.read(tmp_path / "p.pt")["state_dict"]
     assert rc == 0 and all(torch.equal(saved[k], v) for k, v in model.state_dict().items())
+
+
+def test_a_model_patched_without_a_checkpoint_is_said_to_have_random_weights(capsys, tmp_path, caplog):
+    small = ["--frames", "27", "--set", "dim=16", "--set", "depth=2", "--set", "num_heads=2", "--n", "1", "--f", "9"]
+    rc, _, _ = run(capsys, "patch", "mixste", *small, "-o", f"{tmp_path / 'random'}/")
+    card = (tmp_path / "random" / "README.md").read_text()
+    config = json.loads((tmp_path / "random" / "config.json").read_text())
+    assert rc == 0 and "no trained weights (no --checkpoint)" in caplog.text
+    assert "the weights are random" in card and "paper" not in card.split("| accuracy |")[1].splitlines()[0]
+    assert config["card"]["accuracy"]["kind"] == "random weights"
+    caplog.clear()
+    model = hotpatch.models.get("mixste").build(27, dim=16, depth=2, num_heads=2)
+    ck = tmp_path / "ck.bin"
+    torch.save({"model_pos": {f"module.{k}": v for k, v in model.state_dict().items()}}, ck)
+    rc, _, _ = run(capsys, "patch", "mixste", *small, "--checkpoint", str(ck), "-o", f"{tmp_path / 'trained'}/")
+    assert rc == 0 and "no trained weights" not in caplog.text
+    assert "the weights are random" not in (tmp_path / "trained" / "README.md").read_text()
