@@ -208,6 +208,10 @@ def resolve_convention(model: nn.Module, channels: int | None,
     ``normalize`` overriding its normalisation; a model that records none gets screen
     coordinates (with a warning) and scores when it takes 3 channels."""
     conv, where = convention_of(model, channels)
+    if conv is not None and conv.joints != "h36m17":
+        raise ConfigError(f"the model ({where}) takes its keypoints in {conv.joints} joint order; lifting reads "
+                          "detector files into Human3.6M-17 order and has no conversion to that one. Lift with a "
+                          "model trained on Human3.6M-17 input (e.g. the recipes mixste, motionbert, mhformer)")
     if conv is None:
         conv = InputConvention("screen" if normalize is None else normalize, channels == 3)
         if normalize is None:

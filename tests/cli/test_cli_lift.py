@@ -58,6 +58,17 @@ def test_cli_lift_unpatched_without_hot_settings(capsys, tmp_path):
     assert summary["config"] is None and summary["frames"] == 15 and summary["stride"] == 7 and summary["windows"] == 2
 
 
+@pytest.mark.parametrize("recipe", ["mixste-hot-27-9", "mhformer-tpc-9-3"])
+def test_cli_lift_refuses_a_model_that_takes_another_joint_order(capsys, tmp_path, recipe):
+    np.save(tmp_path / "k.npy", projected_clip(15))
+    small = ["--set", "dim=16", "--set", "depth=2", "--set", "num_heads=2"] if recipe.startswith("mixste") else \
+        ["--set", "channel=16", "--set", "layers=1", "--set", "d_hid=16", "--frames", "9"]
+    rc, _, err = run(capsys, "lift", recipe, *small, "--random-weights", str(tmp_path / "k.npy"),
+                     "-o", str(tmp_path / "o.npz"))
+    assert rc == 2 and "takes its keypoints in mpi_inf_3dhp17 joint order" in err and "Human3.6M-17" in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "o.npz").exists()
+
+
 def _bad_files(tmp_path):
     (tmp_path / "notjson.json").write_text("{ this is not json")
     (tmp_path / "empty.json").write_text("")
