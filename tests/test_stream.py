@@ -87,6 +87,15 @@ def test_poses_appear_once_delay_frames_followed():
     assert [i for i, _ in stream.flush()] == [7, 8, 9]
 
 
+def test_an_untrained_tra_is_said(caplog):
+    module, kwargs, _, _ = RECIPES["mixste"]
+    model = module.build(**kwargs).eval()
+    hotpatch.Stream(hotpatch.apply(model, n=1, f=3, recover="linear"))
+    assert "TRA has no trained weights" not in caplog.text
+    hotpatch.Stream(hotpatch.apply(model, n=1, f=3, recover="tra"))  # zero-initialised queries
+    assert "TRA has no trained weights" in caplog.text and "zero_retraining" in caplog.text
+
+
 def test_seq2frame_with_a_short_delay_pads_the_future_with_the_newest_frame():
     model, frames, channels = _model("mhformer", patched=True)
     clip = _clip(40, channels)
