@@ -55,6 +55,7 @@ class NodeFacts:
     reduced: dict[int, int] = field(default_factory=dict)  # axis -> length, after a strided stage
     value: int | None = None  # an int node's value at B=1 (frame splits compare it with F)
     value2: int | None = None  # ... and at B=2 (batch-like factors, engine/batch_factors.py)
+    unordered: tuple[int, ...] = ()  # axes that double with the batch, their order unreadable (left None)
 
     @property
     def frame_axes(self) -> list[int]:
@@ -356,13 +357,14 @@ def probe(
             if len(v1) != len(v2):
                 facts[n.name] = NodeFacts("other")
                 return
-            axes = []
+            axes, unordered = [], []
             for i, (s1, s2) in enumerate(zip(v1, v2)):
                 order = batch_order(result, i, s1) if s2 == 2 * s1 and s1 > 1 else None
                 # an order the values cannot tell leaves the axis unread (None) where it matters
                 ambiguous = order == "ambiguous" and dep[n.name]
                 axes.append(None if ambiguous else axis_atoms(s1, s2, order, frames, joints))
-            facts[n.name] = NodeFacts("tensor", v1, tuple(axes), data_dependent=dep[n.name])
+                unordered += [i] if ambiguous else []
+            facts[n.name] = NodeFacts("tensor", v1, tuple(axes), data_dependent=dep[n.name], unordered=tuple(unordered))
         else:
             facts[n.name] = NodeFacts("other")
 

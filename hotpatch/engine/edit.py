@@ -28,6 +28,7 @@ import torch.nn as nn
 
 from hotpatch.engine.analyse import NodeFacts, Plan
 from hotpatch.engine.config import PatchConfig
+from hotpatch.engine.folded import batch_copies
 from hotpatch.engine.frame_layers import KeptFrames
 from hotpatch.engine.sites import Sites, stage_at
 from hotpatch.engine.wrappers import GatherConstant, rescale_count
@@ -190,6 +191,9 @@ class Edit:
                 "length (frames= / example_input=); otherwise build it with a different F."
             )
         if None in f.axes or (f.data_dependent and not any("B" in a for a in f.axes)):
+            copies = batch_copies(n, self.fact, what, self.cfg.frames, self.plan.joints)
+            if copies is not None:
+                raise RewriteError(copies)
             raise RewriteError(
                 f"{what} `{n.name}` of shape {f.shape} has axes hotpatch cannot read "
                 f"({f.axes}); it needs a batch axis and a frame axis it can separate. If the model's "

@@ -2,8 +2,8 @@
 
 An entry is *accepted* when ``hotpatch.apply`` either patches it (then it must pass the
 properties of ``test_corpus.py``) or refuses it with one of the listed refusals: a
-``HotpatchError`` subclass other than ``RewriteError`` (a post-rewrite failure is an analysis
-bug, issue 27 item 2), at most 600 characters, naming the construct. ``today`` records the error
+``HotpatchError`` raised before the rewrite (not a ``PatchCheckError``: a post-rewrite failure is
+an analysis bug, issue 27 item 2), at most 600 characters, naming the construct. ``today`` records the error
 main gives where it does not do that yet: those entries are strict xfails (raising exactly that
 error class), to flip when the engine branches of issue 27 land; ``benchmarks/corpus.py`` prints
 the table and says which records no longer hold.
@@ -88,11 +88,9 @@ ENTRIES = [
     Entry("vivit-factorised-self-attention", cm.ViViTFactorisedSelfAttention, "vit-pytorch",
           "vivit.FactorizedTransformer", "MIT"),
     Entry("vivit-factorised-encoder", cm.ViViTFactorisedEncoder, "vit-pytorch", "vivit.Transformer", "MIT"),
-    Entry("timesformer", cm.TimeSformerLifter, "timesformer-pytorch", "TimeSformer", "MIT",
-          today=Today(RewriteError, "no frame-carrying tensor is alive before net.layers.1",
-                      "traced since the capture of pattern 2 and its loop blocks; its tokens (B, 1 + F·N, C) put a "
-                      "class token before the frames merged with the patches, an axis the analysis cannot read",
-                      "item 2")),
+    Entry("timesformer", cm.TimeSformerLifter, "timesformer-pytorch", "TimeSformer", "MIT",  # (B, 1 + F·N, C)
+          accept=(Refusal(RewriteError, r"`net_layers_0` \(1, 433, 32\) folds the frames into one token axis "
+                                        r"with other tokens \(433 = 1 \+ 27 × 16"),)),
     Entry("mmpose-dstformer", cm.DSTFormerLifter, "mmpose", "DSTFormer", "Apache-2.0"),
     Entry("mmpose-videopose3d-tcn", cm.VideoPose3DLifter, "mmpose", "TCN", "Apache-2.0",
           accept=(NOT_ATTENTION,)),
@@ -105,10 +103,8 @@ ENTRIES = [
                       "pattern 5")),
     Entry("nystromformer", cm.NystromformerLifter, "nystrom-attention", "Nystromformer", "MIT"),
     Entry("local-transformer", cm.LocalTransformerLifter, "local-attention", "LocalTransformer", "MIT",
-          today=Today(RewriteError, "has axes hotpatch cannot read",
-                      "traced since einops layers are recorded as calls; its hyper-connection streams "
-                      "(B·4, F, C) are copies of one another at the cut, so batch and streams cannot be told apart",
-                      "item 2")),
+          accept=(Refusal(RewriteError, r"`encoder_layers_0` of shape \(4, 27, 32\): its axis 0 .* is the batch "
+                                        r"folded with 4 rows per sample \(residual streams"),)),  # hyper-connections
     Entry("performer", cm.PerformerLifter, "performer-pytorch", "Performer", "MIT"),
     Entry("mamba", cm.MambaLifter, "mambapy", "Mamba", "MIT",  # issue 27 pattern 7: patch or refuse, deliberately
           accept=(PATCH, Refusal(HotpatchError, r"scan|autograd\.Function|state.space"))),

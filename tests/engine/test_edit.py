@@ -1,11 +1,17 @@
-"""The graph under edit (hotpatch.engine.edit): size-argument edits, op classes, the pass interface."""
+"""The graph under edit (hotpatch.engine.edit): size-argument edits, op classes, the pass interface,
+the layouts it refuses."""
 
 from __future__ import annotations
 
 import operator
 
 import pytest
+import torch
 import torch.fx as fx
+
+import folded_vpts
+import hotpatch
+from checks import build_and_patch, frames_per_block
 
 from hotpatch.engine.edit import RewritePass, edit_sizes, is_elementwise, is_sizing
 from hotpatch.errors import RewriteError
@@ -44,3 +50,29 @@ def test_a_failed_check_names_the_pass():
     assert isinstance(err, RewriteError) and "'example' rewrite pass" in str(err) and "something is off" in str(err)
     with pytest.raises(NotImplementedError):
         Example().run(None)
+
+
+@pytest.mark.parametrize("streams", [2, 4])
+def test_a_batch_folded_with_copies_of_each_sample_is_refused_before_the_rewrite(streams):
+    """Hyper-connection residual streams: (B·S, F, C), each sample's S rows copies at the cut."""
+    torch.manual_seed(0)
+    model = folded_vpts.StreamsVPT(streams=streams).eval()
+    with pytest.raises(RewriteError) as info:
+        hotpatch.apply(model, n=1, f=9, example_input=torch.randn(1, 27, 17, 2))
+    msg = str(info.value)
+    assert type(info.value) is RewriteError  # raised by the cut's inspect: not a PatchCheckError
+    assert msg.startswith(f"tensor alive at the cut `blocks_0` of shape ({streams}, 27, 32): its axis 0 "
+                          f"({streams} at batch 1, {2 * streams} at batch 2) is the batch folded with {streams} rows "
+                          "per sample (residual streams, heads or hypotheses)")
+    assert "(made by `repeat` from `add` (1, 27, 32))" in msg
+    assert f"Fix: keep the {streams} rows on an axis of their own, e.g. (B, {streams}, F, C)" in msg
+    assert "zero-initialised" not in msg  # the hint for all-equal tokens is for another case
+    assert len(msg) <= 600
+
+
+def test_copies_on_an_axis_of_their_own_patch():
+    """The refusal's fix: the same blocks over (B, S, F, C)."""
+    model, x, patched = build_and_patch(folded_vpts, "streams_own_axis", n=1, f=9)
+    assert frames_per_block(patched, x) == {"blocks.0": 27, "blocks.1": 9, "blocks.2": 9}
+    with torch.no_grad():
+        assert patched(x).shape == model(x).shape

@@ -353,6 +353,13 @@ def _zero_tokens():
     return layerscale_vpt.TrajectoryVPT(zero_embed=True, joint_major=True), None
 
 
+
+def _folded(name: str):
+    import folded_vpts
+
+    model, x = folded_vpts.build(name)
+    return model, x[:1]
+
 @pytest.mark.parametrize("build, n, error, start, fix", [
     (lambda: _mixste(17), 1, hotpatch.AmbiguousFrameAxisError, "tensor alive at the cut",
      "otherwise build it with a different F."),
@@ -362,7 +369,12 @@ def _zero_tokens():
      "choose n <= 1 so that the cut comes before it."),
     (_zero_tokens, 1, hotpatch.RewriteError, "tensor alive at the cut",
      "patch the trained model, or pass a non-constant example_input."),
-], ids=["frames_equal_joints", "frames_equal_channels", "cut_after_strided_stage", "all_tokens_equal"])
+    (lambda: _folded("class_token"), 1, hotpatch.RewriteError, "no tensor alive before `blocks.1` (the cut)",
+     "patch a model whose blocks pass the frames on an axis of their own."),
+    (lambda: _folded("streams"), 1, hotpatch.RewriteError, "tensor alive at the cut `blocks_0` of shape (4, 27, 32)",
+     "or patch the model built with one stream per sample."),
+], ids=["frames_equal_joints", "frames_equal_channels", "cut_after_strided_stage", "all_tokens_equal",
+        "frames_folded_with_other_tokens", "batch_folded_with_copies"])
 def test_refusals_of_the_rewrite(build, n, error, start, fix):
     model, x = build()
     check("rewrite", lambda: hotpatch.apply(model, n=n, f=5, example_input=x), error, start, fix=fix)

@@ -14,6 +14,7 @@ import operator
 import torch.fx as fx
 
 from hotpatch.engine.edit import Edit, RewritePass
+from hotpatch.engine.folded import frames_folded
 from hotpatch.engine.wrappers import PruneAgain, PruneAtCut, check_frames, make_pruner, needs_assignment
 from hotpatch.errors import RewriteError
 
@@ -117,7 +118,11 @@ def live_at_cut(edit: Edit) -> list[fx.Node]:
         and any(edit.in_range(u) for u in n.users)
     ]
     if not live:
-        raise RewriteError(f"no frame-carrying tensor is alive before {edit.nodes[edit.sites.cut].target}; nothing to prune")
+        cut = edit.nodes[edit.sites.cut].target
+        alive = [n for n in edit.nodes[: edit.sites.cut] if (f := edit.fact(n)) is not None and f.data_dependent
+                 and any(edit.in_range(u) for u in n.users)]
+        raise RewriteError(frames_folded(alive, edit.fact, cut, edit.cfg.frames)
+                           or f"no frame-carrying tensor is alive before {cut}; nothing to prune")
     return live
 
 

@@ -9,7 +9,9 @@ import torch
 import hotpatch
 from checks import build_and_patch, stage_indices
 import author_vpts
+import folded_vpts
 from checks import frames_per_block
+from hotpatch.engine.folded import token_split
 from hotpatch.errors import RewriteError
 from hotpatch.prune import TPC, UniformPrune, top_frames
 from hotpatch.layout import Layout
@@ -71,3 +73,39 @@ def test_strided_stage_between_cuts_is_refused():
     model, x = frame_use_vpts.build("stridedformer")
     with pytest.raises(RewriteError, match="between two pruning cuts"):
         hotpatch.apply(model, n=[1, 2], f=[18, 9], example_input=x[:1])
+
+
+# ------------------------------------------------ frames folded into one token axis (issue 27 item 2)
+
+
+@pytest.mark.parametrize("name, tokens, parts", [
+    ("class_token", "(1, 460, 32)", "460 = 1 + 27 × 17: 1 extra token and 17 tokens per frame"),
+    ("no_extra_token", "(1, 459, 32)", "459 = 27 × 17: 17 tokens per frame"),
+])
+def test_frames_folded_into_one_token_axis_are_refused_before_the_rewrite(name, tokens, parts):
+    """TimeSformer's layout: between blocks (B, c + F·J, C), the frame axis made only inside them."""
+    model, x = folded_vpts.build(name)
+    with pytest.raises(RewriteError) as info:
+        hotpatch.apply(model, n=1, f=9, example_input=x[:1])
+    msg = str(info.value)
+    assert type(info.value) is RewriteError  # raised by the cut's inspect: not a PatchCheckError
+    assert msg.startswith("no tensor alive before `blocks.1` (the cut) has an axis of the 27 frames alone: ")
+    assert f"`blocks_0` {tokens} folds the frames into one token axis with other tokens ({parts}, merged by `rearrange`)" in msg
+    assert "Fix: give the frames an axis of their own between the blocks, e.g. (B, F, N, C)" in msg
+    assert len(msg) <= 600
+
+
+def test_frames_on_an_axis_of_their_own_between_blocks_patch():
+    """The refusal's fix: the same blocks over (B, F, J, C) tokens."""
+    model, x, patched = build_and_patch(folded_vpts, "frames_own_axis", n=1, f=9)
+    assert frames_per_block(patched, x) == {"blocks.0": F, "blocks.1": 9}
+    with torch.no_grad():
+        assert patched(x).shape == model(x).shape
+
+
+@pytest.mark.parametrize("size, split", [
+    (460, (1, 17)), (459, (0, 17)), (28, (1, 1)), (27 * 4 + 8, (8, 4)),
+    (27, None), (27 * 4 + 9, None), (20, None),  # the frame axis itself; too many extra tokens; fewer than F
+])
+def test_token_split_reads_extra_tokens_and_tokens_per_frame(size, split):
+    assert token_split(size, F) == split
