@@ -389,6 +389,7 @@ def _flat_tensors(value: Any) -> list[torch.Tensor]:
 
 
 ATTENDS_OVER_FRAMES = "attends over frames"  # in BlockInfo.why of blocks an attention made temporal
+WITH_WEIGHTS = "mixes frames by contracting them with a constant"  # in BlockInfo.why (engine/opaque.py)
 BY_PERTURBATION = "no attention followed"  # BlockInfo.why of blocks the perturbation test classified
 _RELATIVE_EFFECT = 1e-9  # fallback test: effect on other frames / effect on the perturbed frame
 
@@ -421,9 +422,11 @@ def classify_block(module: nn.Module, run: _BlockRun, facts: dict[str, NodeFacts
         lost = [m for m in mix.attentions + mix.others if m.origins is None]
         lost += [m for m in mix.positions if m.origins & frame_axes]  # a loop over frames (a scan)
         if not lost and not mix.unknown:
-            for m in mix.others:
-                if m.origins & frame_axes:
-                    return "temporal", f"{m.op} in {m.module or 'the block'} mixes frames (no attention over them)"
+            mixers = [m for m in mix.others if m.origins & frame_axes]
+            if mixers:  # a contraction with a weight first: the frame-sized blocks pass reads it
+                m = next((m for m in mixers if m.constant), mixers[0])
+                how = WITH_WEIGHTS if m.constant else "mixes frames"
+                return "temporal", f"{m.op} in {m.module or 'the block'} {how} (no attention over them)"
             if mix.attentions:
                 where = sorted({m.module or "the block" for m in mix.attentions})
                 return "spatial", f"attention in {', '.join(where)} attends over other tokens, not frames"

@@ -36,6 +36,7 @@ class Mix:
     module: str  # the innermost submodule running it, relative to the block ("" = the block)
     op: str
     origins: frozenset | None  # input axes the mixed axis comes from; None: could not follow
+    constant: bool = False  # a contraction with a tensor that carries no input axis (a parameter, a buffer)
 
 
 @dataclass
@@ -160,6 +161,19 @@ class AxisTracker(TorchDispatchMode):
         mixes tokens in ways no rule follows: the caller leaves such a block to the perturbation test."""
         if size == 1 and dims is not None and origins(dims[axis]):
             self.mixing.positions.append(Mix(self._where(), op, origins(dims[axis])))
+
+    def contracts(self, dims: Dims | None, axis: int, partner: Dims | None, lost: bool = True) -> None:
+        """A matmul sums ``axis`` of one operand against the other operand (``partner``): it mixes the
+        positions of that axis, through learned weights where the partner carries no input axis
+        (Linformer's (F, k) projection of the keys along the frames). ``lost``: record an operand
+        that cannot be followed."""
+        if dims is None:
+            if lost:
+                self.mixing.others.append(Mix(self._where(), "matmul", None))
+            return
+        o = origins(dims[axis])
+        if o:
+            self.mixing.others.append(Mix(self._where(), "matmul", o, constant=not _carries(partner)))
 
     def mixes(self, op: str, dims: Dims | None, axes: list[int]) -> None:
         if dims is None:
@@ -314,7 +328,8 @@ def _stack(tr, args, kwargs, out) -> None:
 def _mm(tr, args, kwargs, out) -> None:  # mm(a, b), bmm(a, b), addmm(bias, a, b), baddbmm(c, a, b)
     a, b = (args[1], args[2]) if len(args) >= 3 and isinstance(args[2], torch.Tensor) else (args[0], args[1])
     da, db = tr.get(a), tr.get(b)
-    tr.mixes("matmul", da, [a.dim() - 1])
+    tr.contracts(da, a.dim() - 1, db)
+    tr.contracts(db, b.dim() - 2, da, lost=False)  # ``W @ x``: the frames of x on the right
     if da is None or db is None:
         return tr.label(out, None)
     if a.dim() == 3:  # (b, n, k) @ (b, k, m): the batch axis may be broadcast on one side

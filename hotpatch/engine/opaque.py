@@ -302,27 +302,30 @@ def pin_frame_sized_blocks(gm: fx.GraphModule, plan: Any, example: torch.Tensor 
     buffer sized by F: an MLP-Mixer token MLP ``Linear(F, ..)``, a ``BatchNorm1d(F)``; or in ops
     only the perturbation test saw, such as a hand-written scan) that fails on one frame fewer
     has no tokens for HoT: it becomes ``frame-channel`` and no longer counts as a level of
-    temporal blocks. One that runs on fewer frames stays temporal (a scan over whatever frames it
-    is given: HoT prunes its tokens as it prunes an attention's), and the plan says so. Blocks that
-    attend over frames stay temporal: their frame-sized layers are gathered per sample after the
-    cut (:mod:`hotpatch.engine.frame_layers`)."""
-    from hotpatch.engine.analyse import ATTENDS_OVER_FRAMES, BY_PERTURBATION, assign_levels
+    temporal blocks. So does one that mixes frames by contracting them with a constant while it
+    owns a frame-sized parameter or buffer, even where it runs on fewer frames (Linformer's (F, k)
+    projections of keys and values, sliced to the first f rows: learned for those positions, not
+    for a sample's kept frames). Any other block that runs on fewer frames stays temporal (a scan
+    over whatever frames it is given: HoT prunes its tokens as it prunes an attention's), and the
+    plan says so. Blocks that attend over frames stay temporal: their frame-sized layers are
+    gathered per sample after the cut (:mod:`hotpatch.engine.frame_layers`)."""
+    from hotpatch.engine.analyse import ATTENDS_OVER_FRAMES, BY_PERTURBATION, WITH_WEIGHTS, assign_levels
 
     by_name = {n.name: n for n in gm.graph.nodes}
     temporal = [by_name[b.node] for b in plan.blocks
                 if b.kind == "temporal" and ATTENDS_OVER_FRAMES not in b.why
-                and (b.why.startswith(BY_PERTURBATION) or _has_frame_sized_tensor(gm.get_submodule(b.name), plan.frames))]
+                and (b.why.startswith(BY_PERTURBATION) or _frame_sized_tensors(gm.get_submodule(b.name), plan.frames))]
     if not temporal:  # the test runs the model once more: only where a weight could be sized by F
         return
     captured = _capture(gm, temporal, example)
     _note_scans(gm, plan, captured, by_name)
-    pinned = []
+    pinned, weighted = [], []
     for b in plan.blocks:
         if b.node not in captured:
             continue
         args, kwargs, _ = captured[b.node]
         shorter = _one_frame_fewer(by_name[b.node], args, kwargs, plan)
-        if shorter is None:
+        if shorter is None:  # F is also another axis' size: neither test can be made
             continue
         try:
             with torch.no_grad():
@@ -331,16 +334,44 @@ def pin_frame_sized_blocks(gm: fx.GraphModule, plan: Any, example: torch.Tensor 
             b.kind, b.why = "frame-channel", SIZED_BY_FRAMES
             pinned.append(b.name)
             reason = _reason(exc)
-    if not pinned:
+            continue
+        if WITH_WEIGHTS in b.why and _frame_sized_tensors(gm.get_submodule(b.name), plan.frames):
+            b.kind, b.why = "frame-channel", SIZED_BY_FRAMES
+            weighted.append(b.name)
+    if not pinned and not weighted:
         return
     for b in plan.blocks:
         b.level = 0
     assign_levels(gm.graph, plan.blocks)
     plan.levels = max((b.level for b in plan.blocks), default=0)
-    plan.note(refusal(
-        "blocks ", Listing(range_items(pinned)), f" mix frames but accept only F={plan.frames} tokens ({reason}): "
-        "a layer inside is sized by the frame count, so they are not temporal for HoT", limit=NOTE_LIMIT,
-    ))
+    if pinned:
+        plan.note(refusal(
+            "blocks ", Listing(range_items(pinned)), f" mix frames but accept only F={plan.frames} tokens ({reason}): "
+            "a layer inside is sized by the frame count, so they are not temporal for HoT", limit=NOTE_LIMIT,
+        ))
+    if weighted:
+        plan.note(_weights_note(gm, weighted, plan.frames))
+
+
+def _weights_note(gm: fx.GraphModule, blocks: list[str], frames: int) -> str:
+    """The plan note (and refusal) for blocks that mix frames through frame-sized parameters:
+    the first block's first such parameter in full, its others by their names in the block."""
+    first = blocks[0]
+    (name, shape), *others = _frame_sized_tensors(gm.get_submodule(first), frames)
+    also = [" (and ", Listing([f"`{n}` {s}" for n, s in others]), ")"] if others else []
+    where = ["in block ", first] if len(blocks) == 1 else ["in blocks ", Listing(range_items(blocks))]
+    return refusal(
+        f"`{first}.{name}` {shape}{_mixes(shape, frames)}", *also, " ", *where, ": a block mixing frames "
+        "through a frame-sized parameter cannot run on fewer frames, so it is not temporal for HoT", limit=NOTE_LIMIT,
+    )
+
+
+def _mixes(shape: tuple[int, ...], frames: int) -> str:
+    """`` projects the 27 frames onto 8 learned mixes`` for an (F, k) or (k, F) weight, else `` mixes the
+    27 frames``."""
+    if len(shape) != 2 or shape.count(frames) != 1:
+        return f" mixes the {frames} frames"
+    return f" projects the {frames} frames onto {shape[1 - shape.index(frames)]} learned mixes"
 
 
 def _note_scans(gm: fx.GraphModule, plan: Any, captured: dict, by_name: dict) -> None:
@@ -366,9 +397,10 @@ def _note_scans(gm: fx.GraphModule, plan: Any, captured: dict, by_name: dict) ->
                   f"perturbation test) and run on fewer than F={plan.frames} frames: HoT prunes their frame tokens")
 
 
-def _has_frame_sized_tensor(module: nn.Module, frames: int) -> bool:
-    tensors = [*module.parameters(), *module.buffers()]
-    return any(frames in t.shape for t in tensors)
+def _frame_sized_tensors(module: nn.Module, frames: int) -> list[tuple[str, tuple[int, ...]]]:
+    """The module's parameters and buffers (qualified names, shapes) with a dim of ``frames``."""
+    tensors = [*module.named_parameters(), *module.named_buffers()]
+    return [(name, tuple(t.shape)) for name, t in tensors if frames in t.shape]
 
 
 def _one_frame_fewer(node: fx.Node, args: tuple, kwargs: dict, plan: Any) -> tuple[tuple, dict] | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import operator
 from dataclasses import dataclass, field
+from itertools import chain
 
 import torch
 import torch.fx as fx
@@ -16,6 +17,7 @@ import torch.nn as nn
 
 from hotpatch.engine.analyse import NORMS, NodeFacts, Plan
 from hotpatch.engine.config import PatchConfig
+from hotpatch.engine.refusals import Listing, refusal
 from hotpatch.errors import RewriteError
 
 
@@ -36,6 +38,21 @@ class Sites:
 def stage_at(position: int, cuts: list[int]) -> int:
     """0 before the first cut, s from the s-th cut on (``cuts``: node positions, increasing)."""
     return sum(1 for c in cuts if c <= position)
+
+
+def _frame_channel_after_cut(gm: fx.GraphModule, plan: Plan, name: str, pos: dict[str, int]) -> str:
+    """The refusal of a frame-channel block after the cut: its frame-sized tensors, and whether a
+    larger n puts the cut after it (a temporal block follows it)."""
+    module = gm.get_submodule(name)
+    sized = [f"`{name}.{k}` {tuple(t.shape)}" for k, t in chain(module.named_parameters(), module.named_buffers())
+             if plan.frames in t.shape]
+    owns = [" (", Listing(sized), ")"] if sized else []
+    at = pos[next(b.node for b in plan.blocks if b.name == name)]
+    later = any(pos[b.node] > at for b in plan.temporal_blocks)
+    fix = ("Choose a larger n, so that the cut comes after it." if later
+           else f"No n puts the cut after `{name}`, so this model cannot be patched as it is.")
+    return refusal(f"block {name} uses frames as its feature axis", *owns, " and runs after the cut; its weights "
+                   f"are sized for F={plan.frames} frames, so it cannot see pruned tokens. {fix}")
 
 
 def locate(gm: fx.GraphModule, plan: Plan, cfg: PatchConfig) -> Sites:
@@ -59,10 +76,7 @@ def locate(gm: fx.GraphModule, plan: Plan, cfg: PatchConfig) -> Sites:
         cuts.append(cut)
     for b in plan.blocks:
         if pos[b.node] >= cuts[0] and b.kind == "frame-channel":
-            raise RewriteError(
-                f"block {b.name} uses frames as its feature axis and runs after the cut; its "
-                "weights are sized for F frames, so it cannot see pruned tokens. Choose a larger n."
-            )
+            raise RewriteError(_frame_channel_after_cut(gm, plan, b.name, pos))
     cut = cuts[0]
     counts = (cfg.frames, *cfg.keeps)
     tokens = {b.name: counts[stage_at(pos[b.node], cuts)] for b in plan.blocks}

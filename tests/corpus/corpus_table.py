@@ -96,11 +96,8 @@ ENTRIES = [
           accept=(NOT_ATTENTION,)),
     Entry("diffpose-video-mixste", cm.DiffPoseMixSTE, "diffpose-video", "MixSTE2", "MIT"),
     Entry("conformer", cm.ConformerLifter, "conformer", "Conformer", "MIT"),
-    Entry("linformer", cm.LinformerLifter, "linformer", "Linformer", "MIT",
-          accept=(PATCH, Refusal(HotpatchError, r"proj_[kv]")),
-          today=Today(NoTemporalBlocksError, "encoder.net.layers.1.0 (spatial)",
-                      "keys and values projected along the frames by (F, k) parameters `proj_k`, `proj_v`",
-                      "pattern 5")),
+    Entry("linformer", cm.LinformerLifter, "linformer", "Linformer", "MIT",  # (F, k) projections: no sound patch
+          accept=(Refusal(NoTemporalBlocksError, r"`encoder\.net\.layers\.0\.0\.fn\.proj_k` \(27, 8\)"),)),
     Entry("nystromformer", cm.NystromformerLifter, "nystrom-attention", "Nystromformer", "MIT"),
     Entry("local-transformer", cm.LocalTransformerLifter, "local-attention", "LocalTransformer", "MIT",
           accept=(Refusal(RewriteError, r"`encoder_layers_0` of shape \(4, 27, 32\): its axis 0 .* is the batch "

@@ -165,3 +165,17 @@ def test_blocks_without_followable_attention_fall_back_to_perturbation():
     assert [b.kind for b in plan.blocks] == [S, T, S]
     notes = [n for n in plan.notes if "by perturbation" in n]
     assert len(notes) == 3 and notes[1].startswith("blocks.1: temporal by perturbation")
+
+
+def test_a_weight_that_sums_the_frames_on_the_right_of_a_matmul_mixes_them():
+    """``E @ k`` with an (r, F) parameter E: the frames are x's rows, on the right of the matmul. The
+    contraction is recorded as mixing frames through a constant; the softmax runs over the r mixes."""
+    from hotpatch.engine.mixing import plain, trace_mixing
+    from projection_vpts import SummaryAttention
+
+    block = SummaryAttention(16, 12, rank=4, heads=2)
+    mix, _ = trace_mixing(block, (torch.randn(1, 12, 16),), {}, lambda i, t: plain(t.shape, axis_labels={1: "F"}))
+    summed = [m for m in mix.others if m.module == "" and m.origins == {"F"}]
+    assert len(summed) == 2 and all(m.constant for m in summed)  # keys and values
+    assert [m.origins for m in mix.attentions] == [frozenset()]
+    assert not any(m.constant for m in mix.others if m.module == "" and m.origins != {"F"})

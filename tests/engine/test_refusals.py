@@ -14,7 +14,9 @@ import torch.nn as nn
 import diffusion_style_vpts as vpts
 import hotpatch
 import hotpatch.patch
+import projection_vpts
 import wild_vpts
+from hotpatch.engine import rewrite as rewrite_module
 from hotpatch.engine.refusals import LIMIT, Listing, block_ranges, cap, capped, in_words, one_line, refusal, shortened
 
 
@@ -156,3 +158,39 @@ def test_capped_shortens_every_hotpatch_error_it_lets_through():
     with pytest.raises(ValueError) as other, capped():
         raise ValueError("v" * 1000)  # not a refusal: untouched
     assert len(str(other.value)) == 1000
+
+
+def test_blocks_mixing_frames_through_a_frame_sized_parameter_are_refused_naming_it(monkeypatch):
+    """Low-rank attention (tests/models/projection_vpts.py): keys and values projected along the
+    frames by (r, F) parameters. The block runs on fewer frames (it slices them), but not soundly:
+    refused before any rewrite, naming the parameter and the blocks."""
+    model, x = projection_vpts.build("projected")
+    with torch.no_grad():
+        model.blocks[0](torch.randn(1, 26, 32))  # runs on one frame fewer: that test alone would pass it
+        before = model(x)
+    monkeypatch.setattr(hotpatch.patch, "rewrite", lambda *a, **k: pytest.fail("the rewrite ran"))
+    with pytest.raises(hotpatch.NoTemporalBlocksError) as err:
+        hotpatch.apply(model, n=1, f=9, example_input=x[:1])
+    msg = str(err.value)
+    assert len(msg) <= 600 and "\n" not in msg
+    assert "`blocks.0.attn.e_keys` (6, 27) projects the 27 frames onto 6 learned mixes (and `attn.e_values` (6, 27)) " \
+           "in blocks blocks.0–2: a block mixing frames through a frame-sized parameter cannot run on fewer frames" in msg
+    with torch.no_grad():
+        assert torch.equal(model(x), before)
+
+
+def test_a_block_mixing_frames_through_a_frame_sized_parameter_after_the_cut_is_refused(monkeypatch):
+    """Two blocks that attend over frames, then a low-rank one: it is not a level of temporal blocks,
+    and no cut can come after it."""
+    model, x = projection_vpts.build("attend_then_project")
+    plan = hotpatch.prepare(model, example_input=x[:1]).plan
+    assert [b.kind for b in plan.blocks] == ["temporal", "temporal", "frame-channel"] and plan.levels == 2
+    for cls in rewrite_module.PASSES:
+        monkeypatch.setattr(cls, "run", lambda self, edit: pytest.fail("a pass ran before the refusal"))
+    with pytest.raises(hotpatch.RewriteError) as err:
+        hotpatch.apply(model, n=1, f=9, example_input=x[:1])
+    msg = str(err.value)
+    assert len(msg) <= 600 and not isinstance(err.value, hotpatch.PatchCheckError)
+    assert msg.startswith("block blocks.2 uses frames as its feature axis (`blocks.2.attn.e_keys` (6, 27), "
+                          "`blocks.2.attn.e_values` (6, 27))")
+    assert msg.endswith("No n puts the cut after `blocks.2`, so this model cannot be patched as it is.")
