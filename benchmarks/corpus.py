@@ -26,9 +26,9 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "corpus"), str(ROOT / "tests")]
 import torch  # noqa: E402
 
 import hotpatch  # noqa: E402
-from corpus_table import ENTRIES, KEEP, N, PATCH  # noqa: E402
+from corpus_table import ENTRIES, KEEP, N  # noqa: E402
 from hotpatch.atomic import write_text  # noqa: E402
-from hotpatch.errors import HotpatchError, RewriteError  # noqa: E402
+from hotpatch.errors import HotpatchError  # noqa: E402
 from thirdparty import version  # noqa: E402
 
 COLUMNS = ("model", "package", "version", "class", "result", "apply s", "record", "error")
@@ -46,9 +46,7 @@ def run(entry) -> dict[str, str]:
     except HotpatchError as exc:
         error = exc
     seconds = f"{time.perf_counter() - start:.1f}"
-    accepted = error is None and entry.patches or (
-        error is not None and not isinstance(error, RewriteError)
-        and any(r.matches(error) for r in entry.accept if r != PATCH) and len(str(error)) <= 600)
+    accepted = error is None and entry.patches or (error is not None and entry.refuses_cleanly(error))
     result = "patched" if error is None else "refused" if accepted else "fails"
     if entry.today is None:
         record = "ok" if accepted else "NEW FAILURE"

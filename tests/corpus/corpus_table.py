@@ -17,7 +17,7 @@ import re
 import torch
 
 import corpus_models as cm
-from hotpatch.errors import HotpatchError, NoTemporalBlocksError, RewriteError
+from hotpatch.errors import HotpatchError, NoTemporalBlocksError, PatchCheckError, RewriteError
 
 N, KEEP = 1, 9  # cut after the first temporal block; keep 9 of the 27 frames
 
@@ -71,6 +71,12 @@ class Entry:
     @property
     def patches(self) -> bool:
         return PATCH in self.accept
+
+    def refuses_cleanly(self, exc: BaseException) -> bool:
+        """``exc`` is one of the refusals this entry accepts: raised before the rewrite (not a
+        ``PatchCheckError``), matching an accepted ``Refusal``, at most 600 characters."""
+        return (not isinstance(exc, PatchCheckError) and len(str(exc)) <= 600
+                and any(r.matches(exc) for r in self.accept if r != PATCH))
 
     def build(self, batch: int = 2):
         """(model in eval mode, a batch of clips), seeded."""
