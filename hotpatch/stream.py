@@ -26,7 +26,6 @@ does not have yet), normalised by :func:`hotpatch.lift.normalize`. The model is 
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -40,11 +39,9 @@ from hotpatch.data import window_frames
 from hotpatch.errors import ConfigError, DataError
 from hotpatch.evaluate import pipeline_of
 from hotpatch.lift import NORMALIZATIONS, normalize as normalize_xy
-from hotpatch.untrained import untrained_tra
+from hotpatch.untrained import warn_untrained
 
 __all__ = ["Stream"]
-
-log = logging.getLogger(__name__)
 
 #: One emitted pose: (frame index from 0, (17, 3) root-relative pose).
 Emitted = tuple[int, np.ndarray]
@@ -75,10 +72,7 @@ class Stream:
             raise ConfigError(f"Stream needs an nn.Module, an .onnx file or an onnxruntime session; got "
                               f"{type(model).__name__}")
         self.model = model.eval()
-        if untrained_tra(model):
-            log.warning("the model's TRA has no trained weights (zero queries: every frame of a window comes out as "
-                        "the same pose); stream hotpatch.untrained.zero_retraining(model)[0] (linear recovery) or "
-                        "fine-tune it first")
+        warn_untrained(model, "the streamed model")
         shape = _input_shape(model)
         self.frames = int(frames or (shape[0] if shape else 0))
         if self.frames < 1:

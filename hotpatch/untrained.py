@@ -20,7 +20,7 @@ from hotpatch.recover import TRA, LinearRecover
 
 log = logging.getLogger(__name__)
 
-__all__ = ["RECOVERY", "RECOVERY_NOTE", "parameter_free_recovery", "untrained_tra", "zero_retraining"]
+__all__ = ["RECOVERY", "RECOVERY_NOTE", "parameter_free_recovery", "untrained_tra", "warn_untrained", "zero_retraining"]
 
 #: ``recovery=`` of :func:`zero_retraining`: swap an untrained TRA for linear recovery, or keep it.
 RECOVERY = ("parameter-free", "as-is")
@@ -37,6 +37,16 @@ def untrained_tra(model: nn.Module) -> list[str]:
     """Names of the recovery sites of ``model`` that hold a TRA whose queries are all zero."""
     return [name for name, m in _unwrap(model).named_modules() if isinstance(m, RecoverAt)
             and isinstance(m.recoverer, TRA) and not bool(m.recoverer.queries.detach().any())]
+
+
+def warn_untrained(model: nn.Module, what: str) -> bool:
+    """Warn that ``what`` (the model, a file written from it) holds an untrained TRA; True if it does."""
+    names = untrained_tra(model)
+    if names:
+        log.warning("%s: the TRA has no trained weights (zero queries: every frame of a window comes out as the same "
+                    "pose). Fine-tune it (hotpatch finetune) before using it, or recover frames without weights: "
+                    "--recover linear, or hotpatch.untrained.zero_retraining(model)", what)
+    return bool(names)
 
 
 def parameter_free_recovery(model: nn.Module) -> tuple[nn.Module, list[str]]:

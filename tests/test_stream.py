@@ -93,7 +93,7 @@ def test_an_untrained_tra_is_said(caplog):
     hotpatch.Stream(hotpatch.apply(model, n=1, f=3, recover="linear"))
     assert "TRA has no trained weights" not in caplog.text
     hotpatch.Stream(hotpatch.apply(model, n=1, f=3, recover="tra"))  # zero-initialised queries
-    assert "TRA has no trained weights" in caplog.text and "zero_retraining" in caplog.text
+    assert "the streamed model: the TRA has no trained weights" in caplog.text and "zero_retraining" in caplog.text
 
 
 def test_seq2frame_with_a_short_delay_pads_the_future_with_the_newest_frame():

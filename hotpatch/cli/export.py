@@ -14,6 +14,7 @@ from hotpatch.cli._options import check_outputs, consoles, describe_config, posi
 from hotpatch.errors import ConfigError
 from hotpatch.cli._targets import add_target_arguments, describe, load_target
 from hotpatch.cli._weights import warn_random_weights
+from hotpatch.untrained import warn_untrained
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -64,7 +65,8 @@ def run(args: argparse.Namespace) -> int:
         check_data_files(args)
     check_outputs(args)
     target = load_target(args)
-    warn_random_weights(target, args, "the exported file")
+    if not warn_random_weights(target, args, "the exported file"):
+        warn_untrained(target.model, str(args.target))
     model = target.model.eval()
     gen = torch.Generator().manual_seed(0)
     if target.several_inputs:  # --example-input's values, or (None) random ones of the inputs it was patched for

@@ -13,6 +13,7 @@ from hotpatch.errors import ConfigError, TargetError
 from hotpatch.saving import is_directory, save
 from hotpatch.cli._targets import add_target_arguments, describe, load_target
 from hotpatch.cli._weights import warn_random_weights
+from hotpatch.untrained import warn_untrained
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -53,6 +54,8 @@ def run(args: argparse.Namespace) -> int:
         )
     random = warn_random_weights(target, args, args.output)
     patched = target.patch(**hot_settings(args))
+    if not random:
+        warn_untrained(patched, args.output)
     if directory:
         from hotpatch.pretrained import save_pretrained
 

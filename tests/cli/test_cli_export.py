@@ -54,3 +54,14 @@ def test_cli_export_int8_reports_its_error_and_the_mpjpe_change(capsys, tmp_path
 def test_cli_export_quantize_options_need_their_partners(capsys, tmp_path, argv, message):
     rc = main(["--quiet", "export", "mixste", "--frames", "9", *argv])
     assert rc == 2 and message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("recover", ["tra", "linear"])
+def test_cli_export_says_when_the_tra_is_untrained(capsys, tmp_path, caplog, recover):
+    out_pt = tmp_path / "hot.pt"
+    assert main(["--quiet", "patch", "author_vpts:MixSTELike", "--set", "depth=2", "--n", "1", "--f", "9",
+                 "--recover", recover, "-o", str(out_pt)]) == 0
+    caplog.clear()
+    rc = main(["--quiet", "export", str(out_pt), "--torch-export", str(tmp_path / "m.pt2")])
+    assert rc == 0, capsys.readouterr().err
+    assert ("the TRA has no trained weights" in caplog.text) == (recover == "tra")

@@ -146,5 +146,18 @@ def test_a_model_patched_without_a_checkpoint_is_said_to_have_random_weights(cap
     ck = tmp_path / "ck.bin"
     torch.save({"model_pos": {f"module.{k}": v for k, v in model.state_dict().items()}}, ck)
     rc, _, _ = run(capsys, "patch", "mixste", *small, "--checkpoint", str(ck), "-o", f"{tmp_path / 'trained'}/")
-    assert rc == 0 and "no trained weights" not in caplog.text
+    assert rc == 0 and "no trained weights (no --checkpoint)" not in caplog.text
     assert "the weights are random" not in (tmp_path / "trained" / "README.md").read_text()
+
+
+def test_patching_a_checkpoint_without_tra_weights_says_the_tra_is_untrained(capsys, tmp_path, caplog):
+    small = ["--frames", "27", "--set", "dim=16", "--set", "depth=2", "--set", "num_heads=2", "--n", "1", "--f", "9"]
+    model = hotpatch.models.get("mixste").build(27, dim=16, depth=2, num_heads=2)
+    ck = tmp_path / "ck.bin"
+    torch.save({"model_pos": {f"module.{k}": v for k, v in model.state_dict().items()}}, ck)  # no TRA weights
+    rc, _, _ = run(capsys, "patch", "mixste", *small, "--checkpoint", str(ck), "-o", str(tmp_path / "tra.pt"))
+    assert rc == 0 and "tra.pt: the TRA has no trained weights" in caplog.text and "--recover linear" in caplog.text
+    caplog.clear()
+    rc, _, _ = run(capsys, "patch", "mixste", *small, "--recover", "linear", "--checkpoint", str(ck),
+                   "-o", str(tmp_path / "linear.pt"))
+    assert rc == 0 and "no trained weights" not in caplog.text
