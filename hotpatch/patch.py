@@ -403,34 +403,37 @@ def _tensors(value) -> list[torch.Tensor]:
 
 
 def _check_patched(patched: fx.GraphModule, example: Inputs, reference, cfg: PatchConfig) -> None:
-    """Run the patched graph once; name the failing node if it breaks (a
+    """Run the patched graph at batch 1 and at batch 2 (two copies of the example: a gather or a
+    view that only broadcasts at B=1 fails there); name the failing node if it breaks (a
     :class:`PatchCheckError`: the analysis should have refused the model before the rewrite).
 
-    The run is on fake tensors (shapes only, no arithmetic) where that is the cheaper; only if
+    The runs are on fake tensors (shapes only, no arithmetic) where that is the cheaper; only if
     that fails is the graph run on real values, which then gives the error its message (or
     passes, where the fake run failed on an op that needs values)."""
-    out = None
-    if worth_faking(patched, example):
-        try:
-            with torch.no_grad(), fake_tensors() as mode:
-                out = patched(*example.map(mode.from_tensor).args(patched.graph))
-        except Exception:
-            out = None
-    if out is None:
-        out = _check_real(patched, example)
-    shapes = [tuple(t.shape) for t in _tensors(out)]
+    outs = []
+    for batch in (example, example.twice()):
+        out = None
+        if worth_faking(patched, batch):
+            try:
+                with torch.no_grad(), fake_tensors() as mode:
+                    out = patched(*batch.map(mode.from_tensor).args(patched.graph))
+            except Exception:
+                out = None
+        outs.append(_check_real(patched, batch, batch is not example) if out is None else out)
+    shapes = [tuple(t.shape) for t in _tensors(outs[0])]
     if cfg.pipeline == "seq2seq" and cfg.recover_frames is None and shapes != reference:
         raise PatchCheckError(one_line(
             f"the patched model returns shapes {shapes}, the original {reference}. {_REPORT}"))
 
 
-def _check_real(patched: fx.GraphModule, example: Inputs):
+def _check_real(patched: fx.GraphModule, example: Inputs, twice: bool = False):
     try:
         with torch.no_grad():
             out = _Tracking(patched).run(*example.args(patched.graph))
     except _NodeFailure as exc:
         raise PatchCheckError(one_line(
-            f"the patched model fails at `{exc.node.name}` ({one_line(exc.node.format_node(), 160)}): "
+            f"the patched model fails{' at batch size 2' if twice else ''} at `{exc.node.name}` "
+            f"({one_line(exc.node.format_node(), 160)}): "
             f"{in_words(exc.cause)}. A frame count is hidden where the analysis did not see it; "
             f"choose another n, or pass that module in leaf_modules=[...]. {_REPORT}"
         )) from exc.cause

@@ -218,18 +218,21 @@ class GatherConstant(nn.Module):
 class GatherOwnShape(nn.Module):
     """Gathers a batch-free per-frame constant at each sample's kept frames in its own shape, with
     the batch of the block input it goes with first: (1, F, ...) -> (B, f, ...), or (B·J, f, ...)
-    next to (B·J, F, C) tokens (each row gets its sample's frames). For rotary tables and
-    positions passed to a block."""
+    next to (B·J, F, C) tokens (each row gets its sample's frames), or in the ``rows`` of the
+    tensor the block combines it with. For rotary tables and positions passed to a block."""
 
-    def __init__(self, frame_axis: int, leading_one: bool, partner: Layout) -> None:
+    def __init__(self, frame_axis: int, leading_one: bool, partner: Layout | None, rows: tuple[int, ...] = ()) -> None:
         super().__init__()
         self.frame_axis, self.leading_one = frame_axis, leading_one
+        if partner is None:  # the rows read where the block uses it (engine/context_use.py): -1 the batch
+            self.rows = tuple(rows)
+            return
         first = partner.axes[0]
         if "F" in first:
             raise RewriteError(f"a per-frame constant passed next to tokens of layout {partner.describe()} (frames "
                                "merged with the batch) cannot be gathered per sample")
-        rows = tuple(first) if "B" in first else ("B",)  # the atoms of the partner's batch axis
-        self.rows = tuple(-1 if a == "B" else partner.atom_size(a, 0) for a in rows)
+        atoms = tuple(first) if "B" in first else ("B",)  # the atoms of the partner's batch axis
+        self.rows = tuple(-1 if a == "B" else partner.atom_size(a, 0) for a in atoms)
 
     def forward(self, const: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
         c = const if self.leading_one else const.unsqueeze(0)

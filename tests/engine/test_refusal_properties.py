@@ -360,6 +360,13 @@ def _folded(name: str):
     model, x = folded_vpts.build(name)
     return model, x[:1]
 
+def _table_row():
+    import context_layout_vpts
+
+    model, x = context_layout_vpts.build("table_row")
+    return model, x[:1]
+
+
 @pytest.mark.parametrize("build, n, error, start, fix", [
     (lambda: _mixste(17), 1, hotpatch.AmbiguousFrameAxisError, "tensor alive at the cut",
      "otherwise build it with a different F."),
@@ -373,8 +380,10 @@ def _folded(name: str):
      "patch a model whose blocks pass the frames on an axis of their own."),
     (lambda: _folded("streams"), 1, hotpatch.RewriteError, "tensor alive at the cut `blocks_0` of shape (4, 27, 32)",
      "or patch the model built with one stream per sample."),
+    (_table_row, 1, hotpatch.RewriteError, "`time_pos` (a per-frame context of shape (1, 27, 32), no batch axis)",
+     "or choose n so that the cut comes after this block."),
 ], ids=["frames_equal_joints", "frames_equal_channels", "cut_after_strided_stage", "all_tokens_equal",
-        "frames_folded_with_other_tokens", "batch_folded_with_copies"])
+        "frames_folded_with_other_tokens", "batch_folded_with_copies", "context_in_a_layout_of_the_block"])
 def test_refusals_of_the_rewrite(build, n, error, start, fix):
     model, x = build()
     check("rewrite", lambda: hotpatch.apply(model, n=n, f=5, example_input=x), error, start, fix=fix)
