@@ -39,6 +39,7 @@ from hotpatch.patch import Prepared, apply, prepare  # noqa: E402
 from hotpatch.prune import TPC, AttentionPrune, MotionPrune, UniformPrune  # noqa: E402
 from hotpatch.recover import TRA, LinearRecover, LinearTRA, NearestRecover  # noqa: E402
 from hotpatch import profile  # noqa: E402  (the package; calling it calls profile.profile)
+from hotpatch import models  # noqa: E402  (hotpatch.models.get(...) after a bare `import hotpatch`)
 from hotpatch.profile import compare  # noqa: E402
 from hotpatch.saving import load, save, save_model  # noqa: E402
 from hotpatch.lift import lift_file, lift_people  # noqa: E402

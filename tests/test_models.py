@@ -48,6 +48,15 @@ def test_names_and_get():
     assert models.get("MixSTE") is mixste
 
 
+def test_models_is_reachable_after_a_bare_import_hotpatch():
+    import subprocess
+    import sys
+
+    code = "import hotpatch; print(hotpatch.models.get('mixste').__name__)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.strip() == "hotpatch.models.mixste", done.stderr
+
+
 def test_unknown_recipe_names_the_known_ones():
     with pytest.raises(ConfigError) as err:
         models.get("poseformer")
