@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from hotpatch.errors import ConfigError
@@ -65,6 +65,17 @@ def recipe_constant(family: str, name: str) -> dict[str, Any]:
 
     default = recipe.find(family)
     return default.defaults() if name == "DEFAULTS" else default.convention()
+
+
+def constants_getattr(family: str, module: str) -> Callable[[str], Any]:
+    """A model module's ``__getattr__``: ``DEFAULTS`` (clip geometry and the paper's HoT setting) and
+    ``INPUT`` (the official checkpoints' input convention), read from ``recipes/<family>/``'s default."""
+    def __getattr__(name: str) -> Any:
+        if name in ("DEFAULTS", "INPUT"):
+            return recipe_constant(family, name)
+        raise AttributeError(f"module {module!r} has no attribute {name!r}")
+
+    return __getattr__
 
 
 def mark_source(model: Any, recipe: str, frames: int | None, overrides: Mapping[str, Any]) -> Any:

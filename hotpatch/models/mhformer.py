@@ -29,16 +29,11 @@ from einops import rearrange
 
 from hotpatch.checkpoint import LoadReport, load_checkpoint_file
 from hotpatch.errors import ConfigError
-from ._common import apply_overrides, check_blocks, mark_source, recipe_constant
+from ._common import apply_overrides, check_blocks, constants_getattr, mark_source, recipe_constant
 from ._layers import Attention, DropPath, Mlp
 
 
-def __getattr__(name: str) -> Any:
-    """``DEFAULTS`` (clip geometry and the paper's HoT setting) and ``INPUT`` (the official checkpoints'
-    input convention), read from the default recipe in ``recipes/mhformer/``."""
-    if name in ("DEFAULTS", "INPUT"):
-        return recipe_constant("mhformer", name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = constants_getattr("mhformer", __name__)  # DEFAULTS and INPUT, read from recipes/mhformer/
 
 
 #: Parameters indexed by frame, with the frame axis: a checkpoint for another F is refused.

@@ -18,16 +18,11 @@ import torch.nn as nn
 from einops import rearrange
 
 from hotpatch.checkpoint import LoadReport, load_checkpoint_file
-from ._common import apply_overrides, check_blocks, mark_source, recipe_constant
+from ._common import apply_overrides, check_blocks, constants_getattr, mark_source, recipe_constant
 from ._layers import Attention, DropPath, Mlp
 
 
-def __getattr__(name: str) -> Any:
-    """``DEFAULTS`` (clip geometry and the paper's HoT setting) and ``INPUT`` (the official checkpoints'
-    input convention), read from the default recipe in ``recipes/mixste/``."""
-    if name in ("DEFAULTS", "INPUT"):
-        return recipe_constant("mixste", name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = constants_getattr("mixste", __name__)  # DEFAULTS and INPUT, read from recipes/mixste/
 
 
 #: Parameters indexed by frame, with the frame axis: a checkpoint for another F is refused.

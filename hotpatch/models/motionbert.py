@@ -23,7 +23,7 @@ import torch.nn as nn
 
 from hotpatch.checkpoint import LoadReport, load_state_dict, map_hot_keys, read_state_dict
 from hotpatch.errors import CheckpointError, ConfigError
-from ._common import apply_overrides, check_blocks, mark_source, recipe_constant
+from ._common import apply_overrides, check_blocks, constants_getattr, mark_source, recipe_constant
 from ._layers import DropPath, Mlp as MLP
 
 #: The two published configurations.
@@ -33,12 +33,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    """``DEFAULTS`` (clip geometry and the paper's HoT setting) and ``INPUT`` (the official checkpoints'
-    input convention), read from the default recipe in ``recipes/motionbert/``."""
-    if name in ("DEFAULTS", "INPUT"):
-        return recipe_constant("motionbert", name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = constants_getattr("motionbert", __name__)  # DEFAULTS and INPUT, read from recipes/motionbert/
 
 
 #: Parameters indexed by frame, with the frame axis: a checkpoint for another F is refused.
