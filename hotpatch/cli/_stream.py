@@ -115,22 +115,13 @@ def _model(args: argparse.Namespace) -> tuple[Any, int, int]:
             raise ConfigError("an .onnx TARGET is already exported as it is; drop --n/--f (patch before exporting)")
         model = OnnxModel(args.target)
         frames, joints, channels = model.input_shape
-    else:
-        from hotpatch.cli._options import hot_settings
-        from hotpatch.cli._targets import load_target
+        if joints != 17:
+            raise ConfigError(f"{args.target} takes J={joints} joints; streaming lifts Human3.6M-17 keypoints")
+        return model, frames, channels
+    from hotpatch.cli.lift import lift_model  # here: lift imports this module
 
-        from hotpatch.cli._weights import check_weights
-        from hotpatch.untrained import zero_retraining
-
-        target = load_target(args)
-        check_weights(target, args, "streaming")
-        settings = hot_settings(args)
-        wants_patch = any(settings.get(k) is not None for k in ("n", "f", "keep"))
-        model = target.patch(**settings) if wants_patch and not target.patched else target.model
-        model, _ = zero_retraining(model, "as-is" if getattr(args, "recover", None) == "tra" else "parameter-free")
-        frames, joints, channels = target.input_shape()
-    if joints != 17:
-        raise ConfigError(f"{args.target} takes J={joints} joints; streaming lifts Human3.6M-17 keypoints")
+    target, model, _ = lift_model(args, "streaming")  # refuses J != 17 itself
+    frames, _, channels = target.input_shape()
     return model, frames, channels
 
 

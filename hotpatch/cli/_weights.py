@@ -19,6 +19,11 @@ log = logging.getLogger(__name__)
 __all__ = ["add_random_weights", "check_weights", "warn_random_weights"]
 
 
+def _random(target: Any, args: argparse.Namespace) -> bool:
+    """A recipe or ``module:Class`` built without ``--checkpoint``: freshly initialised weights."""
+    return target.kind in ("recipe", "class") and not getattr(args, "checkpoint", None)
+
+
 def add_random_weights(group: Any) -> None:
     group.add_argument("--random-weights", action="store_true",
                        help="allow a recipe or module:Class without --checkpoint: random weights, for demos and "
@@ -27,7 +32,7 @@ def add_random_weights(group: Any) -> None:
 
 def check_weights(target: Any, args: argparse.Namespace, doing: str) -> None:
     """Refuse ``target`` on random weights unless ``--random-weights``; say so when allowed."""
-    if target.kind not in ("recipe", "class") or getattr(args, "checkpoint", None):
+    if not _random(target, args):
         return
     if not getattr(args, "random_weights", False):
         raise ConfigError(f"{target.name} has no trained weights (no --checkpoint): {doing} with random weights gives "
@@ -39,7 +44,7 @@ def check_weights(target: Any, args: argparse.Namespace, doing: str) -> None:
 def warn_random_weights(target: Any, args: argparse.Namespace, writing: str) -> bool:
     """Warn that ``target`` has random weights (a recipe or ``module:Class`` without ``--checkpoint``)
     and ``writing`` will hold them; True when it does."""
-    if target.kind not in ("recipe", "class") or getattr(args, "checkpoint", None):
+    if not _random(target, args):
         return False
     log.warning("%s has no trained weights (no --checkpoint): %s holds random weights, fit for measuring speed "
                 "and size, not for poses. Pass --checkpoint FILE to patch trained weights", target.name, writing)

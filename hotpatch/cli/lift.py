@@ -161,13 +161,17 @@ def _plan(args: argparse.Namespace) -> list[LiftOutputs]:
     return plans
 
 
-def _model(args: argparse.Namespace) -> tuple[Any, Any, str]:
-    """(target, model to lift with, recovery policy) — the model built and loaded once."""
+def lift_model(args: argparse.Namespace, doing: str = "lifting") -> tuple[Any, Any, str]:
+    """(target, model to lift with, recovery policy), built and loaded once: TARGET refused on random weights
+    unless ``--random-weights``, patched when HoT settings are given, an untrained TRA swapped for linear
+    recovery unless ``--recover tra``. Shared by the offline lift and ``--stream``."""
     import torch
+
+    from hotpatch.untrained import zero_retraining
 
     torch.manual_seed(args.seed)
     target = load_target(args)
-    check_weights(target, args, "lifting")
+    check_weights(target, args, doing)
     settings = hot_settings(args)
     if target.patched:
         model = target.model
@@ -182,11 +186,6 @@ def _model(args: argparse.Namespace) -> tuple[Any, Any, str]:
     if joints != 17:
         raise InputShapeError(f"{target.name} takes J={joints} joints; lifting reads Human3.6M-17 keypoints. "
                               "Build the model for 17 joints.")
-    if args.compare and not hasattr(model, "hotpatch_config"):
-        raise ConfigError("--compare lifts with the original and the patched model; pass --n and --f "
-                          "(or a patched TARGET)")
-    from hotpatch.untrained import zero_retraining
-
     recovery = "as-is" if args.recover == "tra" else "parameter-free"
     model, _ = zero_retraining(model, recovery)  # once, before the inputs; its note goes with each summary
     return target, model, recovery
@@ -208,7 +207,10 @@ def run(args: argparse.Namespace) -> int:
         from hotpatch.video import VideoFrames
 
         video = VideoFrames(args.video)
-    target, model, recovery = _model(args)
+    target, model, recovery = lift_model(args)
+    if args.compare and not hasattr(model, "hotpatch_config"):
+        raise ConfigError("--compare lifts with the original and the patched model; pass --n and --f "
+                          "(or a patched TARGET)")
     ctx = setup_distributed()
     staged, error, results = Staged(), None, []
     try:
