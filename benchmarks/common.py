@@ -16,6 +16,19 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def original_and_patched(recipe: str, overrides: dict, hot: dict) -> tuple[torch.nn.Module, torch.nn.Module, int, int]:
+    """(original, patched, F, input channels): ``recipe`` built with ``overrides`` from seed 0 and patched
+    with ``hot``, both in eval mode."""
+    import hotpatch
+    from hotpatch.models import get
+
+    torch.manual_seed(0)
+    original = get(recipe).build(**overrides).eval()
+    patched = hotpatch.apply(original, **hot).eval()
+    frames, _, channels = patched.hotpatch_config["input_shape"]
+    return original, patched, frames, channels
+
+
 def command_line(script: str, argv: list[str] | None) -> str:
     """The command that reruns this benchmark from the repository root."""
     args = argv if argv is not None else sys.argv[1:]

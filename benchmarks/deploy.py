@@ -44,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import hotpatch  # noqa: E402
 from benchmarks import accuracy  # noqa: E402
-from benchmarks.common import benchmark_run, command_line, names  # noqa: E402
+from benchmarks.common import benchmark_run, command_line, names, original_and_patched  # noqa: E402
 from hotpatch.evaluate import evaluate_model, paper_flops  # noqa: E402
 from hotpatch.export import OnnxModel, export_onnx, fuse_onnx, quantize_onnx  # noqa: E402
 from hotpatch.models import get as get_recipe  # noqa: E402
@@ -186,10 +186,7 @@ def speed(args: argparse.Namespace) -> list[dict[str, Any]]:
     made: set[Path] = set()
     for name in args.models:
         recipe, overrides, hot = speed_models(args.quick)[name]
-        torch.manual_seed(0)
-        original = get_recipe(recipe).build(**overrides).eval()
-        patched = hotpatch.apply(original, **hot).eval()
-        frames, _, channels = patched.hotpatch_config["input_shape"]
+        original, patched, frames, channels = original_and_patched(recipe, overrides, hot)
         ratio = paper_flops(original, frames, channels=channels) / paper_flops(patched, frames, channels=channels)
         for batch in args.batches:
             variants = args.variants if batch == 1 else args.batch_variants

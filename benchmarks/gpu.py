@@ -37,9 +37,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import hotpatch  # noqa: E402
-from benchmarks.common import benchmark_run, command_line, names  # noqa: E402
-from hotpatch.models import get as get_recipe  # noqa: E402
+from benchmarks.common import benchmark_run, command_line, names, original_and_patched  # noqa: E402
 from hotpatch.profile.timing import time_interleaved  # noqa: E402
 
 log = logging.getLogger("benchmarks.gpu")
@@ -254,10 +252,7 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> int:
 
 def measure(name: str, batch: int, mode: str, dev: torch.device, args: argparse.Namespace, work: Path) -> dict:
     recipe, overrides, hot = models(args.quick)[name]
-    torch.manual_seed(0)
-    original = get_recipe(recipe).build(**overrides).eval()
-    patched = hotpatch.apply(original, **hot).eval()
-    frames, _, channels = patched.hotpatch_config["input_shape"]
+    original, patched, frames, channels = original_and_patched(recipe, overrides, hot)
     original, patched = original.to(dev), patched.to(dev)
     x = torch.randn(batch, frames, 17, channels, device=dev)
     works = [runner(mode, m, x, work / f"{name}-{which}-b{batch}.onnx")

@@ -36,9 +36,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import hotpatch  # noqa: E402
-from benchmarks.common import benchmark_run, command_line, names  # noqa: E402
+from benchmarks.common import benchmark_run, command_line, names, original_and_patched  # noqa: E402
 from benchmarks.deploy import machine  # noqa: E402
-from hotpatch.models import get as get_recipe  # noqa: E402
 
 log = logging.getLogger("benchmarks.stream")
 ROOT = Path(__file__).resolve().parents[1]
@@ -127,10 +126,7 @@ def measure(args: argparse.Namespace) -> list[dict[str, Any]]:
     work.mkdir(parents=True, exist_ok=True)
     for name in args.models:
         recipe, overrides, hot = recipes(args.quick)[name]
-        torch.manual_seed(0)
-        original = get_recipe(recipe).build(**overrides).eval()
-        patched = hotpatch.apply(original, **hot).eval()
-        frames, _, channels = patched.hotpatch_config["input_shape"]
+        original, patched, frames, channels = original_and_patched(recipe, overrides, hot)
         seq2frame = hot["pipeline"] == "seq2frame"
         example = torch.randn(1, frames, 17, channels)
         for runtime in args.runtimes:
