@@ -118,7 +118,7 @@ def _model(args: argparse.Namespace) -> tuple[Any, int, int]:
         if joints != 17:
             raise ConfigError(f"{args.target} takes J={joints} joints; streaming lifts Human3.6M-17 keypoints")
         return model, frames, channels
-    from hotpatch.cli.lift import lift_model  # here: lift imports this module
+    from hotpatch.cli._lift_model import lift_model
 
     target, model, _ = lift_model(args, "streaming")  # refuses J != 17 itself
     frames, _, channels = target.input_shape()

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import shutil
 import sys
 from pathlib import Path
@@ -21,15 +20,14 @@ from typing import Any
 
 from hotpatch.atomic import Staged
 from hotpatch.cli._lift_io import LiftOutputs, expand_inputs, plan_outputs
-from hotpatch.cli._options import (add_hot_arguments, consoles, describe_config, hot_settings, nonnegative_float,
-                                   positive_float, positive_int)
+from hotpatch.cli._lift_model import lift_model
+from hotpatch.cli._options import (add_hot_arguments, consoles, describe_config, nonnegative_float, positive_float,
+                                   positive_int)
 from hotpatch.cli._progress import Progress
 from hotpatch.cli._stream import add_stream_arguments, check_offline, run_stream
-from hotpatch.cli._targets import add_target_arguments, describe, load_target
-from hotpatch.cli._weights import add_random_weights, check_weights
-from hotpatch.errors import ConfigError, HotpatchError, InputShapeError, OutputError
-
-log = logging.getLogger(__name__)
+from hotpatch.cli._targets import add_target_arguments, describe
+from hotpatch.cli._weights import add_random_weights
+from hotpatch.errors import ConfigError, HotpatchError, OutputError
 
 
 def frame_size_arg(text: str) -> tuple[int, int]:
@@ -159,36 +157,6 @@ def _plan(args: argparse.Namespace) -> list[LiftOutputs]:
             raise ConfigError(f"{out} is also an input: the command would overwrite it; write elsewhere")
         check_writable(out)
     return plans
-
-
-def lift_model(args: argparse.Namespace, doing: str = "lifting") -> tuple[Any, Any, str]:
-    """(target, model to lift with, recovery policy), built and loaded once: TARGET refused on random weights
-    unless ``--random-weights``, patched when HoT settings are given, an untrained TRA swapped for linear
-    recovery unless ``--recover tra``. Shared by the offline lift and ``--stream``."""
-    import torch
-
-    from hotpatch.untrained import zero_retraining
-
-    torch.manual_seed(args.seed)
-    target = load_target(args)
-    check_weights(target, args, doing)
-    settings = hot_settings(args)
-    if target.patched:
-        model = target.model
-    elif any(settings.get(k) is not None for k in ("n", "f", "keep")):
-        for key in ("n", "f"):
-            if settings[key] is None:
-                log.info("--%s not given: %s=%s, the default of %s", key, key, target.defaults.get(key), target.name)
-        model = target.patch(**settings)
-    else:
-        model = target.model
-    frames, joints, _ = target.input_shape()
-    if joints != 17:
-        raise InputShapeError(f"{target.name} takes J={joints} joints; lifting reads Human3.6M-17 keypoints. "
-                              "Build the model for 17 joints.")
-    recovery = "as-is" if args.recover == "tra" else "parameter-free"
-    model, _ = zero_retraining(model, recovery)  # once, before the inputs; its note goes with each summary
-    return target, model, recovery
 
 
 def run(args: argparse.Namespace) -> int:
